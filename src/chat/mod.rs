@@ -1,0 +1,107 @@
+//! Chat adapters: each turns a platform's events into core events and renders the core's
+//! neutral messages natively. Outbound, the core sees only [`Chat`].
+
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+
+use crate::core::deploy::ServiceName;
+use crate::core::message::{Message, MessageRef, Platform};
+
+/// Which queue an outgoing message joins. Replies to people who just acted go ahead of
+/// the alert backlog so an alert storm never delays a rollback's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Interactive,
+    Alerts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    /// The platform refused (`not_in_channel`, `channel_not_found`, missing permission).
+    #[error("{platform} refused: {reason}")]
+    Refused { platform: Platform, reason: String },
+    /// The platform could not be reached or kept failing after retries.
+    #[error("{platform} unavailable: {reason}")]
+    Unavailable { platform: Platform, reason: String },
+}
+
+/// The outbound side of one chat platform.
+#[async_trait]
+pub trait Chat: Send + Sync {
+    fn platform(&self) -> Platform;
+
+    /// Where an alert that arrived by webhook is posted for this service (the service's
+    /// channel on this platform, else the first alert channel); `None` posts nothing here.
+    fn alert_channel(&self, service: Option<&ServiceName>) -> Option<String>;
+
+    /// Whether this platform shows every alert, wherever it was first seen (the console).
+    fn mirrors_all_alerts(&self) -> bool {
+        false
+    }
+
+    /// Whether a rollback press needs a second, in-chat Confirm step (platforms without a
+    /// native confirmation dialog).
+    fn needs_confirm_step(&self) -> bool {
+        true
+    }
+
+    /// Posts a new top-level message.
+    async fn post(
+        &self,
+        channel: &str,
+        message: &Message,
+        lane: Lane,
+    ) -> Result<MessageRef, ChatError>;
+
+    /// Replies in the thread of `parent`, creating the thread where the platform needs one.
+    async fn reply(
+        &self,
+        parent: &MessageRef,
+        message: &Message,
+        lane: Lane,
+    ) -> Result<MessageRef, ChatError>;
+
+    /// Replaces a message the bot posted.
+    async fn update(
+        &self,
+        target: &MessageRef,
+        message: &Message,
+        lane: Lane,
+    ) -> Result<(), ChatError>;
+}
+
+/// The connected chat platforms. Adapters register at start-up; the core looks them up.
+#[derive(Clone, Default)]
+pub struct ChatHub {
+    chats: Arc<RwLock<Vec<Arc<dyn Chat>>>>,
+}
+
+impl ChatHub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the adapter for its platform.
+    pub fn register(&self, chat: Arc<dyn Chat>) {
+        let mut chats = self
+            .chats
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        chats.retain(|existing| existing.platform() != chat.platform());
+        chats.push(chat);
+    }
+
+    pub fn get(&self, platform: Platform) -> Option<Arc<dyn Chat>> {
+        self.all()
+            .into_iter()
+            .find(|chat| chat.platform() == platform)
+    }
+
+    pub fn all(&self) -> Vec<Arc<dyn Chat>> {
+        self.chats
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}

@@ -1,0 +1,2049 @@
+//! The configuration: one TOML file, read and validated once at start-up into typed values.
+//! Every problem is reported with its key path (`services[1].backend: …`), all of them at
+//! once, and unknown keys are errors because a misspelt key silently ignored is a policy
+//! silently not applied. Secrets are never inline: `"${ENV_VAR}"` or `{ file = "…" }`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::core::alert::KnownService;
+use crate::core::deploy::{Environment, ServiceName};
+use crate::core::policy::{FreezeWindow, Policy, Principal};
+
+/// Where `serve` looks when neither `--config` nor `$BREAKWATER_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/breakwater.toml";
+
+/// A secret value. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// One problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            Self::Read { path, source } => {
+                vec![Problem {
+                    path: String::new(),
+                    message: format!("cannot read {}: {source}", path.display()),
+                }]
+            }
+            Self::Invalid(problems) => problems.clone(),
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The typed configuration.
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub api: ApiConfig,
+    pub webhooks: WebhooksConfig,
+    pub slack: Option<SlackConfig>,
+    pub discord: Option<DiscordConfig>,
+    pub console: ConsoleConfig,
+    pub services: Vec<ServiceConfig>,
+    pub backends: BTreeMap<String, BackendConfig>,
+    pub policy: Policy,
+    pub audit: AuditConfig,
+    pub alerts: AlertsConfig,
+    /// Things that are allowed but probably not meant (printed by `check-config`).
+    pub warnings: Vec<Problem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The address people reach the bot at, for links to the console in messages.
+    pub public_url: Option<Url>,
+    /// How long a running rollback may take to finish on shutdown before it is recorded
+    /// as interrupted.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    /// Bearer token for `/api/v1/deploys`; without it the deploy API is off.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WebhooksConfig {
+    /// Bearer token (or basic-auth password) for `/webhooks/*`; without it they are off.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlackMode {
+    Socket,
+    Http,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub mode: SlackMode,
+    pub bot_token: Secret,
+    pub app_token: Option<Secret>,
+    pub signing_secret: Option<Secret>,
+    pub api_url: Url,
+    pub alert_channels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscordMode {
+    Gateway,
+    Http,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiscordConfig {
+    pub mode: DiscordMode,
+    pub token: Secret,
+    pub application_id: Option<u64>,
+    pub public_key: Option<String>,
+    pub guild_id: Option<u64>,
+    pub alert_channels: Vec<u64>,
+    pub api_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsoleUser {
+    pub name: String,
+    /// An argon2id PHC string (`breakwater hash-password` prints one).
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    pub enabled: bool,
+    pub users: Vec<ConsoleUser>,
+    /// A header set by a trusted reverse proxy that names the signed-in user (SSO).
+    pub trusted_proxy_header: Option<String>,
+    /// Addresses the trusted proxy header is accepted from.
+    pub trusted_proxies: Vec<IpAddr>,
+    pub session_ttl: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            users: Vec::new(),
+            trusted_proxy_header: None,
+            trusted_proxies: Vec::new(),
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub name: ServiceName,
+    pub environments: Vec<Environment>,
+    pub aliases: Vec<String>,
+    /// The backend per environment (all the same unless `backend` was a table).
+    pub backends: BTreeMap<String, String>,
+    pub rollback_allowed: Option<Vec<Principal>>,
+    pub owners: Vec<String>,
+    pub slack_channel: Option<String>,
+    pub discord_channel: Option<u64>,
+    /// Backend-specific names, with `{service}` and `{environment}` placeholders.
+    pub app: Option<String>,
+    pub app_namespace: Option<String>,
+    pub namespace: Option<String>,
+    pub deployment: Option<String>,
+    pub release: Option<String>,
+    pub version_from: Option<String>,
+}
+
+impl ServiceConfig {
+    pub fn backend_for(&self, environment: &Environment) -> Option<&str> {
+        self.backends.get(&environment.key()).map(String::as_str)
+    }
+
+    /// A backend-specific setting for one environment, placeholders filled; `default`
+    /// when the service does not set it.
+    pub fn setting(
+        &self,
+        value: &Option<String>,
+        environment: &Environment,
+        default: &str,
+    ) -> String {
+        let template = value.as_deref().unwrap_or(default);
+        template
+            .replace("{service}", self.name.as_str())
+            .replace("{environment}", environment.as_str())
+    }
+
+    pub fn known(&self) -> KnownService {
+        KnownService {
+            name: self.name.clone(),
+            aliases: self.aliases.clone(),
+            environments: self.environments.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    Webhook(WebhookBackendConfig),
+    Command(CommandBackendConfig),
+    Simulated(SimulatedBackendConfig),
+    ArgoCd(ArgoCdBackendConfig),
+    Kubernetes(KubernetesBackendConfig),
+    Helm(HelmBackendConfig),
+}
+
+impl BackendConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Webhook(_) => "webhook",
+            Self::Command(_) => "command",
+            Self::Simulated(_) => "simulated",
+            Self::ArgoCd(_) => "argocd",
+            Self::Kubernetes(_) => "kubernetes",
+            Self::Helm(_) => "helm",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookBackendConfig {
+    pub url: Url,
+    pub secret: Secret,
+    pub timeout: Duration,
+    /// How often a `202 Accepted` rollback's `Location` is polled.
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandBackendConfig {
+    /// The program and its arguments; `{service}`, `{environment}`, `{from}`, `{to}`,
+    /// `{to_revision}`, `{plan_id}` and `{requested_by}` are replaced per argument.
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+    pub working_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimulatedBackendConfig {
+    pub delay: Duration,
+    /// 0.0–1.0: the share of rollbacks that fail.
+    pub failure_rate: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArgoCdBackendConfig {
+    pub url: Url,
+    pub token: Secret,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    pub allow_disable_autosync: bool,
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct KubernetesBackendConfig {
+    /// A kubeconfig path; without it, in-cluster configuration (or `$KUBECONFIG`).
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HelmBackendConfig {
+    pub helm: PathBuf,
+    pub kube_context: Option<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditConfig {
+    /// HMAC key for the chain; without it the chain is plain SHA-256.
+    pub key: Option<Secret>,
+    /// `platform:channel` where the chain head is posted periodically, as an outside anchor.
+    pub digest_channel: Option<String>,
+    pub digest_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    /// Alerts for the same service and environment within this window share one thread.
+    pub group_window: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            group_window: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse_with(
+            &text,
+            &EnvSecrets {
+                base: base.to_owned(),
+            },
+        )
+    }
+
+    /// Validates TOML text, reading `${ENV}` secrets from the process environment and
+    /// `{ file = … }` secrets relative to the current directory.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(
+            text,
+            &EnvSecrets {
+                base: PathBuf::from("."),
+            },
+        )
+    }
+
+    fn parse_with(text: &str, secrets: &dyn SecretResolver) -> Result<Self, ConfigError> {
+        let mut v = Validator {
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            secrets,
+        };
+        let config = v.config(text);
+        match config {
+            Some(mut config) if v.problems.is_empty() => {
+                config.warnings = v.warnings;
+                Ok(config)
+            }
+            _ => Err(ConfigError::Invalid(v.problems)),
+        }
+    }
+
+    /// The configured service of that name (case-insensitive).
+    pub fn service(&self, name: &ServiceName) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| &s.name == name)
+    }
+
+    /// A configuration with no platforms and nothing configured, for building on in code.
+    pub fn empty(database_url: &str) -> Self {
+        Self {
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                public_url: None,
+                shutdown_grace: Duration::from_secs(30),
+            },
+            database: DatabaseConfig {
+                url: Secret::new(database_url),
+            },
+            api: ApiConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            slack: None,
+            discord: None,
+            console: ConsoleConfig::default(),
+            services: Vec::new(),
+            backends: BTreeMap::new(),
+            policy: Policy::default(),
+            audit: AuditConfig {
+                key: None,
+                digest_channel: None,
+                digest_interval: Duration::from_secs(24 * 3600),
+            },
+            alerts: AlertsConfig::default(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Secrets.
+
+trait SecretResolver {
+    fn env(&self, name: &str) -> Option<String>;
+    fn file(&self, path: &str) -> Result<String, String>;
+}
+
+struct EnvSecrets {
+    base: PathBuf,
+}
+
+impl SecretResolver for EnvSecrets {
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn file(&self, path: &str) -> Result<String, String> {
+        let path = Path::new(path);
+        let full = if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base.join(path)
+        };
+        std::fs::read_to_string(&full)
+            .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|e| format!("cannot read secret file {}: {e}", full.display()))
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Raw shapes, as written in TOML. Scalars that need parsing stay strings here so that a
+// bad value is reported with its path instead of stopping the whole parse.
+
+#[derive(Deserialize, Default)]
+struct RawServer {
+    listen: Option<String>,
+    public_url: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawDatabase {
+    url: Option<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTokenSection {
+    token: Option<toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSlack {
+    mode: Option<String>,
+    bot_token: Option<toml::Value>,
+    app_token: Option<toml::Value>,
+    signing_secret: Option<toml::Value>,
+    api_url: Option<String>,
+    #[serde(default)]
+    alert_channels: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawDiscord {
+    mode: Option<String>,
+    token: Option<toml::Value>,
+    application_id: Option<toml::Value>,
+    public_key: Option<String>,
+    guild_id: Option<toml::Value>,
+    #[serde(default)]
+    alert_channels: Vec<toml::Value>,
+    api_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawConsoleUser {
+    name: String,
+    password_hash: toml::Value,
+}
+
+#[derive(Deserialize, Default)]
+struct RawConsole {
+    enabled: Option<bool>,
+    #[serde(default)]
+    users: Vec<RawConsoleUser>,
+    trusted_proxy_header: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    session_ttl: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawService {
+    name: String,
+    #[serde(default)]
+    environments: Vec<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    backend: Option<toml::Value>,
+    rollback_allowed: Option<Vec<String>>,
+    #[serde(default)]
+    owners: Vec<String>,
+    slack_channel: Option<String>,
+    discord_channel: Option<toml::Value>,
+    app: Option<String>,
+    app_namespace: Option<String>,
+    namespace: Option<String>,
+    deployment: Option<String>,
+    release: Option<String>,
+    version_from: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawWebhookBackend {
+    url: String,
+    secret: toml::Value,
+    timeout: Option<String>,
+    poll_interval: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawCommandBackend {
+    argv: Vec<String>,
+    timeout: Option<String>,
+    working_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSimulatedBackend {
+    delay: Option<String>,
+    failure_rate: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct RawArgoCdBackend {
+    url: String,
+    token: toml::Value,
+    ca_file: Option<String>,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    allow_disable_autosync: bool,
+    timeout: Option<String>,
+    poll_interval: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawKubernetesBackend {
+    kubeconfig: Option<String>,
+    context: Option<String>,
+    timeout: Option<String>,
+    poll_interval: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawHelmBackend {
+    helm: Option<String>,
+    kube_context: Option<String>,
+    kubeconfig: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawFreeze {
+    start: String,
+    end: String,
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    environments: Vec<String>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPolicy {
+    #[serde(default)]
+    rollback_allowed: Vec<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+    lookback: Option<String>,
+    plan_ttl: Option<String>,
+    cooldown: Option<String>,
+    #[serde(default)]
+    freeze: Vec<RawFreeze>,
+    #[serde(default)]
+    two_person: Vec<String>,
+    verify_window: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawAudit {
+    key: Option<toml::Value>,
+    digest_channel: Option<String>,
+    digest_interval: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawAlerts {
+    group_window: Option<String>,
+}
+
+// ----------------------------------------------------------------------------------------
+// Validation.
+
+struct Validator<'a> {
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+    secrets: &'a dyn SecretResolver,
+}
+
+const SECTIONS: &[&str] = &[
+    "server", "database", "api", "webhooks", "slack", "discord", "console", "services", "backends",
+    "policy", "audit", "alerts",
+];
+
+fn join(path: &str, key: &str) -> String {
+    match (path.is_empty(), key.is_empty() || key == ".") {
+        (_, true) => path.to_owned(),
+        (true, false) => key.to_owned(),
+        (false, false) if key.starts_with('[') => format!("{path}{key}"),
+        (false, false) => format!("{path}.{key}"),
+    }
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserializes one value, reporting unknown keys and the first type error by path.
+    fn section<T: DeserializeOwned>(&mut self, path: &str, value: toml::Value) -> Option<T> {
+        let mut unknown: Vec<String> = Vec::new();
+        let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+        let result: Result<T, _> =
+            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record));
+        for key in unknown {
+            self.problem(join(path, &key), "unknown key");
+        }
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                let at = error.path().to_string();
+                let message = error.inner().message().to_owned();
+                self.problem(join(path, &at), message);
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, text: &str) -> Option<Config> {
+        let mut table: toml::Table = match text.parse() {
+            Ok(table) => table,
+            Err(error) => {
+                let message = error.message().to_owned();
+                let location = error
+                    .span()
+                    .map(|span| {
+                        let line = text[..span.start].matches('\n').count() + 1;
+                        format!("line {line}: ")
+                    })
+                    .unwrap_or_default();
+                self.problem("", format!("{location}invalid TOML: {message}"));
+                return None;
+            }
+        };
+        let keys: Vec<String> = table.keys().cloned().collect();
+        for key in keys {
+            if !SECTIONS.contains(&key.as_str()) {
+                self.problem(
+                    key.clone(),
+                    format!("unknown section (known: {})", SECTIONS.join(", ")),
+                );
+            }
+        }
+        let mut take = |name: &str| table.remove(name);
+
+        let server = self.server(take("server"));
+        let database = self.database(take("database"));
+        let api = ApiConfig {
+            token: self.token_section("api", take("api")),
+        };
+        let webhooks = WebhooksConfig {
+            token: self.token_section("webhooks", take("webhooks")),
+        };
+        let slack = take("slack").and_then(|v| self.slack(v));
+        let discord = take("discord").and_then(|v| self.discord(v));
+        let console = self.console(take("console"));
+        let backends = self.backends(take("backends"));
+        let services = self.services(take("services"), &backends);
+        let policy = self.policy(take("policy"), &services);
+        let audit = self.audit(take("audit"));
+        let alerts = self.alerts(take("alerts"));
+
+        if let Some(slack) = &slack {
+            for service in &services {
+                if service.slack_channel.is_none() && slack.alert_channels.is_empty() {
+                    self.warn(
+                        format!("services.{}", service.name),
+                        "no slack_channel and no slack.alert_channels: webhook alerts for it are not posted on Slack",
+                    );
+                }
+            }
+        }
+        if policy.rollback_allowed.is_empty()
+            && services.iter().all(|s| s.rollback_allowed.is_none())
+            && !services.is_empty()
+        {
+            self.warn("policy.rollback_allowed", "is empty: nobody can roll back");
+        }
+
+        Some(Config {
+            server: server?,
+            database: database?,
+            api,
+            webhooks,
+            slack,
+            discord,
+            console,
+            services,
+            backends,
+            policy,
+            audit,
+            alerts,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn duration(&mut self, path: &str, raw: Option<&str>, default: Duration) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(raw) {
+            Ok(duration) if duration.is_zero() => {
+                self.problem(path, "must be longer than zero");
+                default
+            }
+            Ok(duration) => duration,
+            Err(error) => {
+                self.problem(
+                    path,
+                    format!("{raw:?} is not a duration like \"30s\", \"15m\" or \"6h\" ({error})"),
+                );
+                default
+            }
+        }
+    }
+
+    fn url(&mut self, path: &str, raw: &str) -> Option<Url> {
+        match Url::parse(raw) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+            Ok(_) => {
+                self.problem(path, format!("{raw:?} must be an http:// or https:// URL"));
+                None
+            }
+            Err(error) => {
+                self.problem(path, format!("{raw:?} is not a URL ({error})"));
+                None
+            }
+        }
+    }
+
+    /// A base URL with a trailing slash, so joining method names keeps its path.
+    fn base_url(&mut self, path: &str, raw: Option<&str>, default: &str) -> Url {
+        let raw = raw.unwrap_or(default);
+        let mut url = self.url(path, raw).unwrap_or_else(|| {
+            Url::parse(default).unwrap_or_else(|_| unreachable!("default URLs are valid"))
+        });
+        if !url.path().ends_with('/') {
+            let with_slash = format!("{}/", url.path());
+            url.set_path(&with_slash);
+        }
+        url
+    }
+
+    fn secret(&mut self, path: &str, value: &toml::Value) -> Option<Secret> {
+        const HOW: &str =
+            "secrets are written as \"${ENV_VAR}\" or { file = \"/run/secrets/name\" }";
+        match value {
+            toml::Value::String(raw) => {
+                let Some(name) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
+                    self.problem(path, format!("must not be written inline; {HOW}"));
+                    return None;
+                };
+                match self.secrets.env(name) {
+                    Some(value) if !value.is_empty() => Some(Secret(value)),
+                    Some(_) => {
+                        self.problem(path, format!("environment variable {name} is empty"));
+                        None
+                    }
+                    None => {
+                        self.problem(path, format!("environment variable {name} is not set"));
+                        None
+                    }
+                }
+            }
+            toml::Value::Table(table) if table.len() == 1 && table.contains_key("file") => {
+                match table.get("file") {
+                    Some(toml::Value::String(file)) => match self.secrets.file(file) {
+                        Ok(value) if !value.is_empty() => Some(Secret(value)),
+                        Ok(_) => {
+                            self.problem(path, format!("secret file {file} is empty"));
+                            None
+                        }
+                        Err(error) => {
+                            self.problem(path, error);
+                            None
+                        }
+                    },
+                    _ => {
+                        self.problem(join(path, "file"), "must be a path");
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.problem(path, HOW);
+                None
+            }
+        }
+    }
+
+    fn optional_secret(&mut self, path: &str, value: Option<&toml::Value>) -> Option<Secret> {
+        value.and_then(|v| self.secret(path, v))
+    }
+
+    fn server(&mut self, value: Option<toml::Value>) -> Option<ServerConfig> {
+        let raw: RawServer = match value {
+            Some(value) => self.section("server", value)?,
+            None => RawServer::default(),
+        };
+        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen = match listen.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.problem(
+                    "server.listen",
+                    format!("{listen:?} is not an address like 127.0.0.1:8080"),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }
+        };
+        let public_url = raw
+            .public_url
+            .as_deref()
+            .and_then(|u| self.url("server.public_url", u));
+        let shutdown_grace = self.duration(
+            "server.shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            Duration::from_secs(30),
+        );
+        Some(ServerConfig {
+            listen,
+            public_url,
+            shutdown_grace,
+        })
+    }
+
+    fn database(&mut self, value: Option<toml::Value>) -> Option<DatabaseConfig> {
+        let raw: RawDatabase = match value {
+            Some(value) => self.section("database", value)?,
+            None => RawDatabase::default(),
+        };
+        let url = match raw.url {
+            None => Secret::new("sqlite://breakwater.db"),
+            Some(toml::Value::String(url)) if !url.starts_with("${") => {
+                if let Ok(parsed) = Url::parse(&url) {
+                    if parsed.password().is_some() {
+                        self.problem(
+                            "database.url",
+                            "contains a password: write the whole URL as \"${DATABASE_URL}\" or { file = … }",
+                        );
+                    }
+                }
+                Secret::new(url)
+            }
+            Some(other) => self.secret("database.url", &other)?,
+        };
+        let scheme_ok = ["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|s| url.expose().starts_with(s));
+        if !scheme_ok {
+            self.problem("database.url", "must start with sqlite:// or postgres://");
+        }
+        Some(DatabaseConfig { url })
+    }
+
+    fn token_section(&mut self, name: &str, value: Option<toml::Value>) -> Option<Secret> {
+        let raw: RawTokenSection = self.section(name, value?)?;
+        let path = format!("{name}.token");
+        let token = self.optional_secret(&path, raw.token.as_ref());
+        if let Some(token) = &token {
+            if token.expose().len() < 16 {
+                self.problem(
+                    path,
+                    "is shorter than 16 characters; use a long random token",
+                );
+            }
+        }
+        token
+    }
+
+    fn slack(&mut self, value: toml::Value) -> Option<SlackConfig> {
+        let raw: RawSlack = self.section("slack", value)?;
+        let mode = match raw.mode.as_deref().unwrap_or("socket") {
+            "socket" => SlackMode::Socket,
+            "http" => SlackMode::Http,
+            other => {
+                self.problem(
+                    "slack.mode",
+                    format!("{other:?} must be \"socket\" or \"http\""),
+                );
+                SlackMode::Socket
+            }
+        };
+        let bot_token = match &raw.bot_token {
+            Some(v) => self.secret("slack.bot_token", v),
+            None => {
+                self.problem("slack.bot_token", "is required (the xoxb- token)");
+                None
+            }
+        };
+        if let Some(token) = &bot_token {
+            if !token.expose().starts_with("xoxb-") {
+                self.problem("slack.bot_token", "must be a bot token starting with xoxb-");
+            }
+        }
+        let app_token = self.optional_secret("slack.app_token", raw.app_token.as_ref());
+        if mode == SlackMode::Socket {
+            match &app_token {
+                None if raw.app_token.is_none() => self.problem(
+                    "slack.app_token",
+                    "is required in socket mode (the xapp- token)",
+                ),
+                Some(token) if !token.expose().starts_with("xapp-") => self.problem(
+                    "slack.app_token",
+                    "must be an app-level token starting with xapp-",
+                ),
+                _ => {}
+            }
+        }
+        let signing_secret =
+            self.optional_secret("slack.signing_secret", raw.signing_secret.as_ref());
+        if mode == SlackMode::Http && raw.signing_secret.is_none() {
+            self.problem("slack.signing_secret", "is required in http mode");
+        }
+        let api_url = self.base_url(
+            "slack.api_url",
+            raw.api_url.as_deref(),
+            "https://slack.com/api/",
+        );
+        for (i, channel) in raw.alert_channels.iter().enumerate() {
+            if !is_slack_channel_id(channel) {
+                self.problem(
+                    format!("slack.alert_channels[{i}]"),
+                    format!("{channel:?} is not a channel id like C0123ABCD"),
+                );
+            }
+        }
+        Some(SlackConfig {
+            mode,
+            bot_token: bot_token?,
+            app_token,
+            signing_secret,
+            api_url,
+            alert_channels: raw.alert_channels,
+        })
+    }
+
+    fn snowflake(&mut self, path: &str, value: &toml::Value) -> Option<u64> {
+        let parsed = match value {
+            toml::Value::Integer(n) => u64::try_from(*n).ok(),
+            toml::Value::String(s) => s.parse::<u64>().ok(),
+            _ => None,
+        };
+        if parsed.is_none_or(|n| n == 0) {
+            self.problem(
+                path,
+                "must be a Discord id (a number, best written as a string)",
+            );
+            return None;
+        }
+        parsed
+    }
+
+    fn discord(&mut self, value: toml::Value) -> Option<DiscordConfig> {
+        let raw: RawDiscord = self.section("discord", value)?;
+        let mode = match raw.mode.as_deref().unwrap_or("gateway") {
+            "gateway" => DiscordMode::Gateway,
+            "http" => DiscordMode::Http,
+            other => {
+                self.problem(
+                    "discord.mode",
+                    format!("{other:?} must be \"gateway\" or \"http\""),
+                );
+                DiscordMode::Gateway
+            }
+        };
+        let token = match &raw.token {
+            Some(v) => self.secret("discord.token", v),
+            None => {
+                self.problem("discord.token", "is required (the bot token)");
+                None
+            }
+        };
+        let application_id = raw
+            .application_id
+            .as_ref()
+            .and_then(|v| self.snowflake("discord.application_id", v));
+        let guild_id = raw
+            .guild_id
+            .as_ref()
+            .and_then(|v| self.snowflake("discord.guild_id", v));
+        let alert_channels = raw
+            .alert_channels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| self.snowflake(&format!("discord.alert_channels[{i}]"), v))
+            .collect();
+        if let Some(key) = &raw.public_key {
+            let valid = key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit());
+            if !valid {
+                self.problem(
+                    "discord.public_key",
+                    "must be the application's 64-hex-digit public key",
+                );
+            }
+        }
+        if mode == DiscordMode::Http {
+            if raw.public_key.is_none() {
+                self.problem("discord.public_key", "is required in http mode");
+            }
+            if raw.application_id.is_none() {
+                self.problem("discord.application_id", "is required in http mode");
+            }
+        }
+        let api_url = self.base_url(
+            "discord.api_url",
+            raw.api_url.as_deref(),
+            "https://discord.com/api/",
+        );
+        Some(DiscordConfig {
+            mode,
+            token: token?,
+            application_id,
+            public_key: raw.public_key,
+            guild_id,
+            alert_channels,
+            api_url,
+        })
+    }
+
+    fn console(&mut self, value: Option<toml::Value>) -> ConsoleConfig {
+        let Some(value) = value else {
+            return ConsoleConfig::default();
+        };
+        let Some(raw) = self.section::<RawConsole>("console", value) else {
+            return ConsoleConfig::default();
+        };
+        let mut users = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, user) in raw.users.into_iter().enumerate() {
+            let path = format!("console.users[{i}]");
+            if Principal::parse(&format!("console:{}", user.name)).is_err() {
+                self.problem(
+                    join(&path, "name"),
+                    format!("{:?} is not a valid user name", user.name),
+                );
+            }
+            if !seen.insert(user.name.clone()) {
+                self.problem(
+                    join(&path, "name"),
+                    format!("{:?} appears twice", user.name),
+                );
+            }
+            let hash = match &user.password_hash {
+                toml::Value::String(hash) if !hash.starts_with("${") => Some(hash.clone()),
+                other => self
+                    .secret(&join(&path, "password_hash"), other)
+                    .map(|s| s.0),
+            };
+            if let Some(hash) = hash {
+                if !hash.starts_with("$argon2id$") {
+                    self.problem(
+                        join(&path, "password_hash"),
+                        "must be an argon2id hash (run `breakwater hash-password`)",
+                    );
+                }
+                users.push(ConsoleUser {
+                    name: user.name,
+                    password_hash: hash,
+                });
+            }
+        }
+        let trusted_proxies = raw
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, raw)| match raw.parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    self.problem(
+                        format!("console.trusted_proxies[{i}]"),
+                        format!("{raw:?} is not an IP address"),
+                    );
+                    None
+                }
+            })
+            .collect::<Vec<_>>();
+        if raw.trusted_proxy_header.is_some() && trusted_proxies.is_empty() {
+            self.problem(
+                "console.trusted_proxies",
+                "is required with trusted_proxy_header: the header is only believed from these addresses",
+            );
+        }
+        let enabled = raw.enabled.unwrap_or(true);
+        if enabled && users.is_empty() && raw.trusted_proxy_header.is_none() {
+            self.warn(
+                "console",
+                "is enabled with no users and no trusted_proxy_header: nobody can sign in",
+            );
+        }
+        ConsoleConfig {
+            enabled,
+            users,
+            trusted_proxy_header: raw.trusted_proxy_header,
+            trusted_proxies,
+            session_ttl: self.duration(
+                "console.session_ttl",
+                raw.session_ttl.as_deref(),
+                Duration::from_secs(12 * 3600),
+            ),
+        }
+    }
+
+    fn backends(&mut self, value: Option<toml::Value>) -> BTreeMap<String, BackendConfig> {
+        let mut backends = BTreeMap::new();
+        let Some(value) = value else { return backends };
+        let toml::Value::Table(table) = value else {
+            self.problem("backends", "must be a table of [backends.NAME] sections");
+            return backends;
+        };
+        for (name, value) in table {
+            let path = format!("backends.{name}");
+            let toml::Value::Table(mut body) = value else {
+                self.problem(path, "must be a table with a kind");
+                continue;
+            };
+            let kind = match body.remove("kind") {
+                Some(toml::Value::String(kind)) => kind,
+                Some(_) | None => {
+                    self.problem(
+                        join(&path, "kind"),
+                        "is required: argocd, kubernetes, helm, webhook, command or simulated",
+                    );
+                    continue;
+                }
+            };
+            let body = toml::Value::Table(body);
+            let backend = match kind.as_str() {
+                "webhook" => self.webhook_backend(&path, body),
+                "command" => self.command_backend(&path, body),
+                "simulated" => self.simulated_backend(&path, body),
+                "argocd" => self.argocd_backend(&path, body),
+                "kubernetes" => self.kubernetes_backend(&path, body),
+                "helm" => self.helm_backend(&path, body),
+                other => {
+                    self.problem(
+                        join(&path, "kind"),
+                        format!("{other:?} is not one of argocd, kubernetes, helm, webhook, command, simulated"),
+                    );
+                    None
+                }
+            };
+            if let Some(backend) = backend {
+                backends.insert(name, backend);
+            }
+        }
+        backends
+    }
+
+    fn webhook_backend(&mut self, path: &str, body: toml::Value) -> Option<BackendConfig> {
+        let raw: RawWebhookBackend = self.section(path, body)?;
+        let url = self.url(&join(path, "url"), &raw.url);
+        let secret = self.secret(&join(path, "secret"), &raw.secret);
+        let timeout = self.duration(
+            &join(path, "timeout"),
+            raw.timeout.as_deref(),
+            Duration::from_secs(600),
+        );
+        let poll_interval = self.duration(
+            &join(path, "poll_interval"),
+            raw.poll_interval.as_deref(),
+            Duration::from_secs(2),
+        );
+        Some(BackendConfig::Webhook(WebhookBackendConfig {
+            url: url?,
+            secret: secret?,
+            timeout,
+            poll_interval,
+        }))
+    }
+
+    fn command_backend(&mut self, path: &str, body: toml::Value) -> Option<BackendConfig> {
+        let raw: RawCommandBackend = self.section(path, body)?;
+        if raw.argv.is_empty() || raw.argv[0].trim().is_empty() {
+            self.problem(
+                join(path, "argv"),
+                "must name a program, e.g. [\"/usr/local/bin/rollback\", \"{service}\", \"{to}\"]",
+            );
+        }
+        const PLACEHOLDERS: &[&str] = &[
+            "service",
+            "environment",
+            "from",
+            "to",
+            "to_revision",
+            "from_revision",
+            "plan_id",
+            "requested_by",
+            "reason",
+        ];
+        for (i, arg) in raw.argv.iter().enumerate() {
+            for placeholder in placeholders(arg) {
+                if !PLACEHOLDERS.contains(&placeholder.as_str()) {
+                    self.problem(
+                        format!("{path}.argv[{i}]"),
+                        format!(
+                            "unknown placeholder {{{placeholder}}} (known: {})",
+                            PLACEHOLDERS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        let timeout = self.duration(
+            &join(path, "timeout"),
+            raw.timeout.as_deref(),
+            Duration::from_secs(600),
+        );
+        Some(BackendConfig::Command(CommandBackendConfig {
+            argv: raw.argv,
+            timeout,
+            working_dir: raw.working_dir.map(PathBuf::from),
+        }))
+    }
+
+    fn simulated_backend(&mut self, path: &str, body: toml::Value) -> Option<BackendConfig> {
+        let raw: RawSimulatedBackend = self.section(path, body)?;
+        let delay = match raw.delay.as_deref() {
+            Some("0s") | Some("0") => Duration::ZERO,
+            other => self.duration(&join(path, "delay"), other, Duration::from_secs(3)),
+        };
+        let failure_rate = raw.failure_rate.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&failure_rate) {
+            self.problem(join(path, "failure_rate"), "must be between 0.0 and 1.0");
+        }
+        Some(BackendConfig::Simulated(SimulatedBackendConfig {
+            delay,
+            failure_rate,
+        }))
+    }
+
+    fn argocd_backend(&mut self, path: &str, body: toml::Value) -> Option<BackendConfig> {
+        let raw: RawArgoCdBackend = self.section(path, body)?;
+        let url = self.url(&join(path, "url"), &raw.url);
+        let token = self.secret(&join(path, "token"), &raw.token);
+        if raw.insecure && raw.ca_file.is_some() {
+            self.problem(
+                join(path, "insecure"),
+                "cannot be combined with ca_file; trust the CA instead",
+            );
+        }
+        let timeout = self.duration(
+            &join(path, "timeout"),
+            raw.timeout.as_deref(),
+            Duration::from_secs(600),
+        );
+        let poll_interval = self.duration(
+            &join(path, "poll_interval"),
+            raw.poll_interval.as_deref(),
+            Duration::from_secs(3),
+        );
+        Some(BackendConfig::ArgoCd(ArgoCdBackendConfig {
+            url: url?,
+            token: token?,
+            ca_file: raw.ca_file.map(PathBuf::from),
+            insecure: raw.insecure,
+            allow_disable_autosync: raw.allow_disable_autosync,
+            timeout,
+            poll_interval,
+        }))
+    }
+
+    fn kubernetes_backend(&mut self, path: &str, body: toml::Value) -> Option<BackendConfig> {
+        let raw: RawKubernetesBackend = self.section(path, body)?;
+        let timeout = self.duration(
+            &join(path, "timeout"),
+            raw.timeout.as_deref(),
+            Duration::from_secs(600),
+        );
+        let poll_interval = self.duration(
+            &join(path, "poll_interval"),
+            raw.poll_interval.as_deref(),
+            Duration::from_secs(2),
+        );
+        Some(BackendConfig::Kubernetes(KubernetesBackendConfig {
+            kubeconfig: raw.kubeconfig.map(PathBuf::from),
+            context: raw.context,
+            timeout,
+            poll_interval,
+        }))
+    }
+
+    fn helm_backend(&mut self, path: &str, body: toml::Value) -> Option<BackendConfig> {
+        let raw: RawHelmBackend = self.section(path, body)?;
+        let timeout = self.duration(
+            &join(path, "timeout"),
+            raw.timeout.as_deref(),
+            Duration::from_secs(600),
+        );
+        Some(BackendConfig::Helm(HelmBackendConfig {
+            helm: PathBuf::from(raw.helm.unwrap_or_else(|| "helm".to_owned())),
+            kube_context: raw.kube_context,
+            kubeconfig: raw.kubeconfig.map(PathBuf::from),
+            timeout,
+        }))
+    }
+
+    fn services(
+        &mut self,
+        value: Option<toml::Value>,
+        backends: &BTreeMap<String, BackendConfig>,
+    ) -> Vec<ServiceConfig> {
+        let mut services: Vec<ServiceConfig> = Vec::new();
+        let Some(value) = value else { return services };
+        let toml::Value::Array(items) = value else {
+            self.problem("services", "must be an array of [[services]] tables");
+            return services;
+        };
+        let mut names_seen: HashMap<String, String> = HashMap::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let path = format!("services[{i}]");
+            let Some(raw) = self.section::<RawService>(&path, item) else {
+                continue;
+            };
+            let name = match ServiceName::parse(&raw.name) {
+                Ok(name) => name,
+                Err(error) => {
+                    self.problem(join(&path, "name"), error.to_string());
+                    continue;
+                }
+            };
+            let path = format!("services[{i}] ({name})");
+            let mut claim = |v: &mut Self, word: String, what: &str| {
+                let key = word.to_lowercase();
+                if let Some(owner) = names_seen.get(&key) {
+                    v.problem(
+                        join(&path, what),
+                        format!("{word:?} is already used by {owner}"),
+                    );
+                } else {
+                    names_seen.insert(key, format!("service {name}"));
+                }
+            };
+            claim(self, name.to_string(), "name");
+            for alias in &raw.aliases {
+                if alias.trim().is_empty() {
+                    self.problem(join(&path, "aliases"), "contains an empty alias");
+                } else {
+                    claim(self, alias.clone(), "aliases");
+                }
+            }
+            let mut environments = Vec::new();
+            for (j, env) in raw.environments.iter().enumerate() {
+                match Environment::parse(env) {
+                    Ok(env) if environments.contains(&env) => self.problem(
+                        format!("{path}.environments[{j}]"),
+                        format!("{env} appears twice"),
+                    ),
+                    Ok(env) => environments.push(env),
+                    Err(error) => {
+                        self.problem(format!("{path}.environments[{j}]"), error.to_string())
+                    }
+                }
+            }
+            if raw.environments.is_empty() {
+                self.problem(
+                    join(&path, "environments"),
+                    "is required: the environments it runs in, e.g. [\"staging\", \"production\"]",
+                );
+            }
+            let service_backends =
+                self.service_backends(&path, raw.backend.as_ref(), &environments, backends);
+            let rollback_allowed = raw
+                .rollback_allowed
+                .map(|list| self.principals(&join(&path, "rollback_allowed"), &list));
+            let discord_channel = raw
+                .discord_channel
+                .as_ref()
+                .and_then(|v| self.snowflake(&join(&path, "discord_channel"), v));
+            if let Some(channel) = &raw.slack_channel {
+                if !is_slack_channel_id(channel) {
+                    self.problem(
+                        join(&path, "slack_channel"),
+                        format!("{channel:?} is not a channel id like C0123ABCD"),
+                    );
+                }
+            }
+            let service = ServiceConfig {
+                name,
+                environments,
+                aliases: raw.aliases,
+                backends: service_backends,
+                rollback_allowed,
+                owners: raw.owners,
+                slack_channel: raw.slack_channel,
+                discord_channel,
+                app: raw.app,
+                app_namespace: raw.app_namespace,
+                namespace: raw.namespace,
+                deployment: raw.deployment,
+                release: raw.release,
+                version_from: raw.version_from,
+            };
+            self.service_backend_keys(&path, &service, backends);
+            services.push(service);
+        }
+        services
+    }
+
+    fn service_backends(
+        &mut self,
+        path: &str,
+        value: Option<&toml::Value>,
+        environments: &[Environment],
+        backends: &BTreeMap<String, BackendConfig>,
+    ) -> BTreeMap<String, String> {
+        let mut chosen = BTreeMap::new();
+        let path = join(path, "backend");
+        let check = |v: &mut Self, at: &str, name: &str| -> bool {
+            if backends.contains_key(name) {
+                true
+            } else {
+                let known: Vec<&str> = backends.keys().map(String::as_str).collect();
+                v.problem(
+                    at,
+                    format!(
+                        "{name:?} is not a configured backend (known: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                false
+            }
+        };
+        match value {
+            None => self.problem(path, "is required: the name of a [backends.NAME] section"),
+            Some(toml::Value::String(name)) => {
+                if check(self, &path, name) {
+                    for env in environments {
+                        chosen.insert(env.key(), name.clone());
+                    }
+                }
+            }
+            Some(toml::Value::Table(table)) => {
+                for (env, name) in table {
+                    let at = join(&path, env);
+                    let Some(env) = environments.iter().find(|e| e.key() == env.to_lowercase())
+                    else {
+                        self.problem(at, "is not one of the service's environments");
+                        continue;
+                    };
+                    match name {
+                        toml::Value::String(name) => {
+                            if check(self, &at, name) {
+                                chosen.insert(env.key(), name.clone());
+                            }
+                        }
+                        _ => self.problem(at, "must be a backend name"),
+                    }
+                }
+                for env in environments {
+                    if !chosen.contains_key(&env.key())
+                        && table.keys().all(|k| k.to_lowercase() != env.key())
+                    {
+                        self.problem(
+                            path.clone(),
+                            format!("names no backend for environment {env}"),
+                        );
+                    }
+                }
+            }
+            Some(_) => self.problem(
+                path,
+                "must be a backend name or a table of environment = backend name",
+            ),
+        }
+        chosen
+    }
+
+    /// Backend-specific service keys must fit the backend kinds the service uses.
+    fn service_backend_keys(
+        &mut self,
+        path: &str,
+        service: &ServiceConfig,
+        backends: &BTreeMap<String, BackendConfig>,
+    ) {
+        let kinds: HashSet<&str> = service
+            .backends
+            .values()
+            .filter_map(|name| backends.get(name))
+            .map(BackendConfig::kind)
+            .collect();
+        let keys: [(&str, bool, &[&str]); 6] = [
+            ("app", service.app.is_some(), &["argocd"]),
+            (
+                "app_namespace",
+                service.app_namespace.is_some(),
+                &["argocd"],
+            ),
+            (
+                "namespace",
+                service.namespace.is_some(),
+                &["kubernetes", "helm"],
+            ),
+            ("deployment", service.deployment.is_some(), &["kubernetes"]),
+            ("release", service.release.is_some(), &["helm"]),
+            (
+                "version_from",
+                service.version_from.is_some(),
+                &["kubernetes"],
+            ),
+        ];
+        for (key, set, fits) in keys {
+            if set && !kinds.iter().any(|kind| fits.contains(kind)) {
+                self.problem(
+                    join(path, key),
+                    format!("only applies to {} backends", fits.join(" and ")),
+                );
+            }
+        }
+        for (key, value) in [
+            ("app", &service.app),
+            ("app_namespace", &service.app_namespace),
+            ("namespace", &service.namespace),
+            ("deployment", &service.deployment),
+            ("release", &service.release),
+        ] {
+            if let Some(value) = value {
+                for placeholder in placeholders(value) {
+                    if placeholder != "service" && placeholder != "environment" {
+                        self.problem(join(path, key), format!("unknown placeholder {{{placeholder}}} (known: service, environment)"));
+                    }
+                }
+            }
+        }
+        if let Some(from) = &service.version_from {
+            let ok =
+                from == "image" || from.starts_with("label:") || from.starts_with("annotation:");
+            if !ok {
+                self.problem(
+                    join(path, "version_from"),
+                    "must be \"image\", \"label:NAME\" or \"annotation:NAME\"",
+                );
+            }
+        }
+    }
+
+    fn principals(&mut self, path: &str, list: &[String]) -> Vec<Principal> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, raw)| match Principal::parse(raw) {
+                Ok(principal) => Some(principal),
+                Err(error) => {
+                    self.problem(format!("{path}[{i}]"), error.to_string());
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn time(&mut self, path: &str, raw: &str) -> Option<DateTime<Utc>> {
+        match DateTime::parse_from_rfc3339(raw) {
+            Ok(time) => Some(time.with_timezone(&Utc)),
+            Err(_) => {
+                self.problem(
+                    path,
+                    format!("{raw:?} is not an RFC 3339 time like 2026-12-24T00:00:00Z"),
+                );
+                None
+            }
+        }
+    }
+
+    fn policy(&mut self, value: Option<toml::Value>, services: &[ServiceConfig]) -> Policy {
+        let defaults = Policy::default();
+        let raw: RawPolicy = match value {
+            Some(value) => self.section("policy", value).unwrap_or_default(),
+            None => RawPolicy::default(),
+        };
+        let rollback_allowed = self.principals("policy.rollback_allowed", &raw.rollback_allowed);
+        for (i, channel) in raw.channels.iter().enumerate() {
+            let valid = channel.split_once(':').is_some_and(|(platform, id)| {
+                crate::core::message::Platform::parse(platform).is_some() && !id.is_empty()
+            });
+            if !valid {
+                self.problem(
+                    format!("policy.channels[{i}]"),
+                    format!("{channel:?} must look like slack:C0123, discord:987 or console:*"),
+                );
+            }
+        }
+        let known_env = |env: &Environment| services.iter().any(|s| s.environments.contains(env));
+        let mut two_person = Vec::new();
+        for (i, env) in raw.two_person.iter().enumerate() {
+            match Environment::parse(env) {
+                Ok(env) => {
+                    if !services.is_empty() && !known_env(&env) {
+                        self.warn(
+                            format!("policy.two_person[{i}]"),
+                            format!("{env} is not an environment of any service"),
+                        );
+                    }
+                    two_person.push(env);
+                }
+                Err(error) => self.problem(format!("policy.two_person[{i}]"), error.to_string()),
+            }
+        }
+        let mut freezes = Vec::new();
+        for (i, freeze) in raw.freeze.iter().enumerate() {
+            let path = format!("policy.freeze[{i}]");
+            let start = self.time(&join(&path, "start"), &freeze.start);
+            let end = self.time(&join(&path, "end"), &freeze.end);
+            let freeze_services = freeze
+                .services
+                .iter()
+                .filter_map(|s| match ServiceName::parse(s) {
+                    Ok(name) if services.iter().any(|c| c.name == name) => Some(name),
+                    Ok(name) => {
+                        self.problem(
+                            join(&path, "services"),
+                            format!("{name} is not a configured service"),
+                        );
+                        None
+                    }
+                    Err(error) => {
+                        self.problem(join(&path, "services"), error.to_string());
+                        None
+                    }
+                })
+                .collect();
+            let environments = freeze
+                .environments
+                .iter()
+                .filter_map(|e| match Environment::parse(e) {
+                    Ok(env) => Some(env),
+                    Err(error) => {
+                        self.problem(join(&path, "environments"), error.to_string());
+                        None
+                    }
+                })
+                .collect();
+            if let (Some(start), Some(end)) = (start, end) {
+                if end <= start {
+                    self.problem(join(&path, "end"), "must be after start");
+                }
+                freezes.push(FreezeWindow {
+                    start,
+                    end,
+                    services: freeze_services,
+                    environments,
+                    reason: freeze
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "change freeze".to_owned()),
+                });
+            }
+        }
+        let service_rollback_allowed = services
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.rollback_allowed.clone()?)))
+            .collect();
+        Policy {
+            rollback_allowed,
+            service_rollback_allowed,
+            channels: raw.channels,
+            lookback: self.duration(
+                "policy.lookback",
+                raw.lookback.as_deref(),
+                defaults.lookback,
+            ),
+            plan_ttl: self.duration(
+                "policy.plan_ttl",
+                raw.plan_ttl.as_deref(),
+                defaults.plan_ttl,
+            ),
+            cooldown: match raw.cooldown.as_deref() {
+                Some("0s") | Some("0") => Duration::ZERO,
+                other => self.duration("policy.cooldown", other, defaults.cooldown),
+            },
+            freezes,
+            two_person,
+            verify_window: self.duration(
+                "policy.verify_window",
+                raw.verify_window.as_deref(),
+                defaults.verify_window,
+            ),
+        }
+    }
+
+    fn audit(&mut self, value: Option<toml::Value>) -> AuditConfig {
+        let raw: RawAudit = match value {
+            Some(value) => self.section("audit", value).unwrap_or_default(),
+            None => RawAudit::default(),
+        };
+        let key = self.optional_secret("audit.key", raw.key.as_ref());
+        if let Some(key) = &key {
+            if key.expose().len() < 32 {
+                self.problem(
+                    "audit.key",
+                    "is shorter than 32 characters; use at least 32 random bytes",
+                );
+            }
+        }
+        if let Some(channel) = &raw.digest_channel {
+            let valid = channel.split_once(':').is_some_and(|(platform, id)| {
+                matches!(platform, "slack" | "discord") && !id.is_empty()
+            });
+            if !valid {
+                self.problem(
+                    "audit.digest_channel",
+                    format!("{channel:?} must look like slack:C0123 or discord:987"),
+                );
+            }
+        }
+        AuditConfig {
+            key,
+            digest_channel: raw.digest_channel,
+            digest_interval: self.duration(
+                "audit.digest_interval",
+                raw.digest_interval.as_deref(),
+                Duration::from_secs(24 * 3600),
+            ),
+        }
+    }
+
+    fn alerts(&mut self, value: Option<toml::Value>) -> AlertsConfig {
+        let raw: RawAlerts = match value {
+            Some(value) => self.section("alerts", value).unwrap_or_default(),
+            None => RawAlerts::default(),
+        };
+        AlertsConfig {
+            group_window: self.duration(
+                "alerts.group_window",
+                raw.group_window.as_deref(),
+                AlertsConfig::default().group_window,
+            ),
+        }
+    }
+}
+
+fn is_slack_channel_id(id: &str) -> bool {
+    id.len() >= 9
+        && id.len() <= 20
+        && matches!(id.as_bytes()[0], b'C' | b'G' | b'D')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// The `{name}` placeholders in a template.
+fn placeholders(template: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
+        found.push(rest[start + 1..start + end].to_owned());
+        rest = &rest[start + end + 1..];
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeSecrets;
+
+    impl SecretResolver for FakeSecrets {
+        fn env(&self, name: &str) -> Option<String> {
+            match name {
+                "SLACK_BOT_TOKEN" => Some("xoxb-123".into()),
+                "SLACK_APP_TOKEN" => Some("xapp-123".into()),
+                "API_TOKEN" => Some("0123456789abcdef0123".into()),
+                "HOOK_SECRET" => Some("hook-secret".into()),
+                "EMPTY" => Some(String::new()),
+                _ => None,
+            }
+        }
+
+        fn file(&self, path: &str) -> Result<String, String> {
+            match path {
+                "/run/secrets/audit" => Ok("k".repeat(40)),
+                _ => Err(format!("cannot read secret file {path}: not found")),
+            }
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, Vec<String>> {
+        Config::parse_with(text, &FakeSecrets)
+            .map_err(|e| e.problems().into_iter().map(|p| p.to_string()).collect())
+    }
+
+    const VALID: &str = r#"
+        [server]
+        listen = "0.0.0.0:9000"
+
+        [database]
+        url = "sqlite://data/breakwater.db"
+
+        [api]
+        token = "${API_TOKEN}"
+
+        [slack]
+        bot_token = "${SLACK_BOT_TOKEN}"
+        app_token = "${SLACK_APP_TOKEN}"
+        alert_channels = ["C0123ABCD"]
+
+        [backends.deployer]
+        kind = "webhook"
+        url = "https://deployer.internal/rollback"
+        secret = "${HOOK_SECRET}"
+        timeout = "5m"
+
+        [[services]]
+        name = "checkout"
+        environments = ["staging", "production"]
+        aliases = ["checkout-svc"]
+        backend = "deployer"
+
+        [policy]
+        rollback_allowed = ["slack:usergroup:S0123", "console:alice"]
+        lookback = "3h"
+        two_person = ["production"]
+
+        [[policy.freeze]]
+        start = "2026-12-24T00:00:00Z"
+        end = "2026-12-27T00:00:00Z"
+        environments = ["production"]
+        reason = "holidays"
+
+        [audit]
+        key = { file = "/run/secrets/audit" }
+    "#;
+
+    #[test]
+    fn a_complete_configuration_loads() {
+        let config = parse(VALID).expect("valid");
+        assert_eq!(config.server.listen.port(), 9000);
+        assert_eq!(config.policy.lookback, Duration::from_secs(3 * 3600));
+        assert_eq!(
+            config.services[0].backend_for(&Environment::parse("production").expect("ok")),
+            Some("deployer")
+        );
+        assert_eq!(config.policy.freezes.len(), 1);
+        assert!(config.audit.key.is_some());
+        assert_eq!(
+            config.slack.expect("slack").api_url.as_str(),
+            "https://slack.com/api/"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_uses_defaults() {
+        let config = parse("").expect("valid");
+        assert_eq!(config.database.url.expose(), "sqlite://breakwater.db");
+        assert_eq!(config.policy.lookback, Duration::from_secs(6 * 3600));
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_path() {
+        let problems =
+            parse(&VALID.replace("lookback = \"3h\"", "lookbak = \"3h\"")).expect_err("invalid");
+        assert!(
+            problems.contains(&"policy.lookbak: unknown key".to_owned()),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = VALID
+            .replace("lookback = \"3h\"", "lookback = \"three hours\"")
+            .replace("backend = \"deployer\"", "backend = \"argo\"")
+            .replace("\"console:alice\"", "\"alice\"");
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems.iter().any(|p| p.starts_with("policy.lookback:")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("services[0] (checkout).backend:")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("policy.rollback_allowed[1]:")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        let problems = parse(&VALID.replace("\"${API_TOKEN}\"", "\"hunter2hunter2hunter2\""))
+            .expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("api.token: must not be written inline")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn missing_environment_variables_are_named() {
+        let problems = parse(&VALID.replace("${API_TOKEN}", "${NOPE}")).expect_err("invalid");
+        assert!(
+            problems.contains(&"api.token: environment variable NOPE is not set".to_owned()),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_sections_are_reported() {
+        let problems = parse("[servr]\nlisten = \"x\"").expect_err("invalid");
+        assert!(
+            problems[0].starts_with("servr: unknown section"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn toml_syntax_errors_name_the_line() {
+        let problems = parse("[server]\nlisten = ").expect_err("invalid");
+        assert!(
+            problems[0].starts_with("line 2: invalid TOML"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn socket_mode_needs_an_app_token() {
+        let problems =
+            parse(&VALID.replace("app_token = \"${SLACK_APP_TOKEN}\"", "")).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("slack.app_token: is required")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_backend_per_environment_is_accepted() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = { staging = \"deployer\", production = \"deployer\" }",
+        );
+        assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn backend_keys_must_fit_the_backend_kind() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\nrelease = \"checkout\"",
+        );
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("release: only applies to helm")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_service_names_and_aliases_are_refused() {
+        let text = format!(
+            "{VALID}\n[[services]]\nname = \"checkout-svc\"\nenvironments = [\"production\"]\nbackend = \"deployer\"\n"
+        );
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("already used by service checkout")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn templates_fill_service_and_environment() {
+        let config = parse(VALID).expect("valid");
+        let service = &config.services[0];
+        let env = Environment::parse("production").expect("ok");
+        assert_eq!(
+            service.setting(&Some("{service}-{environment}".into()), &env, "x"),
+            "checkout-production"
+        );
+        assert_eq!(service.setting(&None, &env, "{service}"), "checkout");
+    }
+}

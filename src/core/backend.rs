@@ -1,0 +1,190 @@
+//! The port to deployment systems. A backend reads a target's history and current
+//! revision, starts a rollback to a named revision and follows it to an outcome. The core
+//! never knows whether that is Argo CD, Kubernetes, Helm, a webhook or a command.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::deploy::{Deploy, Revision, Target};
+use super::policy::Actor;
+use super::rollback::PlanId;
+
+/// What a backend can and cannot do, so the core offers only what will work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Can return to any revision in its history, not only the one before the current.
+    pub any_revision: bool,
+    /// Its history carries configuration differences between revisions.
+    pub config_diffs: bool,
+    /// Keeps its own history and knows the current revision. Without it, history and the
+    /// current revision come from the deploy registry (`POST /api/v1/deploys`).
+    pub own_history: bool,
+    /// A rollback it started can be followed again after breakwater restarts.
+    pub resumable: bool,
+}
+
+/// Something the person deciding should know before rolling back, shown in the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caveat {
+    pub message: String,
+    /// The rollback cannot work as offered (for example Argo CD auto-sync would revert it).
+    pub blocking: bool,
+    /// A separately confirmed action that removes the blocker, when configuration allows it.
+    pub remedy: Option<Remedy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remedy {
+    DisableAutoSync,
+}
+
+/// Everything a backend is told when asked to roll back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollbackCall {
+    pub plan_id: PlanId,
+    pub target: Target,
+    pub from: Revision,
+    pub to: Revision,
+    pub requested_by: Actor,
+    pub reason: String,
+    /// The person explicitly confirmed turning automated sync off first.
+    pub disable_auto_sync: bool,
+}
+
+/// The outcome of a finished rollback, in words for the on-call engineer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded(String),
+    Failed(String),
+}
+
+/// A rollback the backend accepted. `handle` is what the backend needs to follow it,
+/// stored with the plan so that a restarted breakwater can keep following; `finished`
+/// is set when the backend finished synchronously.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub target: Target,
+    pub to: Revision,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub handle: serde_json::Value,
+    #[serde(default)]
+    pub finished: Option<Outcome>,
+}
+
+/// Receives progress lines while a rollback is followed ("2/3 replicas updated").
+pub type ProgressFn<'a> = &'a (dyn Fn(String) + Send + Sync);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendErrorKind {
+    /// Credentials rejected (401/403).
+    Unauthorized,
+    /// The application, deployment, release or revision does not exist.
+    NotFound,
+    /// The backend refused the request (auto-sync on, validation failed).
+    Refused,
+    /// Someone else changed the target at the same time (optimistic concurrency).
+    Conflict,
+    Timeout,
+    /// Network failure, 5xx, or a command that would not start.
+    Unavailable,
+    /// The backend answered something breakwater does not understand.
+    Protocol,
+    /// The backend cannot do this at all (for example history from a webhook).
+    Unsupported,
+}
+
+impl BackendErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::Refused => "refused",
+            Self::Conflict => "conflict",
+            Self::Timeout => "timeout",
+            Self::Unavailable => "unavailable",
+            Self::Protocol => "protocol",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// A backend failure with a message that tells the on-call engineer what happened and
+/// what to do next; it is shown to people as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct BackendError {
+    pub kind: BackendErrorKind,
+    pub message: String,
+}
+
+impl BackendError {
+    pub fn new(kind: BackendErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn timeout(after: Duration, what: &str) -> Self {
+        Self::new(
+            BackendErrorKind::Timeout,
+            format!(
+                "{what} did not finish within {}; check the deployment system before retrying",
+                humantime::format_duration(after)
+            ),
+        )
+    }
+
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(BackendErrorKind::Unsupported, message)
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A deployment system breakwater can roll back with. Implementations hold their own
+/// per-service settings (application names, namespaces, releases) from the configuration.
+#[async_trait]
+pub trait DeployBackend: Send + Sync {
+    /// The configured name (`[backends.NAME]`).
+    fn name(&self) -> &str;
+
+    /// The kind (`argocd`, `kubernetes`, `helm`, `webhook`, `command`, `simulated`).
+    fn kind(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Newest first. Backends without `own_history` return an empty list.
+    async fn history(&self, target: &Target) -> Result<Vec<Deploy>, BackendError>;
+
+    /// What runs now. Backends without `own_history` return `Ok(None)` and the registry
+    /// answers instead.
+    async fn current(&self, target: &Target) -> Result<Option<Revision>, BackendError>;
+
+    /// What the person should know before rolling back to `to`.
+    async fn caveats(&self, _target: &Target, _to: &Revision) -> Result<Vec<Caveat>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    /// Starts the rollback. Returning means the backend accepted it, not that it is done.
+    async fn rollback(&self, call: &RollbackCall) -> Result<Operation, BackendError>;
+
+    /// Follows an accepted rollback to its outcome, within the backend's timeout. Also
+    /// called after a restart for operations of resumable backends.
+    async fn wait(
+        &self,
+        operation: &Operation,
+        progress: ProgressFn<'_>,
+    ) -> Result<Outcome, BackendError>;
+}

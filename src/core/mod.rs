@@ -1,0 +1,11 @@
+//! The platform-neutral domain: alerts, deploys, summaries, rollback plans and policy, and
+//! the bot that decides. Nothing in here knows Slack, Discord, SQL or HTTP.
+
+pub mod alert;
+pub mod backend;
+pub mod clock;
+pub mod deploy;
+pub mod event;
+pub mod message;
+pub mod policy;
+pub mod rollback;

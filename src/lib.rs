@@ -1,0 +1,23 @@
+//! breakwater: an incident-response chat bot that answers an alert with the recent deploys
+//! to the affected service and offers a one-click, audited rollback.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration, read and validated once into typed values.
+//! - [`core`]: the platform-neutral domain (alerts, deploys, summaries, rollback plans,
+//!   policy) and the bot that decides; it knows no Slack, Discord, SQL or HTTP.
+//! - [`alerts`]: parsers that turn webhook payloads and chat messages into alerts.
+//! - [`store`]: persistence behind one trait, on SQLite or PostgreSQL.
+//! - [`audit`]: the hash-chained audit log on top of the store.
+//! - [`chat`]: the chat adapters (Slack, Discord, web console) and their outbound queue.
+//! - [`http`]: the axum router: health, metrics, deploy API, alert webhooks, platform
+//!   HTTP endpoints.
+//!
+//! Data flows one way: adapters turn the outside world into core events, the core
+//! decides, adapters render the core's replies.
+
+pub mod audit;
+pub mod chat;
+pub mod config;
+pub mod core;
+pub mod store;

@@ -1,0 +1,222 @@
+//! Persistence behind one trait: deploys, alerts and their groups, rollback plans with
+//! conditional state transitions, processed-event claims, and the audit chain. SQLite
+//! (default) and PostgreSQL (several replicas) implement it and pass the same tests.
+//!
+//! Times are stored as integer microseconds since the Unix epoch and structured values
+//! as JSON text, so both databases hold the same bytes and compare times the same way.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
+use crate::core::alert::{Alert, AlertStatus};
+use crate::core::deploy::{Deploy, Environment, ServiceName, Target};
+use crate::core::message::MessageRef;
+use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {0:?} is neither sqlite:// nor postgres://")]
+    UnsupportedUrl(String),
+    #[error("another rollback of {0} is already running")]
+    TargetBusy(Target),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which deploys to list. `None` filters match everything.
+#[derive(Debug, Clone, Default)]
+pub struct DeployQuery {
+    pub service: Option<ServiceName>,
+    pub environment: Option<Environment>,
+    /// Only deploys that started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only deploys that started strictly before this time.
+    pub before: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+/// What recording a deploy did: it is new, or it repeats one already known (same target,
+/// version and start), in which case status, finish and empty fields were updated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedDeploy {
+    pub id: i64,
+    pub deploy: Deploy,
+    pub created: bool,
+}
+
+/// Alerts about the same target that arrive close together share one group, one thread and
+/// one summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertGroup {
+    pub id: i64,
+    /// `service/environment` in lower case, or `unknown`.
+    pub key: String,
+    pub target: Option<Target>,
+    pub title: String,
+    pub opened_at: DateTime<Utc>,
+    pub last_alert_at: DateTime<Utc>,
+    pub alert_count: i64,
+    pub firing_count: i64,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// What recording an alert did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedAlert {
+    pub id: i64,
+    pub group: AlertGroup,
+    /// A notification of an alert not seen before (not a repeat of the same firing).
+    pub new_alert: bool,
+    /// The group was opened by this alert.
+    pub new_group: bool,
+    /// This notification resolved an alert that was firing.
+    pub resolved: bool,
+}
+
+/// Where a group is shown on one platform: the alert message the summary replies to, and
+/// the summary itself once posted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupThread {
+    pub group_id: i64,
+    pub alert_message: MessageRef,
+    pub summary: Option<MessageRef>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Fails when the database cannot be reached; used by `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- deploys -------------------------------------------------------------------------
+
+    /// Inserts a deploy, or updates the one with the same (target, version, started_at):
+    /// status, finished_at, and fields that were empty are taken from the new report.
+    async fn record_deploy(&self, deploy: &Deploy) -> StoreResult<RecordedDeploy>;
+
+    /// Newest first by start time.
+    async fn deploys(&self, query: &DeployQuery) -> StoreResult<Vec<Deploy>>;
+
+    /// The newest deploy of `version` to the target, for re-posts without a start time.
+    async fn latest_deploy_of_version(
+        &self,
+        target: &Target,
+        version: &str,
+    ) -> StoreResult<Option<Deploy>>;
+
+    // --- alerts --------------------------------------------------------------------------
+
+    /// Records an alert notification and places it in a group: the open group of its
+    /// target whose last alert is no older than `group_since`, else a new group. A repeat of
+    /// an alert already recorded (same source, fingerprint and start) is not a new alert;
+    /// a resolved notification resolves the firing alert with the same source and
+    /// fingerprint, and the group when no alert in it fires any more.
+    async fn record_alert(
+        &self,
+        alert: &Alert,
+        group_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<RecordedAlert>;
+
+    async fn alert_group(&self, id: i64) -> StoreResult<Option<AlertGroup>>;
+
+    /// Most recent first, for the console and `status`.
+    async fn recent_alert_groups(&self, limit: u32) -> StoreResult<Vec<AlertGroup>>;
+
+    /// Alerts of a group, oldest first.
+    async fn group_alerts(&self, group_id: i64) -> StoreResult<Vec<(i64, Alert, AlertStatus)>>;
+
+    async fn add_group_thread(&self, thread: &GroupThread) -> StoreResult<()>;
+
+    /// Sets the summary message of the thread whose alert message is `alert_message`.
+    async fn set_group_summary(
+        &self,
+        group_id: i64,
+        alert_message: &MessageRef,
+        summary: &MessageRef,
+    ) -> StoreResult<()>;
+
+    async fn group_threads(&self, group_id: i64) -> StoreResult<Vec<GroupThread>>;
+
+    // --- plans ---------------------------------------------------------------------------
+
+    async fn insert_plan(&self, plan: &RollbackPlan) -> StoreResult<()>;
+
+    async fn plan(&self, id: &PlanId) -> StoreResult<Option<RollbackPlan>>;
+
+    /// Moves a plan from one of `from` to `to` and writes `patch`, only if it is in one of
+    /// `from` now (and, when `to` is `running`, not expired at `now` and no other plan of the
+    /// same target is running). Returns the updated plan, or `None` when the condition did
+    /// not hold; `TargetBusy` when another plan of the target is running.
+    async fn transition_plan(
+        &self,
+        id: &PlanId,
+        from: &[PlanState],
+        to: PlanState,
+        patch: &PlanPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RollbackPlan>>;
+
+    async fn set_plan_message(&self, id: &PlanId, message: &MessageRef) -> StoreResult<()>;
+
+    async fn set_plan_operation(
+        &self,
+        id: &PlanId,
+        operation: &serde_json::Value,
+    ) -> StoreResult<()>;
+
+    async fn set_plan_verified(&self, id: &PlanId, at: DateTime<Utc>) -> StoreResult<()>;
+
+    async fn plans_in_state(&self, states: &[PlanState]) -> StoreResult<Vec<RollbackPlan>>;
+
+    async fn plans_for_group(&self, group_id: i64) -> StoreResult<Vec<RollbackPlan>>;
+
+    /// When the last finished rollback (succeeded or failed) of the target ended.
+    async fn last_rollback_finished(&self, target: &Target) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// Succeeded plans whose outcome has not been verified against their alert yet.
+    async fn plans_awaiting_verification(&self) -> StoreResult<Vec<RollbackPlan>>;
+
+    // --- confirmations -------------------------------------------------------------------
+
+    async fn insert_confirmation(&self, confirmation: &Confirmation) -> StoreResult<()>;
+
+    /// Removes and returns a confirmation, so that it is used at most once.
+    async fn take_confirmation(&self, id: &PlanId) -> StoreResult<Option<Confirmation>>;
+
+    async fn confirmation(&self, id: &PlanId) -> StoreResult<Option<Confirmation>>;
+
+    // --- processed events ----------------------------------------------------------------
+
+    /// Claims an inbound event id (`slack:Ev0123`, `discord:interaction:99`). Returns
+    /// `false` when it was claimed before: a platform retry or a double delivery.
+    async fn claim_event(&self, key: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    /// Forgets claims older than `before`; platforms do not retry for that long.
+    async fn prune_event_claims(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    // --- audit ---------------------------------------------------------------------------
+
+    /// Appends one record to the chain in one serialised, committed transaction: reads the
+    /// head, seals the record with `sealer`, inserts it and moves the head.
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        sealer: &AuditSealer,
+    ) -> StoreResult<AuditRecord>;
+
+    /// Records with `seq > after`, in sequence order, at most `limit`.
+    async fn audit_records(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Newest first, filtered, for people reading the log.
+    async fn audit_search(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
+    /// The recorded head of the chain: last sequence number and hash.
+    async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
+}
