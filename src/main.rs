@@ -1,1 +1,190 @@
-fn main() {}
+//! The `breakwater` command line: parses arguments, sets up logging, and calls into the
+//! library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use breakwater::app::Application;
+use breakwater::audit::{AuditLog, AuditSealer, ExportFormat};
+use breakwater::config::{Config, DEFAULT_CONFIG_PATH};
+use breakwater::core::clock::SystemClock;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "breakwater", version, about = "Incident-response chat bot: deploy summaries for alerts and one-click, audited rollbacks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Configuration file.
+    #[arg(long, env = "BREAKWATER_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the bot.
+    Serve(ConfigArg),
+    /// Run the whole bot on an embedded default: web console, simulated backend, a scripted alert.
+    Demo {
+        /// Address of the web console.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Keep the demo's SQLite database here instead of a temporary directory.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Validate the configuration: exit 0, or print each problem with its key path and exit 1.
+    CheckConfig(ConfigArg),
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Read a password from standard input and print its argon2id hash for console.users.
+    HashPassword,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain: exit 0 with the count and head hash, or 1 naming the first bad record.
+    Verify(ConfigArg),
+    /// Write the audit log to standard output.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+        /// Only records at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Jsonl,
+    Csv,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("breakwater=info,warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("BREAKWATER_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    Config::load(&arg.config).map_err(|error| {
+        eprintln!("{}: {error}", arg.config.display());
+        ExitCode::from(1)
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Commands::Serve(arg) => {
+            let config = match load(&arg) {
+                Ok(config) => config,
+                Err(code) => return Ok(code),
+            };
+            for warning in &config.warnings {
+                tracing::warn!("{}: {warning}", arg.config.display());
+            }
+            Application::build(config).await?.run_until_stopped().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Demo { listen, data } => {
+            breakwater::demo::run(listen, data).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::CheckConfig(arg) => match Config::load(&arg.config) {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    println!("warning: {warning}");
+                }
+                println!("{}: ok ({} services, {} backends)", arg.config.display(), config.services.len(), config.backends.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                for problem in error.problems() {
+                    println!("{problem}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        },
+        Commands::Audit { command } => audit(command).await,
+        Commands::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                eprintln!("error: the password is empty");
+                return Ok(ExitCode::from(1));
+            }
+            println!("{}", breakwater::chat::console::hash_password(password)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let arg = match &command {
+        AuditCommand::Verify(arg) | AuditCommand::Export { config: arg, .. } => arg,
+    };
+    let config = match load(arg) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    breakwater::app::install_tls_provider();
+    let store = breakwater::store::connect(config.database.url.expose()).await.context("opening the database")?;
+    let sealer = AuditSealer::new(config.audit.key.as_ref().map(|key| key.expose().as_bytes().to_vec()));
+    let log = AuditLog::new(store, sealer, std::sync::Arc::new(SystemClock));
+    match command {
+        AuditCommand::Verify(_) => {
+            let report = log.verify().await?;
+            match report.problem {
+                None => {
+                    println!("audit chain intact: {} records, head {}", report.count, report.head_hash);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(problem) => {
+                    println!("audit chain BROKEN at {problem} ({} records verified before it)", report.count);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::Export { format, since, .. } => {
+            let format = match format {
+                Format::Jsonl => ExportFormat::Jsonl,
+                Format::Csv => ExportFormat::Csv,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            log.export(format, since, &mut out).await?;
+            std::io::Write::flush(&mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -46,6 +46,11 @@ pub trait Chat: Send + Sync {
         true
     }
 
+    /// Whether the adapter is connected to its platform, for `/readyz`.
+    fn is_ready(&self) -> bool {
+        true
+    }
+
     /// Posts a new top-level message.
     async fn post(
         &self,

@@ -188,3 +188,8 @@ pub trait DeployBackend: Send + Sync {
         progress: ProgressFn<'_>,
     ) -> Result<Outcome, BackendError>;
 }
+
+/// Finds the backend that deploys a target; implemented by the configured registry.
+pub trait BackendDirectory: Send + Sync {
+    fn for_target(&self, target: &Target) -> Option<std::sync::Arc<dyn DeployBackend>>;
+}

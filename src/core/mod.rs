@@ -9,3 +9,6 @@ pub mod event;
 pub mod message;
 pub mod policy;
 pub mod rollback;
+pub mod bot;
+pub mod compose;
+pub mod summary;

@@ -1,0 +1,197 @@
+//! Builds everything from a [`Config`] and runs it: store, audit log, backends, the bot,
+//! the chat adapters and the HTTP listener. Tests build the same application with fakes
+//! swapped in through [`Overrides`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::{AuditLog, AuditSealer};
+use crate::backends::BackendRegistry;
+use crate::chat::{Chat, ChatHub};
+use crate::config::{Config, ServiceConfig};
+use crate::core::backend::BackendDirectory;
+use crate::core::bot::{Bot, BotParts, BotSettings};
+use crate::core::clock::{Clock, SystemClock};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Replacements for the parts the configuration would build; for tests and the demo.
+#[derive(Default)]
+pub struct Overrides {
+    pub store: Option<Arc<dyn Store>>,
+    pub backends: Option<Arc<dyn BackendDirectory>>,
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Chat adapters registered in addition to the configured ones.
+    pub chats: Vec<Arc<dyn Chat>>,
+    /// How often maintenance runs (expiry, verification, digests); default 15 s.
+    pub maintenance_every: Option<Duration>,
+    /// Settings the configuration does not expose (grouping delay, confirmation TTL).
+    pub tune: Option<fn(&mut BotSettings)>,
+}
+
+/// A built application, listening but not yet serving.
+pub struct Application {
+    config: Arc<Config>,
+    bot: Bot,
+    listener: TcpListener,
+    router: axum::Router,
+    metrics: Arc<Metrics>,
+    /// Adapter tasks (websocket clients, queues), stopped after the bot has shut down.
+    adapters: TaskTracker,
+    adapters_stop: CancellationToken,
+    maintenance_every: Duration,
+}
+
+/// Installs ring as the process-wide TLS provider once; several libraries build rustls
+/// configurations and would otherwise disagree about the provider.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, Overrides::default()).await
+    }
+
+    pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<Self> {
+        install_tls_provider();
+        let config = Arc::new(config);
+        let store = match overrides.store {
+            Some(store) => store,
+            None => crate::store::connect(config.database.url.expose())
+                .await
+                .context("opening the database (database.url)")?,
+        };
+        let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let sealer = AuditSealer::new(config.audit.key.as_ref().map(|key| key.expose().as_bytes().to_vec()));
+        let audit = AuditLog::new(store.clone(), sealer, clock.clone());
+        let backends: Arc<dyn BackendDirectory> = match overrides.backends {
+            Some(backends) => backends,
+            None => Arc::new(BackendRegistry::from_config(&config).context("building the deployment backends")?),
+        };
+        let chats = ChatHub::new();
+        let metrics = Arc::new(Metrics::new());
+        let mut settings = BotSettings {
+            services: config.services.iter().map(ServiceConfig::known).collect(),
+            policy: config.policy.clone(),
+            group_window: config.alerts.group_window,
+            digest: config.audit.digest_channel.clone().map(|channel| (channel, config.audit.digest_interval)),
+            ..BotSettings::default()
+        };
+        if let Some(tune) = overrides.tune {
+            tune(&mut settings);
+        }
+        let bot = Bot::new(BotParts {
+            settings,
+            store,
+            audit,
+            backends,
+            chats: chats.clone(),
+            clock,
+            metrics: metrics.clone(),
+        });
+        let state = AppState { bot: bot.clone(), config: config.clone(), metrics: metrics.clone() };
+        let router = http::router(state);
+        let adapters = TaskTracker::new();
+        let adapters_stop = CancellationToken::new();
+        for chat in overrides.chats {
+            chats.register(chat);
+        }
+        let router = http::finish(router, metrics.clone());
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("listening on {} (server.listen)", config.server.listen))?;
+        Ok(Self {
+            config,
+            bot,
+            listener,
+            router,
+            metrics,
+            adapters,
+            adapters_stop,
+            maintenance_every: overrides.maintenance_every.unwrap_or(Duration::from_secs(15)),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.server.listen)
+    }
+
+    pub fn bot(&self) -> Bot {
+        self.bot.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes. Running rollbacks get `server.shutdown_grace` to
+    /// finish; the ones still running are recorded as interrupted.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { config, bot, listener, router, adapters, adapters_stop, maintenance_every, .. } = self;
+        match bot.recover().await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "followed up rollbacks left running by a previous run"),
+            Err(error) => tracing::error!(%error, "could not recover rollbacks left running"),
+        }
+        let maintenance_stop = CancellationToken::new();
+        let maintenance = {
+            let bot = bot.clone();
+            let stop = maintenance_stop.clone();
+            tokio::spawn(async move { bot.run_maintenance(maintenance_every, stop).await })
+        };
+        tracing::info!(address = %listener.local_addr().map_or_else(|_| config.server.listen.to_string(), |a| a.to_string()), "breakwater is serving");
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop)
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("shutting down: letting running rollbacks finish");
+        maintenance_stop.cancel();
+        let _ = maintenance.await;
+        bot.shutdown(config.server.shutdown_grace).await;
+        adapters_stop.cancel();
+        adapters.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), adapters.wait()).await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

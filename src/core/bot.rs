@@ -1,0 +1,1687 @@
+//! The brain. Adapters hand it alerts, channel messages, button presses and commands; it
+//! records them, decides, calls the deployment backend and tells the chat platforms what
+//! to show. It follows DESIGN.md's rollback rules step by step:
+//!
+//! 1. claim the inbound event id (retries and double clicks collapse to one);
+//! 2. load the plan and check policy (who, where, freeze, cooldown);
+//! 3. confirm (Slack's dialog, or a private Confirm/Cancel step elsewhere);
+//! 4. move the plan `offered|confirmed → running` with a conditional update — the loser of
+//!    any race is told who already did it;
+//! 5. re-read the current revision; if it is not the plan's `from`, mark it stale and
+//!    offer a fresh plan;
+//! 6. audit `rollback.started` durably, call the backend, follow it, audit the outcome,
+//!    update the message.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::alert::{Alert, AlertStatus, KnownService, Recognizer};
+use super::backend::{BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall};
+use super::clock::Clock;
+use super::compose::{self, SummaryView};
+use super::deploy::{Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target};
+use super::event::{ChannelMessage, Command, CommandRequest, Press, Reply};
+use super::message::{ButtonKind, Message, MessageRef, Platform, RichText, Section, Tone};
+use super::policy::{Actor, Policy, RollbackRequest};
+use super::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
+use super::summary::{Offer, Summary, SummaryBody, SummaryInput, human_span, summarize};
+use crate::audit::{AuditLog, AuditQuery, actions};
+use crate::chat::{Chat, ChatHub, Lane};
+use crate::metrics::Metrics;
+use crate::store::{AlertGroup, DeployQuery, GroupThread, Store, StoreError};
+
+/// How much history is read to find the deploy before a suspect.
+const HISTORY_LIMIT: u32 = 200;
+/// Summaries cached per alert group; older ones are rebuilt on demand.
+const SUMMARY_CACHE: usize = 1024;
+
+/// The parts of the configuration the bot decides with.
+#[derive(Debug, Clone)]
+pub struct BotSettings {
+    pub services: Vec<KnownService>,
+    pub policy: Policy,
+    /// Alerts for the same target within this window share a thread.
+    pub group_window: Duration,
+    /// How long a private Confirm/Cancel step stays valid.
+    pub confirm_ttl: Duration,
+    /// How long grouped alerts wait before the summary is refreshed, so a storm of
+    /// alerts becomes a few updates.
+    pub refresh_delay: Duration,
+    /// Upper bound on following one rollback, beyond the backend's own timeout.
+    pub follow_limit: Duration,
+    /// `platform:channel` where the audit chain head is posted, and how often.
+    pub digest: Option<(String, Duration)>,
+}
+
+impl Default for BotSettings {
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            policy: Policy::default(),
+            group_window: Duration::from_secs(600),
+            confirm_ttl: Duration::from_secs(300),
+            refresh_delay: Duration::from_secs(2),
+            follow_limit: Duration::from_secs(3600),
+            digest: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where an alert was first seen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertOrigin {
+    /// A webhook (Alertmanager, Grafana): the bot posts it before answering.
+    Webhook,
+    /// A message in an alert channel: the bot answers in its thread.
+    Channel(MessageRef),
+}
+
+/// What became of an inbound alert or channel message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertHandled {
+    /// The platform delivered the same event before.
+    Duplicate,
+    /// Not an alert (or a person's message naming no known service).
+    Ignored,
+    /// The same alert notification again (Alertmanager repeats firing alerts).
+    Repeat,
+    Recorded { group_id: i64, new_group: bool, resolved: bool },
+}
+
+/// The bot. Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct Bot {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: BotSettings,
+    recognizer: Recognizer,
+    store: Arc<dyn Store>,
+    audit: AuditLog,
+    backends: Arc<dyn BackendDirectory>,
+    chats: ChatHub,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    /// Rollbacks being followed by this process.
+    rollbacks: TaskTracker,
+    /// Chat work done after the inbound request was answered.
+    background: TaskTracker,
+    running: Mutex<HashSet<PlanId>>,
+    summaries: Mutex<HashMap<i64, Arc<Summary>>>,
+    refresh_pending: Mutex<HashSet<i64>>,
+    last_digest: Mutex<Option<DateTime<Utc>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Everything the bot is built from.
+pub struct BotParts {
+    pub settings: BotSettings,
+    pub store: Arc<dyn Store>,
+    pub audit: AuditLog,
+    pub backends: Arc<dyn BackendDirectory>,
+    pub chats: ChatHub,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Bot {
+    pub fn new(parts: BotParts) -> Self {
+        let recognizer = Recognizer::new(parts.settings.services.clone());
+        Self {
+            inner: Arc::new(Inner {
+                recognizer,
+                settings: parts.settings,
+                store: parts.store,
+                audit: parts.audit,
+                backends: parts.backends,
+                chats: parts.chats,
+                clock: parts.clock,
+                metrics: parts.metrics,
+                rollbacks: TaskTracker::new(),
+                background: TaskTracker::new(),
+                running: Mutex::new(HashSet::new()),
+                summaries: Mutex::new(HashMap::new()),
+                refresh_pending: Mutex::new(HashSet::new()),
+                last_digest: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn recognizer(&self) -> &Recognizer {
+        &self.inner.recognizer
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    pub fn chats(&self) -> &ChatHub {
+        &self.inner.chats
+    }
+
+    pub fn settings(&self) -> &BotSettings {
+        &self.inner.settings
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    // --- inbound: alerts -------------------------------------------------------------------
+
+    /// Alerts from a webhook payload. Returns once every alert is recorded and audited;
+    /// posting to chat continues in the background.
+    pub async fn handle_webhook_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<AlertHandled>, BotError> {
+        let mut handled = Vec::with_capacity(alerts.len());
+        for mut alert in alerts {
+            self.inner.recognizer.apply(&mut alert);
+            handled.push(self.process_alert(alert, AlertOrigin::Webhook).await?);
+        }
+        Ok(handled)
+    }
+
+    /// A message seen in an alert channel. `event_id` is the platform's delivery id.
+    pub async fn handle_channel_message(
+        &self,
+        event_id: &str,
+        at: MessageRef,
+        message: &ChannelMessage,
+    ) -> Result<AlertHandled, BotError> {
+        if !self.claim(at.platform, event_id).await? {
+            return Ok(AlertHandled::Duplicate);
+        }
+        let Some(mut alert) = crate::alerts::parse_channel_message(message) else {
+            return Ok(AlertHandled::Ignored);
+        };
+        self.inner.recognizer.apply(&mut alert);
+        if alert.source == super::alert::AlertSource::Person && alert.service.is_none() {
+            return Ok(AlertHandled::Ignored);
+        }
+        self.process_alert(alert, AlertOrigin::Channel(at)).await
+    }
+
+    async fn claim(&self, platform: Platform, event_id: &str) -> Result<bool, BotError> {
+        Ok(self.inner.store.claim_event(&format!("{platform}:{event_id}"), self.now()).await?)
+    }
+
+    /// Records, audits and groups one recognised alert, then answers it in chat in the
+    /// background.
+    pub async fn process_alert(&self, alert: Alert, origin: AlertOrigin) -> Result<AlertHandled, BotError> {
+        let now = self.now();
+        let since = now - chrono::Duration::from_std(self.inner.settings.group_window).unwrap_or(chrono::Duration::minutes(10));
+        let recorded = self.inner.store.record_alert(&alert, since, now).await?;
+        if !recorded.new_alert && !recorded.resolved {
+            return Ok(AlertHandled::Repeat);
+        }
+        self.inner.metrics.alert_received(alert.source.as_str());
+        let action = if alert.status == AlertStatus::Resolved { actions::ALERT_RESOLVED } else { actions::ALERT_RECEIVED };
+        let mut entry = self.inner.audit.entry(action).details(json!({
+            "alert_id": recorded.id,
+            "group": recorded.group.id,
+            "source": alert.source.as_str(),
+            "title": alert.title,
+            "severity": alert.severity.as_str(),
+            "status": alert.status.as_str(),
+            "fingerprint": alert.fingerprint,
+            "started_at": alert.started_at,
+            "link": alert.link,
+            "origin": match &origin { AlertOrigin::Webhook => json!("webhook"), AlertOrigin::Channel(at) => json!(at) },
+        }));
+        if let Some(target) = alert.target() {
+            entry = entry.target(&target);
+        }
+        self.inner.audit.append(entry).await?;
+
+        let handled = AlertHandled::Recorded {
+            group_id: recorded.group.id,
+            new_group: recorded.new_group,
+            resolved: recorded.resolved,
+        };
+        let bot = self.clone();
+        let group = recorded.group.clone();
+        if alert.status == AlertStatus::Resolved {
+            if recorded.resolved {
+                self.inner.background.spawn(async move { bot.on_alert_resolved(group).await });
+            }
+        } else if recorded.new_group {
+            self.inner.background.spawn(async move { bot.open_threads(group, alert, origin).await });
+        } else {
+            self.inner.background.spawn(async move { bot.join_group(group, origin).await });
+        }
+        Ok(handled)
+    }
+
+    /// A new group: post (for webhooks), reply with the summary, offer the plan.
+    async fn open_threads(&self, group: AlertGroup, alert: Alert, origin: AlertOrigin) {
+        let summary = self.summary_for(group.id, &alert).await;
+        let mut places: Vec<(Arc<dyn Chat>, Option<MessageRef>)> = Vec::new();
+        match &origin {
+            AlertOrigin::Channel(at) => {
+                if let Some(chat) = self.inner.chats.get(at.platform) {
+                    places.push((chat, Some(at.clone())));
+                }
+            }
+            AlertOrigin::Webhook => {
+                for chat in self.inner.chats.all() {
+                    places.push((chat, None));
+                }
+            }
+        }
+        for chat in self.inner.chats.all() {
+            if chat.mirrors_all_alerts() && !places.iter().any(|(c, _)| c.platform() == chat.platform()) {
+                places.push((chat, None));
+            }
+        }
+        for (chat, at) in places {
+            if let Err(error) = self.open_thread(&chat, &group, &alert, &summary, at).await {
+                tracing::warn!(platform = %chat.platform(), group = group.id, %error, "could not post the alert summary");
+                self.inner.metrics.chat_error(chat.platform().as_str());
+            }
+        }
+    }
+
+    async fn open_thread(
+        &self,
+        chat: &Arc<dyn Chat>,
+        group: &AlertGroup,
+        alert: &Alert,
+        summary: &Summary,
+        at: Option<MessageRef>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let alert_message = match at {
+            Some(at) => at,
+            None => {
+                let Some(channel) = chat.alert_channel(alert.service.as_ref()) else { return Ok(()) };
+                chat.post(&channel, &compose::alert_post(alert, alert.target().as_ref()), Lane::Alerts).await?
+            }
+        };
+        self.inner
+            .store
+            .add_group_thread(&GroupThread { group_id: group.id, alert_message: alert_message.clone(), summary: None })
+            .await?;
+        let plan = match &summary.body {
+            SummaryBody::Deploys(deploys) => match &deploys.offer {
+                Some(offer) => Some(self.offer_plan(&deploys.target, offer, Some(group.id), None).await?),
+                None => None,
+            },
+            _ => None,
+        };
+        let fresh_group = self.inner.store.alert_group(group.id).await?.unwrap_or_else(|| group.clone());
+        let message = self.render_summary(summary, &fresh_group, plan.as_ref());
+        let posted = chat.reply(&alert_message, &message, Lane::Alerts).await?;
+        self.inner.store.set_group_summary(group.id, &alert_message, &posted).await?;
+        if let Some(plan) = &plan {
+            self.inner.store.set_plan_message(&plan.id, &posted).await?;
+        }
+        let mut entry = self.inner.audit.entry(actions::SUMMARY_POSTED).details(json!({
+            "group": group.id,
+            "platform": posted.platform,
+            "channel": posted.channel,
+            "message": posted.id,
+            "plan": plan.as_ref().map(|p| p.id.to_string()),
+            "from": plan.as_ref().map(|p| p.from.version.clone()),
+            "to": plan.as_ref().map(|p| p.to.version.clone()),
+            "suspect": suspect_version(summary),
+        }));
+        if let Some(target) = alert.target() {
+            entry = entry.target(&target);
+        }
+        self.inner.audit.append(entry).await?;
+        self.inner.metrics.summary_posted(posted.platform.as_str());
+        Ok(())
+    }
+
+    /// Another alert in an open group: refresh the summary's count, and answer on a
+    /// platform the group has no thread on yet.
+    async fn join_group(&self, group: AlertGroup, origin: AlertOrigin) {
+        if let AlertOrigin::Channel(at) = &origin {
+            match self.inner.store.group_threads(group.id).await {
+                Ok(threads) if !threads.iter().any(|t| t.alert_message.platform == at.platform) => {
+                    if let (Some(chat), Ok(alerts)) =
+                        (self.inner.chats.get(at.platform), self.inner.store.group_alerts(group.id).await)
+                    {
+                        if let Some((_, first, _)) = alerts.first() {
+                            let summary = self.summary_for(group.id, first).await;
+                            if let Err(error) = self.open_thread(&chat, &group, first, &summary, Some(at.clone())).await {
+                                tracing::warn!(%error, "could not post the summary on a second platform");
+                            }
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "could not read the group's threads"),
+            }
+        }
+        self.schedule_refresh(group.id);
+    }
+
+    fn schedule_refresh(&self, group_id: i64) {
+        if !lock(&self.inner.refresh_pending).insert(group_id) {
+            return;
+        }
+        let bot = self.clone();
+        self.inner.background.spawn(async move {
+            tokio::time::sleep(bot.inner.settings.refresh_delay).await;
+            lock(&bot.inner.refresh_pending).remove(&group_id);
+            bot.refresh_group(group_id, Lane::Alerts).await;
+        });
+    }
+
+    /// Re-renders every summary of a group (count, resolution, plan status).
+    async fn refresh_group(&self, group_id: i64, lane: Lane) {
+        let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
+            let Some(group) = self.inner.store.alert_group(group_id).await? else { return Ok(()) };
+            let threads = self.inner.store.group_threads(group_id).await?;
+            let plans = self.inner.store.plans_for_group(group_id).await?;
+            let alerts = self.inner.store.group_alerts(group_id).await?;
+            let Some((_, first, _)) = alerts.first() else { return Ok(()) };
+            let summary = self.summary_for(group_id, first).await;
+            for thread in threads {
+                let Some(summary_ref) = thread.summary else { continue };
+                let plan = plans.iter().find(|p| p.message.as_ref() == Some(&summary_ref));
+                let message = self.render_summary(&summary, &group, plan);
+                if let Some(chat) = self.inner.chats.get(summary_ref.platform) {
+                    if let Err(error) = chat.update(&summary_ref, &message, lane).await {
+                        tracing::warn!(%error, group = group_id, "could not update a summary");
+                        self.inner.metrics.chat_error(summary_ref.platform.as_str());
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, group = group_id, "could not refresh the group's summaries");
+        }
+    }
+
+    fn render_summary(&self, summary: &Summary, group: &AlertGroup, plan: Option<&RollbackPlan>) -> Message {
+        compose::summary_message(
+            summary,
+            &SummaryView {
+                plan,
+                grouped: group.alert_count,
+                resolved_at: group.resolved_at,
+                offer_remedy: false,
+                now: Some(self.now()),
+            },
+        )
+    }
+
+    /// The group resolved: refresh its summaries, and verify rollbacks made for it.
+    async fn on_alert_resolved(&self, group: AlertGroup) {
+        if group.resolved_at.is_none() {
+            self.schedule_refresh(group.id);
+            return;
+        }
+        self.refresh_group(group.id, Lane::Alerts).await;
+        let plans = match self.inner.store.plans_for_group(group.id).await {
+            Ok(plans) => plans,
+            Err(error) => {
+                tracing::warn!(%error, "could not read plans of a resolved group");
+                return;
+            }
+        };
+        for plan in plans.into_iter().filter(|p| p.state == PlanState::Succeeded && p.verified_at.is_none()) {
+            let resolved_at = group.resolved_at.unwrap_or_else(|| self.now());
+            let after = plan.finished_at.map(|f| human_span((resolved_at - f).num_seconds().max(0).unsigned_abs()));
+            let text = match after {
+                Some(after) => format!("✅ {} resolved {after} after the rollback to {}.", group.title, plan.to.version),
+                None => format!("✅ {} resolved after the rollback to {}.", group.title, plan.to.version),
+            };
+            self.verify_plan(&plan, actions::ROLLBACK_VERIFIED, Message::plain(text).with_tone(Tone::Success)).await;
+        }
+    }
+
+    async fn verify_plan(&self, plan: &RollbackPlan, action: &str, message: Message) {
+        let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
+            self.inner.store.set_plan_verified(&plan.id, self.now()).await?;
+            self.inner
+                .audit
+                .append(self.inner.audit.entry(action).target(&plan.target).details(json!({
+                    "plan": plan.id.to_string(),
+                    "to": plan.to.version,
+                    "message": message.text,
+                })))
+                .await?;
+            if let Some(at) = &plan.message {
+                if let Some(chat) = self.inner.chats.get(at.platform) {
+                    chat.reply(at, &message, Lane::Interactive).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, plan = %plan.id, "could not report the rollback verification");
+        }
+    }
+
+    // --- summaries -------------------------------------------------------------------------
+
+    async fn summary_for(&self, group_id: i64, alert: &Alert) -> Arc<Summary> {
+        if let Some(summary) = lock(&self.inner.summaries).get(&group_id) {
+            return summary.clone();
+        }
+        let summary = Arc::new(self.build_summary(alert).await);
+        let mut cache = lock(&self.inner.summaries);
+        if cache.len() >= SUMMARY_CACHE {
+            if let Some(oldest) = cache.keys().min().copied() {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(group_id, summary.clone());
+        summary
+    }
+
+    /// The summary for an alert: deploys, suspect, offer and caveats.
+    pub async fn build_summary(&self, alert: &Alert) -> Summary {
+        let base = |body| Summary {
+            alert_title: alert.title.clone(),
+            alert_started_at: alert.started_at,
+            severity: alert.severity,
+            link: alert.link.clone(),
+            body,
+        };
+        let Some(service) = &alert.service else {
+            let known = self.inner.settings.services.iter().map(|s| s.name.clone()).collect();
+            return base(SummaryBody::UnknownService { known });
+        };
+        let Some(environment) = &alert.environment else {
+            let known = self
+                .inner
+                .recognizer
+                .service(service)
+                .map(|s| s.environments.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            return base(SummaryBody::UnknownEnvironment { service: service.clone(), known });
+        };
+        let target = Target::new(service.clone(), environment.clone());
+        let (history, mut caveats) = self.history(&target).await;
+        let current = match self.current_revision(&target, &history).await {
+            Ok(current) => current,
+            Err(message) => {
+                caveats.push(Caveat { message, blocking: false, remedy: None });
+                None
+            }
+        };
+        let mut summary = summarize(SummaryInput {
+            alert,
+            target: &target,
+            history: &history,
+            lookback: self.inner.settings.policy.lookback,
+            current,
+            caveats,
+        });
+        if let SummaryBody::Deploys(deploys) = &mut summary.body {
+            if let (Some(offer), Some(backend)) = (&deploys.offer, self.inner.backends.for_target(&target)) {
+                match backend.caveats(&target, &offer.to).await {
+                    Ok(found) => deploys.caveats.extend(found),
+                    Err(error) => deploys.caveats.push(Caveat {
+                        message: format!("Could not check {} before offering a rollback: {error}", backend.name()),
+                        blocking: false,
+                        remedy: None,
+                    }),
+                }
+            }
+            if self.inner.backends.for_target(&target).is_none() {
+                deploys.caveats.push(Caveat {
+                    message: format!("No deployment backend is configured for {target}; rollback is not possible from here."),
+                    blocking: true,
+                    remedy: None,
+                });
+            }
+        }
+        summary
+    }
+
+    /// The target's deploys, newest first: the registry merged with the backend's own
+    /// history (one entry per version). Backend failures become caveats, not errors.
+    pub async fn history(&self, target: &Target) -> (Vec<Deploy>, Vec<Caveat>) {
+        let mut caveats = Vec::new();
+        let query = DeployQuery {
+            service: Some(target.service.clone()),
+            environment: Some(target.environment.clone()),
+            limit: HISTORY_LIMIT,
+            ..DeployQuery::default()
+        };
+        let mut deploys = match self.inner.store.deploys(&query).await {
+            Ok(deploys) => deploys,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the deploy registry");
+                caveats.push(Caveat { message: "The deploy registry could not be read.".to_owned(), blocking: false, remedy: None });
+                Vec::new()
+            }
+        };
+        if let Some(backend) = self.inner.backends.for_target(target) {
+            if backend.capabilities().own_history {
+                let started = Instant::now();
+                let result = backend.history(target).await;
+                self.inner.metrics.backend_call(backend.name(), "history", result.is_ok(), started.elapsed());
+                match result {
+                    Ok(from_backend) => merge_history(&mut deploys, from_backend),
+                    Err(error) => caveats.push(Caveat {
+                        message: format!("{} history unavailable: {error}", backend.name()),
+                        blocking: false,
+                        remedy: None,
+                    }),
+                }
+            }
+        }
+        (deploys, caveats)
+    }
+
+    /// What runs now: from the backend when it knows, else the newest successful deploy
+    /// in the registry.
+    async fn current_revision(&self, target: &Target, history: &[Deploy]) -> Result<Option<Revision>, String> {
+        if let Some(backend) = self.inner.backends.for_target(target) {
+            if backend.capabilities().own_history {
+                let started = Instant::now();
+                let result = backend.current(target).await;
+                self.inner.metrics.backend_call(backend.name(), "current", result.is_ok(), started.elapsed());
+                match result {
+                    Ok(Some(current)) => return Ok(Some(current)),
+                    Ok(None) => {}
+                    Err(error) => return Err(format!("Could not read what {target} runs now from {}: {error}", backend.name())),
+                }
+            }
+        }
+        Ok(history
+            .iter()
+            .filter(|d| d.status == DeployStatus::Succeeded)
+            .max_by_key(|d| d.effective_at())
+            .map(Deploy::as_revision))
+    }
+
+    async fn offer_plan(
+        &self,
+        target: &Target,
+        offer: &Offer,
+        group: Option<i64>,
+        requested_by: Option<Actor>,
+    ) -> Result<RollbackPlan, BotError> {
+        let now = self.now();
+        let plan = RollbackPlan {
+            id: PlanId::generate(),
+            target: target.clone(),
+            from: offer.from.clone(),
+            to: offer.to.clone(),
+            reason: offer.reason.clone(),
+            alert_group: group,
+            offered_at: now,
+            expires_at: now + chrono::Duration::from_std(self.inner.settings.policy.plan_ttl).unwrap_or(chrono::Duration::minutes(30)),
+            message: None,
+            requested_by: requested_by.clone(),
+            state: PlanState::Offered,
+            approved_by: None,
+            started_by: None,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            operation: None,
+            verified_at: None,
+        };
+        self.inner.store.insert_plan(&plan).await?;
+        let mut entry = self.inner.audit.entry(actions::ROLLBACK_OFFERED).target(target).details(json!({
+            "plan": plan.id.to_string(),
+            "from": plan.from,
+            "to": plan.to,
+            "group": group,
+            "expires_at": plan.expires_at,
+            "reason": plan.reason,
+        }));
+        if let Some(actor) = &requested_by {
+            entry = entry.actor(actor);
+        }
+        self.inner.audit.append(entry).await?;
+        Ok(plan)
+    }
+
+    // --- inbound: presses ------------------------------------------------------------------
+
+    /// A button press. The reply is for the person who pressed; public progress goes to
+    /// the plan's message.
+    pub async fn handle_press(&self, press: Press) -> Reply {
+        match self.press(press).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::error!(%error, "press failed");
+                Reply::Private(Message::plain(
+                    "Something went wrong on breakwater's side and nothing was rolled back. The error is in breakwater's log; try again in a moment.",
+                ).with_tone(Tone::Danger))
+            }
+        }
+    }
+
+    async fn press(&self, press: Press) -> Result<Reply, BotError> {
+        let platform = press.actor.principal.platform().unwrap_or(Platform::Console);
+        if !self.claim(platform, &press.event_id).await? {
+            return Ok(Reply::None);
+        }
+        match press.action.kind {
+            ButtonKind::Rollback => self.press_rollback(&press, false).await,
+            ButtonKind::DisableAutoSyncAndRollback => self.press_rollback(&press, true).await,
+            ButtonKind::Confirm => self.press_confirm(&press).await,
+            ButtonKind::Cancel => self.press_cancel(&press).await,
+            ButtonKind::NotDeployRelated => self.press_dismiss(&press).await,
+        }
+    }
+
+    async fn deny(&self, press: &Press, target: Option<&Target>, code: &str, text: String) -> Result<Reply, BotError> {
+        let mut entry = self.inner.audit.entry(actions::ROLLBACK_DENIED).actor(&press.actor).details(json!({
+            "plan": press.action.token.to_string(),
+            "reason": code,
+            "message": text,
+            "channel": press.channel,
+        }));
+        if let Some(target) = target {
+            entry = entry.target(target);
+        }
+        self.inner.audit.append(entry).await?;
+        self.inner.metrics.rollback("denied");
+        Ok(Reply::Private(Message::plain(text).with_tone(Tone::Warning)))
+    }
+
+    async fn press_rollback(&self, press: &Press, disable_auto_sync: bool) -> Result<Reply, BotError> {
+        let Some(plan) = self.inner.store.plan(&press.action.token).await? else {
+            return self.deny(press, None, "unknown_plan", "This button does not belong to any rollback breakwater offered. Nothing was done.".to_owned()).await;
+        };
+        self.inner
+            .audit
+            .append(self.inner.audit.entry(actions::ROLLBACK_REQUESTED).actor(&press.actor).target(&plan.target).details(json!({
+                "plan": plan.id.to_string(),
+                "from": plan.from,
+                "to": plan.to,
+                "channel": press.channel,
+                "disable_auto_sync": disable_auto_sync,
+            })))
+            .await?;
+        if let Some(reply) = self.refuse_closed_plan(press, &plan).await? {
+            return Ok(reply);
+        }
+        if let Some(reply) = self.refuse_by_policy(press, &plan).await? {
+            return Ok(reply);
+        }
+        let needs_confirm_step = !press.confirmed_by_platform
+            && self.inner.chats.get(platform_of(press)).is_none_or(|chat| chat.needs_confirm_step());
+        if needs_confirm_step {
+            let now = self.now();
+            let ttl = chrono::Duration::from_std(self.inner.settings.confirm_ttl).unwrap_or(chrono::Duration::minutes(5));
+            let confirmation = Confirmation {
+                id: PlanId::generate(),
+                plan: plan.id,
+                actor: press.actor.clone(),
+                created_at: now,
+                expires_at: (now + ttl).min(plan.expires_at),
+            };
+            self.inner.store.insert_confirmation(&confirmation).await?;
+            self.inner
+                .audit
+                .append(self.inner.audit.entry(actions::ROLLBACK_CONFIRMATION_REQUESTED).actor(&press.actor).target(&plan.target).details(json!({
+                    "plan": plan.id.to_string(),
+                    "confirmation": confirmation.id.to_string(),
+                    "from": plan.from.version,
+                    "to": plan.to.version,
+                })))
+                .await?;
+            return Ok(Reply::Private(compose::confirm_prompt(&plan, confirmation.id, disable_auto_sync)));
+        }
+        self.approve_or_start(press, plan, disable_auto_sync).await
+    }
+
+    /// A plan that can no longer be started: say what happened to it.
+    async fn refuse_closed_plan(&self, press: &Press, plan: &RollbackPlan) -> Result<Option<Reply>, BotError> {
+        let now = self.now();
+        if plan.state.is_open() && plan.is_expired(now) {
+            if let Some(expired) = self.inner.store.transition_plan(&plan.id, &[PlanState::Offered, PlanState::Confirmed], PlanState::Expired, &PlanPatch::default(), now).await? {
+                self.inner.audit.append(self.inner.audit.entry(actions::ROLLBACK_EXPIRED).target(&plan.target).details(json!({"plan": plan.id.to_string()}))).await?;
+                self.update_plan_message(&expired).await;
+            }
+            self.inner.metrics.rollback("expired");
+            let text = format!(
+                "This rollback offer expired at {} UTC (offers last {}). Nothing was done. Run /breakwater rollback {} {} for a fresh one with the current revisions.",
+                plan.expires_at.format("%H:%M"),
+                human_span(self.inner.settings.policy.plan_ttl.as_secs()),
+                plan.target.service,
+                plan.target.environment
+            );
+            return self.deny(press, Some(&plan.target), "expired", text).await.map(Some);
+        }
+        if plan.state.is_open() {
+            return Ok(None);
+        }
+        let who = |actor: &Option<Actor>| actor.as_ref().map_or("someone".to_owned(), |a| a.name().to_owned());
+        let when = plan.started_at.map(|t| t.format("%H:%M:%S UTC").to_string()).unwrap_or_default();
+        let text = match plan.state {
+            PlanState::Running => format!("{} already started this rollback at {when}; it is running now.", who(&plan.started_by)),
+            PlanState::Succeeded => format!("{} already rolled {} back to {} at {when}.", who(&plan.started_by), plan.target, plan.to.version),
+            PlanState::Failed => format!("{} already ran this rollback at {when} and it failed. Check the thread, then ask for a fresh plan.", who(&plan.started_by)),
+            PlanState::Stale => "This plan went stale: the service was deployed again after it was offered. Use the fresh plan in the thread.".to_owned(),
+            PlanState::Expired => format!("This rollback offer expired. Run /breakwater rollback {} {} for a fresh one.", plan.target.service, plan.target.environment),
+            PlanState::Dismissed => format!("This alert was marked not deploy-related ({}). Run /breakwater rollback {} {} if you still want to roll back.", plan.outcome.clone().unwrap_or_default(), plan.target.service, plan.target.environment),
+            PlanState::Interrupted => "This rollback was interrupted by a breakwater restart; check the thread before asking for a fresh plan.".to_owned(),
+            PlanState::Offered | PlanState::Confirmed => return Ok(None),
+        };
+        self.deny(press, Some(&plan.target), "plan_closed", text).await.map(Some)
+    }
+
+    async fn refuse_by_policy(&self, press: &Press, plan: &RollbackPlan) -> Result<Option<Reply>, BotError> {
+        let last = self.inner.store.last_rollback_finished(&plan.target).await?;
+        let decision = self.inner.settings.policy.check(&RollbackRequest {
+            actor: &press.actor,
+            target: &plan.target,
+            channel: press.channel.as_deref(),
+            now: self.now(),
+            last_rollback_finished: last,
+        });
+        match decision {
+            Ok(()) => Ok(None),
+            Err(denial) => self.deny(press, Some(&plan.target), denial.code(), denial.to_string()).await.map(Some),
+        }
+    }
+
+    async fn press_confirm(&self, press: &Press) -> Result<Reply, BotError> {
+        let Some(confirmation) = self.inner.store.confirmation(&press.action.token).await? else {
+            return Ok(Reply::ReplaceSource(Message::plain("This confirmation was already used or has expired. Nothing more was done.")));
+        };
+        if !confirmation.actor.is_same_person(&press.actor) {
+            let plan = self.inner.store.plan(&confirmation.plan).await?;
+            return self
+                .deny(press, plan.as_ref().map(|p| &p.target), "not_confirmer", format!("Only {} can confirm this rollback. Press Roll back yourself to get your own confirmation.", confirmation.actor.name()))
+                .await;
+        }
+        let Some(confirmation) = self.inner.store.take_confirmation(&press.action.token).await? else {
+            return Ok(Reply::None);
+        };
+        if self.now() >= confirmation.expires_at {
+            return Ok(Reply::ReplaceSource(Message::plain("This confirmation expired. Press Roll back again.")));
+        }
+        let Some(plan) = self.inner.store.plan(&confirmation.plan).await? else {
+            return Ok(Reply::ReplaceSource(Message::plain("The rollback plan no longer exists. Nothing was done.")));
+        };
+        if let Some(reply) = self.refuse_closed_plan(press, &plan).await? {
+            return Ok(as_replacement(reply));
+        }
+        if let Some(reply) = self.refuse_by_policy(press, &plan).await? {
+            return Ok(as_replacement(reply));
+        }
+        let reply = self.approve_or_start(press, plan, false).await?;
+        Ok(as_replacement(reply))
+    }
+
+    async fn press_cancel(&self, press: &Press) -> Result<Reply, BotError> {
+        let Some(confirmation) = self.inner.store.confirmation(&press.action.token).await? else {
+            return Ok(Reply::ReplaceSource(Message::plain("Nothing to cancel.")));
+        };
+        if !confirmation.actor.is_same_person(&press.actor) {
+            return Ok(Reply::Private(Message::plain(format!("Only {} can cancel this.", confirmation.actor.name()))));
+        }
+        if self.inner.store.take_confirmation(&press.action.token).await?.is_some() {
+            let plan = self.inner.store.plan(&confirmation.plan).await?;
+            let mut entry = self.inner.audit.entry(actions::ROLLBACK_CANCELLED).actor(&press.actor).details(json!({
+                "plan": confirmation.plan.to_string(),
+                "confirmation": confirmation.id.to_string(),
+            }));
+            if let Some(plan) = &plan {
+                entry = entry.target(&plan.target);
+            }
+            self.inner.audit.append(entry).await?;
+        }
+        Ok(Reply::ReplaceSource(Message::plain("Cancelled. Nothing was rolled back.")))
+    }
+
+    async fn press_dismiss(&self, press: &Press) -> Result<Reply, BotError> {
+        let Some(plan) = self.inner.store.plan(&press.action.token).await? else {
+            return Ok(Reply::Private(Message::plain("This button does not belong to anything breakwater offered.")));
+        };
+        let now = self.now();
+        let outcome = format!("Marked not deploy-related by {} at {}.", press.actor.name(), now.format("%H:%M UTC"));
+        let patch = PlanPatch { outcome: Some(outcome), ..PlanPatch::default() };
+        match self.inner.store.transition_plan(&plan.id, &[PlanState::Offered, PlanState::Confirmed], PlanState::Dismissed, &patch, now).await? {
+            Some(dismissed) => {
+                self.inner
+                    .audit
+                    .append(self.inner.audit.entry(actions::SUMMARY_DISMISSED).actor(&press.actor).target(&plan.target).details(json!({"plan": plan.id.to_string()})))
+                    .await?;
+                self.update_plan_message(&dismissed).await;
+                Ok(Reply::None)
+            }
+            None => Ok(Reply::Private(Message::plain(format!("This plan is already {}.", self.inner.store.plan(&plan.id).await?.map_or(plan.state, |p| p.state))))),
+        }
+    }
+
+    /// After all checks: record a first approval where two people are needed, or start.
+    async fn approve_or_start(&self, press: &Press, plan: RollbackPlan, disable_auto_sync: bool) -> Result<Reply, BotError> {
+        let now = self.now();
+        if self.inner.settings.policy.needs_two_people(&plan.target) {
+            match (&plan.state, &plan.approved_by) {
+                (PlanState::Offered, _) => {
+                    let patch = PlanPatch { approved_by: Some(press.actor.clone()), ..PlanPatch::default() };
+                    return match self.inner.store.transition_plan(&plan.id, &[PlanState::Offered], PlanState::Confirmed, &patch, now).await? {
+                        Some(approved) => {
+                            self.inner
+                                .audit
+                                .append(self.inner.audit.entry(actions::ROLLBACK_APPROVED).actor(&press.actor).target(&plan.target).details(json!({
+                                    "plan": plan.id.to_string(), "from": plan.from.version, "to": plan.to.version,
+                                })))
+                                .await?;
+                            self.update_plan_message(&approved).await;
+                            Ok(Reply::Private(Message::plain(format!(
+                                "Approval recorded. {} needs a second person: another authorised person must press Roll back.",
+                                plan.target.environment
+                            ))))
+                        }
+                        None => {
+                            // Someone else approved first; look again.
+                            let Some(fresh) = self.inner.store.plan(&plan.id).await? else { return Ok(Reply::None) };
+                            if fresh.state == PlanState::Confirmed && fresh.approved_by.as_ref().is_some_and(|a| !a.is_same_person(&press.actor)) {
+                                Box::pin(self.approve_or_start(press, fresh, disable_auto_sync)).await
+                            } else {
+                                Ok(self.refuse_closed_plan(press, &fresh).await?.unwrap_or(Reply::None))
+                            }
+                        }
+                    };
+                }
+                (PlanState::Confirmed, Some(approver)) if approver.is_same_person(&press.actor) => {
+                    return Ok(Reply::Private(Message::plain("You already approved this rollback. A second authorised person must press Roll back.")));
+                }
+                _ => {}
+            }
+        }
+        self.start(press, plan, disable_auto_sync).await
+    }
+
+    async fn start(&self, press: &Press, plan: RollbackPlan, disable_auto_sync: bool) -> Result<Reply, BotError> {
+        let now = self.now();
+        let patch = PlanPatch { started_by: Some(press.actor.clone()), started_at: Some(now), ..PlanPatch::default() };
+        let started = match self.inner.store.transition_plan(&plan.id, &[PlanState::Offered, PlanState::Confirmed], PlanState::Running, &patch, now).await {
+            Ok(Some(started)) => started,
+            Ok(None) => {
+                let fresh = self.inner.store.plan(&plan.id).await?.unwrap_or(plan);
+                return Ok(self.refuse_closed_plan(press, &fresh).await?.unwrap_or(Reply::None));
+            }
+            Err(StoreError::TargetBusy(target)) => {
+                return self.deny(press, Some(&target), "target_busy", format!("Another rollback of {target} is running right now. Wait for its outcome in its thread.")).await;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        lock(&self.inner.running).insert(started.id);
+        let bot = self.clone();
+        let plan_for_task = started.clone();
+        self.inner.rollbacks.spawn(async move { bot.execute(plan_for_task, disable_auto_sync).await });
+        Ok(Reply::Private(Message::plain(format!(
+            "Rolling back {} from {} to {}. Progress and the outcome appear in the thread.",
+            started.target, started.from.version, started.to.version
+        ))))
+    }
+
+    // --- rollback execution ----------------------------------------------------------------
+
+    async fn execute(&self, plan: RollbackPlan, disable_auto_sync: bool) {
+        self.update_plan_message(&plan).await;
+        let Some(backend) = self.inner.backends.for_target(&plan.target) else {
+            self.finish(&plan, Outcome::Failed(format!("No deployment backend is configured for {}. Nothing was changed.", plan.target))).await;
+            return;
+        };
+        let (history, _) = self.history(&plan.target).await;
+        let current = match self.current_revision(&plan.target, &history).await {
+            Ok(current) => current,
+            Err(message) => {
+                self.finish(&plan, Outcome::Failed(format!("{message}. Nothing was changed."))).await;
+                return;
+            }
+        };
+        if current.as_ref().map(|c| &c.id) != Some(&plan.from.id) {
+            self.mark_stale(&plan, current).await;
+            return;
+        }
+        let Some(actor) = plan.started_by.clone() else {
+            self.finish(&plan, Outcome::Failed("The plan has no recorded starter.".to_owned())).await;
+            return;
+        };
+        let started = self
+            .inner
+            .audit
+            .append(self.inner.audit.entry(actions::ROLLBACK_STARTED).actor(&actor).target(&plan.target).details(json!({
+                "plan": plan.id.to_string(),
+                "from": plan.from,
+                "to": plan.to,
+                "backend": backend.name(),
+                "kind": backend.kind(),
+                "disable_auto_sync": disable_auto_sync,
+            })))
+            .await;
+        if let Err(error) = started {
+            // Without the durable record nothing may run.
+            tracing::error!(%error, "could not audit rollback.started");
+            self.finish(&plan, Outcome::Failed("breakwater could not write its audit log, so it did not call the backend. Nothing was changed.".to_owned())).await;
+            return;
+        }
+        let call = RollbackCall {
+            plan_id: plan.id,
+            target: plan.target.clone(),
+            from: plan.from.clone(),
+            to: plan.to.clone(),
+            requested_by: actor.clone(),
+            reason: plan.reason.clone(),
+            disable_auto_sync,
+        };
+        let started_at = Instant::now();
+        let result = backend.rollback(&call).await;
+        self.inner.metrics.backend_call(backend.name(), "rollback", result.is_ok(), started_at.elapsed());
+        let audit_call = self.inner.audit.append(self.inner.audit.entry(actions::ROLLBACK_BACKEND_CALL).target(&plan.target).details(json!({
+            "plan": plan.id.to_string(),
+            "backend": backend.name(),
+            "operation": "rollback",
+            "ok": result.is_ok(),
+            "error": result.as_ref().err().map(|e| e.message.clone()),
+            "error_kind": result.as_ref().err().map(|e| e.kind.as_str()),
+            "took_ms": started_at.elapsed().as_millis() as u64,
+        })));
+        if let Err(error) = audit_call.await {
+            tracing::error!(%error, "could not audit the backend call");
+        }
+        match result {
+            Err(error) => self.finish(&plan, Outcome::Failed(error.message)).await,
+            Ok(operation) => {
+                if let Ok(value) = serde_json::to_value(&operation) {
+                    if let Err(error) = self.inner.store.set_plan_operation(&plan.id, &value).await {
+                        tracing::warn!(%error, "could not store the rollback operation");
+                    }
+                }
+                self.follow(&plan, backend, operation).await;
+            }
+        }
+    }
+
+    async fn follow(&self, plan: &RollbackPlan, backend: Arc<dyn DeployBackend>, operation: Operation) {
+        let outcome = match operation.finished.clone() {
+            Some(outcome) => outcome,
+            None => {
+                let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let progress = move |line: String| {
+                    let _ = sender.send(line);
+                };
+                let reporter = {
+                    let bot = self.clone();
+                    let mut shown = plan.clone();
+                    tokio::spawn(async move {
+                        let mut last = Instant::now() - Duration::from_secs(10);
+                        while let Some(line) = receiver.recv().await {
+                            shown.outcome = Some(line);
+                            if last.elapsed() >= Duration::from_secs(2) {
+                                last = Instant::now();
+                                bot.update_plan_message(&shown).await;
+                            }
+                        }
+                    })
+                };
+                let started = Instant::now();
+                let result = tokio::time::timeout(self.inner.settings.follow_limit, backend.wait(&operation, &progress)).await;
+                drop(progress);
+                let _ = reporter.await;
+                let ok = matches!(result, Ok(Ok(_)));
+                self.inner.metrics.backend_call(backend.name(), "wait", ok, started.elapsed());
+                match result {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(error)) => Outcome::Failed(error.message),
+                    Err(_) => Outcome::Failed(format!(
+                        "breakwater stopped following after {}; check {} for the outcome before retrying.",
+                        human_span(self.inner.settings.follow_limit.as_secs()),
+                        backend.name()
+                    )),
+                }
+            }
+        };
+        self.finish(plan, outcome).await;
+    }
+
+    async fn finish(&self, plan: &RollbackPlan, outcome: Outcome) {
+        let now = self.now();
+        let (state, detail) = match &outcome {
+            Outcome::Succeeded(detail) => (PlanState::Succeeded, detail.clone()),
+            Outcome::Failed(reason) => (PlanState::Failed, reason.clone()),
+        };
+        let patch = PlanPatch { finished_at: Some(now), outcome: Some(detail.clone()), ..PlanPatch::default() };
+        let result: Result<(), BotError> = async {
+            let Some(finished) = self.inner.store.transition_plan(&plan.id, &[PlanState::Running], state, &patch, now).await? else {
+                // Someone (shutdown) already closed it.
+                return Ok(());
+            };
+            let actor = finished.started_by.clone();
+            if state == PlanState::Succeeded {
+                let who = actor.as_ref().map_or("breakwater".to_owned(), |a| a.name().to_owned());
+                let deploy = Deploy {
+                    target: plan.target.clone(),
+                    version: plan.to.version.clone(),
+                    previous_version: Some(plan.from.version.clone()),
+                    revision: (plan.to.id != plan.to.version).then(|| plan.to.id.clone()),
+                    commit: None,
+                    author: Some(who),
+                    description: Some(format!("rollback of {}", plan.from.version)),
+                    url: None,
+                    started_at: finished.started_at.unwrap_or(now),
+                    finished_at: Some(now),
+                    status: DeployStatus::Succeeded,
+                    changes: Vec::new(),
+                    config_changes: Vec::new(),
+                    source: DeploySource::Rollback,
+                };
+                self.inner.store.record_deploy(&deploy).await?;
+                if finished.alert_group.is_none() {
+                    self.inner.store.set_plan_verified(&plan.id, now).await?;
+                }
+            }
+            let took = finished.started_at.map(|s| (now - s).num_milliseconds()).unwrap_or_default();
+            let action = if state == PlanState::Succeeded { actions::ROLLBACK_SUCCEEDED } else { actions::ROLLBACK_FAILED };
+            let mut entry = self.inner.audit.entry(action).target(&plan.target).details(json!({
+                "plan": plan.id.to_string(),
+                "from": plan.from,
+                "to": plan.to,
+                "detail": detail,
+                "took_ms": took,
+            }));
+            if let Some(actor) = &actor {
+                entry = entry.actor(actor);
+            }
+            self.inner.audit.append(entry).await?;
+            self.inner.metrics.rollback(state.as_str());
+            self.update_plan_message(&finished).await;
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::error!(%error, plan = %plan.id, "could not record the rollback outcome");
+        }
+        lock(&self.inner.running).remove(&plan.id);
+    }
+
+    /// The target moved since the plan was offered: nothing runs; a fresh plan is offered.
+    async fn mark_stale(&self, plan: &RollbackPlan, current: Option<Revision>) {
+        let now = self.now();
+        let current_text = current.as_ref().map_or("an unknown revision".to_owned(), |c| c.version.clone());
+        let outcome = format!(
+            "{} now runs {current_text}, not {} as when this was offered (deployed again since). Nothing was rolled back.",
+            plan.target, plan.from.version
+        );
+        let patch = PlanPatch { finished_at: Some(now), outcome: Some(outcome.clone()), ..PlanPatch::default() };
+        let result: Result<(), BotError> = async {
+            let Some(stale) = self.inner.store.transition_plan(&plan.id, &[PlanState::Running], PlanState::Stale, &patch, now).await? else {
+                return Ok(());
+            };
+            let mut entry = self.inner.audit.entry(actions::ROLLBACK_STALE).target(&plan.target).details(json!({
+                "plan": plan.id.to_string(),
+                "expected_from": plan.from,
+                "current": current,
+                "to": plan.to,
+            }));
+            if let Some(actor) = &stale.started_by {
+                entry = entry.actor(actor);
+            }
+            self.inner.audit.append(entry).await?;
+            self.inner.metrics.rollback("stale");
+            self.update_plan_message(&stale).await;
+            if let (Some(current), Some(at)) = (current, &stale.message) {
+                if current.id != plan.to.id {
+                    let offer = Offer {
+                        from: current,
+                        to: plan.to.clone(),
+                        suspect_version: plan.from.version.clone(),
+                        reason: format!("fresh plan after {} was deployed again", plan.target),
+                        to_url: None,
+                    };
+                    let fresh = self.offer_plan(&plan.target, &offer, None, stale.started_by.clone()).await?;
+                    if let Some(chat) = self.inner.chats.get(at.platform) {
+                        let message = compose::plan_message(&fresh, &[], now);
+                        match chat.reply(at, &message, Lane::Interactive).await {
+                            Ok(posted) => self.inner.store.set_plan_message(&fresh.id, &posted).await?,
+                            Err(error) => tracing::warn!(%error, "could not post the fresh plan"),
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::error!(%error, plan = %plan.id, "could not record the stale plan");
+        }
+        lock(&self.inner.running).remove(&plan.id);
+    }
+
+    /// Shows a plan's state where its button is: the whole summary for alert plans, the
+    /// plan message for command plans.
+    async fn update_plan_message(&self, plan: &RollbackPlan) {
+        let Some(at) = &plan.message else { return };
+        let Some(chat) = self.inner.chats.get(at.platform) else { return };
+        let message = match plan.alert_group {
+            Some(group_id) => {
+                let group = self.inner.store.alert_group(group_id).await.ok().flatten();
+                let first = self.inner.store.group_alerts(group_id).await.ok().and_then(|alerts| alerts.into_iter().next());
+                match (group, first) {
+                    (Some(group), Some((_, alert, _))) => {
+                        let summary = self.summary_for(group_id, &alert).await;
+                        self.render_summary(&summary, &group, Some(plan))
+                    }
+                    _ => compose::plan_message(plan, &[], self.now()),
+                }
+            }
+            None => compose::plan_message(plan, &[], self.now()),
+        };
+        if let Err(error) = chat.update(at, &message, Lane::Interactive).await {
+            tracing::warn!(%error, plan = %plan.id, "could not update the plan's message");
+            self.inner.metrics.chat_error(at.platform.as_str());
+        }
+    }
+
+    // --- commands --------------------------------------------------------------------------
+
+    pub async fn handle_command(&self, request: CommandRequest) -> Reply {
+        match self.command(request).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::error!(%error, "command failed");
+                Reply::Private(Message::plain("Something went wrong on breakwater's side; the error is in its log.").with_tone(Tone::Danger))
+            }
+        }
+    }
+
+    async fn command(&self, request: CommandRequest) -> Result<Reply, BotError> {
+        if !self.claim(request.platform, &request.event_id).await? {
+            return Ok(Reply::None);
+        }
+        match &request.command {
+            Command::Help => Ok(Reply::Private(help_message())),
+            Command::Deploys { service, environment } => self.command_deploys(service.as_deref(), environment.as_deref()).await,
+            Command::Status { service, environment } => self.command_status(service, environment).await,
+            Command::Audit { service } => self.command_audit(service.as_deref()).await,
+            Command::Rollback { service, environment, version } => self.command_rollback(&request, service, environment, version.as_deref()).await,
+        }
+    }
+
+    /// A service (and optionally environment) named in a command, or the reply saying
+    /// which names are known.
+    fn resolve(&self, service: &str, environment: Option<&str>) -> Result<(ServiceName, Option<Environment>), Reply> {
+        let known: Vec<String> = self.inner.settings.services.iter().map(|s| s.name.to_string()).collect();
+        let found = ServiceName::parse(service)
+            .ok()
+            .and_then(|name| self.inner.recognizer.service(&name).cloned())
+            .or_else(|| {
+                let lower = service.to_lowercase();
+                self.inner.settings.services.iter().find(|s| s.aliases.iter().any(|a| a.to_lowercase() == lower)).cloned()
+            });
+        let Some(found) = found else {
+            return Err(Reply::Private(Message::plain(format!("I don't know a service called {service:?}. Services I know: {}.", if known.is_empty() { "none".to_owned() } else { known.join(", ") }))));
+        };
+        let Some(environment) = environment else { return Ok((found.name, None)) };
+        let env = Environment::parse(environment).ok().and_then(|env| found.environments.iter().find(|e| **e == env).cloned());
+        match env {
+            Some(env) => Ok((found.name, Some(env))),
+            None => Err(Reply::Private(Message::plain(format!(
+                "{} has no environment {environment:?}; it runs in {}.",
+                found.name,
+                found.environments.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )))),
+        }
+    }
+
+    async fn command_deploys(&self, service: Option<&str>, environment: Option<&str>) -> Result<Reply, BotError> {
+        let now = self.now();
+        let (service, environment) = match service {
+            Some(service) => match self.resolve(service, environment) {
+                Ok(found) => (Some(found.0), found.1),
+                Err(reply) => return Ok(reply),
+            },
+            None => (None, None),
+        };
+        let deploys = match (&service, &environment) {
+            (Some(service), Some(environment)) => {
+                let (mut history, _) = self.history(&Target::new(service.clone(), environment.clone())).await;
+                history.truncate(10);
+                history
+            }
+            _ => self.inner.store.deploys(&DeployQuery { service: service.clone(), environment: environment.clone(), limit: 10, ..DeployQuery::default() }).await?,
+        };
+        let heading = match (&service, &environment) {
+            (Some(s), Some(e)) => format!("Recent deploys of {s} {e}"),
+            (Some(s), None) => format!("Recent deploys of {s}"),
+            _ => "Recent deploys".to_owned(),
+        };
+        Ok(Reply::Private(compose::deploy_list(&heading, &deploys, now)))
+    }
+
+    async fn command_status(&self, service: &str, environment: &str) -> Result<Reply, BotError> {
+        let (service, environment) = match self.resolve(service, Some(environment)) {
+            Ok((service, Some(environment))) => (service, environment),
+            Ok(_) => return Ok(Reply::Private(Message::plain(Command::usage()))),
+            Err(reply) => return Ok(reply),
+        };
+        let target = Target::new(service, environment);
+        let (history, caveats) = self.history(&target).await;
+        let current = self.current_revision(&target, &history).await;
+        let mut lines = Vec::new();
+        match &current {
+            Ok(Some(current)) => lines.push(RichText::new().plain("Runs ").code(current.to_string())),
+            Ok(None) => lines.push(RichText::new().plain("Current revision unknown (no deploys recorded)")),
+            Err(message) => lines.push(RichText::new().plain(message.clone())),
+        }
+        if let Some(last) = history.first() {
+            lines.push(RichText::new().plain(format!(
+                "Last deploy: {} by {} at {} ({})",
+                last.version,
+                last.author.as_deref().unwrap_or("unknown"),
+                last.effective_at().format("%Y-%m-%d %H:%M UTC"),
+                last.status.as_str()
+            )));
+        }
+        let running = self.inner.store.plans_in_state(&[PlanState::Running]).await?;
+        for plan in running.iter().filter(|p| p.target == target) {
+            lines.push(RichText::new().plain(format!(
+                "Rollback running: {} → {}, started by {}",
+                plan.from.version,
+                plan.to.version,
+                plan.started_by.as_ref().map_or("someone", |a| a.name())
+            )));
+        }
+        let key = format!("{}/{}", target.service.key(), target.environment.key());
+        let open: Vec<AlertGroup> = self.inner.store.recent_alert_groups(50).await?.into_iter().filter(|g| g.key == key && g.resolved_at.is_none()).collect();
+        if open.is_empty() {
+            lines.push(RichText::new().plain("No open alerts"));
+        }
+        for group in open {
+            lines.push(RichText::new().plain(format!("Open alert: {} ({} alerts since {})", group.title, group.alert_count, group.opened_at.format("%H:%M UTC"))));
+        }
+        if let Some(finished) = self.inner.store.last_rollback_finished(&target).await? {
+            lines.push(RichText::new().plain(format!("Last rollback finished {}", finished.format("%Y-%m-%d %H:%M UTC"))));
+        }
+        for caveat in caveats {
+            lines.push(RichText::new().plain(format!("⚠️ {}", caveat.message)));
+        }
+        let text = lines.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        Ok(Reply::Private(Message {
+            text: format!("Status of {target}: {text}"),
+            title: Some(format!("{target} · status")),
+            tone: Tone::Info,
+            sections: vec![Section::Lines { lines }],
+            actions: vec![],
+            status: None,
+        }))
+    }
+
+    async fn command_audit(&self, service: Option<&str>) -> Result<Reply, BotError> {
+        let service = match service {
+            Some(service) => match self.resolve(service, None) {
+                Ok((service, _)) => Some(service.to_string()),
+                Err(reply) => return Ok(reply),
+            },
+            None => None,
+        };
+        let records = self.inner.audit.search(&AuditQuery { service: service.clone(), limit: 10, ..AuditQuery::default() }).await?;
+        let lines: Vec<RichText> = records
+            .iter()
+            .map(|r| {
+                let who = if r.actor_name.is_empty() { "breakwater".to_owned() } else { r.actor_name.clone() };
+                let target = if r.service.is_empty() { String::new() } else { format!(" — {} {}", r.service, r.environment) };
+                RichText::new().code(format!("#{}", r.seq)).plain(format!(" {} ", r.at.format("%m-%d %H:%M:%S"))).bold(r.action.clone()).plain(format!(" by {who}{target}"))
+            })
+            .collect();
+        let heading = match &service {
+            Some(service) => format!("Latest audit records for {service}"),
+            None => "Latest audit records".to_owned(),
+        };
+        let text = if lines.is_empty() { "No audit records yet.".to_owned() } else { lines.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n") };
+        Ok(Reply::Private(Message {
+            text: format!("{heading}:\n{text}"),
+            title: Some(heading),
+            tone: Tone::Info,
+            sections: if lines.is_empty() { vec![Section::Text { text: RichText::new().plain(text) }] } else { vec![Section::Lines { lines }] },
+            actions: vec![],
+            status: None,
+        }))
+    }
+
+    async fn command_rollback(&self, request: &CommandRequest, service: &str, environment: &str, version: Option<&str>) -> Result<Reply, BotError> {
+        let (service, environment) = match self.resolve(service, Some(environment)) {
+            Ok((service, Some(environment))) => (service, environment),
+            Ok(_) => return Ok(Reply::Private(Message::plain(Command::usage()))),
+            Err(reply) => return Ok(reply),
+        };
+        let target = Target::new(service, environment);
+        let Some(backend) = self.inner.backends.for_target(&target) else {
+            return Ok(Reply::Private(Message::plain(format!("No deployment backend is configured for {target}."))));
+        };
+        let (history, _) = self.history(&target).await;
+        let current = match self.current_revision(&target, &history).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return Ok(Reply::Private(Message::plain(format!("I don't know what {target} runs now (no deploys recorded), so I can't offer a rollback.")))),
+            Err(message) => return Ok(Reply::Private(Message::plain(message))),
+        };
+        let to = match version {
+            Some(version) => match history.iter().find(|d| d.version == version && d.status == DeployStatus::Succeeded) {
+                Some(deploy) => deploy.as_revision(),
+                None => {
+                    let known: Vec<&str> = history.iter().filter(|d| d.status == DeployStatus::Succeeded).map(|d| d.version.as_str()).take(10).collect();
+                    return Ok(Reply::Private(Message::plain(format!(
+                        "{version} is not a known successful deploy of {target}. Known: {}.",
+                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    ))));
+                }
+            },
+            None => {
+                let current_deploy = history.iter().filter(|d| d.status == DeployStatus::Succeeded && d.version == current.version).max_by_key(|d| d.effective_at());
+                let previous = history.iter().find(|d| {
+                    d.status == DeployStatus::Succeeded
+                        && d.version != current.version
+                        && current_deploy.is_none_or(|c| d.effective_at() <= c.started_at)
+                });
+                match previous {
+                    Some(deploy) => deploy.as_revision(),
+                    None => return Ok(Reply::Private(Message::plain(format!("No earlier successful deploy of {target} is known to roll back to.")))),
+                }
+            }
+        };
+        if to.id == current.id {
+            return Ok(Reply::Private(Message::plain(format!("{target} already runs {}.", to.version))));
+        }
+        if !backend.capabilities().any_revision {
+            let previous = history.iter().find(|d| d.status == DeployStatus::Succeeded && d.version != current.version);
+            if previous.is_some_and(|p| p.version != to.version) {
+                return Ok(Reply::Private(Message::plain(format!("The {} backend can only roll back to the previous revision ({}).", backend.kind(), previous.map(|p| p.version.as_str()).unwrap_or("unknown")))));
+            }
+        }
+        let caveats = backend.caveats(&target, &to).await.unwrap_or_default();
+        let offer = Offer {
+            reason: format!("requested by {} with /breakwater rollback", request.actor.name()),
+            from: current,
+            to,
+            suspect_version: String::new(),
+            to_url: None,
+        };
+        let plan = self.offer_plan(&target, &offer, None, Some(request.actor.clone())).await?;
+        let message = compose::plan_message(&plan, &caveats, self.now());
+        let posted = match (&request.channel, self.inner.chats.get(request.platform)) {
+            (Some(channel), Some(chat)) => chat.post(channel, &message, Lane::Interactive).await.map_err(|e| e.to_string()),
+            _ => Err("no channel".to_owned()),
+        };
+        match posted {
+            Ok(posted) => {
+                self.inner.store.set_plan_message(&plan.id, &posted).await?;
+                Ok(Reply::Private(Message::plain(format!(
+                    "Rollback plan for {target} posted in the channel ({} → {}). Nothing runs until someone presses Roll back.",
+                    plan.from.version, plan.to.version
+                ))))
+            }
+            Err(reason) => {
+                tracing::info!(%reason, "could not post the plan in the channel; answering privately");
+                Ok(Reply::Private(message))
+            }
+        }
+    }
+
+    // --- lifecycle -------------------------------------------------------------------------
+
+    /// On start-up: rollbacks left running by a crash are followed to their outcome when
+    /// the backend can resume them, confirmed from the current revision, or reported as
+    /// interrupted.
+    pub async fn recover(&self) -> Result<usize, BotError> {
+        let running = self.inner.store.plans_in_state(&[PlanState::Running]).await?;
+        let count = running.len();
+        for plan in running {
+            if lock(&self.inner.running).contains(&plan.id) {
+                continue;
+            }
+            let backend = self.inner.backends.for_target(&plan.target);
+            let operation = plan.operation.clone().and_then(|v| serde_json::from_value::<Operation>(v).ok());
+            match (backend, operation) {
+                (Some(backend), Some(operation)) if backend.capabilities().resumable || operation.finished.is_some() => {
+                    lock(&self.inner.running).insert(plan.id);
+                    let bot = self.clone();
+                    self.inner.rollbacks.spawn(async move {
+                        bot.update_plan_message(&plan).await;
+                        bot.follow(&plan, backend, operation).await;
+                    });
+                }
+                _ => {
+                    let (history, _) = self.history(&plan.target).await;
+                    let current = self.current_revision(&plan.target, &history).await.ok().flatten();
+                    if current.as_ref().is_some_and(|c| c.id == plan.to.id) && plan.operation.is_some() {
+                        lock(&self.inner.running).insert(plan.id);
+                        self.finish(&plan, Outcome::Succeeded(format!("confirmed after a restart: {} runs {}", plan.target, plan.to.version))).await;
+                    } else {
+                        let now_runs = current.map_or("an unknown revision".to_owned(), |c| c.version);
+                        self.interrupt(&plan, &format!(
+                            "breakwater restarted while this rollback ran and cannot follow it; {} now runs {now_runs}. Check the deployment system before retrying.",
+                            plan.target
+                        ))
+                        .await;
+                    }
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    async fn interrupt(&self, plan: &RollbackPlan, reason: &str) {
+        let now = self.now();
+        let patch = PlanPatch { finished_at: Some(now), outcome: Some(reason.to_owned()), ..PlanPatch::default() };
+        let result: Result<(), BotError> = async {
+            if let Some(interrupted) = self.inner.store.transition_plan(&plan.id, &[PlanState::Running], PlanState::Interrupted, &patch, now).await? {
+                let mut entry = self.inner.audit.entry(actions::ROLLBACK_INTERRUPTED).target(&plan.target).details(json!({
+                    "plan": plan.id.to_string(), "from": plan.from, "to": plan.to, "reason": reason,
+                }));
+                if let Some(actor) = &interrupted.started_by {
+                    entry = entry.actor(actor);
+                }
+                self.inner.audit.append(entry).await?;
+                self.inner.metrics.rollback("interrupted");
+                self.update_plan_message(&interrupted).await;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::error!(%error, plan = %plan.id, "could not record the interrupted rollback");
+        }
+        lock(&self.inner.running).remove(&plan.id);
+    }
+
+    /// Stops taking new work, lets running rollbacks finish within `grace`, and records
+    /// the ones still running as interrupted.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.rollbacks.close();
+        self.inner.background.close();
+        let finished = tokio::time::timeout(grace, self.inner.rollbacks.wait()).await.is_ok();
+        if !finished {
+            let still: Vec<PlanId> = lock(&self.inner.running).iter().copied().collect();
+            for id in still {
+                if let Ok(Some(plan)) = self.inner.store.plan(&id).await {
+                    self.interrupt(&plan, &format!(
+                        "breakwater shut down while this rollback ran; it may still complete in the deployment system. Check {} before retrying.",
+                        plan.target
+                    ))
+                    .await;
+                }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.background.wait()).await;
+    }
+
+    /// Waits until background chat work and running rollbacks are done; for tests and the
+    /// demo.
+    pub async fn settle(&self) {
+        loop {
+            let idle = self.inner.rollbacks.is_empty() && self.inner.background.is_empty();
+            if idle {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Periodic work: expire stale offers, report rollbacks whose alert still fires after
+    /// the verify window, forget old event claims, post the audit digest.
+    pub async fn run_maintenance(&self, every: Duration, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            if let Err(error) = self.maintain().await {
+                tracing::warn!(%error, "maintenance failed");
+            }
+        }
+    }
+
+    pub async fn maintain(&self) -> Result<(), BotError> {
+        let now = self.now();
+        for plan in self.inner.store.plans_in_state(&[PlanState::Offered, PlanState::Confirmed]).await? {
+            if plan.is_expired(now) {
+                if let Some(expired) = self.inner.store.transition_plan(&plan.id, &[PlanState::Offered, PlanState::Confirmed], PlanState::Expired, &PlanPatch::default(), now).await? {
+                    self.inner.audit.append(self.inner.audit.entry(actions::ROLLBACK_EXPIRED).target(&plan.target).details(json!({"plan": plan.id.to_string()}))).await?;
+                    self.update_plan_message(&expired).await;
+                }
+            }
+        }
+        let window = chrono::Duration::from_std(self.inner.settings.policy.verify_window).unwrap_or(chrono::Duration::minutes(15));
+        for plan in self.inner.store.plans_awaiting_verification().await? {
+            let Some(group_id) = plan.alert_group else { continue };
+            let Some(finished) = plan.finished_at else { continue };
+            let Some(group) = self.inner.store.alert_group(group_id).await? else { continue };
+            if group.resolved_at.is_some() {
+                self.on_alert_resolved(group).await;
+            } else if now >= finished + window {
+                let text = format!(
+                    "⚠️ {} is still firing {} after the rollback to {}. The cause may not be the deploy; keep investigating.",
+                    group.title,
+                    human_span((now - finished).num_seconds().max(0).unsigned_abs()),
+                    plan.to.version
+                );
+                self.verify_plan(&plan, actions::ROLLBACK_NOT_RESOLVED, Message::plain(text).with_tone(Tone::Warning)).await;
+            }
+        }
+        self.inner.store.prune_event_claims(now - chrono::Duration::days(2)).await?;
+        self.post_digest(now).await?;
+        Ok(())
+    }
+
+    async fn post_digest(&self, now: DateTime<Utc>) -> Result<(), BotError> {
+        let Some((channel, every)) = &self.inner.settings.digest else { return Ok(()) };
+        let due = lock(&self.inner.last_digest).is_none_or(|last| now - last >= chrono::Duration::from_std(*every).unwrap_or(chrono::Duration::days(1)));
+        if !due {
+            return Ok(());
+        }
+        let Some((platform, channel_id)) = channel.split_once(':') else { return Ok(()) };
+        let Some(chat) = Platform::parse(platform).and_then(|p| self.inner.chats.get(p)) else { return Ok(()) };
+        let head = self.inner.store.audit_head().await?;
+        let text = match head {
+            Some((seq, hash)) => format!("Audit chain head at {}: record {seq}, hash {hash}", now.format("%Y-%m-%d %H:%M UTC")),
+            None => "Audit chain is empty.".to_owned(),
+        };
+        match chat.post(channel_id, &Message::plain(text), Lane::Alerts).await {
+            Ok(_) => *lock(&self.inner.last_digest) = Some(now),
+            Err(error) => tracing::warn!(%error, "could not post the audit digest"),
+        }
+        Ok(())
+    }
+}
+
+fn platform_of(press: &Press) -> Platform {
+    press
+        .message
+        .as_ref()
+        .map(|m| m.platform)
+        .or_else(|| press.actor.principal.platform())
+        .unwrap_or(Platform::Console)
+}
+
+fn as_replacement(reply: Reply) -> Reply {
+    match reply {
+        Reply::Private(message) => Reply::ReplaceSource(message),
+        other => other,
+    }
+}
+
+fn suspect_version(summary: &Summary) -> Option<String> {
+    match &summary.body {
+        SummaryBody::Deploys(deploys) => deploys.entries.iter().find(|e| e.suspect).map(|e| e.deploy.version.clone()),
+        _ => None,
+    }
+}
+
+/// Merges a backend's history into the registry's: one entry per version, the registry's
+/// report filled in with what the backend knows.
+fn merge_history(deploys: &mut Vec<Deploy>, from_backend: Vec<Deploy>) {
+    for backend_deploy in from_backend {
+        match deploys.iter_mut().find(|d| d.version == backend_deploy.version && d.source != DeploySource::Rollback) {
+            Some(reported) => reported.merge_backend(&backend_deploy),
+            None => deploys.push(backend_deploy),
+        }
+    }
+    deploys.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+}
+
+fn help_message() -> Message {
+    let mut message = Message::plain(Command::usage());
+    message.title = Some("breakwater".to_owned());
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::deploy::DeploySource;
+
+    fn deploy(version: &str, minutes: i64, source: DeploySource) -> Deploy {
+        let at = DateTime::parse_from_rfc3339("2026-11-29T03:00:00Z").expect("valid").with_timezone(&Utc) + chrono::Duration::minutes(minutes);
+        Deploy {
+            target: Target::new(ServiceName::parse("checkout").expect("ok"), Environment::parse("production").expect("ok")),
+            version: version.into(),
+            previous_version: None,
+            revision: None,
+            commit: None,
+            author: None,
+            description: None,
+            url: None,
+            started_at: at,
+            finished_at: Some(at),
+            status: DeployStatus::Succeeded,
+            changes: vec![],
+            config_changes: vec![],
+            source,
+        }
+    }
+
+    #[test]
+    fn backend_history_merges_into_reported_deploys_one_entry_per_version() {
+        let mut registry = vec![deploy("v2", 0, DeploySource::Api)];
+        let mut from_backend = deploy("v2", 0, DeploySource::Backend);
+        from_backend.revision = Some("7".into());
+        let older = deploy("v1", -60, DeploySource::Backend);
+        merge_history(&mut registry, vec![from_backend, older]);
+        assert_eq!(registry.len(), 2);
+        assert_eq!(registry[0].revision.as_deref(), Some("7"));
+        assert_eq!(registry[1].version, "v1");
+    }
+}

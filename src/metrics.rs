@@ -1,0 +1,127 @@
+//! Prometheus metrics: what operators watch to know the bot is doing its job (alerts in,
+//! summaries out, rollbacks and their outcomes, backend latency, HTTP latency).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlatformLabels {
+    platform: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+    operation: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// All of breakwater's metrics, registered once and shared.
+pub struct Metrics {
+    registry: Registry,
+    alerts_received: Family<SourceLabels, Counter>,
+    summaries_posted: Family<PlatformLabels, Counter>,
+    rollbacks: Family<OutcomeLabels, Counter>,
+    backend_calls: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    http_requests: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    chat_errors: Family<PlatformLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("breakwater");
+        let alerts_received = Family::<SourceLabels, Counter>::default();
+        registry.register("alerts_received", "Alerts received, by source", alerts_received.clone());
+        let summaries_posted = Family::<PlatformLabels, Counter>::default();
+        registry.register("summaries_posted", "Deploy summaries posted, by platform", summaries_posted.clone());
+        let rollbacks = Family::<OutcomeLabels, Counter>::default();
+        registry.register("rollbacks", "Rollback requests, by outcome", rollbacks.clone());
+        let backend_calls = Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("backend_call_duration_seconds", "Deployment backend calls, by backend, operation and result", backend_calls.clone());
+        let http_requests = Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("http_request_duration_seconds", "HTTP requests served, by route, method and status", http_requests.clone());
+        let chat_errors = Family::<PlatformLabels, Counter>::default();
+        registry.register("chat_errors", "Failed chat platform calls, by platform", chat_errors.clone());
+        Self { registry, alerts_received, summaries_posted, rollbacks, backend_calls, http_requests, chat_errors }
+    }
+
+    pub fn alert_received(&self, source: &str) {
+        self.alerts_received.get_or_create(&SourceLabels { source: source.to_owned() }).inc();
+    }
+
+    pub fn summary_posted(&self, platform: &str) {
+        self.summaries_posted.get_or_create(&PlatformLabels { platform: platform.to_owned() }).inc();
+    }
+
+    /// `outcome`: succeeded, failed, stale, denied, expired, interrupted.
+    pub fn rollback(&self, outcome: &str) {
+        self.rollbacks.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+    }
+
+    pub fn backend_call(&self, backend: &str, operation: &str, ok: bool, took: Duration) {
+        self.backend_calls
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+                operation: operation.to_owned(),
+                result: if ok { "ok" } else { "error" }.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels { route: route.to_owned(), method: method.to_owned(), status })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn chat_error(&self, platform: &str) {
+        self.chat_errors.get_or_create(&PlatformLabels { platform: platform.to_owned() }).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,274 @@
+//! `spawn_app()`: the real application on port 0 with a SQLite database in a temporary
+//! directory, a real webhook receiver as its deployment backend, and the neutral test
+//! chat adapter; plus request helpers.
+
+pub mod chat;
+pub mod receiver;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakwater::app::{Application, Overrides};
+use breakwater::config::Config;
+use breakwater::core::bot::Bot;
+use breakwater::core::event::{Press, Reply};
+use breakwater::core::message::{ButtonAction, MessageRef, Platform};
+use breakwater::core::policy::{Actor, Principal};
+use tokio_util::sync::CancellationToken;
+
+pub use chat::{RecordingChat, Shown};
+pub use receiver::{Behaviour, Receiver};
+
+pub const API_TOKEN: &str = "test-api-token-0123456789";
+pub const WEBHOOK_TOKEN: &str = "test-webhook-token-0123456789";
+pub const BACKEND_SECRET: &str = "backend-signing-secret";
+
+/// The base configuration; `{dir}` and `{receiver}` are filled in. Tests append to it.
+pub const BASE_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "2s"
+
+[database]
+url = "sqlite://{dir}/breakwater.db"
+
+[api]
+token = { file = "api_token" }
+
+[webhooks]
+token = { file = "webhook_token" }
+
+[backends.deployer]
+kind = "webhook"
+url = "{receiver}/rollback"
+secret = { file = "backend_secret" }
+timeout = "1s"
+poll_interval = "50ms"
+
+[[services]]
+name = "checkout"
+environments = ["staging", "production"]
+aliases = ["checkout-svc"]
+backend = "deployer"
+
+[[services]]
+name = "payments"
+environments = ["production"]
+backend = "deployer"
+"#;
+
+pub const DEFAULT_POLICY: &str = r#"
+[policy]
+rollback_allowed = ["console:alice", "console:bob", "slack:U0ALICE", "slack:usergroup:S0ONCALL"]
+cooldown = "0s"
+"#;
+
+pub struct TestApp {
+    pub address: String,
+    pub bot: Bot,
+    pub chat: Arc<RecordingChat>,
+    pub receiver: Arc<Receiver>,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Options for [`spawn_app_with`].
+pub struct AppOptions {
+    /// Appended to [`BASE_CONFIG`]; [`DEFAULT_POLICY`] unless it has its own `[policy]`.
+    pub extra_config: String,
+    /// The test chat's platform and whether it needs a Confirm step.
+    pub platform: Platform,
+    pub confirm_step: bool,
+    /// Reuse a data directory (restart tests).
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self { extra_config: String::new(), platform: Platform::Console, confirm_step: false, dir: None }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let receiver = Receiver::start(BACKEND_SECRET).await;
+    spawn_app_on(options, receiver).await
+}
+
+pub async fn spawn_app_on(options: AppOptions, receiver: Arc<Receiver>) -> TestApp {
+    let dir = options.dir.unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
+    std::fs::write(dir.path().join("api_token"), API_TOKEN).expect("write");
+    std::fs::write(dir.path().join("webhook_token"), WEBHOOK_TOKEN).expect("write");
+    std::fs::write(dir.path().join("backend_secret"), BACKEND_SECRET).expect("write");
+    let policy = if options.extra_config.contains("[policy]") { "" } else { DEFAULT_POLICY };
+    let text = format!("{BASE_CONFIG}\n{policy}\n{}", options.extra_config)
+        .replace("{dir}", &dir.path().display().to_string())
+        .replace("{receiver}", &receiver.url);
+    let config_path = dir.path().join("breakwater.toml");
+    std::fs::write(&config_path, &text).expect("write config");
+    let config = Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+    let chat = RecordingChat::new(options.platform, "alerts", options.confirm_step);
+    let app = Application::build_with(
+        config,
+        Overrides {
+            chats: vec![chat.clone()],
+            maintenance_every: Some(Duration::from_millis(100)),
+            tune: Some(|settings| settings.refresh_delay = Duration::from_millis(50)),
+            ..Overrides::default()
+        },
+    )
+    .await
+    .expect("build app");
+    let address = format!("http://{}", app.local_addr());
+    let bot = app.bot();
+    let stop = CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move { app.run_until(async move { stop.cancelled().await }).await })
+    };
+    TestApp {
+        address,
+        bot,
+        chat,
+        receiver,
+        http: reqwest::Client::new(),
+        dir,
+        config_path,
+        stop,
+        server: Some(server),
+    }
+}
+
+pub fn actor(principal: &str, name: &str) -> Actor {
+    Actor::new(Principal::parse(principal).expect("principal"), name)
+}
+
+impl TestApp {
+    /// Stops the server gracefully and returns the data directory for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.stop.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("clean shutdown");
+        }
+        let TestApp { dir, .. } = self;
+        dir
+    }
+
+    pub async fn post_deploy(&self, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/deploys", self.address))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Reports a succeeded deploy that finished `minutes_ago` minutes ago.
+    pub async fn deploy(&self, service: &str, environment: &str, version: &str, minutes_ago: i64) {
+        let finished = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+        let response = self
+            .post_deploy(serde_json::json!({
+                "service": service,
+                "environment": environment,
+                "version": version,
+                "author": format!("author-of-{version}"),
+                "commit": format!("{version}-0123456789abcdef"),
+                "started_at": finished - chrono::Duration::minutes(2),
+                "finished_at": finished,
+                "status": "succeeded",
+            }))
+            .await;
+        assert!(response.status().is_success(), "deploy report failed: {}", response.text().await.unwrap_or_default());
+    }
+
+    pub async fn post_webhook(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(WEBHOOK_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// An Alertmanager (version 4) notification for one firing alert.
+    pub async fn fire_alert(&self, alertname: &str, service: &str, environment: &str) {
+        let response = self.post_webhook("/webhooks/alertmanager", &alertmanager(alertname, service, environment, "firing")).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    }
+
+    /// Presses a button of a message the test chat shows.
+    pub async fn press(&self, shown: &Shown, label_prefix: &str, who: &Actor) -> Reply {
+        let action = shown.button(label_prefix).unwrap_or_else(|| panic!("no button {label_prefix:?} on:\n{}", shown.plain()));
+        self.press_action(action, Some(shown.at.clone()), who).await
+    }
+
+    pub async fn press_action(&self, action: ButtonAction, message: Option<MessageRef>, who: &Actor) -> Reply {
+        self.bot
+            .handle_press(Press {
+                event_id: format!("press-{}", rand_id()),
+                actor: who.clone(),
+                action,
+                channel: Some(format!("{}:alerts", self.chat.platform_name())),
+                message,
+                confirmed_by_platform: !self.chat_confirm_step(),
+            })
+            .await
+    }
+
+    fn chat_confirm_step(&self) -> bool {
+        use breakwater::chat::Chat;
+        self.chat.needs_confirm_step()
+    }
+
+    /// The summary posted for the first alert, once it is there.
+    pub async fn summary(&self) -> Shown {
+        self.chat.wait_for_text("recent deploys").await
+    }
+}
+
+impl RecordingChat {
+    pub fn platform_name(&self) -> &'static str {
+        use breakwater::chat::Chat;
+        self.platform().as_str()
+    }
+}
+
+pub fn rand_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+/// An Alertmanager webhook body (version 4) with one alert.
+pub fn alertmanager(alertname: &str, service: &str, environment: &str, status: &str) -> serde_json::Value {
+    let starts = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    serde_json::json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{alertname}\"}}"),
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "breakwater",
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": {"alertname": alertname, "service": service, "environment": environment, "severity": "critical"},
+        "commonAnnotations": {"summary": format!("{alertname} on {service}")},
+        "externalURL": "http://alertmanager.example:9093",
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": alertname, "service": service, "environment": environment, "severity": "critical"},
+            "annotations": {"summary": format!("5xx ratio above 5% on {service}")},
+            "startsAt": starts,
+            "endsAt": if status == "resolved" { chrono::Utc::now().to_rfc3339() } else { "0001-01-01T00:00:00Z".to_owned() },
+            "generatorURL": "http://prometheus.example:9090/graph?g0.expr=rate",
+            "fingerprint": format!("fp-{alertname}-{service}-{environment}"),
+        }]
+    })
+}
