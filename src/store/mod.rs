@@ -5,6 +5,8 @@
 //! Times are stored as integer microseconds since the Unix epoch and structured values
 //! as JSON text, so both databases hold the same bytes and compare times the same way.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -13,6 +15,13 @@ use crate::core::alert::{Alert, AlertStatus};
 use crate::core::deploy::{Deploy, Environment, ServiceName, Target};
 use crate::core::message::MessageRef;
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +48,7 @@ pub struct DeployQuery {
     pub since: Option<DateTime<Utc>>,
     /// Only deploys that started strictly before this time.
     pub before: Option<DateTime<Utc>>,
+    /// At most this many; 0 means no limit.
     pub limit: u32,
 }
 
@@ -219,4 +229,18 @@ pub trait Store: Send + Sync {
 
     /// The recorded head of the chain: last sequence number and hash.
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
+}
+
+/// Opens the store a `database.url` names: `sqlite:…` (the default, one process) or
+/// `postgres://…` / `postgresql://…` (several replicas sharing one database).
+pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        // Only the scheme: the rest of a URL may carry a password.
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        Err(StoreError::UnsupportedUrl(format!("{scheme}:…")))
+    }
 }
