@@ -16,6 +16,7 @@
 //! Data flows one way: adapters turn the outside world into core events, the core
 //! decides, adapters render the core's replies.
 
+pub mod alerts;
 pub mod audit;
 pub mod chat;
 pub mod config;
