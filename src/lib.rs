@@ -19,6 +19,7 @@
 //! decides, adapters render the core's replies.
 
 pub mod alerts;
+pub mod app;
 pub mod audit;
 pub mod backends;
 pub mod chat;

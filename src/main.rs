@@ -29,15 +29,6 @@ struct ConfigArg {
 enum Commands {
     /// Run the bot.
     Serve(ConfigArg),
-    /// Run the whole bot on an embedded default: web console, simulated backend, a scripted alert.
-    Demo {
-        /// Address of the web console.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-        /// Keep the demo's SQLite database here instead of a temporary directory.
-        #[arg(long)]
-        data: Option<PathBuf>,
-    },
     /// Validate the configuration: exit 0, or print each problem with its key path and exit 1.
     CheckConfig(ConfigArg),
     /// The tamper-evident audit log.
@@ -45,8 +36,6 @@ enum Commands {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Read a password from standard input and print its argon2id hash for console.users.
-    HashPassword,
 }
 
 #[derive(Subcommand)]
@@ -115,10 +104,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Application::build(config).await?.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)
         }
-        Commands::Demo { listen, data } => {
-            breakwater::demo::run(listen, data).await?;
-            Ok(ExitCode::SUCCESS)
-        }
         Commands::CheckConfig(arg) => match Config::load(&arg.config) {
             Ok(config) => {
                 for warning in &config.warnings {
@@ -135,17 +120,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Commands::Audit { command } => audit(command).await,
-        Commands::HashPassword => {
-            let mut password = String::new();
-            std::io::stdin().read_line(&mut password).context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            if password.is_empty() {
-                eprintln!("error: the password is empty");
-                return Ok(ExitCode::from(1));
-            }
-            println!("{}", breakwater::chat::console::hash_password(password)?);
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
 

@@ -261,3 +261,9 @@ mod tests {
         assert_eq!(snippet("ééééé", 5), "ééééé");
     }
 }
+
+impl crate::core::backend::BackendDirectory for BackendRegistry {
+    fn for_target(&self, target: &Target) -> Option<Arc<dyn DeployBackend>> {
+        BackendRegistry::for_target(self, target)
+    }
+}
