@@ -1,0 +1,4 @@
+//! The one integration test binary: each module drives part of breakwater against real
+//! protocols on loopback.
+
+mod backends;
