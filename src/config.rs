@@ -892,13 +892,13 @@ impl Validator<'_> {
         let url = match raw.url {
             None => Secret::new("sqlite://breakwater.db"),
             Some(toml::Value::String(url)) if !url.starts_with("${") => {
-                if let Ok(parsed) = Url::parse(&url) {
-                    if parsed.password().is_some() {
-                        self.problem(
-                            "database.url",
-                            "contains a password: write the whole URL as \"${DATABASE_URL}\" or { file = … }",
-                        );
-                    }
+                if let Ok(parsed) = Url::parse(&url)
+                    && parsed.password().is_some()
+                {
+                    self.problem(
+                        "database.url",
+                        "contains a password: write the whole URL as \"${DATABASE_URL}\" or { file = … }",
+                    );
                 }
                 Secret::new(url)
             }
@@ -917,13 +917,13 @@ impl Validator<'_> {
         let raw: RawTokenSection = self.section(name, value?)?;
         let path = format!("{name}.token");
         let token = self.optional_secret(&path, raw.token.as_ref());
-        if let Some(token) = &token {
-            if token.expose().len() < 16 {
-                self.problem(
-                    path,
-                    "is shorter than 16 characters; use a long random token",
-                );
-            }
+        if let Some(token) = &token
+            && token.expose().len() < 16
+        {
+            self.problem(
+                path,
+                "is shorter than 16 characters; use a long random token",
+            );
         }
         token
     }
@@ -948,10 +948,10 @@ impl Validator<'_> {
                 None
             }
         };
-        if let Some(token) = &bot_token {
-            if !token.expose().starts_with("xoxb-") {
-                self.problem("slack.bot_token", "must be a bot token starting with xoxb-");
-            }
+        if let Some(token) = &bot_token
+            && !token.expose().starts_with("xoxb-")
+        {
+            self.problem("slack.bot_token", "must be a bot token starting with xoxb-");
         }
         let app_token = self.optional_secret("slack.app_token", raw.app_token.as_ref());
         if mode == SlackMode::Socket {
@@ -1427,13 +1427,13 @@ impl Validator<'_> {
                 .discord_channel
                 .as_ref()
                 .and_then(|v| self.snowflake(&join(&path, "discord_channel"), v));
-            if let Some(channel) = &raw.slack_channel {
-                if !is_slack_channel_id(channel) {
-                    self.problem(
-                        join(&path, "slack_channel"),
-                        format!("{channel:?} is not a channel id like C0123ABCD"),
-                    );
-                }
+            if let Some(channel) = &raw.slack_channel
+                && !is_slack_channel_id(channel)
+            {
+                self.problem(
+                    join(&path, "slack_channel"),
+                    format!("{channel:?} is not a channel id like C0123ABCD"),
+                );
             }
             let service = ServiceConfig {
                 name,
@@ -1746,13 +1746,13 @@ impl Validator<'_> {
             None => RawAudit::default(),
         };
         let key = self.optional_secret("audit.key", raw.key.as_ref());
-        if let Some(key) = &key {
-            if key.expose().len() < 32 {
-                self.problem(
-                    "audit.key",
-                    "is shorter than 32 characters; use at least 32 random bytes",
-                );
-            }
+        if let Some(key) = &key
+            && key.expose().len() < 32
+        {
+            self.problem(
+                "audit.key",
+                "is shorter than 32 characters; use at least 32 random bytes",
+            );
         }
         if let Some(channel) = &raw.digest_channel {
             let valid = channel.split_once(':').is_some_and(|(platform, id)| {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::SimulatedBackendConfig;
@@ -39,7 +39,7 @@ struct Calls {
     recent: VecDeque<RollbackCall>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Handle {
     from: String,
     fails: bool,
@@ -124,15 +124,11 @@ impl DeployBackend for SimulatedBackend {
             }
             calls.recent.push_back(call.clone());
         }
-        let handle = Handle {
-            from: call.from.version.clone(),
-            fails: self.fails(),
-        };
         Ok(Operation {
             target: call.target.clone(),
             to: call.to.clone(),
             started_at: Utc::now(),
-            handle: serde_json::json!(handle),
+            handle: serde_json::json!({ "from": call.from.version, "fails": self.fails() }),
             finished: None,
         })
     }

@@ -564,14 +564,19 @@ impl DeployBackend for WebhookBackend {
         match tokio::time::timeout(self.timeout, follow).await {
             Ok(result) => result,
             Err(_) => {
-                let mut error = BackendError::timeout(
-                    self.timeout,
-                    &format!("the rollback of {} to {}", operation.target, operation.to),
-                );
-                if let Some(last) = last {
-                    error.message.push_str(&format!(" (last reported: {last})"));
-                }
-                Err(error)
+                let last = last
+                    .map(|m| format!(" (last reported: {m})"))
+                    .unwrap_or_default();
+                Err(BackendError::new(
+                    BackendErrorKind::Timeout,
+                    format!(
+                        "the rollback of {} to {} did not finish within {}{last}; check the \
+                         deployment system before retrying",
+                        operation.target,
+                        operation.to,
+                        humantime::format_duration(self.timeout)
+                    ),
+                ))
             }
         }
     }

@@ -344,10 +344,10 @@ impl Recognizer {
         // wins.
         let mut best: Option<(usize, usize, usize)> = None; // (len, position, index)
         for (name, index) in &self.service_names {
-            if let Some((len, _, _)) = best {
-                if name.len() < len {
-                    break;
-                }
+            if let Some((len, _, _)) = best
+                && name.len() < len
+            {
+                break;
             }
             if let Some(position) = find_whole_word(&lower, name) {
                 let better = match best {

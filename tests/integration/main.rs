@@ -1,4 +1,5 @@
-//! One integration test binary; each area adds its module here.
+//! The one integration test binary: each module drives part of breakwater against real
+//! protocols on loopback.
 
 mod api;
 mod backends;
