@@ -71,11 +71,20 @@ impl Application {
                 .context("opening the database (database.url)")?,
         };
         let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let sealer = AuditSealer::new(config.audit.key.as_ref().map(|key| key.expose().as_bytes().to_vec()));
+        let sealer = AuditSealer::new(
+            config
+                .audit
+                .key
+                .as_ref()
+                .map(|key| key.expose().as_bytes().to_vec()),
+        );
         let audit = AuditLog::new(store.clone(), sealer, clock.clone());
         let backends: Arc<dyn BackendDirectory> = match overrides.backends {
             Some(backends) => backends,
-            None => Arc::new(BackendRegistry::from_config(&config).context("building the deployment backends")?),
+            None => Arc::new(
+                BackendRegistry::from_config(&config)
+                    .context("building the deployment backends")?,
+            ),
         };
         let chats = ChatHub::new();
         let metrics = Arc::new(Metrics::new());
@@ -83,7 +92,11 @@ impl Application {
             services: config.services.iter().map(ServiceConfig::known).collect(),
             policy: config.policy.clone(),
             group_window: config.alerts.group_window,
-            digest: config.audit.digest_channel.clone().map(|channel| (channel, config.audit.digest_interval)),
+            digest: config
+                .audit
+                .digest_channel
+                .clone()
+                .map(|channel| (channel, config.audit.digest_interval)),
             ..BotSettings::default()
         };
         if let Some(tune) = overrides.tune {
@@ -98,7 +111,11 @@ impl Application {
             clock,
             metrics: metrics.clone(),
         });
-        let state = AppState { bot: bot.clone(), config: config.clone(), metrics: metrics.clone() };
+        let state = AppState {
+            bot: bot.clone(),
+            config: config.clone(),
+            metrics: metrics.clone(),
+        };
         let router = http::router(state);
         let adapters = TaskTracker::new();
         let adapters_stop = CancellationToken::new();
@@ -117,12 +134,16 @@ impl Application {
             metrics,
             adapters,
             adapters_stop,
-            maintenance_every: overrides.maintenance_every.unwrap_or(Duration::from_secs(15)),
+            maintenance_every: overrides
+                .maintenance_every
+                .unwrap_or(Duration::from_secs(15)),
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.config.server.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.config.server.listen)
     }
 
     pub fn bot(&self) -> Bot {
@@ -140,11 +161,26 @@ impl Application {
 
     /// Serves until `stop` completes. Running rollbacks get `server.shutdown_grace` to
     /// finish; the ones still running are recorded as interrupted.
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { config, bot, listener, router, adapters, adapters_stop, maintenance_every, .. } = self;
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            bot,
+            listener,
+            router,
+            adapters,
+            adapters_stop,
+            maintenance_every,
+            ..
+        } = self;
         match bot.recover().await {
             Ok(0) => {}
-            Ok(count) => tracing::info!(count, "followed up rollbacks left running by a previous run"),
+            Ok(count) => tracing::info!(
+                count,
+                "followed up rollbacks left running by a previous run"
+            ),
             Err(error) => tracing::error!(%error, "could not recover rollbacks left running"),
         }
         let maintenance_stop = CancellationToken::new();
@@ -154,10 +190,13 @@ impl Application {
             tokio::spawn(async move { bot.run_maintenance(maintenance_every, stop).await })
         };
         tracing::info!(address = %listener.local_addr().map_or_else(|_| config.server.listen.to_string(), |a| a.to_string()), "breakwater is serving");
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop)
-            .await
-            .context("serving HTTP")?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
+        .context("serving HTTP")?;
         tracing::info!("shutting down: letting running rollbacks finish");
         maintenance_stop.cancel();
         let _ = maintenance.await;

@@ -22,7 +22,9 @@ use subtle::ConstantTimeEq;
 use crate::audit::actions;
 use crate::config::{Config, Secret};
 use crate::core::bot::{AlertHandled, Bot};
-use crate::core::deploy::{Change, ConfigChange, Deploy, DeploySource, DeployStatus, Environment, ServiceName, Target};
+use crate::core::deploy::{
+    Change, ConfigChange, Deploy, DeploySource, DeployStatus, Environment, ServiceName, Target,
+};
 use crate::metrics::Metrics;
 use crate::store::DeployQuery;
 
@@ -46,7 +48,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -64,17 +69,22 @@ impl ApiError {
     /// Logs the cause and answers a generic 500.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see breakwater's log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see breakwater's log",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        let mut response =
+            (self.status, axum::Json(json!({ "error": self.message }))).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"breakwater\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"breakwater\""),
+            );
         }
         response
     }
@@ -100,7 +110,11 @@ pub fn finish(router: Router, metrics: Arc<Metrics>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
-async fn record_metrics(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+async fn record_metrics(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -108,7 +122,12 @@ async fn record_metrics(State(metrics): State<Arc<Metrics>>, request: Request, n
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.http_request(&route, &method, response.status().as_u16(), started.elapsed());
+    metrics.http_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -123,16 +142,32 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .chats()
         .all()
         .iter()
-        .map(|chat| (chat.platform().to_string(), json!(if chat.is_ready() { "connected" } else { "disconnected" })))
+        .map(|chat| {
+            (
+                chat.platform().to_string(),
+                json!(if chat.is_ready() {
+                    "connected"
+                } else {
+                    "disconnected"
+                }),
+            )
+        })
         .collect();
     let ready = store_ok && chats.values().all(|v| v == "connected");
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(json!({ "ready": ready, "store": if store_ok { "ok" } else { "unreachable" }, "chat": chats }))).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response()
@@ -140,7 +175,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Constant-time comparison of a presented token with the configured one.
 fn token_matches(presented: &str, expected: &Secret) -> bool {
-    presented.as_bytes().ct_eq(expected.expose().as_bytes()).into()
+    presented
+        .as_bytes()
+        .ct_eq(expected.expose().as_bytes())
+        .into()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -153,32 +191,51 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn basic_password(headers: &HeaderMap) -> Option<String> {
-    let encoded = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    text.split_once(':').map(|(_, password)| password.to_owned())
+    text.split_once(':')
+        .map(|(_, password)| password.to_owned())
 }
 
 fn require_api_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.config.api.token else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "the deploy API is off: set api.token in breakwater's configuration"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the deploy API is off: set api.token in breakwater's configuration",
+        ));
     };
     match bearer(headers) {
         Some(token) if token_matches(token, expected) => Ok(()),
         Some(_) => Err(ApiError::unauthorized("invalid bearer token")),
-        None => Err(ApiError::unauthorized("missing Authorization: Bearer <api.token>")),
+        None => Err(ApiError::unauthorized(
+            "missing Authorization: Bearer <api.token>",
+        )),
     }
 }
 
 fn require_webhook_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.config.webhooks.token else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "alert webhooks are off: set webhooks.token in breakwater's configuration"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "alert webhooks are off: set webhooks.token in breakwater's configuration",
+        ));
     };
-    let presented = bearer(headers).map(str::to_owned).or_else(|| basic_password(headers));
+    let presented = bearer(headers)
+        .map(str::to_owned)
+        .or_else(|| basic_password(headers));
     match presented {
         Some(token) if token_matches(&token, expected) => Ok(()),
         Some(_) => Err(ApiError::unauthorized("invalid webhook token")),
-        None => Err(ApiError::unauthorized("missing Authorization (bearer token or basic-auth password = webhooks.token)")),
+        None => Err(ApiError::unauthorized(
+            "missing Authorization (bearer token or basic-auth password = webhooks.token)",
+        )),
     }
 }
 
@@ -187,8 +244,12 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
-        let inner = error.inner().to_string();
-        if path == "." || path.is_empty() {
+        let inner = error.inner();
+        let syntax = matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        );
+        if syntax || path == "." || path.is_empty() {
             ApiError::bad_request(format!("malformed JSON: {inner}"))
         } else {
             ApiError::bad_request(format!("{path}: {inner}"))
@@ -271,27 +332,46 @@ impl From<Deploy> for DeployView {
 
 fn nonempty(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
     match value.map(|v| v.trim().to_owned()) {
-        Some(v) if v.is_empty() => Err(ApiError::unprocessable(format!("{field}: must not be empty when given"))),
-        Some(v) if v.chars().count() > max => Err(ApiError::unprocessable(format!("{field}: longer than {max} characters"))),
+        Some(v) if v.is_empty() => Err(ApiError::unprocessable(format!(
+            "{field}: must not be empty when given"
+        ))),
+        Some(v) if v.chars().count() > max => Err(ApiError::unprocessable(format!(
+            "{field}: longer than {max} characters"
+        ))),
         other => Ok(other),
     }
 }
 
 /// Checks a report against the configured services and turns it into a deploy.
-fn validate_report(config: &Config, report: DeployReport, received_at: DateTime<Utc>) -> Result<Deploy, ApiError> {
-    let service = ServiceName::parse(&report.service).map_err(|e| ApiError::unprocessable(format!("service: {e}")))?;
-    let environment = Environment::parse(&report.environment).map_err(|e| ApiError::unprocessable(format!("environment: {e}")))?;
+fn validate_report(
+    config: &Config,
+    report: DeployReport,
+    received_at: DateTime<Utc>,
+) -> Result<Deploy, ApiError> {
+    let service = ServiceName::parse(&report.service)
+        .map_err(|e| ApiError::unprocessable(format!("service: {e}")))?;
+    let environment = Environment::parse(&report.environment)
+        .map_err(|e| ApiError::unprocessable(format!("environment: {e}")))?;
     let Some(configured) = config.service(&service) else {
         let known: Vec<String> = config.services.iter().map(|s| s.name.to_string()).collect();
         return Err(ApiError::unprocessable(format!(
             "service: {service:?} is not configured in breakwater (known: {})",
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
         )));
     };
     if !configured.environments.contains(&environment) {
         return Err(ApiError::unprocessable(format!(
             "environment: {service} has no environment {environment:?} (known: {})",
-            configured.environments.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            configured
+                .environments
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let version = report.version.trim().to_owned();
@@ -300,13 +380,20 @@ fn validate_report(config: &Config, report: DeployReport, received_at: DateTime<
     }
     let status = match report.status.as_deref() {
         None => DeployStatus::Succeeded,
-        Some(raw) => DeployStatus::parse(raw)
-            .ok_or_else(|| ApiError::unprocessable(format!("status: {raw:?} must be one of started, succeeded, failed")))?,
+        Some(raw) => DeployStatus::parse(raw).ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "status: {raw:?} must be one of started, succeeded, failed"
+            ))
+        })?,
     };
     if let Some(url) = &report.url {
         match url::Url::parse(url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
-            _ => return Err(ApiError::unprocessable(format!("url: {url:?} is not an http(s) URL"))),
+            _ => {
+                return Err(ApiError::unprocessable(format!(
+                    "url: {url:?} is not an http(s) URL"
+                )));
+            }
         }
     }
     if let (Some(started), Some(finished)) = (report.started_at, report.finished_at) {
@@ -319,13 +406,20 @@ fn validate_report(config: &Config, report: DeployReport, received_at: DateTime<
     }
     for (i, change) in report.config_changes.iter().enumerate() {
         if change.key.trim().is_empty() {
-            return Err(ApiError::unprocessable(format!("config_changes[{i}].key: must not be empty")));
+            return Err(ApiError::unprocessable(format!(
+                "config_changes[{i}].key: must not be empty"
+            )));
         }
     }
-    let started_at = report.started_at.or(report.finished_at).unwrap_or(received_at);
+    let started_at = report
+        .started_at
+        .or(report.finished_at)
+        .unwrap_or(received_at);
     let finished_at = match status {
         DeployStatus::Started => report.finished_at,
-        DeployStatus::Succeeded | DeployStatus::Failed => report.finished_at.or(Some(received_at.max(started_at))),
+        DeployStatus::Succeeded | DeployStatus::Failed => {
+            report.finished_at.or(Some(received_at.max(started_at)))
+        }
     };
     Ok(Deploy {
         target: Target::new(configured.name.clone(), environment),
@@ -346,7 +440,11 @@ fn validate_report(config: &Config, report: DeployReport, received_at: DateTime<
     .with_secrets_masked())
 }
 
-async fn post_deploy(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn post_deploy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     require_api_token(&state, &headers)?;
     let report: DeployReport = parse_json(&body)?;
     let explicit_start = report.started_at.is_some() || report.finished_at.is_some();
@@ -368,21 +466,35 @@ async fn post_deploy(State(state): State<AppState>, headers: HeaderMap, body: By
             }
         }
     }
-    let recorded = state.bot.store().record_deploy(&deploy).await.map_err(ApiError::internal)?;
+    let recorded = state
+        .bot
+        .store()
+        .record_deploy(&deploy)
+        .await
+        .map_err(ApiError::internal)?;
     if recorded.created {
         let audit = state.bot.audit();
         audit
-            .append(audit.entry(actions::DEPLOY_RECORDED).target(&recorded.deploy.target).details(json!({
-                "deploy": recorded.id,
-                "version": recorded.deploy.version,
-                "status": recorded.deploy.status.as_str(),
-                "author": recorded.deploy.author,
-                "commit": recorded.deploy.commit,
-            })))
+            .append(
+                audit
+                    .entry(actions::DEPLOY_RECORDED)
+                    .target(&recorded.deploy.target)
+                    .details(json!({
+                        "deploy": recorded.id,
+                        "version": recorded.deploy.version,
+                        "status": recorded.deploy.status.as_str(),
+                        "author": recorded.deploy.author,
+                        "commit": recorded.deploy.commit,
+                    })),
+            )
             .await
             .map_err(ApiError::internal)?;
     }
-    let status = if recorded.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if recorded.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, axum::Json(json!({ "id": recorded.id, "created": recorded.created, "deploy": DeployView::from(recorded.deploy) }))).into_response())
 }
 
@@ -401,24 +513,38 @@ async fn list_deploys(
     require_api_token(&state, &headers)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let service = match query.service.as_deref().filter(|s| !s.is_empty()) {
-        Some(raw) => Some(ServiceName::parse(raw).map_err(|e| ApiError::bad_request(format!("service: {e}")))?),
+        Some(raw) => Some(
+            ServiceName::parse(raw).map_err(|e| ApiError::bad_request(format!("service: {e}")))?,
+        ),
         None => None,
     };
     let environment = match query.environment.as_deref().filter(|s| !s.is_empty()) {
-        Some(raw) => Some(Environment::parse(raw).map_err(|e| ApiError::bad_request(format!("environment: {e}")))?),
+        Some(raw) => Some(
+            Environment::parse(raw)
+                .map_err(|e| ApiError::bad_request(format!("environment: {e}")))?,
+        ),
         None => None,
     };
     let limit = match query.limit.as_deref() {
         None | Some("") => 20,
         Some(raw) => match raw.parse::<u32>() {
             Ok(n) if (1..=500).contains(&n) => n,
-            _ => return Err(ApiError::bad_request(format!("limit: {raw:?} must be a number from 1 to 500"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: {raw:?} must be a number from 1 to 500"
+                )));
+            }
         },
     };
     let deploys = state
         .bot
         .store()
-        .deploys(&DeployQuery { service, environment, limit, ..DeployQuery::default() })
+        .deploys(&DeployQuery {
+            service,
+            environment,
+            limit,
+            ..DeployQuery::default()
+        })
         .await
         .map_err(ApiError::internal)?;
     let views: Vec<DeployView> = deploys.into_iter().map(DeployView::from).collect();
@@ -427,21 +553,41 @@ async fn list_deploys(
 
 // --- alert webhooks ----------------------------------------------------------------------
 
-async fn alertmanager_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn alertmanager_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     require_webhook_token(&state, &headers)?;
-    let alerts = crate::alerts::parse_alertmanager(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let alerts = crate::alerts::parse_alertmanager(&body)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     receive_alerts(&state, alerts).await
 }
 
-async fn grafana_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn grafana_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     require_webhook_token(&state, &headers)?;
-    let alerts = crate::alerts::parse_grafana(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let alerts =
+        crate::alerts::parse_grafana(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     receive_alerts(&state, alerts).await
 }
 
-async fn receive_alerts(state: &AppState, alerts: Vec<crate::core::alert::Alert>) -> Result<Response, ApiError> {
+async fn receive_alerts(
+    state: &AppState,
+    alerts: Vec<crate::core::alert::Alert>,
+) -> Result<Response, ApiError> {
     let received = alerts.len();
-    let handled = state.bot.handle_webhook_alerts(alerts).await.map_err(ApiError::internal)?;
-    let recorded = handled.iter().filter(|h| matches!(h, AlertHandled::Recorded { .. })).count();
+    let handled = state
+        .bot
+        .handle_webhook_alerts(alerts)
+        .await
+        .map_err(ApiError::internal)?;
+    let recorded = handled
+        .iter()
+        .filter(|h| matches!(h, AlertHandled::Recorded { .. }))
+        .count();
     Ok(axum::Json(json!({ "received": received, "recorded": recorded })).into_response())
 }

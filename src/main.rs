@@ -12,7 +12,11 @@ use breakwater::core::clock::SystemClock;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "breakwater", version, about = "Incident-response chat bot: deploy summaries for alerts and one-click, audited rollbacks")]
+#[command(
+    name = "breakwater",
+    version,
+    about = "Incident-response chat bot: deploy summaries for alerts and one-click, audited rollbacks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,
@@ -63,7 +67,9 @@ enum Format {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("breakwater=info,warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("BREAKWATER_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -101,7 +107,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for warning in &config.warnings {
                 tracing::warn!("{}: {warning}", arg.config.display());
             }
-            Application::build(config).await?.run_until_stopped().await?;
+            Application::build(config)
+                .await?
+                .run_until_stopped()
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Commands::CheckConfig(arg) => match Config::load(&arg.config) {
@@ -109,7 +118,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for warning in &config.warnings {
                     println!("warning: {warning}");
                 }
-                println!("{}: ok ({} services, {} backends)", arg.config.display(), config.services.len(), config.backends.len());
+                println!(
+                    "{}: ok ({} services, {} backends)",
+                    arg.config.display(),
+                    config.services.len(),
+                    config.backends.len()
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Err(error) => {
@@ -132,19 +146,33 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     breakwater::app::install_tls_provider();
-    let store = breakwater::store::connect(config.database.url.expose()).await.context("opening the database")?;
-    let sealer = AuditSealer::new(config.audit.key.as_ref().map(|key| key.expose().as_bytes().to_vec()));
+    let store = breakwater::store::connect(config.database.url.expose())
+        .await
+        .context("opening the database")?;
+    let sealer = AuditSealer::new(
+        config
+            .audit
+            .key
+            .as_ref()
+            .map(|key| key.expose().as_bytes().to_vec()),
+    );
     let log = AuditLog::new(store, sealer, std::sync::Arc::new(SystemClock));
     match command {
         AuditCommand::Verify(_) => {
             let report = log.verify().await?;
             match report.problem {
                 None => {
-                    println!("audit chain intact: {} records, head {}", report.count, report.head_hash);
+                    println!(
+                        "audit chain intact: {} records, head {}",
+                        report.count, report.head_hash
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(problem) => {
-                    println!("audit chain BROKEN at {problem} ({} records verified before it)", report.count);
+                    println!(
+                        "audit chain BROKEN at {problem} ({} records verified before it)",
+                        report.count
+                    );
                     Ok(ExitCode::from(1))
                 }
             }

@@ -70,31 +70,81 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("breakwater");
         let alerts_received = Family::<SourceLabels, Counter>::default();
-        registry.register("alerts_received", "Alerts received, by source", alerts_received.clone());
+        registry.register(
+            "alerts_received",
+            "Alerts received, by source",
+            alerts_received.clone(),
+        );
         let summaries_posted = Family::<PlatformLabels, Counter>::default();
-        registry.register("summaries_posted", "Deploy summaries posted, by platform", summaries_posted.clone());
+        registry.register(
+            "summaries_posted",
+            "Deploy summaries posted, by platform",
+            summaries_posted.clone(),
+        );
         let rollbacks = Family::<OutcomeLabels, Counter>::default();
-        registry.register("rollbacks", "Rollback requests, by outcome", rollbacks.clone());
-        let backend_calls = Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register("backend_call_duration_seconds", "Deployment backend calls, by backend, operation and result", backend_calls.clone());
-        let http_requests = Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register("http_request_duration_seconds", "HTTP requests served, by route, method and status", http_requests.clone());
+        registry.register(
+            "rollbacks",
+            "Rollback requests, by outcome",
+            rollbacks.clone(),
+        );
+        let backend_calls =
+            Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "backend_call_duration_seconds",
+            "Deployment backend calls, by backend, operation and result",
+            backend_calls.clone(),
+        );
+        let http_requests =
+            Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP requests served, by route, method and status",
+            http_requests.clone(),
+        );
         let chat_errors = Family::<PlatformLabels, Counter>::default();
-        registry.register("chat_errors", "Failed chat platform calls, by platform", chat_errors.clone());
-        Self { registry, alerts_received, summaries_posted, rollbacks, backend_calls, http_requests, chat_errors }
+        registry.register(
+            "chat_errors",
+            "Failed chat platform calls, by platform",
+            chat_errors.clone(),
+        );
+        Self {
+            registry,
+            alerts_received,
+            summaries_posted,
+            rollbacks,
+            backend_calls,
+            http_requests,
+            chat_errors,
+        }
     }
 
     pub fn alert_received(&self, source: &str) {
-        self.alerts_received.get_or_create(&SourceLabels { source: source.to_owned() }).inc();
+        self.alerts_received
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .inc();
     }
 
     pub fn summary_posted(&self, platform: &str) {
-        self.summaries_posted.get_or_create(&PlatformLabels { platform: platform.to_owned() }).inc();
+        self.summaries_posted
+            .get_or_create(&PlatformLabels {
+                platform: platform.to_owned(),
+            })
+            .inc();
     }
 
     /// `outcome`: succeeded, failed, stale, denied, expired, interrupted.
     pub fn rollback(&self, outcome: &str) {
-        self.rollbacks.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
+        self.rollbacks
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     pub fn backend_call(&self, backend: &str, operation: &str, ok: bool, took: Duration) {
@@ -109,12 +159,20 @@ impl Metrics {
 
     pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
         self.http_requests
-            .get_or_create(&HttpLabels { route: route.to_owned(), method: method.to_owned(), status })
+            .get_or_create(&HttpLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
             .observe(took.as_secs_f64());
     }
 
     pub fn chat_error(&self, platform: &str) {
-        self.chat_errors.get_or_create(&PlatformLabels { platform: platform.to_owned() }).inc();
+        self.chat_errors
+            .get_or_create(&PlatformLabels {
+                platform: platform.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -25,7 +25,9 @@ use super::alert::{Alert, AlertStatus, KnownService, Recognizer};
 use super::backend::{BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall};
 use super::clock::Clock;
 use super::compose::{self, SummaryView};
-use super::deploy::{Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target};
+use super::deploy::{
+    Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target,
+};
 use super::event::{ChannelMessage, Command, CommandRequest, Press, Reply};
 use super::message::{ButtonKind, Message, MessageRef, Platform, RichText, Section, Tone};
 use super::policy::{Actor, Policy, RollbackRequest};
@@ -97,7 +99,11 @@ pub enum AlertHandled {
     Ignored,
     /// The same alert notification again (Alertmanager repeats firing alerts).
     Repeat,
-    Recorded { group_id: i64, new_group: bool, resolved: bool },
+    Recorded {
+        group_id: i64,
+        new_group: bool,
+        resolved: bool,
+    },
 }
 
 /// The bot. Cheap to clone; all clones share state.
@@ -126,7 +132,9 @@ struct Inner {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Everything the bot is built from.
@@ -191,7 +199,10 @@ impl Bot {
 
     /// Alerts from a webhook payload. Returns once every alert is recorded and audited;
     /// posting to chat continues in the background.
-    pub async fn handle_webhook_alerts(&self, alerts: Vec<Alert>) -> Result<Vec<AlertHandled>, BotError> {
+    pub async fn handle_webhook_alerts(
+        &self,
+        alerts: Vec<Alert>,
+    ) -> Result<Vec<AlertHandled>, BotError> {
         let mut handled = Vec::with_capacity(alerts.len());
         for mut alert in alerts {
             self.inner.recognizer.apply(&mut alert);
@@ -221,20 +232,34 @@ impl Bot {
     }
 
     async fn claim(&self, platform: Platform, event_id: &str) -> Result<bool, BotError> {
-        Ok(self.inner.store.claim_event(&format!("{platform}:{event_id}"), self.now()).await?)
+        Ok(self
+            .inner
+            .store
+            .claim_event(&format!("{platform}:{event_id}"), self.now())
+            .await?)
     }
 
     /// Records, audits and groups one recognised alert, then answers it in chat in the
     /// background.
-    pub async fn process_alert(&self, alert: Alert, origin: AlertOrigin) -> Result<AlertHandled, BotError> {
+    pub async fn process_alert(
+        &self,
+        alert: Alert,
+        origin: AlertOrigin,
+    ) -> Result<AlertHandled, BotError> {
         let now = self.now();
-        let since = now - chrono::Duration::from_std(self.inner.settings.group_window).unwrap_or(chrono::Duration::minutes(10));
+        let since = now
+            - chrono::Duration::from_std(self.inner.settings.group_window)
+                .unwrap_or(chrono::Duration::minutes(10));
         let recorded = self.inner.store.record_alert(&alert, since, now).await?;
         if !recorded.new_alert && !recorded.resolved {
             return Ok(AlertHandled::Repeat);
         }
         self.inner.metrics.alert_received(alert.source.as_str());
-        let action = if alert.status == AlertStatus::Resolved { actions::ALERT_RESOLVED } else { actions::ALERT_RECEIVED };
+        let action = if alert.status == AlertStatus::Resolved {
+            actions::ALERT_RESOLVED
+        } else {
+            actions::ALERT_RECEIVED
+        };
         let mut entry = self.inner.audit.entry(action).details(json!({
             "alert_id": recorded.id,
             "group": recorded.group.id,
@@ -261,12 +286,18 @@ impl Bot {
         let group = recorded.group.clone();
         if alert.status == AlertStatus::Resolved {
             if recorded.resolved {
-                self.inner.background.spawn(async move { bot.on_alert_resolved(group).await });
+                self.inner
+                    .background
+                    .spawn(async move { bot.on_alert_resolved(group).await });
             }
         } else if recorded.new_group {
-            self.inner.background.spawn(async move { bot.open_threads(group, alert, origin).await });
+            self.inner
+                .background
+                .spawn(async move { bot.open_threads(group, alert, origin).await });
         } else {
-            self.inner.background.spawn(async move { bot.join_group(group, origin).await });
+            self.inner
+                .background
+                .spawn(async move { bot.join_group(group, origin).await });
         }
         Ok(handled)
     }
@@ -288,7 +319,9 @@ impl Bot {
             }
         }
         for chat in self.inner.chats.all() {
-            if chat.mirrors_all_alerts() && !places.iter().any(|(c, _)| c.platform() == chat.platform()) {
+            if chat.mirrors_all_alerts()
+                && !places.iter().any(|(c, _)| c.platform() == chat.platform())
+            {
                 places.push((chat, None));
             }
         }
@@ -311,38 +344,64 @@ impl Bot {
         let alert_message = match at {
             Some(at) => at,
             None => {
-                let Some(channel) = chat.alert_channel(alert.service.as_ref()) else { return Ok(()) };
-                chat.post(&channel, &compose::alert_post(alert, alert.target().as_ref()), Lane::Alerts).await?
+                let Some(channel) = chat.alert_channel(alert.service.as_ref()) else {
+                    return Ok(());
+                };
+                chat.post(
+                    &channel,
+                    &compose::alert_post(alert, alert.target().as_ref()),
+                    Lane::Alerts,
+                )
+                .await?
             }
         };
         self.inner
             .store
-            .add_group_thread(&GroupThread { group_id: group.id, alert_message: alert_message.clone(), summary: None })
+            .add_group_thread(&GroupThread {
+                group_id: group.id,
+                alert_message: alert_message.clone(),
+                summary: None,
+            })
             .await?;
         let plan = match &summary.body {
             SummaryBody::Deploys(deploys) => match &deploys.offer {
-                Some(offer) => Some(self.offer_plan(&deploys.target, offer, Some(group.id), None).await?),
+                Some(offer) => Some(
+                    self.offer_plan(&deploys.target, offer, Some(group.id), None)
+                        .await?,
+                ),
                 None => None,
             },
             _ => None,
         };
-        let fresh_group = self.inner.store.alert_group(group.id).await?.unwrap_or_else(|| group.clone());
+        let fresh_group = self
+            .inner
+            .store
+            .alert_group(group.id)
+            .await?
+            .unwrap_or_else(|| group.clone());
         let message = self.render_summary(summary, &fresh_group, plan.as_ref());
         let posted = chat.reply(&alert_message, &message, Lane::Alerts).await?;
-        self.inner.store.set_group_summary(group.id, &alert_message, &posted).await?;
+        self.inner
+            .store
+            .set_group_summary(group.id, &alert_message, &posted)
+            .await?;
         if let Some(plan) = &plan {
             self.inner.store.set_plan_message(&plan.id, &posted).await?;
         }
-        let mut entry = self.inner.audit.entry(actions::SUMMARY_POSTED).details(json!({
-            "group": group.id,
-            "platform": posted.platform,
-            "channel": posted.channel,
-            "message": posted.id,
-            "plan": plan.as_ref().map(|p| p.id.to_string()),
-            "from": plan.as_ref().map(|p| p.from.version.clone()),
-            "to": plan.as_ref().map(|p| p.to.version.clone()),
-            "suspect": suspect_version(summary),
-        }));
+        let mut entry = self
+            .inner
+            .audit
+            .entry(actions::SUMMARY_POSTED)
+            .details(json!({
+                "group": group.id,
+                "platform": posted.platform,
+                "channel": posted.channel,
+                "message": posted.id,
+                "plan": plan.as_ref().map(|p| p.id.to_string()),
+                "from": plan.as_ref().map(|p| p.from.version.clone()),
+                "to": plan.as_ref().map(|p| p.to.version.clone()),
+                "suspect": suspect_version(summary),
+            }));
         if let Some(target) = alert.target() {
             entry = entry.target(&target);
         }
@@ -356,13 +415,21 @@ impl Bot {
     async fn join_group(&self, group: AlertGroup, origin: AlertOrigin) {
         if let AlertOrigin::Channel(at) = &origin {
             match self.inner.store.group_threads(group.id).await {
-                Ok(threads) if !threads.iter().any(|t| t.alert_message.platform == at.platform) => {
-                    if let (Some(chat), Ok(alerts)) =
-                        (self.inner.chats.get(at.platform), self.inner.store.group_alerts(group.id).await)
-                    {
+                Ok(threads)
+                    if !threads
+                        .iter()
+                        .any(|t| t.alert_message.platform == at.platform) =>
+                {
+                    if let (Some(chat), Ok(alerts)) = (
+                        self.inner.chats.get(at.platform),
+                        self.inner.store.group_alerts(group.id).await,
+                    ) {
                         if let Some((_, first, _)) = alerts.first() {
                             let summary = self.summary_for(group.id, first).await;
-                            if let Err(error) = self.open_thread(&chat, &group, first, &summary, Some(at.clone())).await {
+                            if let Err(error) = self
+                                .open_thread(&chat, &group, first, &summary, Some(at.clone()))
+                                .await
+                            {
                                 tracing::warn!(%error, "could not post the summary on a second platform");
                             }
                         }
@@ -390,15 +457,23 @@ impl Bot {
     /// Re-renders every summary of a group (count, resolution, plan status).
     async fn refresh_group(&self, group_id: i64, lane: Lane) {
         let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
-            let Some(group) = self.inner.store.alert_group(group_id).await? else { return Ok(()) };
+            let Some(group) = self.inner.store.alert_group(group_id).await? else {
+                return Ok(());
+            };
             let threads = self.inner.store.group_threads(group_id).await?;
             let plans = self.inner.store.plans_for_group(group_id).await?;
             let alerts = self.inner.store.group_alerts(group_id).await?;
-            let Some((_, first, _)) = alerts.first() else { return Ok(()) };
+            let Some((_, first, _)) = alerts.first() else {
+                return Ok(());
+            };
             let summary = self.summary_for(group_id, first).await;
             for thread in threads {
-                let Some(summary_ref) = thread.summary else { continue };
-                let plan = plans.iter().find(|p| p.message.as_ref() == Some(&summary_ref));
+                let Some(summary_ref) = thread.summary else {
+                    continue;
+                };
+                let plan = plans
+                    .iter()
+                    .find(|p| p.message.as_ref() == Some(&summary_ref));
                 let message = self.render_summary(&summary, &group, plan);
                 if let Some(chat) = self.inner.chats.get(summary_ref.platform) {
                     if let Err(error) = chat.update(&summary_ref, &message, lane).await {
@@ -415,7 +490,12 @@ impl Bot {
         }
     }
 
-    fn render_summary(&self, summary: &Summary, group: &AlertGroup, plan: Option<&RollbackPlan>) -> Message {
+    fn render_summary(
+        &self,
+        summary: &Summary,
+        group: &AlertGroup,
+        plan: Option<&RollbackPlan>,
+    ) -> Message {
         compose::summary_message(
             summary,
             &SummaryView {
@@ -442,27 +522,52 @@ impl Bot {
                 return;
             }
         };
-        for plan in plans.into_iter().filter(|p| p.state == PlanState::Succeeded && p.verified_at.is_none()) {
+        for plan in plans
+            .into_iter()
+            .filter(|p| p.state == PlanState::Succeeded && p.verified_at.is_none())
+        {
             let resolved_at = group.resolved_at.unwrap_or_else(|| self.now());
-            let after = plan.finished_at.map(|f| human_span((resolved_at - f).num_seconds().max(0).unsigned_abs()));
+            let after = plan
+                .finished_at
+                .map(|f| human_span((resolved_at - f).num_seconds().max(0).unsigned_abs()));
             let text = match after {
-                Some(after) => format!("✅ {} resolved {after} after the rollback to {}.", group.title, plan.to.version),
-                None => format!("✅ {} resolved after the rollback to {}.", group.title, plan.to.version),
+                Some(after) => format!(
+                    "✅ {} resolved {after} after the rollback to {}.",
+                    group.title, plan.to.version
+                ),
+                None => format!(
+                    "✅ {} resolved after the rollback to {}.",
+                    group.title, plan.to.version
+                ),
             };
-            self.verify_plan(&plan, actions::ROLLBACK_VERIFIED, Message::plain(text).with_tone(Tone::Success)).await;
+            self.verify_plan(
+                &plan,
+                actions::ROLLBACK_VERIFIED,
+                Message::plain(text).with_tone(Tone::Success),
+            )
+            .await;
         }
     }
 
     async fn verify_plan(&self, plan: &RollbackPlan, action: &str, message: Message) {
         let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
-            self.inner.store.set_plan_verified(&plan.id, self.now()).await?;
+            self.inner
+                .store
+                .set_plan_verified(&plan.id, self.now())
+                .await?;
             self.inner
                 .audit
-                .append(self.inner.audit.entry(action).target(&plan.target).details(json!({
-                    "plan": plan.id.to_string(),
-                    "to": plan.to.version,
-                    "message": message.text,
-                })))
+                .append(
+                    self.inner
+                        .audit
+                        .entry(action)
+                        .target(&plan.target)
+                        .details(json!({
+                            "plan": plan.id.to_string(),
+                            "to": plan.to.version,
+                            "message": message.text,
+                        })),
+                )
                 .await?;
             if let Some(at) = &plan.message {
                 if let Some(chat) = self.inner.chats.get(at.platform) {
@@ -504,7 +609,13 @@ impl Bot {
             body,
         };
         let Some(service) = &alert.service else {
-            let known = self.inner.settings.services.iter().map(|s| s.name.clone()).collect();
+            let known = self
+                .inner
+                .settings
+                .services
+                .iter()
+                .map(|s| s.name.clone())
+                .collect();
             return base(SummaryBody::UnknownService { known });
         };
         let Some(environment) = &alert.environment else {
@@ -514,14 +625,21 @@ impl Bot {
                 .service(service)
                 .map(|s| s.environments.iter().map(ToString::to_string).collect())
                 .unwrap_or_default();
-            return base(SummaryBody::UnknownEnvironment { service: service.clone(), known });
+            return base(SummaryBody::UnknownEnvironment {
+                service: service.clone(),
+                known,
+            });
         };
         let target = Target::new(service.clone(), environment.clone());
         let (history, mut caveats) = self.history(&target).await;
         let current = match self.current_revision(&target, &history).await {
             Ok(current) => current,
             Err(message) => {
-                caveats.push(Caveat { message, blocking: false, remedy: None });
+                caveats.push(Caveat {
+                    message,
+                    blocking: false,
+                    remedy: None,
+                });
                 None
             }
         };
@@ -534,11 +652,16 @@ impl Bot {
             caveats,
         });
         if let SummaryBody::Deploys(deploys) = &mut summary.body {
-            if let (Some(offer), Some(backend)) = (&deploys.offer, self.inner.backends.for_target(&target)) {
+            if let (Some(offer), Some(backend)) =
+                (&deploys.offer, self.inner.backends.for_target(&target))
+            {
                 match backend.caveats(&target, &offer.to).await {
                     Ok(found) => deploys.caveats.extend(found),
                     Err(error) => deploys.caveats.push(Caveat {
-                        message: format!("Could not check {} before offering a rollback: {error}", backend.name()),
+                        message: format!(
+                            "Could not check {} before offering a rollback: {error}",
+                            backend.name()
+                        ),
                         blocking: false,
                         remedy: None,
                     }),
@@ -569,7 +692,11 @@ impl Bot {
             Ok(deploys) => deploys,
             Err(error) => {
                 tracing::warn!(%error, "could not read the deploy registry");
-                caveats.push(Caveat { message: "The deploy registry could not be read.".to_owned(), blocking: false, remedy: None });
+                caveats.push(Caveat {
+                    message: "The deploy registry could not be read.".to_owned(),
+                    blocking: false,
+                    remedy: None,
+                });
                 Vec::new()
             }
         };
@@ -577,7 +704,12 @@ impl Bot {
             if backend.capabilities().own_history {
                 let started = Instant::now();
                 let result = backend.history(target).await;
-                self.inner.metrics.backend_call(backend.name(), "history", result.is_ok(), started.elapsed());
+                self.inner.metrics.backend_call(
+                    backend.name(),
+                    "history",
+                    result.is_ok(),
+                    started.elapsed(),
+                );
                 match result {
                     Ok(from_backend) => merge_history(&mut deploys, from_backend),
                     Err(error) => caveats.push(Caveat {
@@ -593,16 +725,30 @@ impl Bot {
 
     /// What runs now: from the backend when it knows, else the newest successful deploy
     /// in the registry.
-    async fn current_revision(&self, target: &Target, history: &[Deploy]) -> Result<Option<Revision>, String> {
+    async fn current_revision(
+        &self,
+        target: &Target,
+        history: &[Deploy],
+    ) -> Result<Option<Revision>, String> {
         if let Some(backend) = self.inner.backends.for_target(target) {
             if backend.capabilities().own_history {
                 let started = Instant::now();
                 let result = backend.current(target).await;
-                self.inner.metrics.backend_call(backend.name(), "current", result.is_ok(), started.elapsed());
+                self.inner.metrics.backend_call(
+                    backend.name(),
+                    "current",
+                    result.is_ok(),
+                    started.elapsed(),
+                );
                 match result {
                     Ok(Some(current)) => return Ok(Some(current)),
                     Ok(None) => {}
-                    Err(error) => return Err(format!("Could not read what {target} runs now from {}: {error}", backend.name())),
+                    Err(error) => {
+                        return Err(format!(
+                            "Could not read what {target} runs now from {}: {error}",
+                            backend.name()
+                        ));
+                    }
                 }
             }
         }
@@ -629,7 +775,9 @@ impl Bot {
             reason: offer.reason.clone(),
             alert_group: group,
             offered_at: now,
-            expires_at: now + chrono::Duration::from_std(self.inner.settings.policy.plan_ttl).unwrap_or(chrono::Duration::minutes(30)),
+            expires_at: now
+                + chrono::Duration::from_std(self.inner.settings.policy.plan_ttl)
+                    .unwrap_or(chrono::Duration::minutes(30)),
             message: None,
             requested_by: requested_by.clone(),
             state: PlanState::Offered,
@@ -642,14 +790,19 @@ impl Bot {
             verified_at: None,
         };
         self.inner.store.insert_plan(&plan).await?;
-        let mut entry = self.inner.audit.entry(actions::ROLLBACK_OFFERED).target(target).details(json!({
-            "plan": plan.id.to_string(),
-            "from": plan.from,
-            "to": plan.to,
-            "group": group,
-            "expires_at": plan.expires_at,
-            "reason": plan.reason,
-        }));
+        let mut entry = self
+            .inner
+            .audit
+            .entry(actions::ROLLBACK_OFFERED)
+            .target(target)
+            .details(json!({
+                "plan": plan.id.to_string(),
+                "from": plan.from,
+                "to": plan.to,
+                "group": group,
+                "expires_at": plan.expires_at,
+                "reason": plan.reason,
+            }));
         if let Some(actor) = &requested_by {
             entry = entry.actor(actor);
         }
@@ -674,7 +827,11 @@ impl Bot {
     }
 
     async fn press(&self, press: Press) -> Result<Reply, BotError> {
-        let platform = press.actor.principal.platform().unwrap_or(Platform::Console);
+        let platform = press
+            .actor
+            .principal
+            .platform()
+            .unwrap_or(Platform::Console);
         if !self.claim(platform, &press.event_id).await? {
             return Ok(Reply::None);
         }
@@ -687,34 +844,58 @@ impl Bot {
         }
     }
 
-    async fn deny(&self, press: &Press, target: Option<&Target>, code: &str, text: String) -> Result<Reply, BotError> {
-        let mut entry = self.inner.audit.entry(actions::ROLLBACK_DENIED).actor(&press.actor).details(json!({
-            "plan": press.action.token.to_string(),
-            "reason": code,
-            "message": text,
-            "channel": press.channel,
-        }));
+    async fn deny(
+        &self,
+        press: &Press,
+        target: Option<&Target>,
+        code: &str,
+        text: String,
+    ) -> Result<Reply, BotError> {
+        let mut entry = self
+            .inner
+            .audit
+            .entry(actions::ROLLBACK_DENIED)
+            .actor(&press.actor)
+            .details(json!({
+                "plan": press.action.token.to_string(),
+                "reason": code,
+                "message": text,
+                "channel": press.channel,
+            }));
         if let Some(target) = target {
             entry = entry.target(target);
         }
         self.inner.audit.append(entry).await?;
         self.inner.metrics.rollback("denied");
-        Ok(Reply::Private(Message::plain(text).with_tone(Tone::Warning)))
+        Ok(Reply::Private(
+            Message::plain(text).with_tone(Tone::Warning),
+        ))
     }
 
-    async fn press_rollback(&self, press: &Press, disable_auto_sync: bool) -> Result<Reply, BotError> {
+    async fn press_rollback(
+        &self,
+        press: &Press,
+        disable_auto_sync: bool,
+    ) -> Result<Reply, BotError> {
         let Some(plan) = self.inner.store.plan(&press.action.token).await? else {
             return self.deny(press, None, "unknown_plan", "This button does not belong to any rollback breakwater offered. Nothing was done.".to_owned()).await;
         };
         self.inner
             .audit
-            .append(self.inner.audit.entry(actions::ROLLBACK_REQUESTED).actor(&press.actor).target(&plan.target).details(json!({
-                "plan": plan.id.to_string(),
-                "from": plan.from,
-                "to": plan.to,
-                "channel": press.channel,
-                "disable_auto_sync": disable_auto_sync,
-            })))
+            .append(
+                self.inner
+                    .audit
+                    .entry(actions::ROLLBACK_REQUESTED)
+                    .actor(&press.actor)
+                    .target(&plan.target)
+                    .details(json!({
+                        "plan": plan.id.to_string(),
+                        "from": plan.from,
+                        "to": plan.to,
+                        "channel": press.channel,
+                        "disable_auto_sync": disable_auto_sync,
+                    })),
+            )
             .await?;
         if let Some(reply) = self.refuse_closed_plan(press, &plan).await? {
             return Ok(reply);
@@ -723,10 +904,15 @@ impl Bot {
             return Ok(reply);
         }
         let needs_confirm_step = !press.confirmed_by_platform
-            && self.inner.chats.get(platform_of(press)).is_none_or(|chat| chat.needs_confirm_step());
+            && self
+                .inner
+                .chats
+                .get(platform_of(press))
+                .is_none_or(|chat| chat.needs_confirm_step());
         if needs_confirm_step {
             let now = self.now();
-            let ttl = chrono::Duration::from_std(self.inner.settings.confirm_ttl).unwrap_or(chrono::Duration::minutes(5));
+            let ttl = chrono::Duration::from_std(self.inner.settings.confirm_ttl)
+                .unwrap_or(chrono::Duration::minutes(5));
             let confirmation = Confirmation {
                 id: PlanId::generate(),
                 plan: plan.id,
@@ -737,24 +923,59 @@ impl Bot {
             self.inner.store.insert_confirmation(&confirmation).await?;
             self.inner
                 .audit
-                .append(self.inner.audit.entry(actions::ROLLBACK_CONFIRMATION_REQUESTED).actor(&press.actor).target(&plan.target).details(json!({
-                    "plan": plan.id.to_string(),
-                    "confirmation": confirmation.id.to_string(),
-                    "from": plan.from.version,
-                    "to": plan.to.version,
-                })))
+                .append(
+                    self.inner
+                        .audit
+                        .entry(actions::ROLLBACK_CONFIRMATION_REQUESTED)
+                        .actor(&press.actor)
+                        .target(&plan.target)
+                        .details(json!({
+                            "plan": plan.id.to_string(),
+                            "confirmation": confirmation.id.to_string(),
+                            "from": plan.from.version,
+                            "to": plan.to.version,
+                        })),
+                )
                 .await?;
-            return Ok(Reply::Private(compose::confirm_prompt(&plan, confirmation.id, disable_auto_sync)));
+            return Ok(Reply::Private(compose::confirm_prompt(
+                &plan,
+                confirmation.id,
+                disable_auto_sync,
+            )));
         }
         self.approve_or_start(press, plan, disable_auto_sync).await
     }
 
     /// A plan that can no longer be started: say what happened to it.
-    async fn refuse_closed_plan(&self, press: &Press, plan: &RollbackPlan) -> Result<Option<Reply>, BotError> {
+    async fn refuse_closed_plan(
+        &self,
+        press: &Press,
+        plan: &RollbackPlan,
+    ) -> Result<Option<Reply>, BotError> {
         let now = self.now();
         if plan.state.is_open() && plan.is_expired(now) {
-            if let Some(expired) = self.inner.store.transition_plan(&plan.id, &[PlanState::Offered, PlanState::Confirmed], PlanState::Expired, &PlanPatch::default(), now).await? {
-                self.inner.audit.append(self.inner.audit.entry(actions::ROLLBACK_EXPIRED).target(&plan.target).details(json!({"plan": plan.id.to_string()}))).await?;
+            if let Some(expired) = self
+                .inner
+                .store
+                .transition_plan(
+                    &plan.id,
+                    &[PlanState::Offered, PlanState::Confirmed],
+                    PlanState::Expired,
+                    &PlanPatch::default(),
+                    now,
+                )
+                .await?
+            {
+                self.inner
+                    .audit
+                    .append(
+                        self.inner
+                            .audit
+                            .entry(actions::ROLLBACK_EXPIRED)
+                            .target(&plan.target)
+                            .details(json!({"plan": plan.id.to_string()})),
+                    )
+                    .await?;
                 self.update_plan_message(&expired).await;
             }
             self.inner.metrics.rollback("expired");
@@ -765,13 +986,23 @@ impl Bot {
                 plan.target.service,
                 plan.target.environment
             );
-            return self.deny(press, Some(&plan.target), "expired", text).await.map(Some);
+            return self
+                .deny(press, Some(&plan.target), "expired", text)
+                .await
+                .map(Some);
         }
         if plan.state.is_open() {
             return Ok(None);
         }
-        let who = |actor: &Option<Actor>| actor.as_ref().map_or("someone".to_owned(), |a| a.name().to_owned());
-        let when = plan.started_at.map(|t| t.format("%H:%M:%S UTC").to_string()).unwrap_or_default();
+        let who = |actor: &Option<Actor>| {
+            actor
+                .as_ref()
+                .map_or("someone".to_owned(), |a| a.name().to_owned())
+        };
+        let when = plan
+            .started_at
+            .map(|t| t.format("%H:%M:%S UTC").to_string())
+            .unwrap_or_default();
         let text = match plan.state {
             PlanState::Running => format!("{} already started this rollback at {when}; it is running now.", who(&plan.started_by)),
             PlanState::Succeeded => format!("{} already rolled {} back to {} at {when}.", who(&plan.started_by), plan.target, plan.to.version),
@@ -782,11 +1013,21 @@ impl Bot {
             PlanState::Interrupted => "This rollback was interrupted by a breakwater restart; check the thread before asking for a fresh plan.".to_owned(),
             PlanState::Offered | PlanState::Confirmed => return Ok(None),
         };
-        self.deny(press, Some(&plan.target), "plan_closed", text).await.map(Some)
+        self.deny(press, Some(&plan.target), "plan_closed", text)
+            .await
+            .map(Some)
     }
 
-    async fn refuse_by_policy(&self, press: &Press, plan: &RollbackPlan) -> Result<Option<Reply>, BotError> {
-        let last = self.inner.store.last_rollback_finished(&plan.target).await?;
+    async fn refuse_by_policy(
+        &self,
+        press: &Press,
+        plan: &RollbackPlan,
+    ) -> Result<Option<Reply>, BotError> {
+        let last = self
+            .inner
+            .store
+            .last_rollback_finished(&plan.target)
+            .await?;
         let decision = self.inner.settings.policy.check(&RollbackRequest {
             actor: &press.actor,
             target: &plan.target,
@@ -796,13 +1037,18 @@ impl Bot {
         });
         match decision {
             Ok(()) => Ok(None),
-            Err(denial) => self.deny(press, Some(&plan.target), denial.code(), denial.to_string()).await.map(Some),
+            Err(denial) => self
+                .deny(press, Some(&plan.target), denial.code(), denial.to_string())
+                .await
+                .map(Some),
         }
     }
 
     async fn press_confirm(&self, press: &Press) -> Result<Reply, BotError> {
         let Some(confirmation) = self.inner.store.confirmation(&press.action.token).await? else {
-            return Ok(Reply::ReplaceSource(Message::plain("This confirmation was already used or has expired. Nothing more was done.")));
+            return Ok(Reply::ReplaceSource(Message::plain(
+                "This confirmation was already used or has expired. Nothing more was done.",
+            )));
         };
         if !confirmation.actor.is_same_person(&press.actor) {
             let plan = self.inner.store.plan(&confirmation.plan).await?;
@@ -810,14 +1056,23 @@ impl Bot {
                 .deny(press, plan.as_ref().map(|p| &p.target), "not_confirmer", format!("Only {} can confirm this rollback. Press Roll back yourself to get your own confirmation.", confirmation.actor.name()))
                 .await;
         }
-        let Some(confirmation) = self.inner.store.take_confirmation(&press.action.token).await? else {
+        let Some(confirmation) = self
+            .inner
+            .store
+            .take_confirmation(&press.action.token)
+            .await?
+        else {
             return Ok(Reply::None);
         };
         if self.now() >= confirmation.expires_at {
-            return Ok(Reply::ReplaceSource(Message::plain("This confirmation expired. Press Roll back again.")));
+            return Ok(Reply::ReplaceSource(Message::plain(
+                "This confirmation expired. Press Roll back again.",
+            )));
         }
         let Some(plan) = self.inner.store.plan(&confirmation.plan).await? else {
-            return Ok(Reply::ReplaceSource(Message::plain("The rollback plan no longer exists. Nothing was done.")));
+            return Ok(Reply::ReplaceSource(Message::plain(
+                "The rollback plan no longer exists. Nothing was done.",
+            )));
         };
         if let Some(reply) = self.refuse_closed_plan(press, &plan).await? {
             return Ok(as_replacement(reply));
@@ -834,50 +1089,119 @@ impl Bot {
             return Ok(Reply::ReplaceSource(Message::plain("Nothing to cancel.")));
         };
         if !confirmation.actor.is_same_person(&press.actor) {
-            return Ok(Reply::Private(Message::plain(format!("Only {} can cancel this.", confirmation.actor.name()))));
+            return Ok(Reply::Private(Message::plain(format!(
+                "Only {} can cancel this.",
+                confirmation.actor.name()
+            ))));
         }
-        if self.inner.store.take_confirmation(&press.action.token).await?.is_some() {
+        if self
+            .inner
+            .store
+            .take_confirmation(&press.action.token)
+            .await?
+            .is_some()
+        {
             let plan = self.inner.store.plan(&confirmation.plan).await?;
-            let mut entry = self.inner.audit.entry(actions::ROLLBACK_CANCELLED).actor(&press.actor).details(json!({
-                "plan": confirmation.plan.to_string(),
-                "confirmation": confirmation.id.to_string(),
-            }));
+            let mut entry = self
+                .inner
+                .audit
+                .entry(actions::ROLLBACK_CANCELLED)
+                .actor(&press.actor)
+                .details(json!({
+                    "plan": confirmation.plan.to_string(),
+                    "confirmation": confirmation.id.to_string(),
+                }));
             if let Some(plan) = &plan {
                 entry = entry.target(&plan.target);
             }
             self.inner.audit.append(entry).await?;
         }
-        Ok(Reply::ReplaceSource(Message::plain("Cancelled. Nothing was rolled back.")))
+        Ok(Reply::ReplaceSource(Message::plain(
+            "Cancelled. Nothing was rolled back.",
+        )))
     }
 
     async fn press_dismiss(&self, press: &Press) -> Result<Reply, BotError> {
         let Some(plan) = self.inner.store.plan(&press.action.token).await? else {
-            return Ok(Reply::Private(Message::plain("This button does not belong to anything breakwater offered.")));
+            return Ok(Reply::Private(Message::plain(
+                "This button does not belong to anything breakwater offered.",
+            )));
         };
         let now = self.now();
-        let outcome = format!("Marked not deploy-related by {} at {}.", press.actor.name(), now.format("%H:%M UTC"));
-        let patch = PlanPatch { outcome: Some(outcome), ..PlanPatch::default() };
-        match self.inner.store.transition_plan(&plan.id, &[PlanState::Offered, PlanState::Confirmed], PlanState::Dismissed, &patch, now).await? {
+        let outcome = format!(
+            "Marked not deploy-related by {} at {}.",
+            press.actor.name(),
+            now.format("%H:%M UTC")
+        );
+        let patch = PlanPatch {
+            outcome: Some(outcome),
+            ..PlanPatch::default()
+        };
+        match self
+            .inner
+            .store
+            .transition_plan(
+                &plan.id,
+                &[PlanState::Offered, PlanState::Confirmed],
+                PlanState::Dismissed,
+                &patch,
+                now,
+            )
+            .await?
+        {
             Some(dismissed) => {
                 self.inner
                     .audit
-                    .append(self.inner.audit.entry(actions::SUMMARY_DISMISSED).actor(&press.actor).target(&plan.target).details(json!({"plan": plan.id.to_string()})))
+                    .append(
+                        self.inner
+                            .audit
+                            .entry(actions::SUMMARY_DISMISSED)
+                            .actor(&press.actor)
+                            .target(&plan.target)
+                            .details(json!({"plan": plan.id.to_string()})),
+                    )
                     .await?;
                 self.update_plan_message(&dismissed).await;
                 Ok(Reply::None)
             }
-            None => Ok(Reply::Private(Message::plain(format!("This plan is already {}.", self.inner.store.plan(&plan.id).await?.map_or(plan.state, |p| p.state))))),
+            None => Ok(Reply::Private(Message::plain(format!(
+                "This plan is already {}.",
+                self.inner
+                    .store
+                    .plan(&plan.id)
+                    .await?
+                    .map_or(plan.state, |p| p.state)
+            )))),
         }
     }
 
     /// After all checks: record a first approval where two people are needed, or start.
-    async fn approve_or_start(&self, press: &Press, plan: RollbackPlan, disable_auto_sync: bool) -> Result<Reply, BotError> {
+    async fn approve_or_start(
+        &self,
+        press: &Press,
+        plan: RollbackPlan,
+        disable_auto_sync: bool,
+    ) -> Result<Reply, BotError> {
         let now = self.now();
         if self.inner.settings.policy.needs_two_people(&plan.target) {
             match (&plan.state, &plan.approved_by) {
                 (PlanState::Offered, _) => {
-                    let patch = PlanPatch { approved_by: Some(press.actor.clone()), ..PlanPatch::default() };
-                    return match self.inner.store.transition_plan(&plan.id, &[PlanState::Offered], PlanState::Confirmed, &patch, now).await? {
+                    let patch = PlanPatch {
+                        approved_by: Some(press.actor.clone()),
+                        ..PlanPatch::default()
+                    };
+                    return match self
+                        .inner
+                        .store
+                        .transition_plan(
+                            &plan.id,
+                            &[PlanState::Offered],
+                            PlanState::Confirmed,
+                            &patch,
+                            now,
+                        )
+                        .await?
+                    {
                         Some(approved) => {
                             self.inner
                                 .audit
@@ -893,17 +1217,30 @@ impl Bot {
                         }
                         None => {
                             // Someone else approved first; look again.
-                            let Some(fresh) = self.inner.store.plan(&plan.id).await? else { return Ok(Reply::None) };
-                            if fresh.state == PlanState::Confirmed && fresh.approved_by.as_ref().is_some_and(|a| !a.is_same_person(&press.actor)) {
-                                Box::pin(self.approve_or_start(press, fresh, disable_auto_sync)).await
+                            let Some(fresh) = self.inner.store.plan(&plan.id).await? else {
+                                return Ok(Reply::None);
+                            };
+                            if fresh.state == PlanState::Confirmed
+                                && fresh
+                                    .approved_by
+                                    .as_ref()
+                                    .is_some_and(|a| !a.is_same_person(&press.actor))
+                            {
+                                Box::pin(self.approve_or_start(press, fresh, disable_auto_sync))
+                                    .await
                             } else {
-                                Ok(self.refuse_closed_plan(press, &fresh).await?.unwrap_or(Reply::None))
+                                Ok(self
+                                    .refuse_closed_plan(press, &fresh)
+                                    .await?
+                                    .unwrap_or(Reply::None))
                             }
                         }
                     };
                 }
                 (PlanState::Confirmed, Some(approver)) if approver.is_same_person(&press.actor) => {
-                    return Ok(Reply::Private(Message::plain("You already approved this rollback. A second authorised person must press Roll back.")));
+                    return Ok(Reply::Private(Message::plain(
+                        "You already approved this rollback. A second authorised person must press Roll back.",
+                    )));
                 }
                 _ => {}
             }
@@ -911,14 +1248,37 @@ impl Bot {
         self.start(press, plan, disable_auto_sync).await
     }
 
-    async fn start(&self, press: &Press, plan: RollbackPlan, disable_auto_sync: bool) -> Result<Reply, BotError> {
+    async fn start(
+        &self,
+        press: &Press,
+        plan: RollbackPlan,
+        disable_auto_sync: bool,
+    ) -> Result<Reply, BotError> {
         let now = self.now();
-        let patch = PlanPatch { started_by: Some(press.actor.clone()), started_at: Some(now), ..PlanPatch::default() };
-        let started = match self.inner.store.transition_plan(&plan.id, &[PlanState::Offered, PlanState::Confirmed], PlanState::Running, &patch, now).await {
+        let patch = PlanPatch {
+            started_by: Some(press.actor.clone()),
+            started_at: Some(now),
+            ..PlanPatch::default()
+        };
+        let started = match self
+            .inner
+            .store
+            .transition_plan(
+                &plan.id,
+                &[PlanState::Offered, PlanState::Confirmed],
+                PlanState::Running,
+                &patch,
+                now,
+            )
+            .await
+        {
             Ok(Some(started)) => started,
             Ok(None) => {
                 let fresh = self.inner.store.plan(&plan.id).await?.unwrap_or(plan);
-                return Ok(self.refuse_closed_plan(press, &fresh).await?.unwrap_or(Reply::None));
+                return Ok(self
+                    .refuse_closed_plan(press, &fresh)
+                    .await?
+                    .unwrap_or(Reply::None));
             }
             Err(StoreError::TargetBusy(target)) => {
                 return self.deny(press, Some(&target), "target_busy", format!("Another rollback of {target} is running right now. Wait for its outcome in its thread.")).await;
@@ -928,7 +1288,9 @@ impl Bot {
         lock(&self.inner.running).insert(started.id);
         let bot = self.clone();
         let plan_for_task = started.clone();
-        self.inner.rollbacks.spawn(async move { bot.execute(plan_for_task, disable_auto_sync).await });
+        self.inner
+            .rollbacks
+            .spawn(async move { bot.execute(plan_for_task, disable_auto_sync).await });
         Ok(Reply::Private(Message::plain(format!(
             "Rolling back {} from {} to {}. Progress and the outcome appear in the thread.",
             started.target, started.from.version, started.to.version
@@ -940,14 +1302,25 @@ impl Bot {
     async fn execute(&self, plan: RollbackPlan, disable_auto_sync: bool) {
         self.update_plan_message(&plan).await;
         let Some(backend) = self.inner.backends.for_target(&plan.target) else {
-            self.finish(&plan, Outcome::Failed(format!("No deployment backend is configured for {}. Nothing was changed.", plan.target))).await;
+            self.finish(
+                &plan,
+                Outcome::Failed(format!(
+                    "No deployment backend is configured for {}. Nothing was changed.",
+                    plan.target
+                )),
+            )
+            .await;
             return;
         };
         let (history, _) = self.history(&plan.target).await;
         let current = match self.current_revision(&plan.target, &history).await {
             Ok(current) => current,
             Err(message) => {
-                self.finish(&plan, Outcome::Failed(format!("{message}. Nothing was changed."))).await;
+                self.finish(
+                    &plan,
+                    Outcome::Failed(format!("{message}. Nothing was changed.")),
+                )
+                .await;
                 return;
             }
         };
@@ -956,20 +1329,31 @@ impl Bot {
             return;
         }
         let Some(actor) = plan.started_by.clone() else {
-            self.finish(&plan, Outcome::Failed("The plan has no recorded starter.".to_owned())).await;
+            self.finish(
+                &plan,
+                Outcome::Failed("The plan has no recorded starter.".to_owned()),
+            )
+            .await;
             return;
         };
         let started = self
             .inner
             .audit
-            .append(self.inner.audit.entry(actions::ROLLBACK_STARTED).actor(&actor).target(&plan.target).details(json!({
-                "plan": plan.id.to_string(),
-                "from": plan.from,
-                "to": plan.to,
-                "backend": backend.name(),
-                "kind": backend.kind(),
-                "disable_auto_sync": disable_auto_sync,
-            })))
+            .append(
+                self.inner
+                    .audit
+                    .entry(actions::ROLLBACK_STARTED)
+                    .actor(&actor)
+                    .target(&plan.target)
+                    .details(json!({
+                        "plan": plan.id.to_string(),
+                        "from": plan.from,
+                        "to": plan.to,
+                        "backend": backend.name(),
+                        "kind": backend.kind(),
+                        "disable_auto_sync": disable_auto_sync,
+                    })),
+            )
             .await;
         if let Err(error) = started {
             // Without the durable record nothing may run.
@@ -988,16 +1372,27 @@ impl Bot {
         };
         let started_at = Instant::now();
         let result = backend.rollback(&call).await;
-        self.inner.metrics.backend_call(backend.name(), "rollback", result.is_ok(), started_at.elapsed());
-        let audit_call = self.inner.audit.append(self.inner.audit.entry(actions::ROLLBACK_BACKEND_CALL).target(&plan.target).details(json!({
-            "plan": plan.id.to_string(),
-            "backend": backend.name(),
-            "operation": "rollback",
-            "ok": result.is_ok(),
-            "error": result.as_ref().err().map(|e| e.message.clone()),
-            "error_kind": result.as_ref().err().map(|e| e.kind.as_str()),
-            "took_ms": started_at.elapsed().as_millis() as u64,
-        })));
+        self.inner.metrics.backend_call(
+            backend.name(),
+            "rollback",
+            result.is_ok(),
+            started_at.elapsed(),
+        );
+        let audit_call = self.inner.audit.append(
+            self.inner
+                .audit
+                .entry(actions::ROLLBACK_BACKEND_CALL)
+                .target(&plan.target)
+                .details(json!({
+                    "plan": plan.id.to_string(),
+                    "backend": backend.name(),
+                    "operation": "rollback",
+                    "ok": result.is_ok(),
+                    "error": result.as_ref().err().map(|e| e.message.clone()),
+                    "error_kind": result.as_ref().err().map(|e| e.kind.as_str()),
+                    "took_ms": started_at.elapsed().as_millis() as u64,
+                })),
+        );
         if let Err(error) = audit_call.await {
             tracing::error!(%error, "could not audit the backend call");
         }
@@ -1005,7 +1400,8 @@ impl Bot {
             Err(error) => self.finish(&plan, Outcome::Failed(error.message)).await,
             Ok(operation) => {
                 if let Ok(value) = serde_json::to_value(&operation) {
-                    if let Err(error) = self.inner.store.set_plan_operation(&plan.id, &value).await {
+                    if let Err(error) = self.inner.store.set_plan_operation(&plan.id, &value).await
+                    {
                         tracing::warn!(%error, "could not store the rollback operation");
                     }
                 }
@@ -1014,7 +1410,12 @@ impl Bot {
         }
     }
 
-    async fn follow(&self, plan: &RollbackPlan, backend: Arc<dyn DeployBackend>, operation: Operation) {
+    async fn follow(
+        &self,
+        plan: &RollbackPlan,
+        backend: Arc<dyn DeployBackend>,
+        operation: Operation,
+    ) {
         let outcome = match operation.finished.clone() {
             Some(outcome) => outcome,
             None => {
@@ -1037,11 +1438,17 @@ impl Bot {
                     })
                 };
                 let started = Instant::now();
-                let result = tokio::time::timeout(self.inner.settings.follow_limit, backend.wait(&operation, &progress)).await;
+                let result = tokio::time::timeout(
+                    self.inner.settings.follow_limit,
+                    backend.wait(&operation, &progress),
+                )
+                .await;
                 drop(progress);
                 let _ = reporter.await;
                 let ok = matches!(result, Ok(Ok(_)));
-                self.inner.metrics.backend_call(backend.name(), "wait", ok, started.elapsed());
+                self.inner
+                    .metrics
+                    .backend_call(backend.name(), "wait", ok, started.elapsed());
                 match result {
                     Ok(Ok(outcome)) => outcome,
                     Ok(Err(error)) => Outcome::Failed(error.message),
@@ -1062,15 +1469,26 @@ impl Bot {
             Outcome::Succeeded(detail) => (PlanState::Succeeded, detail.clone()),
             Outcome::Failed(reason) => (PlanState::Failed, reason.clone()),
         };
-        let patch = PlanPatch { finished_at: Some(now), outcome: Some(detail.clone()), ..PlanPatch::default() };
+        let patch = PlanPatch {
+            finished_at: Some(now),
+            outcome: Some(detail.clone()),
+            ..PlanPatch::default()
+        };
         let result: Result<(), BotError> = async {
-            let Some(finished) = self.inner.store.transition_plan(&plan.id, &[PlanState::Running], state, &patch, now).await? else {
+            let Some(finished) = self
+                .inner
+                .store
+                .transition_plan(&plan.id, &[PlanState::Running], state, &patch, now)
+                .await?
+            else {
                 // Someone (shutdown) already closed it.
                 return Ok(());
             };
             let actor = finished.started_by.clone();
             if state == PlanState::Succeeded {
-                let who = actor.as_ref().map_or("breakwater".to_owned(), |a| a.name().to_owned());
+                let who = actor
+                    .as_ref()
+                    .map_or("breakwater".to_owned(), |a| a.name().to_owned());
                 let deploy = Deploy {
                     target: plan.target.clone(),
                     version: plan.to.version.clone(),
@@ -1092,15 +1510,27 @@ impl Bot {
                     self.inner.store.set_plan_verified(&plan.id, now).await?;
                 }
             }
-            let took = finished.started_at.map(|s| (now - s).num_milliseconds()).unwrap_or_default();
-            let action = if state == PlanState::Succeeded { actions::ROLLBACK_SUCCEEDED } else { actions::ROLLBACK_FAILED };
-            let mut entry = self.inner.audit.entry(action).target(&plan.target).details(json!({
-                "plan": plan.id.to_string(),
-                "from": plan.from,
-                "to": plan.to,
-                "detail": detail,
-                "took_ms": took,
-            }));
+            let took = finished
+                .started_at
+                .map(|s| (now - s).num_milliseconds())
+                .unwrap_or_default();
+            let action = if state == PlanState::Succeeded {
+                actions::ROLLBACK_SUCCEEDED
+            } else {
+                actions::ROLLBACK_FAILED
+            };
+            let mut entry = self
+                .inner
+                .audit
+                .entry(action)
+                .target(&plan.target)
+                .details(json!({
+                    "plan": plan.id.to_string(),
+                    "from": plan.from,
+                    "to": plan.to,
+                    "detail": detail,
+                    "took_ms": took,
+                }));
             if let Some(actor) = &actor {
                 entry = entry.actor(actor);
             }
@@ -1119,22 +1549,44 @@ impl Bot {
     /// The target moved since the plan was offered: nothing runs; a fresh plan is offered.
     async fn mark_stale(&self, plan: &RollbackPlan, current: Option<Revision>) {
         let now = self.now();
-        let current_text = current.as_ref().map_or("an unknown revision".to_owned(), |c| c.version.clone());
+        let current_text = current
+            .as_ref()
+            .map_or("an unknown revision".to_owned(), |c| c.version.clone());
         let outcome = format!(
             "{} now runs {current_text}, not {} as when this was offered (deployed again since). Nothing was rolled back.",
             plan.target, plan.from.version
         );
-        let patch = PlanPatch { finished_at: Some(now), outcome: Some(outcome.clone()), ..PlanPatch::default() };
+        let patch = PlanPatch {
+            finished_at: Some(now),
+            outcome: Some(outcome.clone()),
+            ..PlanPatch::default()
+        };
         let result: Result<(), BotError> = async {
-            let Some(stale) = self.inner.store.transition_plan(&plan.id, &[PlanState::Running], PlanState::Stale, &patch, now).await? else {
+            let Some(stale) = self
+                .inner
+                .store
+                .transition_plan(
+                    &plan.id,
+                    &[PlanState::Running],
+                    PlanState::Stale,
+                    &patch,
+                    now,
+                )
+                .await?
+            else {
                 return Ok(());
             };
-            let mut entry = self.inner.audit.entry(actions::ROLLBACK_STALE).target(&plan.target).details(json!({
-                "plan": plan.id.to_string(),
-                "expected_from": plan.from,
-                "current": current,
-                "to": plan.to,
-            }));
+            let mut entry = self
+                .inner
+                .audit
+                .entry(actions::ROLLBACK_STALE)
+                .target(&plan.target)
+                .details(json!({
+                    "plan": plan.id.to_string(),
+                    "expected_from": plan.from,
+                    "current": current,
+                    "to": plan.to,
+                }));
             if let Some(actor) = &stale.started_by {
                 entry = entry.actor(actor);
             }
@@ -1150,11 +1602,18 @@ impl Bot {
                         reason: format!("fresh plan after {} was deployed again", plan.target),
                         to_url: None,
                     };
-                    let fresh = self.offer_plan(&plan.target, &offer, None, stale.started_by.clone()).await?;
+                    let fresh = self
+                        .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
+                        .await?;
                     if let Some(chat) = self.inner.chats.get(at.platform) {
                         let message = compose::plan_message(&fresh, &[], now);
                         match chat.reply(at, &message, Lane::Interactive).await {
-                            Ok(posted) => self.inner.store.set_plan_message(&fresh.id, &posted).await?,
+                            Ok(posted) => {
+                                self.inner
+                                    .store
+                                    .set_plan_message(&fresh.id, &posted)
+                                    .await?
+                            }
                             Err(error) => tracing::warn!(%error, "could not post the fresh plan"),
                         }
                     }
@@ -1173,11 +1632,19 @@ impl Bot {
     /// plan message for command plans.
     async fn update_plan_message(&self, plan: &RollbackPlan) {
         let Some(at) = &plan.message else { return };
-        let Some(chat) = self.inner.chats.get(at.platform) else { return };
+        let Some(chat) = self.inner.chats.get(at.platform) else {
+            return;
+        };
         let message = match plan.alert_group {
             Some(group_id) => {
                 let group = self.inner.store.alert_group(group_id).await.ok().flatten();
-                let first = self.inner.store.group_alerts(group_id).await.ok().and_then(|alerts| alerts.into_iter().next());
+                let first = self
+                    .inner
+                    .store
+                    .group_alerts(group_id)
+                    .await
+                    .ok()
+                    .and_then(|alerts| alerts.into_iter().next());
                 match (group, first) {
                     (Some(group), Some((_, alert, _))) => {
                         let summary = self.summary_for(group_id, &alert).await;
@@ -1201,7 +1668,12 @@ impl Bot {
             Ok(reply) => reply,
             Err(error) => {
                 tracing::error!(%error, "command failed");
-                Reply::Private(Message::plain("Something went wrong on breakwater's side; the error is in its log.").with_tone(Tone::Danger))
+                Reply::Private(
+                    Message::plain(
+                        "Something went wrong on breakwater's side; the error is in its log.",
+                    )
+                    .with_tone(Tone::Danger),
+                )
             }
         }
     }
@@ -1212,40 +1684,91 @@ impl Bot {
         }
         match &request.command {
             Command::Help => Ok(Reply::Private(help_message())),
-            Command::Deploys { service, environment } => self.command_deploys(service.as_deref(), environment.as_deref()).await,
-            Command::Status { service, environment } => self.command_status(service, environment).await,
+            Command::Deploys {
+                service,
+                environment,
+            } => {
+                self.command_deploys(service.as_deref(), environment.as_deref())
+                    .await
+            }
+            Command::Status {
+                service,
+                environment,
+            } => self.command_status(service, environment).await,
             Command::Audit { service } => self.command_audit(service.as_deref()).await,
-            Command::Rollback { service, environment, version } => self.command_rollback(&request, service, environment, version.as_deref()).await,
+            Command::Rollback {
+                service,
+                environment,
+                version,
+            } => {
+                self.command_rollback(&request, service, environment, version.as_deref())
+                    .await
+            }
         }
     }
 
     /// A service (and optionally environment) named in a command, or the reply saying
     /// which names are known.
-    fn resolve(&self, service: &str, environment: Option<&str>) -> Result<(ServiceName, Option<Environment>), Reply> {
-        let known: Vec<String> = self.inner.settings.services.iter().map(|s| s.name.to_string()).collect();
+    fn resolve(
+        &self,
+        service: &str,
+        environment: Option<&str>,
+    ) -> Result<(ServiceName, Option<Environment>), Reply> {
+        let known: Vec<String> = self
+            .inner
+            .settings
+            .services
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
         let found = ServiceName::parse(service)
             .ok()
             .and_then(|name| self.inner.recognizer.service(&name).cloned())
             .or_else(|| {
                 let lower = service.to_lowercase();
-                self.inner.settings.services.iter().find(|s| s.aliases.iter().any(|a| a.to_lowercase() == lower)).cloned()
+                self.inner
+                    .settings
+                    .services
+                    .iter()
+                    .find(|s| s.aliases.iter().any(|a| a.to_lowercase() == lower))
+                    .cloned()
             });
         let Some(found) = found else {
-            return Err(Reply::Private(Message::plain(format!("I don't know a service called {service:?}. Services I know: {}.", if known.is_empty() { "none".to_owned() } else { known.join(", ") }))));
+            return Err(Reply::Private(Message::plain(format!(
+                "I don't know a service called {service:?}. Services I know: {}.",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))));
         };
-        let Some(environment) = environment else { return Ok((found.name, None)) };
-        let env = Environment::parse(environment).ok().and_then(|env| found.environments.iter().find(|e| **e == env).cloned());
+        let Some(environment) = environment else {
+            return Ok((found.name, None));
+        };
+        let env = Environment::parse(environment)
+            .ok()
+            .and_then(|env| found.environments.iter().find(|e| **e == env).cloned());
         match env {
             Some(env) => Ok((found.name, Some(env))),
             None => Err(Reply::Private(Message::plain(format!(
                 "{} has no environment {environment:?}; it runs in {}.",
                 found.name,
-                found.environments.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                found
+                    .environments
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))),
         }
     }
 
-    async fn command_deploys(&self, service: Option<&str>, environment: Option<&str>) -> Result<Reply, BotError> {
+    async fn command_deploys(
+        &self,
+        service: Option<&str>,
+        environment: Option<&str>,
+    ) -> Result<Reply, BotError> {
         let now = self.now();
         let (service, environment) = match service {
             Some(service) => match self.resolve(service, environment) {
@@ -1256,18 +1779,32 @@ impl Bot {
         };
         let deploys = match (&service, &environment) {
             (Some(service), Some(environment)) => {
-                let (mut history, _) = self.history(&Target::new(service.clone(), environment.clone())).await;
+                let (mut history, _) = self
+                    .history(&Target::new(service.clone(), environment.clone()))
+                    .await;
                 history.truncate(10);
                 history
             }
-            _ => self.inner.store.deploys(&DeployQuery { service: service.clone(), environment: environment.clone(), limit: 10, ..DeployQuery::default() }).await?,
+            _ => {
+                self.inner
+                    .store
+                    .deploys(&DeployQuery {
+                        service: service.clone(),
+                        environment: environment.clone(),
+                        limit: 10,
+                        ..DeployQuery::default()
+                    })
+                    .await?
+            }
         };
         let heading = match (&service, &environment) {
             (Some(s), Some(e)) => format!("Recent deploys of {s} {e}"),
             (Some(s), None) => format!("Recent deploys of {s}"),
             _ => "Recent deploys".to_owned(),
         };
-        Ok(Reply::Private(compose::deploy_list(&heading, &deploys, now)))
+        Ok(Reply::Private(compose::deploy_list(
+            &heading, &deploys, now,
+        )))
     }
 
     async fn command_status(&self, service: &str, environment: &str) -> Result<Reply, BotError> {
@@ -1281,8 +1818,12 @@ impl Bot {
         let current = self.current_revision(&target, &history).await;
         let mut lines = Vec::new();
         match &current {
-            Ok(Some(current)) => lines.push(RichText::new().plain("Runs ").code(current.to_string())),
-            Ok(None) => lines.push(RichText::new().plain("Current revision unknown (no deploys recorded)")),
+            Ok(Some(current)) => {
+                lines.push(RichText::new().plain("Runs ").code(current.to_string()))
+            }
+            Ok(None) => {
+                lines.push(RichText::new().plain("Current revision unknown (no deploys recorded)"))
+            }
             Err(message) => lines.push(RichText::new().plain(message.clone())),
         }
         if let Some(last) = history.first() {
@@ -1294,7 +1835,11 @@ impl Bot {
                 last.status.as_str()
             )));
         }
-        let running = self.inner.store.plans_in_state(&[PlanState::Running]).await?;
+        let running = self
+            .inner
+            .store
+            .plans_in_state(&[PlanState::Running])
+            .await?;
         for plan in running.iter().filter(|p| p.target == target) {
             lines.push(RichText::new().plain(format!(
                 "Rollback running: {} → {}, started by {}",
@@ -1304,20 +1849,39 @@ impl Bot {
             )));
         }
         let key = format!("{}/{}", target.service.key(), target.environment.key());
-        let open: Vec<AlertGroup> = self.inner.store.recent_alert_groups(50).await?.into_iter().filter(|g| g.key == key && g.resolved_at.is_none()).collect();
+        let open: Vec<AlertGroup> = self
+            .inner
+            .store
+            .recent_alert_groups(50)
+            .await?
+            .into_iter()
+            .filter(|g| g.key == key && g.resolved_at.is_none())
+            .collect();
         if open.is_empty() {
             lines.push(RichText::new().plain("No open alerts"));
         }
         for group in open {
-            lines.push(RichText::new().plain(format!("Open alert: {} ({} alerts since {})", group.title, group.alert_count, group.opened_at.format("%H:%M UTC"))));
+            lines.push(RichText::new().plain(format!(
+                "Open alert: {} ({} alerts since {})",
+                group.title,
+                group.alert_count,
+                group.opened_at.format("%H:%M UTC")
+            )));
         }
         if let Some(finished) = self.inner.store.last_rollback_finished(&target).await? {
-            lines.push(RichText::new().plain(format!("Last rollback finished {}", finished.format("%Y-%m-%d %H:%M UTC"))));
+            lines.push(RichText::new().plain(format!(
+                "Last rollback finished {}",
+                finished.format("%Y-%m-%d %H:%M UTC")
+            )));
         }
         for caveat in caveats {
             lines.push(RichText::new().plain(format!("⚠️ {}", caveat.message)));
         }
-        let text = lines.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+        let text = lines
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         Ok(Reply::Private(Message {
             text: format!("Status of {target}: {text}"),
             title: Some(format!("{target} · status")),
@@ -1336,31 +1900,71 @@ impl Bot {
             },
             None => None,
         };
-        let records = self.inner.audit.search(&AuditQuery { service: service.clone(), limit: 10, ..AuditQuery::default() }).await?;
+        let records = self
+            .inner
+            .audit
+            .search(&AuditQuery {
+                service: service.clone(),
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .await?;
         let lines: Vec<RichText> = records
             .iter()
             .map(|r| {
-                let who = if r.actor_name.is_empty() { "breakwater".to_owned() } else { r.actor_name.clone() };
-                let target = if r.service.is_empty() { String::new() } else { format!(" — {} {}", r.service, r.environment) };
-                RichText::new().code(format!("#{}", r.seq)).plain(format!(" {} ", r.at.format("%m-%d %H:%M:%S"))).bold(r.action.clone()).plain(format!(" by {who}{target}"))
+                let who = if r.actor_name.is_empty() {
+                    "breakwater".to_owned()
+                } else {
+                    r.actor_name.clone()
+                };
+                let target = if r.service.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {} {}", r.service, r.environment)
+                };
+                RichText::new()
+                    .code(format!("#{}", r.seq))
+                    .plain(format!(" {} ", r.at.format("%m-%d %H:%M:%S")))
+                    .bold(r.action.clone())
+                    .plain(format!(" by {who}{target}"))
             })
             .collect();
         let heading = match &service {
             Some(service) => format!("Latest audit records for {service}"),
             None => "Latest audit records".to_owned(),
         };
-        let text = if lines.is_empty() { "No audit records yet.".to_owned() } else { lines.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n") };
+        let text = if lines.is_empty() {
+            "No audit records yet.".to_owned()
+        } else {
+            lines
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         Ok(Reply::Private(Message {
             text: format!("{heading}:\n{text}"),
             title: Some(heading),
             tone: Tone::Info,
-            sections: if lines.is_empty() { vec![Section::Text { text: RichText::new().plain(text) }] } else { vec![Section::Lines { lines }] },
+            sections: if lines.is_empty() {
+                vec![Section::Text {
+                    text: RichText::new().plain(text),
+                }]
+            } else {
+                vec![Section::Lines { lines }]
+            },
             actions: vec![],
             status: None,
         }))
     }
 
-    async fn command_rollback(&self, request: &CommandRequest, service: &str, environment: &str, version: Option<&str>) -> Result<Reply, BotError> {
+    async fn command_rollback(
+        &self,
+        request: &CommandRequest,
+        service: &str,
+        environment: &str,
+        version: Option<&str>,
+    ) -> Result<Reply, BotError> {
         let (service, environment) = match self.resolve(service, Some(environment)) {
             Ok((service, Some(environment))) => (service, environment),
             Ok(_) => return Ok(Reply::Private(Message::plain(Command::usage()))),
@@ -1368,27 +1972,48 @@ impl Bot {
         };
         let target = Target::new(service, environment);
         let Some(backend) = self.inner.backends.for_target(&target) else {
-            return Ok(Reply::Private(Message::plain(format!("No deployment backend is configured for {target}."))));
+            return Ok(Reply::Private(Message::plain(format!(
+                "No deployment backend is configured for {target}."
+            ))));
         };
         let (history, _) = self.history(&target).await;
         let current = match self.current_revision(&target, &history).await {
             Ok(Some(current)) => current,
-            Ok(None) => return Ok(Reply::Private(Message::plain(format!("I don't know what {target} runs now (no deploys recorded), so I can't offer a rollback.")))),
+            Ok(None) => {
+                return Ok(Reply::Private(Message::plain(format!(
+                    "I don't know what {target} runs now (no deploys recorded), so I can't offer a rollback."
+                ))));
+            }
             Err(message) => return Ok(Reply::Private(Message::plain(message))),
         };
         let to = match version {
-            Some(version) => match history.iter().find(|d| d.version == version && d.status == DeployStatus::Succeeded) {
+            Some(version) => match history
+                .iter()
+                .find(|d| d.version == version && d.status == DeployStatus::Succeeded)
+            {
                 Some(deploy) => deploy.as_revision(),
                 None => {
-                    let known: Vec<&str> = history.iter().filter(|d| d.status == DeployStatus::Succeeded).map(|d| d.version.as_str()).take(10).collect();
+                    let known: Vec<&str> = history
+                        .iter()
+                        .filter(|d| d.status == DeployStatus::Succeeded)
+                        .map(|d| d.version.as_str())
+                        .take(10)
+                        .collect();
                     return Ok(Reply::Private(Message::plain(format!(
                         "{version} is not a known successful deploy of {target}. Known: {}.",
-                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     ))));
                 }
             },
             None => {
-                let current_deploy = history.iter().filter(|d| d.status == DeployStatus::Succeeded && d.version == current.version).max_by_key(|d| d.effective_at());
+                let current_deploy = history
+                    .iter()
+                    .filter(|d| d.status == DeployStatus::Succeeded && d.version == current.version)
+                    .max_by_key(|d| d.effective_at());
                 let previous = history.iter().find(|d| {
                     d.status == DeployStatus::Succeeded
                         && d.version != current.version
@@ -1396,31 +2021,52 @@ impl Bot {
                 });
                 match previous {
                     Some(deploy) => deploy.as_revision(),
-                    None => return Ok(Reply::Private(Message::plain(format!("No earlier successful deploy of {target} is known to roll back to.")))),
+                    None => {
+                        return Ok(Reply::Private(Message::plain(format!(
+                            "No earlier successful deploy of {target} is known to roll back to."
+                        ))));
+                    }
                 }
             }
         };
         if to.id == current.id {
-            return Ok(Reply::Private(Message::plain(format!("{target} already runs {}.", to.version))));
+            return Ok(Reply::Private(Message::plain(format!(
+                "{target} already runs {}.",
+                to.version
+            ))));
         }
         if !backend.capabilities().any_revision {
-            let previous = history.iter().find(|d| d.status == DeployStatus::Succeeded && d.version != current.version);
+            let previous = history
+                .iter()
+                .find(|d| d.status == DeployStatus::Succeeded && d.version != current.version);
             if previous.is_some_and(|p| p.version != to.version) {
-                return Ok(Reply::Private(Message::plain(format!("The {} backend can only roll back to the previous revision ({}).", backend.kind(), previous.map(|p| p.version.as_str()).unwrap_or("unknown")))));
+                return Ok(Reply::Private(Message::plain(format!(
+                    "The {} backend can only roll back to the previous revision ({}).",
+                    backend.kind(),
+                    previous.map(|p| p.version.as_str()).unwrap_or("unknown")
+                ))));
             }
         }
         let caveats = backend.caveats(&target, &to).await.unwrap_or_default();
         let offer = Offer {
-            reason: format!("requested by {} with /breakwater rollback", request.actor.name()),
+            reason: format!(
+                "requested by {} with /breakwater rollback",
+                request.actor.name()
+            ),
             from: current,
             to,
             suspect_version: String::new(),
             to_url: None,
         };
-        let plan = self.offer_plan(&target, &offer, None, Some(request.actor.clone())).await?;
+        let plan = self
+            .offer_plan(&target, &offer, None, Some(request.actor.clone()))
+            .await?;
         let message = compose::plan_message(&plan, &caveats, self.now());
         let posted = match (&request.channel, self.inner.chats.get(request.platform)) {
-            (Some(channel), Some(chat)) => chat.post(channel, &message, Lane::Interactive).await.map_err(|e| e.to_string()),
+            (Some(channel), Some(chat)) => chat
+                .post(channel, &message, Lane::Interactive)
+                .await
+                .map_err(|e| e.to_string()),
             _ => Err("no channel".to_owned()),
         };
         match posted {
@@ -1444,16 +2090,25 @@ impl Bot {
     /// the backend can resume them, confirmed from the current revision, or reported as
     /// interrupted.
     pub async fn recover(&self) -> Result<usize, BotError> {
-        let running = self.inner.store.plans_in_state(&[PlanState::Running]).await?;
+        let running = self
+            .inner
+            .store
+            .plans_in_state(&[PlanState::Running])
+            .await?;
         let count = running.len();
         for plan in running {
             if lock(&self.inner.running).contains(&plan.id) {
                 continue;
             }
             let backend = self.inner.backends.for_target(&plan.target);
-            let operation = plan.operation.clone().and_then(|v| serde_json::from_value::<Operation>(v).ok());
+            let operation = plan
+                .operation
+                .clone()
+                .and_then(|v| serde_json::from_value::<Operation>(v).ok());
             match (backend, operation) {
-                (Some(backend), Some(operation)) if backend.capabilities().resumable || operation.finished.is_some() => {
+                (Some(backend), Some(operation))
+                    if backend.capabilities().resumable || operation.finished.is_some() =>
+                {
                     lock(&self.inner.running).insert(plan.id);
                     let bot = self.clone();
                     self.inner.rollbacks.spawn(async move {
@@ -1463,12 +2118,26 @@ impl Bot {
                 }
                 _ => {
                     let (history, _) = self.history(&plan.target).await;
-                    let current = self.current_revision(&plan.target, &history).await.ok().flatten();
-                    if current.as_ref().is_some_and(|c| c.id == plan.to.id) && plan.operation.is_some() {
+                    let current = self
+                        .current_revision(&plan.target, &history)
+                        .await
+                        .ok()
+                        .flatten();
+                    if current.as_ref().is_some_and(|c| c.id == plan.to.id)
+                        && plan.operation.is_some()
+                    {
                         lock(&self.inner.running).insert(plan.id);
-                        self.finish(&plan, Outcome::Succeeded(format!("confirmed after a restart: {} runs {}", plan.target, plan.to.version))).await;
+                        self.finish(
+                            &plan,
+                            Outcome::Succeeded(format!(
+                                "confirmed after a restart: {} runs {}",
+                                plan.target, plan.to.version
+                            )),
+                        )
+                        .await;
                     } else {
-                        let now_runs = current.map_or("an unknown revision".to_owned(), |c| c.version);
+                        let now_runs =
+                            current.map_or("an unknown revision".to_owned(), |c| c.version);
                         self.interrupt(&plan, &format!(
                             "breakwater restarted while this rollback ran and cannot follow it; {} now runs {now_runs}. Check the deployment system before retrying.",
                             plan.target
@@ -1483,7 +2152,11 @@ impl Bot {
 
     async fn interrupt(&self, plan: &RollbackPlan, reason: &str) {
         let now = self.now();
-        let patch = PlanPatch { finished_at: Some(now), outcome: Some(reason.to_owned()), ..PlanPatch::default() };
+        let patch = PlanPatch {
+            finished_at: Some(now),
+            outcome: Some(reason.to_owned()),
+            ..PlanPatch::default()
+        };
         let result: Result<(), BotError> = async {
             if let Some(interrupted) = self.inner.store.transition_plan(&plan.id, &[PlanState::Running], PlanState::Interrupted, &patch, now).await? {
                 let mut entry = self.inner.audit.entry(actions::ROLLBACK_INTERRUPTED).target(&plan.target).details(json!({
@@ -1510,7 +2183,9 @@ impl Bot {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.rollbacks.close();
         self.inner.background.close();
-        let finished = tokio::time::timeout(grace, self.inner.rollbacks.wait()).await.is_ok();
+        let finished = tokio::time::timeout(grace, self.inner.rollbacks.wait())
+            .await
+            .is_ok();
         if !finished {
             let still: Vec<PlanId> = lock(&self.inner.running).iter().copied().collect();
             for id in still {
@@ -1556,19 +2231,51 @@ impl Bot {
 
     pub async fn maintain(&self) -> Result<(), BotError> {
         let now = self.now();
-        for plan in self.inner.store.plans_in_state(&[PlanState::Offered, PlanState::Confirmed]).await? {
+        for plan in self
+            .inner
+            .store
+            .plans_in_state(&[PlanState::Offered, PlanState::Confirmed])
+            .await?
+        {
             if plan.is_expired(now) {
-                if let Some(expired) = self.inner.store.transition_plan(&plan.id, &[PlanState::Offered, PlanState::Confirmed], PlanState::Expired, &PlanPatch::default(), now).await? {
-                    self.inner.audit.append(self.inner.audit.entry(actions::ROLLBACK_EXPIRED).target(&plan.target).details(json!({"plan": plan.id.to_string()}))).await?;
+                if let Some(expired) = self
+                    .inner
+                    .store
+                    .transition_plan(
+                        &plan.id,
+                        &[PlanState::Offered, PlanState::Confirmed],
+                        PlanState::Expired,
+                        &PlanPatch::default(),
+                        now,
+                    )
+                    .await?
+                {
+                    self.inner
+                        .audit
+                        .append(
+                            self.inner
+                                .audit
+                                .entry(actions::ROLLBACK_EXPIRED)
+                                .target(&plan.target)
+                                .details(json!({"plan": plan.id.to_string()})),
+                        )
+                        .await?;
                     self.update_plan_message(&expired).await;
                 }
             }
         }
-        let window = chrono::Duration::from_std(self.inner.settings.policy.verify_window).unwrap_or(chrono::Duration::minutes(15));
+        let window = chrono::Duration::from_std(self.inner.settings.policy.verify_window)
+            .unwrap_or(chrono::Duration::minutes(15));
         for plan in self.inner.store.plans_awaiting_verification().await? {
-            let Some(group_id) = plan.alert_group else { continue };
-            let Some(finished) = plan.finished_at else { continue };
-            let Some(group) = self.inner.store.alert_group(group_id).await? else { continue };
+            let Some(group_id) = plan.alert_group else {
+                continue;
+            };
+            let Some(finished) = plan.finished_at else {
+                continue;
+            };
+            let Some(group) = self.inner.store.alert_group(group_id).await? else {
+                continue;
+            };
             if group.resolved_at.is_some() {
                 self.on_alert_resolved(group).await;
             } else if now >= finished + window {
@@ -1578,28 +2285,50 @@ impl Bot {
                     human_span((now - finished).num_seconds().max(0).unsigned_abs()),
                     plan.to.version
                 );
-                self.verify_plan(&plan, actions::ROLLBACK_NOT_RESOLVED, Message::plain(text).with_tone(Tone::Warning)).await;
+                self.verify_plan(
+                    &plan,
+                    actions::ROLLBACK_NOT_RESOLVED,
+                    Message::plain(text).with_tone(Tone::Warning),
+                )
+                .await;
             }
         }
-        self.inner.store.prune_event_claims(now - chrono::Duration::days(2)).await?;
+        self.inner
+            .store
+            .prune_event_claims(now - chrono::Duration::days(2))
+            .await?;
         self.post_digest(now).await?;
         Ok(())
     }
 
     async fn post_digest(&self, now: DateTime<Utc>) -> Result<(), BotError> {
-        let Some((channel, every)) = &self.inner.settings.digest else { return Ok(()) };
-        let due = lock(&self.inner.last_digest).is_none_or(|last| now - last >= chrono::Duration::from_std(*every).unwrap_or(chrono::Duration::days(1)));
+        let Some((channel, every)) = &self.inner.settings.digest else {
+            return Ok(());
+        };
+        let due = lock(&self.inner.last_digest).is_none_or(|last| {
+            now - last >= chrono::Duration::from_std(*every).unwrap_or(chrono::Duration::days(1))
+        });
         if !due {
             return Ok(());
         }
-        let Some((platform, channel_id)) = channel.split_once(':') else { return Ok(()) };
-        let Some(chat) = Platform::parse(platform).and_then(|p| self.inner.chats.get(p)) else { return Ok(()) };
+        let Some((platform, channel_id)) = channel.split_once(':') else {
+            return Ok(());
+        };
+        let Some(chat) = Platform::parse(platform).and_then(|p| self.inner.chats.get(p)) else {
+            return Ok(());
+        };
         let head = self.inner.store.audit_head().await?;
         let text = match head {
-            Some((seq, hash)) => format!("Audit chain head at {}: record {seq}, hash {hash}", now.format("%Y-%m-%d %H:%M UTC")),
+            Some((seq, hash)) => format!(
+                "Audit chain head at {}: record {seq}, hash {hash}",
+                now.format("%Y-%m-%d %H:%M UTC")
+            ),
             None => "Audit chain is empty.".to_owned(),
         };
-        match chat.post(channel_id, &Message::plain(text), Lane::Alerts).await {
+        match chat
+            .post(channel_id, &Message::plain(text), Lane::Alerts)
+            .await
+        {
             Ok(_) => *lock(&self.inner.last_digest) = Some(now),
             Err(error) => tracing::warn!(%error, "could not post the audit digest"),
         }
@@ -1625,7 +2354,11 @@ fn as_replacement(reply: Reply) -> Reply {
 
 fn suspect_version(summary: &Summary) -> Option<String> {
     match &summary.body {
-        SummaryBody::Deploys(deploys) => deploys.entries.iter().find(|e| e.suspect).map(|e| e.deploy.version.clone()),
+        SummaryBody::Deploys(deploys) => deploys
+            .entries
+            .iter()
+            .find(|e| e.suspect)
+            .map(|e| e.deploy.version.clone()),
         _ => None,
     }
 }
@@ -1634,7 +2367,10 @@ fn suspect_version(summary: &Summary) -> Option<String> {
 /// report filled in with what the backend knows.
 fn merge_history(deploys: &mut Vec<Deploy>, from_backend: Vec<Deploy>) {
     for backend_deploy in from_backend {
-        match deploys.iter_mut().find(|d| d.version == backend_deploy.version && d.source != DeploySource::Rollback) {
+        match deploys
+            .iter_mut()
+            .find(|d| d.version == backend_deploy.version && d.source != DeploySource::Rollback)
+        {
             Some(reported) => reported.merge_backend(&backend_deploy),
             None => deploys.push(backend_deploy),
         }
@@ -1654,9 +2390,15 @@ mod tests {
     use crate::core::deploy::DeploySource;
 
     fn deploy(version: &str, minutes: i64, source: DeploySource) -> Deploy {
-        let at = DateTime::parse_from_rfc3339("2026-11-29T03:00:00Z").expect("valid").with_timezone(&Utc) + chrono::Duration::minutes(minutes);
+        let at = DateTime::parse_from_rfc3339("2026-11-29T03:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc)
+            + chrono::Duration::minutes(minutes);
         Deploy {
-            target: Target::new(ServiceName::parse("checkout").expect("ok"), Environment::parse("production").expect("ok")),
+            target: Target::new(
+                ServiceName::parse("checkout").expect("ok"),
+                Environment::parse("production").expect("ok"),
+            ),
             version: version.into(),
             previous_version: None,
             revision: None,

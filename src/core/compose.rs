@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use super::alert::{Alert, Severity};
 use super::backend::Remedy;
 use super::deploy::{Deploy, DeployStatus, MASKED, Target};
-use super::message::{Action, ButtonAction, ButtonKind, ButtonStyle, Confirmation, Message, RichText, Section, Tone};
+use super::message::{
+    Action, ButtonAction, ButtonKind, ButtonStyle, Confirmation, Message, RichText, Section, Tone,
+};
 use super::rollback::{PlanId, PlanState, RollbackPlan};
 use super::summary::{DeployEntry, MAX_COMMITS, Summary, SummaryBody, human_span};
 
@@ -40,16 +42,34 @@ fn severity_tone(severity: Severity) -> Tone {
 pub fn alert_post(alert: &Alert, target: Option<&Target>) -> Message {
     let about = target.map(|t| format!(" on {t}")).unwrap_or_default();
     let text = format!("🚨 {} ({}){about}", alert.title, alert.severity);
-    let mut sections = vec![Section::Text { text: RichText::new().plain("🚨 ").bold(alert.title.clone()).plain(format!(" ({}){about}", alert.severity)) }];
+    let mut sections = vec![Section::Text {
+        text: RichText::new()
+            .plain("🚨 ")
+            .bold(alert.title.clone())
+            .plain(format!(" ({}){about}", alert.severity)),
+    }];
     if !alert.description.trim().is_empty() {
-        sections.push(Section::Text { text: RichText::new().plain(truncate(alert.description.trim(), 500)) });
+        sections.push(Section::Text {
+            text: RichText::new().plain(truncate(alert.description.trim(), 500)),
+        });
     }
-    let mut context = RichText::new().plain(format!("{} · started {}", alert.source, clock(alert.started_at)));
+    let mut context = RichText::new().plain(format!(
+        "{} · started {}",
+        alert.source,
+        clock(alert.started_at)
+    ));
     if let Some(link) = &alert.link {
         context = context.plain(" · ").link("open in source", link.clone());
     }
     sections.push(Section::Context { text: context });
-    Message { text, title: None, tone: severity_tone(alert.severity), sections, actions: vec![], status: None }
+    Message {
+        text,
+        title: None,
+        tone: severity_tone(alert.severity),
+        sections,
+        actions: vec![],
+        status: None,
+    }
 }
 
 /// How the summary should look now: which plan its button belongs to and what happened
@@ -67,11 +87,13 @@ pub struct SummaryView<'a> {
 
 pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
     let mut sections = Vec::new();
-    let mut alert_line = RichText::new().bold(summary.alert_title.clone()).plain(format!(
-        " ({}) fired at {}",
-        summary.severity,
-        clock(summary.alert_started_at)
-    ));
+    let mut alert_line = RichText::new()
+        .bold(summary.alert_title.clone())
+        .plain(format!(
+            " ({}) fired at {}",
+            summary.severity,
+            clock(summary.alert_started_at)
+        ));
     if let Some(link) = &summary.link {
         alert_line = alert_line.plain(" · ").link("alert", link.clone());
     }
@@ -80,30 +102,54 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
     let (title, text, actions, tone) = match &summary.body {
         SummaryBody::UnknownService { known } => {
             let names: Vec<String> = known.iter().map(ToString::to_string).collect();
-            let known_text = if names.is_empty() { "none are configured".to_owned() } else { names.join(", ") };
-            let line = format!("I could not tell which service this alert is about. Services I know: {known_text}.");
-            sections.push(Section::Text { text: RichText::new().plain(line.clone()) });
+            let known_text = if names.is_empty() {
+                "none are configured".to_owned()
+            } else {
+                names.join(", ")
+            };
+            let line = format!(
+                "I could not tell which service this alert is about. Services I know: {known_text}."
+            );
+            sections.push(Section::Text {
+                text: RichText::new().plain(line.clone()),
+            });
             sections.push(Section::Context {
                 text: RichText::new().plain("Add a `service` label to the alert, or an alias to the service in breakwater's config. ")
                     .plain("/breakwater deploys SERVICE ENV lists deploys by hand."),
             });
-            ("Which service?".to_owned(), format!("{}: {line}", summary.alert_title), vec![], Tone::Warning)
+            (
+                "Which service?".to_owned(),
+                format!("{}: {line}", summary.alert_title),
+                vec![],
+                Tone::Warning,
+            )
         }
         SummaryBody::UnknownEnvironment { service, known } => {
             let line = format!(
                 "{service} runs in {}; the alert does not say which.",
                 known.join(", ")
             );
-            sections.push(Section::Text { text: RichText::new().plain(line.clone()) });
+            sections.push(Section::Text {
+                text: RichText::new().plain(line.clone()),
+            });
             sections.push(Section::Context {
                 text: RichText::new().plain(format!("/breakwater deploys {service} ENV lists its deploys; add an `environment` label to the alert to get them here.")),
             });
-            (format!("{service} — which environment?"), format!("{}: {line}", summary.alert_title), vec![], Tone::Warning)
+            (
+                format!("{service} — which environment?"),
+                format!("{}: {line}", summary.alert_title),
+                vec![],
+                Tone::Warning,
+            )
         }
         SummaryBody::Deploys(deploys) => {
             let title = format!("{} · recent deploys", deploys.target);
             if deploys.entries.is_empty() {
-                let mut line = format!("No deploys to {} in the {} before the alert.", deploys.target, human_span(deploys.lookback.as_secs()));
+                let mut line = format!(
+                    "No deploys to {} in the {} before the alert.",
+                    deploys.target,
+                    human_span(deploys.lookback.as_secs())
+                );
                 if let Some(last) = &deploys.last_before_window {
                     line.push_str(&format!(
                         " The last one was {} by {} on {}.",
@@ -114,24 +160,35 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                 } else {
                     line.push_str(" No deploys of it are known at all.");
                 }
-                sections.push(Section::Text { text: RichText::new().plain(line) });
+                sections.push(Section::Text {
+                    text: RichText::new().plain(line),
+                });
             }
             for entry in &deploys.entries {
-                sections.push(Section::Text { text: deploy_headline(entry) });
+                sections.push(Section::Text {
+                    text: deploy_headline(entry),
+                });
                 let details = deploy_details(&entry.deploy);
                 if !details.is_empty() {
                     sections.push(Section::Lines { lines: details });
                 }
             }
             if deploys.more > 0 {
-                sections.push(Section::Context { text: RichText::new().plain(format!("+{} more deploys in the window", deploys.more)) });
+                sections.push(Section::Context {
+                    text: RichText::new()
+                        .plain(format!("+{} more deploys in the window", deploys.more)),
+                });
             }
             for caveat in &deploys.caveats {
-                sections.push(Section::Context { text: RichText::new().plain(format!("⚠️ {}", caveat.message)) });
+                sections.push(Section::Context {
+                    text: RichText::new().plain(format!("⚠️ {}", caveat.message)),
+                });
             }
             if let Some(reason) = &deploys.no_offer_reason {
                 if !deploys.entries.is_empty() {
-                    sections.push(Section::Context { text: RichText::new().plain(reason.clone()) });
+                    sections.push(Section::Context {
+                        text: RichText::new().plain(reason.clone()),
+                    });
                 }
             }
             let suspect = deploys.entries.iter().find(|e| e.suspect);
@@ -143,7 +200,10 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                     entry.deploy.author.as_deref().unwrap_or("unknown"),
                     entry.relative
                 )),
-                None => text.push_str(&format!(" — {} deploys in the window", deploys.entries.len())),
+                None => text.push_str(&format!(
+                    " — {} deploys in the window",
+                    deploys.entries.len()
+                )),
             }
             let mut actions = Vec::new();
             let blocking = deploys.caveats.iter().any(|c| c.blocking);
@@ -153,7 +213,12 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                         actions.push(rollback_button(plan));
                         text.push_str(&format!(". Roll back to {}?", offer.to.version));
                     }
-                    if view.offer_remedy && deploys.caveats.iter().any(|c| c.remedy == Some(Remedy::DisableAutoSync)) {
+                    if view.offer_remedy
+                        && deploys
+                            .caveats
+                            .iter()
+                            .any(|c| c.remedy == Some(Remedy::DisableAutoSync))
+                    {
                         actions.push(Action::Button {
                             label: truncate(&format!("Disable auto-sync and roll back to {}", plan.to.version), MAX_LABEL),
                             action: ButtonAction::new(ButtonKind::DisableAutoSyncAndRollback, plan.id),
@@ -178,30 +243,50 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                 }
             }
             if let Some(url) = suspect.and_then(|e| e.deploy.url.clone()) {
-                actions.push(Action::Link { label: "View suspect deploy".to_owned(), url });
+                actions.push(Action::Link {
+                    label: "View suspect deploy".to_owned(),
+                    url,
+                });
             }
             (title, text, actions, severity_tone(summary.severity))
         }
     };
 
     if view.grouped > 1 {
-        sections.push(Section::Context { text: RichText::new().plain(format!("{} alerts grouped in this thread", view.grouped)) });
+        sections.push(Section::Context {
+            text: RichText::new().plain(format!("{} alerts grouped in this thread", view.grouped)),
+        });
     }
     if let Some(resolved) = view.resolved_at {
-        sections.push(Section::Context { text: RichText::new().plain(format!("✅ All alerts resolved at {}", clock(resolved))) });
+        sections.push(Section::Context {
+            text: RichText::new().plain(format!("✅ All alerts resolved at {}", clock(resolved))),
+        });
     }
     let status = view.plan.and_then(|plan| plan_status(plan, view.now));
-    Message { text, title: Some(title), tone, sections, actions, status }
+    Message {
+        text,
+        title: Some(title),
+        tone,
+        sections,
+        actions,
+        status,
+    }
 }
 
 fn rollback_button(plan: &RollbackPlan) -> Action {
     Action::Button {
-        label: truncate(&format!("Roll back {} to {}", plan.target, plan.to.version), MAX_LABEL),
+        label: truncate(
+            &format!("Roll back {} to {}", plan.target, plan.to.version),
+            MAX_LABEL,
+        ),
         action: ButtonAction::new(ButtonKind::Rollback, plan.id),
         style: ButtonStyle::Danger,
         confirm: Some(Confirmation {
             title: "Roll back?".to_owned(),
-            text: format!("Roll back {} from {} to {}?", plan.target, plan.from, plan.to),
+            text: format!(
+                "Roll back {} from {} to {}?",
+                plan.target, plan.from, plan.to
+            ),
             confirm: "Roll back".to_owned(),
             deny: "Cancel".to_owned(),
         }),
@@ -223,7 +308,9 @@ fn deploy_headline(entry: &DeployEntry) -> RichText {
     }
     line = line.plain(format!(" · {}", entry.relative));
     if let Some(commit) = &deploy.commit {
-        line = line.plain(" · ").code(commit.chars().take(12).collect::<String>());
+        line = line
+            .plain(" · ")
+            .code(commit.chars().take(12).collect::<String>());
     }
     match deploy.status {
         DeployStatus::Failed => line = line.plain(" · failed"),
@@ -243,22 +330,40 @@ fn deploy_headline(entry: &DeployEntry) -> RichText {
 pub fn deploy_details(deploy: &Deploy) -> Vec<RichText> {
     let mut lines = Vec::new();
     for change in deploy.changes.iter().take(MAX_COMMITS) {
-        let mut line = RichText::new().code(change.commit.chars().take(8).collect::<String>()).plain(format!(" {}", truncate(change.message.lines().next().unwrap_or(""), 100)));
+        let mut line = RichText::new()
+            .code(change.commit.chars().take(8).collect::<String>())
+            .plain(format!(
+                " {}",
+                truncate(change.message.lines().next().unwrap_or(""), 100)
+            ));
         if let Some(author) = &change.author {
             line = line.plain(format!(" ({author})"));
         }
         lines.push(line);
     }
     if deploy.changes.len() > MAX_COMMITS {
-        lines.push(RichText::new().plain(format!("+{} more commits", deploy.changes.len() - MAX_COMMITS)));
+        lines.push(RichText::new().plain(format!(
+            "+{} more commits",
+            deploy.changes.len() - MAX_COMMITS
+        )));
     }
     for change in &deploy.config_changes {
         let value = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".to_owned());
-        let line = RichText::new().plain("config ").code(change.key.clone()).plain(": ");
-        let line = if change.old.as_deref() == Some(MASKED) || change.new.as_deref() == Some(MASKED) {
-            line.plain(format!("{} → {} (secret, masked)", value(&change.old), value(&change.new)))
+        let line = RichText::new()
+            .plain("config ")
+            .code(change.key.clone())
+            .plain(": ");
+        let line = if change.old.as_deref() == Some(MASKED) || change.new.as_deref() == Some(MASKED)
+        {
+            line.plain(format!(
+                "{} → {} (secret, masked)",
+                value(&change.old),
+                value(&change.new)
+            ))
         } else {
-            line.code(value(&change.old)).plain(" → ").code(value(&change.new))
+            line.code(value(&change.old))
+                .plain(" → ")
+                .code(value(&change.new))
         };
         lines.push(line);
     }
@@ -267,9 +372,16 @@ pub fn deploy_details(deploy: &Deploy) -> Vec<RichText> {
 
 /// The status line of a plan's message, for states past "offered".
 pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<RichText> {
-    let who = |actor: &Option<super::policy::Actor>| actor.as_ref().map_or("someone".to_owned(), |a| a.name().to_owned());
+    let who = |actor: &Option<super::policy::Actor>| {
+        actor
+            .as_ref()
+            .map_or("someone".to_owned(), |a| a.name().to_owned())
+    };
     let took = match (plan.started_at, plan.finished_at) {
-        (Some(start), Some(end)) => format!(", took {}", human_span((end - start).num_seconds().max(0).unsigned_abs())),
+        (Some(start), Some(end)) => format!(
+            ", took {}",
+            human_span((end - start).num_seconds().max(0).unsigned_abs())
+        ),
         _ => String::new(),
     };
     let started = plan.started_at.map(clock).unwrap_or_default();
@@ -290,15 +402,27 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
         ),
         PlanState::Running => format!(
             "⏳ Rolling back {} from {} to {} — started by {} at {}. {}",
-            plan.target, plan.from.version, plan.to.version, who(&plan.started_by), started, outcome
+            plan.target,
+            plan.from.version,
+            plan.to.version,
+            who(&plan.started_by),
+            started,
+            outcome
         ),
         PlanState::Succeeded => format!(
             "✅ Rolled back {} from {} to {} — by {} at {}{took}.",
-            plan.target, plan.from.version, plan.to.version, who(&plan.started_by), started
+            plan.target,
+            plan.from.version,
+            plan.to.version,
+            who(&plan.started_by),
+            started
         ),
         PlanState::Failed => format!(
             "❌ Rollback of {} to {} failed — started by {} at {}{took}: {outcome}",
-            plan.target, plan.to.version, who(&plan.started_by), started
+            plan.target,
+            plan.to.version,
+            who(&plan.started_by),
+            started
         ),
         PlanState::Stale => format!("⚠️ Not rolled back: {outcome}"),
         PlanState::Expired => format!(
@@ -310,20 +434,42 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
         PlanState::Dismissed => format!("🙅 {outcome}"),
         PlanState::Interrupted => format!(
             "⚠️ Rollback of {} to {} was interrupted — started by {} at {}: {outcome}",
-            plan.target, plan.to.version, who(&plan.started_by), started
+            plan.target,
+            plan.to.version,
+            who(&plan.started_by),
+            started
         ),
     };
     Some(RichText::new().plain(line.trim_end().to_owned()))
 }
 
 /// A message about a plan that stands on its own (commands, stale re-offers).
-pub fn plan_message(plan: &RollbackPlan, caveats: &[super::backend::Caveat], now: DateTime<Utc>) -> Message {
+pub fn plan_message(
+    plan: &RollbackPlan,
+    caveats: &[super::backend::Caveat],
+    now: DateTime<Utc>,
+) -> Message {
     let mut sections = vec![Section::Text {
-        text: RichText::new().plain("Roll back ").bold(plan.target.to_string()).plain(" from ").code(plan.from.to_string()).plain(" to ").code(plan.to.to_string()).plain("?"),
+        text: RichText::new()
+            .plain("Roll back ")
+            .bold(plan.target.to_string())
+            .plain(" from ")
+            .code(plan.from.to_string())
+            .plain(" to ")
+            .code(plan.to.to_string())
+            .plain("?"),
     }];
-    sections.push(Section::Context { text: RichText::new().plain(format!("{} · offer valid until {}", plan.reason, clock(plan.expires_at))) });
+    sections.push(Section::Context {
+        text: RichText::new().plain(format!(
+            "{} · offer valid until {}",
+            plan.reason,
+            clock(plan.expires_at)
+        )),
+    });
     for caveat in caveats {
-        sections.push(Section::Context { text: RichText::new().plain(format!("⚠️ {}", caveat.message)) });
+        sections.push(Section::Context {
+            text: RichText::new().plain(format!("⚠️ {}", caveat.message)),
+        });
     }
     let blocking = caveats.iter().any(|c| c.blocking);
     let open = plan.state.is_open() && !plan.is_expired(now);
@@ -332,7 +478,10 @@ pub fn plan_message(plan: &RollbackPlan, caveats: &[super::backend::Caveat], now
         actions.push(rollback_button(plan));
     }
     Message {
-        text: format!("Rollback plan for {}: {} → {}", plan.target, plan.from.version, plan.to.version),
+        text: format!(
+            "Rollback plan for {}: {} → {}",
+            plan.target, plan.from.version, plan.to.version
+        ),
         title: Some(format!("{} · rollback plan", plan.target)),
         tone: Tone::Warning,
         sections,
@@ -342,20 +491,54 @@ pub fn plan_message(plan: &RollbackPlan, caveats: &[super::backend::Caveat], now
 }
 
 /// The second step on platforms without a native confirmation dialog.
-pub fn confirm_prompt(plan: &RollbackPlan, confirmation: PlanId, disable_auto_sync: bool) -> Message {
-    let extra = if disable_auto_sync { " Automated sync will be turned off first." } else { "" };
-    let text = format!("Roll back {} from {} to {}?{extra}", plan.target, plan.from, plan.to);
+pub fn confirm_prompt(
+    plan: &RollbackPlan,
+    confirmation: PlanId,
+    disable_auto_sync: bool,
+) -> Message {
+    let extra = if disable_auto_sync {
+        " Automated sync will be turned off first."
+    } else {
+        ""
+    };
+    let text = format!(
+        "Roll back {} from {} to {}?{extra}",
+        plan.target, plan.from, plan.to
+    );
     Message {
         text: text.clone(),
         title: Some("Confirm rollback".to_owned()),
         tone: Tone::Warning,
         sections: vec![
-            Section::Text { text: RichText::new().plain("Roll back ").bold(plan.target.to_string()).plain(" from ").code(plan.from.to_string()).plain(" to ").code(plan.to.to_string()).plain(format!("?{extra}")) },
-            Section::Context { text: RichText::new().plain("Only you can confirm this. It calls the deployment backend right away.") },
+            Section::Text {
+                text: RichText::new()
+                    .plain("Roll back ")
+                    .bold(plan.target.to_string())
+                    .plain(" from ")
+                    .code(plan.from.to_string())
+                    .plain(" to ")
+                    .code(plan.to.to_string())
+                    .plain(format!("?{extra}")),
+            },
+            Section::Context {
+                text: RichText::new().plain(
+                    "Only you can confirm this. It calls the deployment backend right away.",
+                ),
+            },
         ],
         actions: vec![
-            Action::Button { label: "Confirm".to_owned(), action: ButtonAction::new(ButtonKind::Confirm, confirmation), style: ButtonStyle::Danger, confirm: None },
-            Action::Button { label: "Cancel".to_owned(), action: ButtonAction::new(ButtonKind::Cancel, confirmation), style: ButtonStyle::Default, confirm: None },
+            Action::Button {
+                label: "Confirm".to_owned(),
+                action: ButtonAction::new(ButtonKind::Confirm, confirmation),
+                style: ButtonStyle::Danger,
+                confirm: None,
+            },
+            Action::Button {
+                label: "Cancel".to_owned(),
+                action: ButtonAction::new(ButtonKind::Cancel, confirmation),
+                style: ButtonStyle::Default,
+                confirm: None,
+            },
         ],
         status: None,
     }
@@ -365,16 +548,27 @@ pub fn confirm_prompt(plan: &RollbackPlan, confirmation: PlanId, disable_auto_sy
 pub fn deploy_list(heading: &str, deploys: &[Deploy], now: DateTime<Utc>) -> Message {
     let mut sections = Vec::new();
     if deploys.is_empty() {
-        sections.push(Section::Text { text: RichText::new().plain("No deploys recorded.") });
+        sections.push(Section::Text {
+            text: RichText::new().plain("No deploys recorded."),
+        });
     }
     for deploy in deploys {
-        let ago = human_span((now - deploy.effective_at()).num_seconds().max(0).unsigned_abs());
+        let ago = human_span(
+            (now - deploy.effective_at())
+                .num_seconds()
+                .max(0)
+                .unsigned_abs(),
+        );
         let mut line = RichText::new().bold(deploy.target.to_string()).plain(" ");
         line = match &deploy.url {
             Some(url) => line.link(deploy.version.clone(), url.clone()),
             None => line.code(deploy.version.clone()),
         };
-        line = line.plain(format!(" by {} · {ago} ago · {}", deploy.author.as_deref().unwrap_or("unknown"), deploy.status.as_str()));
+        line = line.plain(format!(
+            " by {} · {ago} ago · {}",
+            deploy.author.as_deref().unwrap_or("unknown"),
+            deploy.status.as_str()
+        ));
         if deploy.source == super::deploy::DeploySource::Rollback {
             line = line.plain(" · rollback");
         }
@@ -386,9 +580,20 @@ pub fn deploy_list(heading: &str, deploys: &[Deploy], now: DateTime<Utc>) -> Mes
     }
     let text = format!(
         "{heading}: {}",
-        deploys.iter().map(|d| format!("{} {}", d.target, d.version)).collect::<Vec<_>>().join(", ")
+        deploys
+            .iter()
+            .map(|d| format!("{} {}", d.target, d.version))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    Message { text, title: Some(heading.to_owned()), tone: Tone::Info, sections, actions: vec![], status: None }
+    Message {
+        text,
+        title: Some(heading.to_owned()),
+        tone: Tone::Info,
+        sections,
+        actions: vec![],
+        status: None,
+    }
 }
 
 #[cfg(test)]
@@ -398,7 +603,10 @@ mod tests {
 
     fn deploy() -> Deploy {
         Deploy {
-            target: Target::new(ServiceName::parse("checkout").expect("ok"), Environment::parse("production").expect("ok")),
+            target: Target::new(
+                ServiceName::parse("checkout").expect("ok"),
+                Environment::parse("production").expect("ok"),
+            ),
             version: "v42".into(),
             previous_version: None,
             revision: None,
@@ -410,11 +618,23 @@ mod tests {
             finished_at: None,
             status: DeployStatus::Succeeded,
             changes: (0..7)
-                .map(|i| super::super::deploy::Change { commit: format!("c{i}"), author: None, message: format!("commit {i}") })
+                .map(|i| super::super::deploy::Change {
+                    commit: format!("c{i}"),
+                    author: None,
+                    message: format!("commit {i}"),
+                })
                 .collect(),
             config_changes: vec![
-                ConfigChange { key: "DB_POOL_SIZE".into(), old: Some("20".into()), new: Some("2".into()) },
-                ConfigChange { key: "API_TOKEN".into(), old: Some(MASKED.into()), new: Some(MASKED.into()) },
+                ConfigChange {
+                    key: "DB_POOL_SIZE".into(),
+                    old: Some("20".into()),
+                    new: Some("2".into()),
+                },
+                ConfigChange {
+                    key: "API_TOKEN".into(),
+                    old: Some(MASKED.into()),
+                    new: Some(MASKED.into()),
+                },
             ],
             source: DeploySource::Api,
         }
@@ -422,16 +642,30 @@ mod tests {
 
     #[test]
     fn at_most_five_commits_are_listed_then_a_count() {
-        let lines: Vec<String> = deploy_details(&deploy()).iter().map(ToString::to_string).collect();
+        let lines: Vec<String> = deploy_details(&deploy())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(lines.iter().filter(|l| l.contains("commit ")).count(), 5);
         assert!(lines.contains(&"+2 more commits".to_owned()));
     }
 
     #[test]
     fn config_changes_show_values_and_masked_secrets() {
-        let lines: Vec<String> = deploy_details(&deploy()).iter().map(ToString::to_string).collect();
-        assert!(lines.contains(&"config DB_POOL_SIZE: 20 → 2".to_owned()), "{lines:?}");
-        assert!(lines.iter().any(|l| l.starts_with("config API_TOKEN") && l.contains("masked")), "{lines:?}");
+        let lines: Vec<String> = deploy_details(&deploy())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            lines.contains(&"config DB_POOL_SIZE: 20 → 2".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("config API_TOKEN") && l.contains("masked")),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -3,12 +3,12 @@
 
 pub mod alert;
 pub mod backend;
+pub mod bot;
 pub mod clock;
+pub mod compose;
 pub mod deploy;
 pub mod event;
 pub mod message;
 pub mod policy;
 pub mod rollback;
-pub mod bot;
-pub mod compose;
 pub mod summary;

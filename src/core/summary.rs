@@ -27,9 +27,14 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SummaryBody {
     /// The alert names no configured service.
-    UnknownService { known: Vec<ServiceName> },
+    UnknownService {
+        known: Vec<ServiceName>,
+    },
     /// The service is known but the environment could not be told.
-    UnknownEnvironment { service: ServiceName, known: Vec<String> },
+    UnknownEnvironment {
+        service: ServiceName,
+        known: Vec<String>,
+    },
     Deploys(DeploySummary),
 }
 
@@ -93,7 +98,11 @@ pub fn relative_to_alert(at: DateTime<Utc>, alert: DateTime<Utc>) -> String {
         return "less than a minute from the alert".to_owned();
     }
     let words = human_span(seconds.unsigned_abs());
-    if seconds > 0 { format!("{words} before the alert") } else { format!("{words} after the alert") }
+    if seconds > 0 {
+        format!("{words} before the alert")
+    } else {
+        format!("{words} after the alert")
+    }
 }
 
 /// A length of time in the words people use in an incident: "45 s", "18 min",
@@ -117,9 +126,12 @@ pub fn human_span(seconds: u64) -> String {
 /// Builds the summary for a firing alert about a known target.
 pub fn summarize(input: SummaryInput<'_>) -> Summary {
     let alert_at = input.alert.started_at;
-    let window_start = alert_at - chrono::Duration::from_std(input.lookback).unwrap_or(chrono::Duration::hours(6));
+    let window_start =
+        alert_at - chrono::Duration::from_std(input.lookback).unwrap_or(chrono::Duration::hours(6));
     let in_window = |d: &Deploy| {
-        (d.effective_at() >= window_start && d.started_at <= alert_at) || d.is_in_progress() || d.started_at > alert_at
+        (d.effective_at() >= window_start && d.started_at <= alert_at)
+            || d.is_in_progress()
+            || d.started_at > alert_at
     };
     let window: Vec<&Deploy> = input.history.iter().filter(|d| in_window(d)).collect();
 
@@ -128,7 +140,8 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
         .filter(|d| d.started_at <= alert_at)
         .filter(|d| {
             d.is_in_progress()
-                || (d.status == DeployStatus::Succeeded && d.finished_at.is_none_or(|f| f <= alert_at))
+                || (d.status == DeployStatus::Succeeded
+                    && d.finished_at.is_none_or(|f| f <= alert_at))
         })
         .max_by_key(|d| d.effective_at())
         .copied();
@@ -138,7 +151,10 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
         .take(MAX_DEPLOYS)
         .map(|deploy| DeployEntry {
             relative: if deploy.is_in_progress() {
-                format!("rolling out, started {}", relative_to_alert(deploy.started_at, alert_at))
+                format!(
+                    "rolling out, started {}",
+                    relative_to_alert(deploy.started_at, alert_at)
+                )
             } else {
                 relative_to_alert(deploy.effective_at(), alert_at)
             },
@@ -150,14 +166,28 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
     let more = window.len().saturating_sub(entries.len());
 
     let last_before_window = if window.is_empty() {
-        input.history.iter().find(|d| d.effective_at() < window_start).cloned()
+        input
+            .history
+            .iter()
+            .find(|d| d.effective_at() < window_start)
+            .cloned()
     } else {
         None
     };
 
     let (offer, no_offer_reason) = match suspect {
-        None if window.is_empty() => (None, Some(format!("No deploys to {} in the {} before the alert.", input.target, human_span(input.lookback.as_secs())))),
-        None => (None, Some("No deploy finished before the alert started, so none is suspect.".to_owned())),
+        None if window.is_empty() => (
+            None,
+            Some(format!(
+                "No deploys to {} in the {} before the alert.",
+                input.target,
+                human_span(input.lookback.as_secs())
+            )),
+        ),
+        None => (
+            None,
+            Some("No deploy finished before the alert started, so none is suspect.".to_owned()),
+        ),
         Some(suspect) => offer_for(input.history, suspect, input.current.clone(), input.target),
     };
 
@@ -188,7 +218,12 @@ fn offer_for(
     target: &Target,
 ) -> (Option<Offer>, Option<String>) {
     let Some(current) = current else {
-        return (None, Some(format!("The current revision of {target} is unknown, so no rollback is offered.")));
+        return (
+            None,
+            Some(format!(
+                "The current revision of {target} is unknown, so no rollback is offered."
+            )),
+        );
     };
     let predecessor = history.iter().find(|d| {
         d.status == DeployStatus::Succeeded
@@ -203,21 +238,38 @@ fn offer_for(
                     from: current,
                     to: Revision::version(previous.clone()),
                     suspect_version: suspect.version.clone(),
-                    reason: format!("{} is the suspect; {previous} ran before it", suspect.version),
+                    reason: format!(
+                        "{} is the suspect; {previous} ran before it",
+                        suspect.version
+                    ),
                     to_url: None,
                 }),
                 None,
             ),
-            _ => (None, Some(format!("No earlier successful deploy of {target} is known to roll back to."))),
+            _ => (
+                None,
+                Some(format!(
+                    "No earlier successful deploy of {target} is known to roll back to."
+                )),
+            ),
         };
     };
     let to = predecessor.as_revision();
     if to.version == current.version {
-        return (None, Some(format!("{target} already runs {}, the version before the suspect.", to.version)));
+        return (
+            None,
+            Some(format!(
+                "{target} already runs {}, the version before the suspect.",
+                to.version
+            )),
+        );
     }
     (
         Some(Offer {
-            reason: format!("{} is the suspect; {} ran before it", suspect.version, to.version),
+            reason: format!(
+                "{} is the suspect; {} ran before it",
+                suspect.version, to.version
+            ),
             from: current,
             to,
             suspect_version: suspect.version.clone(),
@@ -240,11 +292,16 @@ mod tests {
     }
 
     fn alert_time() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-29T03:00:00Z").expect("valid").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-29T03:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc)
     }
 
     fn target() -> Target {
-        Target::new(ServiceName::parse("checkout").expect("ok"), Environment::parse("production").expect("ok"))
+        Target::new(
+            ServiceName::parse("checkout").expect("ok"),
+            Environment::parse("production").expect("ok"),
+        )
     }
 
     fn deploy(version: &str, finished_minutes_from_alert: i64) -> Deploy {
@@ -302,20 +359,39 @@ mod tests {
 
     #[test]
     fn relative_times_read_naturally() {
-        assert_eq!(relative_to_alert(at(-18), alert_time()), "18 min before the alert");
-        assert_eq!(relative_to_alert(at(-125), alert_time()), "2 h 5 min before the alert");
-        assert_eq!(relative_to_alert(at(3), alert_time()), "3 min after the alert");
-        assert_eq!(relative_to_alert(alert_time(), alert_time()), "less than a minute from the alert");
+        assert_eq!(
+            relative_to_alert(at(-18), alert_time()),
+            "18 min before the alert"
+        );
+        assert_eq!(
+            relative_to_alert(at(-125), alert_time()),
+            "2 h 5 min before the alert"
+        );
+        assert_eq!(
+            relative_to_alert(at(3), alert_time()),
+            "3 min after the alert"
+        );
+        assert_eq!(
+            relative_to_alert(alert_time(), alert_time()),
+            "less than a minute from the alert"
+        );
     }
 
     #[test]
     fn the_latest_deploy_before_the_alert_is_the_suspect_and_its_predecessor_the_target() {
-        let history = [deploy("v42", -18), deploy("v41", -200), deploy("v40", -2000)];
+        let history = [
+            deploy("v42", -18),
+            deploy("v41", -200),
+            deploy("v40", -2000),
+        ];
         let summary = summarize_history(&history, Some("v42"));
         assert!(summary.entries[0].suspect);
         assert_eq!(summary.entries[0].relative, "18 min before the alert");
         let offer = summary.offer.expect("offer");
-        assert_eq!((offer.from.version.as_str(), offer.to.version.as_str()), ("v42", "v41"));
+        assert_eq!(
+            (offer.from.version.as_str(), offer.to.version.as_str()),
+            ("v42", "v41")
+        );
     }
 
     #[test]
@@ -338,7 +414,10 @@ mod tests {
         assert!(summary.entries[0].after_alert && !summary.entries[0].suspect);
         assert!(summary.entries[1].suspect);
         let offer = summary.offer.expect("offer");
-        assert_eq!((offer.from.version.as_str(), offer.to.version.as_str()), ("v43", "v41"));
+        assert_eq!(
+            (offer.from.version.as_str(), offer.to.version.as_str()),
+            ("v43", "v41")
+        );
     }
 
     #[test]
@@ -356,9 +435,17 @@ mod tests {
         let history = [deploy("v41", -60 * 24)];
         let summary = summarize_history(&history, Some("v41"));
         assert!(summary.entries.is_empty());
-        assert_eq!(summary.last_before_window.map(|d| d.version).as_deref(), Some("v41"));
+        assert_eq!(
+            summary.last_before_window.map(|d| d.version).as_deref(),
+            Some("v41")
+        );
         assert!(summary.offer.is_none());
-        assert!(summary.no_offer_reason.expect("reason").starts_with("No deploys to checkout production"));
+        assert!(
+            summary
+                .no_offer_reason
+                .expect("reason")
+                .starts_with("No deploys to checkout production")
+        );
     }
 
     #[test]
@@ -385,7 +472,9 @@ mod tests {
 
     #[test]
     fn long_windows_are_cut_with_a_count() {
-        let history: Vec<Deploy> = (0..12).map(|i| deploy(&format!("v{}", 100 - i), -10 - i * 10)).collect();
+        let history: Vec<Deploy> = (0..12)
+            .map(|i| deploy(&format!("v{}", 100 - i), -10 - i * 10))
+            .collect();
         let summary = summarize_history(&history, Some("v100"));
         assert_eq!(summary.entries.len(), MAX_DEPLOYS);
         assert_eq!(summary.more, 4);

@@ -80,11 +80,29 @@ async fn secret_looking_config_values_are_masked_before_they_are_stored() {
 #[tokio::test]
 async fn the_deploy_api_refuses_requests_without_the_token() {
     let app = spawn_app().await;
-    let missing = app.http.post(format!("{}/api/v1/deploys", app.address)).json(&report()).send().await.expect("request");
+    let missing = app
+        .http
+        .post(format!("{}/api/v1/deploys", app.address))
+        .json(&report())
+        .send()
+        .await
+        .expect("request");
     assert_eq!(missing.status(), 401);
-    let wrong = app.http.post(format!("{}/api/v1/deploys", app.address)).bearer_auth("nope").json(&report()).send().await.expect("request");
+    let wrong = app
+        .http
+        .post(format!("{}/api/v1/deploys", app.address))
+        .bearer_auth("nope")
+        .json(&report())
+        .send()
+        .await
+        .expect("request");
     assert_eq!(wrong.status(), 401);
-    let list = app.http.get(format!("{}/api/v1/deploys", app.address)).send().await.expect("request");
+    let list = app
+        .http
+        .get(format!("{}/api/v1/deploys", app.address))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(list.status(), 401);
 }
 
@@ -102,16 +120,27 @@ async fn malformed_json_is_a_400_with_the_reason() {
         .expect("request");
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.expect("json");
-    assert!(body["error"].as_str().expect("error").contains("malformed JSON"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("malformed JSON"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_required_field_is_named() {
     let app = spawn_app().await;
-    let response = app.post_deploy(json!({"service": "checkout", "environment": "production"})).await;
+    let response = app
+        .post_deploy(json!({"service": "checkout", "environment": "production"}))
+        .await;
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.expect("json");
-    assert!(body["error"].as_str().expect("error").contains("version"), "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("version"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -122,7 +151,13 @@ async fn a_field_of_the_wrong_type_is_named_with_its_path() {
     let response = app.post_deploy(bad).await;
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.expect("json");
-    assert!(body["error"].as_str().expect("error").starts_with("changes[0].message"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("changes[0].message"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -133,7 +168,13 @@ async fn an_unknown_service_or_environment_is_a_422_naming_the_known_ones() {
     let response = app.post_deploy(unknown).await;
     assert_eq!(response.status(), 422);
     let body: serde_json::Value = response.json().await.expect("json");
-    assert!(body["error"].as_str().expect("error").contains("known: checkout, payments"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("known: checkout, payments"),
+        "{body}"
+    );
 
     let mut wrong_env = report();
     wrong_env["environment"] = json!("qa");
@@ -148,7 +189,13 @@ async fn an_invalid_status_is_a_422() {
     let response = app.post_deploy(bad).await;
     assert_eq!(response.status(), 422);
     let body: serde_json::Value = response.json().await.expect("json");
-    assert!(body["error"].as_str().expect("error").starts_with("status:"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("status:"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -169,7 +216,10 @@ async fn deploys_are_listed_newest_first_and_filtered() {
     app.deploy("payments", "production", "p1", 5).await;
     let listed: serde_json::Value = app
         .http
-        .get(format!("{}/api/v1/deploys?service=checkout&environment=production", app.address))
+        .get(format!(
+            "{}/api/v1/deploys?service=checkout&environment=production",
+            app.address
+        ))
         .bearer_auth(API_TOKEN)
         .send()
         .await
@@ -177,14 +227,25 @@ async fn deploys_are_listed_newest_first_and_filtered() {
         .json()
         .await
         .expect("json");
-    let versions: Vec<&str> = listed["deploys"].as_array().expect("array").iter().map(|d| d["version"].as_str().expect("version")).collect();
+    let versions: Vec<&str> = listed["deploys"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|d| d["version"].as_str().expect("version"))
+        .collect();
     assert_eq!(versions, vec!["v2", "v1"]);
 }
 
 #[tokio::test]
 async fn an_invalid_limit_is_a_400() {
     let app = spawn_app().await;
-    let response = app.http.get(format!("{}/api/v1/deploys?limit=lots", app.address)).bearer_auth(API_TOKEN).send().await.expect("request");
+    let response = app
+        .http
+        .get(format!("{}/api/v1/deploys?limit=lots", app.address))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), 400);
 }
 
@@ -192,7 +253,13 @@ async fn an_invalid_limit_is_a_400() {
 async fn webhooks_need_the_token_as_bearer_or_basic_password() {
     let app = spawn_app().await;
     let body = alertmanager("HighErrorRate", "checkout", "production", "firing");
-    let none = app.http.post(format!("{}/webhooks/alertmanager", app.address)).json(&body).send().await.expect("request");
+    let none = app
+        .http
+        .post(format!("{}/webhooks/alertmanager", app.address))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(none.status(), 401);
     let basic = app
         .http
@@ -225,13 +292,41 @@ async fn a_malformed_webhook_payload_is_a_400() {
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let app = spawn_app().await;
-    app.fire_alert("HighErrorRate", "checkout", "production").await;
-    let health = app.http.get(format!("{}/healthz", app.address)).send().await.expect("request");
+    app.fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(health.status(), 200);
-    let ready: serde_json::Value = app.http.get(format!("{}/readyz", app.address)).send().await.expect("request").json().await.expect("json");
+    let ready: serde_json::Value = app
+        .http
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["store"], "ok");
-    let metrics = app.http.get(format!("{}/metrics", app.address)).send().await.expect("request").text().await.expect("text");
-    assert!(metrics.contains("breakwater_alerts_received_total{source=\"alertmanager\"} 1"), "{metrics}");
-    assert!(metrics.contains("breakwater_http_request_duration_seconds"), "{metrics}");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("breakwater_alerts_received_total{source=\"alertmanager\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("breakwater_http_request_duration_seconds"),
+        "{metrics}"
+    );
 }

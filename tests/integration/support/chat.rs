@@ -12,7 +12,7 @@ use breakwater::core::message::{ButtonAction, Message, MessageRef, Platform};
 
 /// One message as the platform shows it now.
 #[derive(Debug, Clone)]
-pub struct Shown {
+pub(crate) struct Shown {
     pub at: MessageRef,
     /// The message it replies to, for thread replies.
     pub parent: Option<MessageRef>,
@@ -42,7 +42,7 @@ struct Recorded {
 }
 
 /// Records posts, replies and updates; answers like a platform that accepted them.
-pub struct RecordingChat {
+pub(crate) struct RecordingChat {
     platform: Platform,
     channel: String,
     confirm_step: bool,
@@ -72,7 +72,12 @@ impl RecordingChat {
 
     fn next_ref(&self, channel: &str, thread: Option<String>) -> MessageRef {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        MessageRef { platform: self.platform, channel: channel.to_owned(), id: format!("m{id}"), thread }
+        MessageRef {
+            platform: self.platform,
+            channel: channel.to_owned(),
+            id: format!("m{id}"),
+            thread,
+        }
     }
 
     /// A message as if a person or an alerting tool had posted it in the channel.
@@ -103,7 +108,10 @@ impl RecordingChat {
 
     /// Replies in the thread of `parent`, oldest first.
     pub fn replies_to(&self, parent: &MessageRef) -> Vec<Shown> {
-        self.messages().into_iter().filter(|m| m.parent.as_ref().is_some_and(|p| p.id == parent.id)).collect()
+        self.messages()
+            .into_iter()
+            .filter(|m| m.parent.as_ref().is_some_and(|p| p.id == parent.id))
+            .collect()
     }
 
     /// Waits (polling, with a deadline) until `find` returns something.
@@ -114,8 +122,15 @@ impl RecordingChat {
                 return found;
             }
             if tokio::time::Instant::now() > deadline {
-                let shown: Vec<String> = self.messages().iter().map(|m| format!("[{}] {}", m.at.id, m.plain())).collect();
-                panic!("timed out waiting for {what}; the chat shows:\n{}", shown.join("\n---\n"));
+                let shown: Vec<String> = self
+                    .messages()
+                    .iter()
+                    .map(|m| format!("[{}] {}", m.at.id, m.plain()))
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}; the chat shows:\n{}",
+                    shown.join("\n---\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -124,16 +139,25 @@ impl RecordingChat {
     /// Waits until a message whose plain text contains `needle` is shown.
     pub async fn wait_for_text(&self, needle: &str) -> Shown {
         self.wait_for(&format!("a message containing {needle:?}"), |messages| {
-            messages.iter().find(|m| m.plain().contains(needle)).cloned()
+            messages
+                .iter()
+                .find(|m| m.plain().contains(needle))
+                .cloned()
         })
         .await
     }
 
     /// Waits until the message at `at` contains `needle`.
     pub async fn wait_for_update(&self, at: &MessageRef, needle: &str) -> Shown {
-        self.wait_for(&format!("message {} to contain {needle:?}", at.id), |messages| {
-            messages.iter().find(|m| m.at.id == at.id && m.plain().contains(needle)).cloned()
-        })
+        self.wait_for(
+            &format!("message {} to contain {needle:?}", at.id),
+            |messages| {
+                messages
+                    .iter()
+                    .find(|m| m.at.id == at.id && m.plain().contains(needle))
+                    .cloned()
+            },
+        )
         .await
     }
 
@@ -143,7 +167,10 @@ impl RecordingChat {
 
     fn refuse_if_failing(&self) -> Result<(), ChatError> {
         if self.fail_posts.load(Ordering::SeqCst) {
-            return Err(ChatError::Unavailable { platform: self.platform, reason: "test outage".into() });
+            return Err(ChatError::Unavailable {
+                platform: self.platform,
+                reason: "test outage".into(),
+            });
         }
         Ok(())
     }
@@ -163,14 +190,30 @@ impl Chat for RecordingChat {
         self.confirm_step
     }
 
-    async fn post(&self, channel: &str, message: &Message, _lane: Lane) -> Result<MessageRef, ChatError> {
+    async fn post(
+        &self,
+        channel: &str,
+        message: &Message,
+        _lane: Lane,
+    ) -> Result<MessageRef, ChatError> {
         self.refuse_if_failing()?;
         let at = self.next_ref(channel, None);
-        self.record(Shown { at: at.clone(), parent: None, channel: channel.to_owned(), message: message.clone(), history: vec![message.clone()] });
+        self.record(Shown {
+            at: at.clone(),
+            parent: None,
+            channel: channel.to_owned(),
+            message: message.clone(),
+            history: vec![message.clone()],
+        });
         Ok(at)
     }
 
-    async fn reply(&self, parent: &MessageRef, message: &Message, _lane: Lane) -> Result<MessageRef, ChatError> {
+    async fn reply(
+        &self,
+        parent: &MessageRef,
+        message: &Message,
+        _lane: Lane,
+    ) -> Result<MessageRef, ChatError> {
         self.refuse_if_failing()?;
         let at = self.next_ref(&parent.channel, Some(parent.id.clone()));
         self.record(Shown {
@@ -183,7 +226,12 @@ impl Chat for RecordingChat {
         Ok(at)
     }
 
-    async fn update(&self, target: &MessageRef, message: &Message, _lane: Lane) -> Result<(), ChatError> {
+    async fn update(
+        &self,
+        target: &MessageRef,
+        message: &Message,
+        _lane: Lane,
+    ) -> Result<(), ChatError> {
         self.refuse_if_failing()?;
         let mut recorded = self.recorded.lock().expect("lock");
         recorded.updates += 1;
@@ -193,7 +241,10 @@ impl Chat for RecordingChat {
                 shown.history.push(message.clone());
                 Ok(())
             }
-            None => Err(ChatError::Refused { platform: self.platform, reason: "message_not_found".into() }),
+            None => Err(ChatError::Refused {
+                platform: self.platform,
+                reason: "message_not_found".into(),
+            }),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! directory, a real webhook receiver as its deployment backend, and the neutral test
 //! chat adapter; plus request helpers.
 
-pub mod chat;
-pub mod receiver;
+pub(crate) mod chat;
+pub(crate) mod receiver;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,15 +17,15 @@ use breakwater::core::message::{ButtonAction, MessageRef, Platform};
 use breakwater::core::policy::{Actor, Principal};
 use tokio_util::sync::CancellationToken;
 
-pub use chat::{RecordingChat, Shown};
-pub use receiver::{Behaviour, Receiver};
+pub(crate) use chat::{RecordingChat, Shown};
+pub(crate) use receiver::{Behaviour, Receiver};
 
-pub const API_TOKEN: &str = "test-api-token-0123456789";
-pub const WEBHOOK_TOKEN: &str = "test-webhook-token-0123456789";
-pub const BACKEND_SECRET: &str = "backend-signing-secret";
+pub(crate) const API_TOKEN: &str = "test-api-token-0123456789";
+pub(crate) const WEBHOOK_TOKEN: &str = "test-webhook-token-0123456789";
+pub(crate) const BACKEND_SECRET: &str = "backend-signing-secret";
 
 /// The base configuration; `{dir}` and `{receiver}` are filled in. Tests append to it.
-pub const BASE_CONFIG: &str = r#"
+pub(crate) const BASE_CONFIG: &str = r#"
 [server]
 listen = "127.0.0.1:0"
 shutdown_grace = "2s"
@@ -58,13 +58,13 @@ environments = ["production"]
 backend = "deployer"
 "#;
 
-pub const DEFAULT_POLICY: &str = r#"
+pub(crate) const DEFAULT_POLICY: &str = r#"
 [policy]
 rollback_allowed = ["console:alice", "console:bob", "slack:U0ALICE", "slack:usergroup:S0ONCALL"]
 cooldown = "0s"
 "#;
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub address: String,
     pub bot: Bot,
     pub chat: Arc<RecordingChat>,
@@ -77,7 +77,7 @@ pub struct TestApp {
 }
 
 /// Options for [`spawn_app_with`].
-pub struct AppOptions {
+pub(crate) struct AppOptions {
     /// Appended to [`BASE_CONFIG`]; [`DEFAULT_POLICY`] unless it has its own `[policy]`.
     pub extra_config: String,
     /// The test chat's platform and whether it needs a Confirm step.
@@ -89,25 +89,43 @@ pub struct AppOptions {
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self { extra_config: String::new(), platform: Platform::Console, confirm_step: false, dir: None }
+        Self {
+            extra_config: String::new(),
+            platform: Platform::Console,
+            confirm_step: false,
+            dir: None,
+        }
     }
 }
 
-pub async fn spawn_app() -> TestApp {
+pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
-pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+pub(crate) async fn spawn_app_with(options: AppOptions) -> TestApp {
     let receiver = Receiver::start(BACKEND_SECRET).await;
     spawn_app_on(options, receiver).await
 }
 
-pub async fn spawn_app_on(options: AppOptions, receiver: Arc<Receiver>) -> TestApp {
-    let dir = options.dir.unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
+pub(crate) async fn spawn_app_on(options: AppOptions, receiver: Arc<Receiver>) -> TestApp {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "breakwater=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let dir = options
+        .dir
+        .unwrap_or_else(|| tempfile::tempdir().expect("tempdir"));
     std::fs::write(dir.path().join("api_token"), API_TOKEN).expect("write");
     std::fs::write(dir.path().join("webhook_token"), WEBHOOK_TOKEN).expect("write");
     std::fs::write(dir.path().join("backend_secret"), BACKEND_SECRET).expect("write");
-    let policy = if options.extra_config.contains("[policy]") { "" } else { DEFAULT_POLICY };
+    let policy = if options.extra_config.contains("[policy]") {
+        ""
+    } else {
+        DEFAULT_POLICY
+    };
     let text = format!("{BASE_CONFIG}\n{policy}\n{}", options.extra_config)
         .replace("{dir}", &dir.path().display().to_string())
         .replace("{receiver}", &receiver.url);
@@ -146,7 +164,7 @@ pub async fn spawn_app_on(options: AppOptions, receiver: Arc<Receiver>) -> TestA
     }
 }
 
-pub fn actor(principal: &str, name: &str) -> Actor {
+pub(crate) fn actor(principal: &str, name: &str) -> Actor {
     Actor::new(Principal::parse(principal).expect("principal"), name)
 }
 
@@ -186,7 +204,11 @@ impl TestApp {
                 "status": "succeeded",
             }))
             .await;
-        assert!(response.status().is_success(), "deploy report failed: {}", response.text().await.unwrap_or_default());
+        assert!(
+            response.status().is_success(),
+            "deploy report failed: {}",
+            response.text().await.unwrap_or_default()
+        );
     }
 
     pub async fn post_webhook(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
@@ -201,17 +223,34 @@ impl TestApp {
 
     /// An Alertmanager (version 4) notification for one firing alert.
     pub async fn fire_alert(&self, alertname: &str, service: &str, environment: &str) {
-        let response = self.post_webhook("/webhooks/alertmanager", &alertmanager(alertname, service, environment, "firing")).await;
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+        let response = self
+            .post_webhook(
+                "/webhooks/alertmanager",
+                &alertmanager(alertname, service, environment, "firing"),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
     }
 
     /// Presses a button of a message the test chat shows.
     pub async fn press(&self, shown: &Shown, label_prefix: &str, who: &Actor) -> Reply {
-        let action = shown.button(label_prefix).unwrap_or_else(|| panic!("no button {label_prefix:?} on:\n{}", shown.plain()));
+        let action = shown
+            .button(label_prefix)
+            .unwrap_or_else(|| panic!("no button {label_prefix:?} on:\n{}", shown.plain()));
         self.press_action(action, Some(shown.at.clone()), who).await
     }
 
-    pub async fn press_action(&self, action: ButtonAction, message: Option<MessageRef>, who: &Actor) -> Reply {
+    pub async fn press_action(
+        &self,
+        action: ButtonAction,
+        message: Option<MessageRef>,
+        who: &Actor,
+    ) -> Reply {
         self.bot
             .handle_press(Press {
                 event_id: format!("press-{}", rand_id()),
@@ -242,14 +281,23 @@ impl RecordingChat {
     }
 }
 
-pub fn rand_id() -> String {
+pub(crate) fn rand_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// An Alertmanager webhook body (version 4) with one alert.
-pub fn alertmanager(alertname: &str, service: &str, environment: &str, status: &str) -> serde_json::Value {
+pub(crate) fn alertmanager(
+    alertname: &str,
+    service: &str,
+    environment: &str,
+    status: &str,
+) -> serde_json::Value {
     let starts = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
     serde_json::json!({
         "version": "4",

@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 /// How the receiver answers a rollback.
 #[derive(Debug, Clone)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     /// 200 after an optional delay.
     Succeed { delay: Duration },
     /// The status code with this body.
@@ -31,7 +31,7 @@ struct Calls {
     rejected: usize,
 }
 
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub url: String,
     secret: String,
     behaviour: Mutex<Behaviour>,
@@ -40,15 +40,21 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(secret: &str) -> Arc<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
         let receiver = Arc::new(Self {
             url: format!("http://{addr}"),
             secret: secret.to_owned(),
-            behaviour: Mutex::new(Behaviour::Succeed { delay: Duration::ZERO }),
+            behaviour: Mutex::new(Behaviour::Succeed {
+                delay: Duration::ZERO,
+            }),
             calls: Mutex::new(Calls::default()),
         });
-        let app = Router::new().route("/rollback", post(rollback)).with_state(receiver.clone());
+        let app = Router::new()
+            .route("/rollback", post(rollback))
+            .with_state(receiver.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
         receiver
     }
@@ -67,16 +73,30 @@ impl Receiver {
     }
 
     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> bool {
-        let Some(signature) = headers.get("x-breakwater-signature").and_then(|v| v.to_str().ok()) else { return false };
-        let Some(hex_sig) = signature.strip_prefix("sha256=") else { return false };
-        let Ok(expected) = hex::decode(hex_sig) else { return false };
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.secret.as_bytes()).expect("hmac key");
+        let Some(signature) = headers
+            .get("x-breakwater-signature")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some(hex_sig) = signature.strip_prefix("sha256=") else {
+            return false;
+        };
+        let Ok(expected) = hex::decode(hex_sig) else {
+            return false;
+        };
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.secret.as_bytes()).expect("hmac key");
         mac.update(body);
         mac.verify_slice(&expected).is_ok()
     }
 }
 
-async fn rollback(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn rollback(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !receiver.verify(&headers, &body) {
         receiver.calls.lock().expect("lock").rejected += 1;
         return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
@@ -87,9 +107,15 @@ async fn rollback(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, bod
     match behaviour {
         Behaviour::Succeed { delay } => {
             tokio::time::sleep(delay).await;
-            (StatusCode::OK, axum::Json(serde_json::json!({"status": "succeeded", "message": "rolled back"}))).into_response()
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"status": "succeeded", "message": "rolled back"})),
+            )
+                .into_response()
         }
-        Behaviour::Fail { status, body } => (StatusCode::from_u16(status).expect("status"), body).into_response(),
+        Behaviour::Fail { status, body } => {
+            (StatusCode::from_u16(status).expect("status"), body).into_response()
+        }
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
