@@ -396,10 +396,10 @@ fn validate_report(
             }
         }
     }
-    if let (Some(started), Some(finished)) = (report.started_at, report.finished_at) {
-        if finished < started {
-            return Err(ApiError::unprocessable("finished_at: is before started_at"));
-        }
+    if let (Some(started), Some(finished)) = (report.started_at, report.finished_at)
+        && finished < started
+    {
+        return Err(ApiError::unprocessable("finished_at: is before started_at"));
     }
     if report.changes.len() > 1000 {
         return Err(ApiError::unprocessable("changes: more than 1000 entries"));
@@ -452,18 +452,17 @@ async fn post_deploy(
     let mut deploy = validate_report(&state.config, report, now)?;
     // A re-post without times (CI reporting "started" then "succeeded") updates the
     // newest deploy of that version instead of adding another.
-    if !explicit_start {
-        if let Some(existing) = state
+    if !explicit_start
+        && let Some(existing) = state
             .bot
             .store()
             .latest_deploy_of_version(&deploy.target, &deploy.version)
             .await
             .map_err(ApiError::internal)?
-        {
-            deploy.started_at = existing.started_at;
-            if deploy.status == DeployStatus::Succeeded && existing.finished_at.is_some() {
-                deploy.finished_at = existing.finished_at;
-            }
+    {
+        deploy.started_at = existing.started_at;
+        if deploy.status == DeployStatus::Succeeded && existing.finished_at.is_some() {
+            deploy.finished_at = existing.finished_at;
         }
     }
     let recorded = state

@@ -146,6 +146,12 @@ pub(crate) fn snippet(text: &str, max: usize) -> String {
     cut
 }
 
+impl crate::core::backend::BackendDirectory for BackendRegistry {
+    fn for_target(&self, target: &Target) -> Option<Arc<dyn DeployBackend>> {
+        BackendRegistry::for_target(self, target)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,11 +265,5 @@ mod tests {
         assert_eq!(snippet("  a\n\n b  ", 10), "a b");
         assert_eq!(snippet("abcdefghijkl", 5), "abcd…");
         assert_eq!(snippet("ééééé", 5), "ééééé");
-    }
-}
-
-impl crate::core::backend::BackendDirectory for BackendRegistry {
-    fn for_target(&self, target: &Target) -> Option<Arc<dyn DeployBackend>> {
-        BackendRegistry::for_target(self, target)
     }
 }

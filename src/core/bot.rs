@@ -423,15 +423,14 @@ impl Bot {
                     if let (Some(chat), Ok(alerts)) = (
                         self.inner.chats.get(at.platform),
                         self.inner.store.group_alerts(group.id).await,
-                    ) {
-                        if let Some((_, first, _)) = alerts.first() {
-                            let summary = self.summary_for(group.id, first).await;
-                            if let Err(error) = self
-                                .open_thread(&chat, &group, first, &summary, Some(at.clone()))
-                                .await
-                            {
-                                tracing::warn!(%error, "could not post the summary on a second platform");
-                            }
+                    ) && let Some((_, first, _)) = alerts.first()
+                    {
+                        let summary = self.summary_for(group.id, first).await;
+                        if let Err(error) = self
+                            .open_thread(&chat, &group, first, &summary, Some(at.clone()))
+                            .await
+                        {
+                            tracing::warn!(%error, "could not post the summary on a second platform");
                         }
                     }
                 }
@@ -475,11 +474,11 @@ impl Bot {
                     .iter()
                     .find(|p| p.message.as_ref() == Some(&summary_ref));
                 let message = self.render_summary(&summary, &group, plan);
-                if let Some(chat) = self.inner.chats.get(summary_ref.platform) {
-                    if let Err(error) = chat.update(&summary_ref, &message, lane).await {
-                        tracing::warn!(%error, group = group_id, "could not update a summary");
-                        self.inner.metrics.chat_error(summary_ref.platform.as_str());
-                    }
+                if let Some(chat) = self.inner.chats.get(summary_ref.platform)
+                    && let Err(error) = chat.update(&summary_ref, &message, lane).await
+                {
+                    tracing::warn!(%error, group = group_id, "could not update a summary");
+                    self.inner.metrics.chat_error(summary_ref.platform.as_str());
                 }
             }
             Ok(())
@@ -569,10 +568,10 @@ impl Bot {
                         })),
                 )
                 .await?;
-            if let Some(at) = &plan.message {
-                if let Some(chat) = self.inner.chats.get(at.platform) {
-                    chat.reply(at, &message, Lane::Interactive).await?;
-                }
+            if let Some(at) = &plan.message
+                && let Some(chat) = self.inner.chats.get(at.platform)
+            {
+                chat.reply(at, &message, Lane::Interactive).await?;
             }
             Ok(())
         }
@@ -590,10 +589,10 @@ impl Bot {
         }
         let summary = Arc::new(self.build_summary(alert).await);
         let mut cache = lock(&self.inner.summaries);
-        if cache.len() >= SUMMARY_CACHE {
-            if let Some(oldest) = cache.keys().min().copied() {
-                cache.remove(&oldest);
-            }
+        if cache.len() >= SUMMARY_CACHE
+            && let Some(oldest) = cache.keys().min().copied()
+        {
+            cache.remove(&oldest);
         }
         cache.insert(group_id, summary.clone());
         summary
@@ -700,24 +699,24 @@ impl Bot {
                 Vec::new()
             }
         };
-        if let Some(backend) = self.inner.backends.for_target(target) {
-            if backend.capabilities().own_history {
-                let started = Instant::now();
-                let result = backend.history(target).await;
-                self.inner.metrics.backend_call(
-                    backend.name(),
-                    "history",
-                    result.is_ok(),
-                    started.elapsed(),
-                );
-                match result {
-                    Ok(from_backend) => merge_history(&mut deploys, from_backend),
-                    Err(error) => caveats.push(Caveat {
-                        message: format!("{} history unavailable: {error}", backend.name()),
-                        blocking: false,
-                        remedy: None,
-                    }),
-                }
+        if let Some(backend) = self.inner.backends.for_target(target)
+            && backend.capabilities().own_history
+        {
+            let started = Instant::now();
+            let result = backend.history(target).await;
+            self.inner.metrics.backend_call(
+                backend.name(),
+                "history",
+                result.is_ok(),
+                started.elapsed(),
+            );
+            match result {
+                Ok(from_backend) => merge_history(&mut deploys, from_backend),
+                Err(error) => caveats.push(Caveat {
+                    message: format!("{} history unavailable: {error}", backend.name()),
+                    blocking: false,
+                    remedy: None,
+                }),
             }
         }
         (deploys, caveats)
@@ -730,25 +729,25 @@ impl Bot {
         target: &Target,
         history: &[Deploy],
     ) -> Result<Option<Revision>, String> {
-        if let Some(backend) = self.inner.backends.for_target(target) {
-            if backend.capabilities().own_history {
-                let started = Instant::now();
-                let result = backend.current(target).await;
-                self.inner.metrics.backend_call(
-                    backend.name(),
-                    "current",
-                    result.is_ok(),
-                    started.elapsed(),
-                );
-                match result {
-                    Ok(Some(current)) => return Ok(Some(current)),
-                    Ok(None) => {}
-                    Err(error) => {
-                        return Err(format!(
-                            "Could not read what {target} runs now from {}: {error}",
-                            backend.name()
-                        ));
-                    }
+        if let Some(backend) = self.inner.backends.for_target(target)
+            && backend.capabilities().own_history
+        {
+            let started = Instant::now();
+            let result = backend.current(target).await;
+            self.inner.metrics.backend_call(
+                backend.name(),
+                "current",
+                result.is_ok(),
+                started.elapsed(),
+            );
+            match result {
+                Ok(Some(current)) => return Ok(Some(current)),
+                Ok(None) => {}
+                Err(error) => {
+                    return Err(format!(
+                        "Could not read what {target} runs now from {}: {error}",
+                        backend.name()
+                    ));
                 }
             }
         }
@@ -1399,11 +1398,10 @@ impl Bot {
         match result {
             Err(error) => self.finish(&plan, Outcome::Failed(error.message)).await,
             Ok(operation) => {
-                if let Ok(value) = serde_json::to_value(&operation) {
-                    if let Err(error) = self.inner.store.set_plan_operation(&plan.id, &value).await
-                    {
-                        tracing::warn!(%error, "could not store the rollback operation");
-                    }
+                if let Ok(value) = serde_json::to_value(&operation)
+                    && let Err(error) = self.inner.store.set_plan_operation(&plan.id, &value).await
+                {
+                    tracing::warn!(%error, "could not store the rollback operation");
                 }
                 self.follow(&plan, backend, operation).await;
             }
@@ -1593,29 +1591,29 @@ impl Bot {
             self.inner.audit.append(entry).await?;
             self.inner.metrics.rollback("stale");
             self.update_plan_message(&stale).await;
-            if let (Some(current), Some(at)) = (current, &stale.message) {
-                if current.id != plan.to.id {
-                    let offer = Offer {
-                        from: current,
-                        to: plan.to.clone(),
-                        suspect_version: plan.from.version.clone(),
-                        reason: format!("fresh plan after {} was deployed again", plan.target),
-                        to_url: None,
-                    };
-                    let fresh = self
-                        .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
-                        .await?;
-                    if let Some(chat) = self.inner.chats.get(at.platform) {
-                        let message = compose::plan_message(&fresh, &[], now);
-                        match chat.reply(at, &message, Lane::Interactive).await {
-                            Ok(posted) => {
-                                self.inner
-                                    .store
-                                    .set_plan_message(&fresh.id, &posted)
-                                    .await?
-                            }
-                            Err(error) => tracing::warn!(%error, "could not post the fresh plan"),
+            if let (Some(current), Some(at)) = (current, &stale.message)
+                && current.id != plan.to.id
+            {
+                let offer = Offer {
+                    from: current,
+                    to: plan.to.clone(),
+                    suspect_version: plan.from.version.clone(),
+                    reason: format!("fresh plan after {} was deployed again", plan.target),
+                    to_url: None,
+                };
+                let fresh = self
+                    .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
+                    .await?;
+                if let Some(chat) = self.inner.chats.get(at.platform) {
+                    let message = compose::plan_message(&fresh, &[], now);
+                    match chat.reply(at, &message, Lane::Interactive).await {
+                        Ok(posted) => {
+                            self.inner
+                                .store
+                                .set_plan_message(&fresh.id, &posted)
+                                .await?
                         }
+                        Err(error) => tracing::warn!(%error, "could not post the fresh plan"),
                     }
                 }
             }
@@ -1713,7 +1711,7 @@ impl Bot {
         &self,
         service: &str,
         environment: Option<&str>,
-    ) -> Result<(ServiceName, Option<Environment>), Reply> {
+    ) -> Result<(ServiceName, Option<Environment>), String> {
         let known: Vec<String> = self
             .inner
             .settings
@@ -1734,14 +1732,14 @@ impl Bot {
                     .cloned()
             });
         let Some(found) = found else {
-            return Err(Reply::Private(Message::plain(format!(
+            return Err(format!(
                 "I don't know a service called {service:?}. Services I know: {}.",
                 if known.is_empty() {
                     "none".to_owned()
                 } else {
                     known.join(", ")
                 }
-            ))));
+            ));
         };
         let Some(environment) = environment else {
             return Ok((found.name, None));
@@ -1751,7 +1749,7 @@ impl Bot {
             .and_then(|env| found.environments.iter().find(|e| **e == env).cloned());
         match env {
             Some(env) => Ok((found.name, Some(env))),
-            None => Err(Reply::Private(Message::plain(format!(
+            None => Err(format!(
                 "{} has no environment {environment:?}; it runs in {}.",
                 found.name,
                 found
@@ -1760,7 +1758,7 @@ impl Bot {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
-            )))),
+            )),
         }
     }
 
@@ -1773,7 +1771,7 @@ impl Bot {
         let (service, environment) = match service {
             Some(service) => match self.resolve(service, environment) {
                 Ok(found) => (Some(found.0), found.1),
-                Err(reply) => return Ok(reply),
+                Err(text) => return Ok(Reply::Private(Message::plain(text))),
             },
             None => (None, None),
         };
@@ -1811,7 +1809,7 @@ impl Bot {
         let (service, environment) = match self.resolve(service, Some(environment)) {
             Ok((service, Some(environment))) => (service, environment),
             Ok(_) => return Ok(Reply::Private(Message::plain(Command::usage()))),
-            Err(reply) => return Ok(reply),
+            Err(text) => return Ok(Reply::Private(Message::plain(text))),
         };
         let target = Target::new(service, environment);
         let (history, caveats) = self.history(&target).await;
@@ -1896,7 +1894,7 @@ impl Bot {
         let service = match service {
             Some(service) => match self.resolve(service, None) {
                 Ok((service, _)) => Some(service.to_string()),
-                Err(reply) => return Ok(reply),
+                Err(text) => return Ok(Reply::Private(Message::plain(text))),
             },
             None => None,
         };
@@ -1968,7 +1966,7 @@ impl Bot {
         let (service, environment) = match self.resolve(service, Some(environment)) {
             Ok((service, Some(environment))) => (service, environment),
             Ok(_) => return Ok(Reply::Private(Message::plain(Command::usage()))),
-            Err(reply) => return Ok(reply),
+            Err(text) => return Ok(Reply::Private(Message::plain(text))),
         };
         let target = Target::new(service, environment);
         let Some(backend) = self.inner.backends.for_target(&target) else {
@@ -2237,8 +2235,8 @@ impl Bot {
             .plans_in_state(&[PlanState::Offered, PlanState::Confirmed])
             .await?
         {
-            if plan.is_expired(now) {
-                if let Some(expired) = self
+            if plan.is_expired(now)
+                && let Some(expired) = self
                     .inner
                     .store
                     .transition_plan(
@@ -2249,19 +2247,18 @@ impl Bot {
                         now,
                     )
                     .await?
-                {
-                    self.inner
-                        .audit
-                        .append(
-                            self.inner
-                                .audit
-                                .entry(actions::ROLLBACK_EXPIRED)
-                                .target(&plan.target)
-                                .details(json!({"plan": plan.id.to_string()})),
-                        )
-                        .await?;
-                    self.update_plan_message(&expired).await;
-                }
+            {
+                self.inner
+                    .audit
+                    .append(
+                        self.inner
+                            .audit
+                            .entry(actions::ROLLBACK_EXPIRED)
+                            .target(&plan.target)
+                            .details(json!({"plan": plan.id.to_string()})),
+                    )
+                    .await?;
+                self.update_plan_message(&expired).await;
             }
         }
         let window = chrono::Duration::from_std(self.inner.settings.policy.verify_window)
@@ -2375,7 +2372,7 @@ fn merge_history(deploys: &mut Vec<Deploy>, from_backend: Vec<Deploy>) {
             None => deploys.push(backend_deploy),
         }
     }
-    deploys.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    deploys.sort_by_key(|d| std::cmp::Reverse(d.started_at));
 }
 
 fn help_message() -> Message {

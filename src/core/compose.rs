@@ -184,12 +184,12 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                     text: RichText::new().plain(format!("⚠️ {}", caveat.message)),
                 });
             }
-            if let Some(reason) = &deploys.no_offer_reason {
-                if !deploys.entries.is_empty() {
-                    sections.push(Section::Context {
-                        text: RichText::new().plain(reason.clone()),
-                    });
-                }
+            if let Some(reason) = &deploys.no_offer_reason
+                && !deploys.entries.is_empty()
+            {
+                sections.push(Section::Context {
+                    text: RichText::new().plain(reason.clone()),
+                });
             }
             let suspect = deploys.entries.iter().find(|e| e.suspect);
             let mut text = format!("{}: {}", summary.alert_title, deploys.target);
@@ -207,19 +207,21 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
             }
             let mut actions = Vec::new();
             let blocking = deploys.caveats.iter().any(|c| c.blocking);
-            if let (Some(plan), Some(offer)) = (view.plan, &deploys.offer) {
-                if plan.state.is_open() && !view.now.is_some_and(|now| plan.is_expired(now)) {
-                    if !blocking {
-                        actions.push(rollback_button(plan));
-                        text.push_str(&format!(". Roll back to {}?", offer.to.version));
-                    }
-                    if view.offer_remedy
-                        && deploys
-                            .caveats
-                            .iter()
-                            .any(|c| c.remedy == Some(Remedy::DisableAutoSync))
-                    {
-                        actions.push(Action::Button {
+            if let (Some(plan), Some(offer)) = (view.plan, &deploys.offer)
+                && plan.state.is_open()
+                && !view.now.is_some_and(|now| plan.is_expired(now))
+            {
+                if !blocking {
+                    actions.push(rollback_button(plan));
+                    text.push_str(&format!(". Roll back to {}?", offer.to.version));
+                }
+                if view.offer_remedy
+                    && deploys
+                        .caveats
+                        .iter()
+                        .any(|c| c.remedy == Some(Remedy::DisableAutoSync))
+                {
+                    actions.push(Action::Button {
                             label: truncate(&format!("Disable auto-sync and roll back to {}", plan.to.version), MAX_LABEL),
                             action: ButtonAction::new(ButtonKind::DisableAutoSyncAndRollback, plan.id),
                             style: ButtonStyle::Danger,
@@ -233,14 +235,13 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                                 deny: "Cancel".to_owned(),
                             }),
                         });
-                    }
-                    actions.push(Action::Button {
-                        label: "Not deploy-related".to_owned(),
-                        action: ButtonAction::new(ButtonKind::NotDeployRelated, plan.id),
-                        style: ButtonStyle::Default,
-                        confirm: None,
-                    });
                 }
+                actions.push(Action::Button {
+                    label: "Not deploy-related".to_owned(),
+                    action: ButtonAction::new(ButtonKind::NotDeployRelated, plan.id),
+                    style: ButtonStyle::Default,
+                    confirm: None,
+                });
             }
             if let Some(url) = suspect.and_then(|e| e.deploy.url.clone()) {
                 actions.push(Action::Link {

@@ -35,7 +35,7 @@ pub enum SummaryBody {
         service: ServiceName,
         known: Vec<String>,
     },
-    Deploys(DeploySummary),
+    Deploys(Box<DeploySummary>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,9 +129,7 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
     let window_start =
         alert_at - chrono::Duration::from_std(input.lookback).unwrap_or(chrono::Duration::hours(6));
     let in_window = |d: &Deploy| {
-        (d.effective_at() >= window_start && d.started_at <= alert_at)
-            || d.is_in_progress()
-            || d.started_at > alert_at
+        d.is_in_progress() || d.started_at > alert_at || d.effective_at() >= window_start
     };
     let window: Vec<&Deploy> = input.history.iter().filter(|d| in_window(d)).collect();
 
@@ -196,7 +194,7 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
         alert_started_at: alert_at,
         severity: input.alert.severity,
         link: input.alert.link.clone(),
-        body: SummaryBody::Deploys(DeploySummary {
+        body: SummaryBody::Deploys(Box::new(DeploySummary {
             target: input.target.clone(),
             entries,
             more,
@@ -206,7 +204,7 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
             offer,
             no_offer_reason,
             caveats: input.caveats,
-        }),
+        })),
     }
 }
 
@@ -352,7 +350,7 @@ mod tests {
             caveats: vec![],
         });
         match summary.body {
-            SummaryBody::Deploys(deploys) => deploys,
+            SummaryBody::Deploys(deploys) => *deploys,
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -3,6 +3,7 @@
 
 mod api;
 mod backends;
+mod cli;
 mod rollback;
 mod store;
 mod support;

@@ -772,3 +772,33 @@ async fn shutting_down_during_a_rollback_records_it_as_interrupted() {
         shown.plain()
     );
 }
+
+#[tokio::test]
+async fn an_alert_is_recorded_and_audited_even_when_the_chat_is_down() {
+    let app = spawn_app().await;
+    app.chat.set_failing(true);
+    app.deploy("checkout", "production", "v42", 18).await;
+
+    app.fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+
+    let received = app
+        .bot
+        .audit()
+        .search(&breakwater::audit::AuditQuery {
+            action: Some("alert.received".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(received.len(), 1);
+    let groups = app
+        .bot
+        .store()
+        .recent_alert_groups(5)
+        .await
+        .expect("groups");
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].title, "HighErrorRate");
+}

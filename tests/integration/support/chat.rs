@@ -16,18 +16,17 @@ pub(crate) struct Shown {
     pub at: MessageRef,
     /// The message it replies to, for thread replies.
     pub parent: Option<MessageRef>,
-    pub channel: String,
     pub message: Message,
     /// Every version the message had, oldest first.
     pub history: Vec<Message>,
 }
 
 impl Shown {
-    pub fn plain(&self) -> String {
+    pub(crate) fn plain(&self) -> String {
         self.message.to_plain()
     }
 
-    pub fn button(&self, label_prefix: &str) -> Option<ButtonAction> {
+    pub(crate) fn button(&self, label_prefix: &str) -> Option<ButtonAction> {
         self.message
             .buttons()
             .find(|(label, _)| label.starts_with(label_prefix))
@@ -38,7 +37,6 @@ impl Shown {
 #[derive(Default)]
 struct Recorded {
     messages: Vec<Shown>,
-    updates: usize,
 }
 
 /// Records posts, replies and updates; answers like a platform that accepted them.
@@ -55,7 +53,7 @@ impl RecordingChat {
     /// A chat on `platform` whose alert channel is `channel`. `confirm_step` says whether
     /// the platform lacks a native confirmation dialog (Discord, console) or has one
     /// (Slack).
-    pub fn new(platform: Platform, channel: &str, confirm_step: bool) -> Arc<Self> {
+    pub(crate) fn new(platform: Platform, channel: &str, confirm_step: bool) -> Arc<Self> {
         Arc::new(Self {
             platform,
             channel: channel.to_owned(),
@@ -66,7 +64,7 @@ impl RecordingChat {
         })
     }
 
-    pub fn set_failing(&self, failing: bool) {
+    pub(crate) fn set_failing(&self, failing: bool) {
         self.fail_posts.store(failing, Ordering::SeqCst);
     }
 
@@ -81,41 +79,32 @@ impl RecordingChat {
     }
 
     /// A message as if a person or an alerting tool had posted it in the channel.
-    pub fn person_posts(&self, text: &str) -> MessageRef {
+    pub(crate) fn person_posts(&self, text: &str) -> MessageRef {
         let at = self.next_ref(&self.channel, None);
         let mut recorded = self.recorded.lock().expect("lock");
         recorded.messages.push(Shown {
             at: at.clone(),
             parent: None,
-            channel: self.channel.clone(),
             message: Message::plain(text),
             history: vec![Message::plain(text)],
         });
         at
     }
 
-    pub fn messages(&self) -> Vec<Shown> {
+    pub(crate) fn messages(&self) -> Vec<Shown> {
         self.recorded.lock().expect("lock").messages.clone()
     }
 
-    pub fn updates(&self) -> usize {
-        self.recorded.lock().expect("lock").updates
-    }
-
-    pub fn get(&self, at: &MessageRef) -> Option<Shown> {
+    pub(crate) fn get(&self, at: &MessageRef) -> Option<Shown> {
         self.messages().into_iter().find(|m| m.at.id == at.id)
     }
 
-    /// Replies in the thread of `parent`, oldest first.
-    pub fn replies_to(&self, parent: &MessageRef) -> Vec<Shown> {
-        self.messages()
-            .into_iter()
-            .filter(|m| m.parent.as_ref().is_some_and(|p| p.id == parent.id))
-            .collect()
-    }
-
     /// Waits (polling, with a deadline) until `find` returns something.
-    pub async fn wait_for<T>(&self, what: &str, mut find: impl FnMut(&[Shown]) -> Option<T>) -> T {
+    pub(crate) async fn wait_for<T>(
+        &self,
+        what: &str,
+        mut find: impl FnMut(&[Shown]) -> Option<T>,
+    ) -> T {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(found) = find(&self.messages()) {
@@ -137,7 +126,7 @@ impl RecordingChat {
     }
 
     /// Waits until a message whose plain text contains `needle` is shown.
-    pub async fn wait_for_text(&self, needle: &str) -> Shown {
+    pub(crate) async fn wait_for_text(&self, needle: &str) -> Shown {
         self.wait_for(&format!("a message containing {needle:?}"), |messages| {
             messages
                 .iter()
@@ -148,7 +137,7 @@ impl RecordingChat {
     }
 
     /// Waits until the message at `at` contains `needle`.
-    pub async fn wait_for_update(&self, at: &MessageRef, needle: &str) -> Shown {
+    pub(crate) async fn wait_for_update(&self, at: &MessageRef, needle: &str) -> Shown {
         self.wait_for(
             &format!("message {} to contain {needle:?}", at.id),
             |messages| {
@@ -201,7 +190,6 @@ impl Chat for RecordingChat {
         self.record(Shown {
             at: at.clone(),
             parent: None,
-            channel: channel.to_owned(),
             message: message.clone(),
             history: vec![message.clone()],
         });
@@ -219,7 +207,6 @@ impl Chat for RecordingChat {
         self.record(Shown {
             at: at.clone(),
             parent: Some(parent.clone()),
-            channel: parent.channel.clone(),
             message: message.clone(),
             history: vec![message.clone()],
         });
@@ -234,7 +221,6 @@ impl Chat for RecordingChat {
     ) -> Result<(), ChatError> {
         self.refuse_if_failing()?;
         let mut recorded = self.recorded.lock().expect("lock");
-        recorded.updates += 1;
         match recorded.messages.iter_mut().find(|m| m.at.id == target.id) {
             Some(shown) => {
                 shown.message = message.clone();

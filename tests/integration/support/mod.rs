@@ -170,7 +170,7 @@ pub(crate) fn actor(principal: &str, name: &str) -> Actor {
 
 impl TestApp {
     /// Stops the server gracefully and returns the data directory for a restart.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         self.stop.cancel();
         if let Some(server) = self.server.take() {
             server.await.expect("join").expect("clean shutdown");
@@ -179,7 +179,7 @@ impl TestApp {
         dir
     }
 
-    pub async fn post_deploy(&self, body: serde_json::Value) -> reqwest::Response {
+    pub(crate) async fn post_deploy(&self, body: serde_json::Value) -> reqwest::Response {
         self.http
             .post(format!("{}/api/v1/deploys", self.address))
             .bearer_auth(API_TOKEN)
@@ -190,7 +190,13 @@ impl TestApp {
     }
 
     /// Reports a succeeded deploy that finished `minutes_ago` minutes ago.
-    pub async fn deploy(&self, service: &str, environment: &str, version: &str, minutes_ago: i64) {
+    pub(crate) async fn deploy(
+        &self,
+        service: &str,
+        environment: &str,
+        version: &str,
+        minutes_ago: i64,
+    ) {
         let finished = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
         let response = self
             .post_deploy(serde_json::json!({
@@ -211,7 +217,11 @@ impl TestApp {
         );
     }
 
-    pub async fn post_webhook(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    pub(crate) async fn post_webhook(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.address))
             .bearer_auth(WEBHOOK_TOKEN)
@@ -222,7 +232,7 @@ impl TestApp {
     }
 
     /// An Alertmanager (version 4) notification for one firing alert.
-    pub async fn fire_alert(&self, alertname: &str, service: &str, environment: &str) {
+    pub(crate) async fn fire_alert(&self, alertname: &str, service: &str, environment: &str) {
         let response = self
             .post_webhook(
                 "/webhooks/alertmanager",
@@ -238,14 +248,14 @@ impl TestApp {
     }
 
     /// Presses a button of a message the test chat shows.
-    pub async fn press(&self, shown: &Shown, label_prefix: &str, who: &Actor) -> Reply {
+    pub(crate) async fn press(&self, shown: &Shown, label_prefix: &str, who: &Actor) -> Reply {
         let action = shown
             .button(label_prefix)
             .unwrap_or_else(|| panic!("no button {label_prefix:?} on:\n{}", shown.plain()));
         self.press_action(action, Some(shown.at.clone()), who).await
     }
 
-    pub async fn press_action(
+    pub(crate) async fn press_action(
         &self,
         action: ButtonAction,
         message: Option<MessageRef>,
@@ -269,13 +279,13 @@ impl TestApp {
     }
 
     /// The summary posted for the first alert, once it is there.
-    pub async fn summary(&self) -> Shown {
+    pub(crate) async fn summary(&self) -> Shown {
         self.chat.wait_for_text("recent deploys").await
     }
 }
 
 impl RecordingChat {
-    pub fn platform_name(&self) -> &'static str {
+    pub(crate) fn platform_name(&self) -> &'static str {
         use breakwater::chat::Chat;
         self.platform().as_str()
     }

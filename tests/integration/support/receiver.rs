@@ -39,7 +39,7 @@ pub(crate) struct Receiver {
 }
 
 impl Receiver {
-    pub async fn start(secret: &str) -> Arc<Self> {
+    pub(crate) async fn start(secret: &str) -> Arc<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -59,16 +59,16 @@ impl Receiver {
         receiver
     }
 
-    pub fn behave(&self, behaviour: Behaviour) {
+    pub(crate) fn behave(&self, behaviour: Behaviour) {
         *self.behaviour.lock().expect("lock") = behaviour;
     }
 
     /// Calls whose signature verified, in arrival order.
-    pub fn calls(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn calls(&self) -> Vec<serde_json::Value> {
         self.calls.lock().expect("lock").verified.clone()
     }
 
-    pub fn rejected(&self) -> usize {
+    pub(crate) fn rejected(&self) -> usize {
         self.calls.lock().expect("lock").rejected
     }
 
