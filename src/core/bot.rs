@@ -57,6 +57,9 @@ pub struct BotSettings {
     pub refresh_delay: Duration,
     /// Upper bound on following one rollback, beyond the backend's own timeout.
     pub follow_limit: Duration,
+    /// A running rollback whose process has not heartbeaten for this long is adopted by
+    /// another process (or the restarted one).
+    pub heartbeat_timeout: Duration,
     /// `platform:channel` where the audit chain head is posted, and how often.
     pub digest: Option<(String, Duration)>,
 }
@@ -70,6 +73,7 @@ impl Default for BotSettings {
             confirm_ttl: Duration::from_secs(300),
             refresh_delay: Duration::from_secs(2),
             follow_limit: Duration::from_secs(3600),
+            heartbeat_timeout: Duration::from_secs(60),
             digest: None,
         }
     }
@@ -126,6 +130,8 @@ struct Inner {
     /// Chat work done after the inbound request was answered.
     background: TaskTracker,
     running: Mutex<HashSet<PlanId>>,
+    /// This process's name on the rollbacks it follows (see `Store::heartbeat_plans`).
+    runner: String,
     summaries: Mutex<HashMap<i64, Arc<Summary>>>,
     refresh_pending: Mutex<HashSet<i64>>,
     last_digest: Mutex<Option<DateTime<Utc>>>,
@@ -167,6 +173,11 @@ impl Bot {
                 summaries: Mutex::new(HashMap::new()),
                 refresh_pending: Mutex::new(HashSet::new()),
                 last_digest: Mutex::new(None),
+                runner: format!(
+                    "{}-{}",
+                    std::process::id(),
+                    &PlanId::generate().to_string()[..8]
+                ),
             }),
         }
     }
@@ -1257,6 +1268,7 @@ impl Bot {
         let patch = PlanPatch {
             started_by: Some(press.actor.clone()),
             started_at: Some(now),
+            runner: Some(self.inner.runner.clone()),
             ..PlanPatch::default()
         };
         let started = match self
@@ -2084,14 +2096,19 @@ impl Bot {
 
     // --- lifecycle -------------------------------------------------------------------------
 
-    /// On start-up: rollbacks left running by a crash are followed to their outcome when
-    /// the backend can resume them, confirmed from the current revision, or reported as
-    /// interrupted.
+    /// Rollbacks whose process died (at start-up: this one's previous run; at any time:
+    /// another replica) are adopted and followed to their outcome when the backend can
+    /// resume them, confirmed from the current revision, or reported as interrupted.
+    /// Rollbacks other live processes follow keep their heartbeat and are left alone.
     pub async fn recover(&self) -> Result<usize, BotError> {
+        let now = self.now();
+        let stale_before = now
+            - chrono::Duration::from_std(self.inner.settings.heartbeat_timeout)
+                .unwrap_or(chrono::Duration::minutes(1));
         let running = self
             .inner
             .store
-            .plans_in_state(&[PlanState::Running])
+            .adopt_running_plans(&self.inner.runner, stale_before, now)
             .await?;
         let count = running.len();
         for plan in running {
@@ -2229,6 +2246,11 @@ impl Bot {
 
     pub async fn maintain(&self) -> Result<(), BotError> {
         let now = self.now();
+        self.inner
+            .store
+            .heartbeat_plans(&self.inner.runner, now)
+            .await?;
+        self.recover().await?;
         for plan in self
             .inner
             .store

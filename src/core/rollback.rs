@@ -180,6 +180,9 @@ pub struct PlanPatch {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: Option<String>,
+    /// The process that will follow the rollback (set with `running`); its heartbeat
+    /// starts at the transition.
+    pub runner: Option<String>,
 }
 
 /// A pending second step ("Confirm"/"Cancel") for one person's press, where the platform

@@ -193,6 +193,18 @@ pub trait Store: Send + Sync {
     /// Succeeded plans whose outcome has not been verified against their alert yet.
     async fn plans_awaiting_verification(&self) -> StoreResult<Vec<RollbackPlan>>;
 
+    /// Refreshes the heartbeat of every running plan `runner` follows.
+    async fn heartbeat_plans(&self, runner: &str, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Hands `runner` the running plans whose heartbeat is older than `stale_before` (their
+    /// process died): each plan is adopted by exactly one caller.
+    async fn adopt_running_plans(
+        &self,
+        runner: &str,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RollbackPlan>>;
+
     // --- confirmations -------------------------------------------------------------------
 
     async fn insert_confirmation(&self, confirmation: &Confirmation) -> StoreResult<()>;

@@ -233,6 +233,19 @@ impl Store for PostgresStore {
         Q::plans_awaiting_verification(&mut *self.conn().await?).await
     }
 
+    async fn heartbeat_plans(&self, runner: &str, now: DateTime<Utc>) -> StoreResult<u64> {
+        Q::heartbeat_plans(&mut *self.conn().await?, runner, now).await
+    }
+
+    async fn adopt_running_plans(
+        &self,
+        runner: &str,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RollbackPlan>> {
+        Q::adopt_running_plans(&mut *self.conn().await?, runner, stale_before, now).await
+    }
+
     async fn insert_confirmation(&self, confirmation: &Confirmation) -> StoreResult<()> {
         Q::insert_confirmation(&mut *self.conn().await?, confirmation).await
     }

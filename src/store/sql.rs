@@ -1080,7 +1080,14 @@ where
             .push_bind(opt_micros(patch.finished_at))
             .push(", finished_at), outcome = COALESCE(")
             .push_bind(patch.outcome.clone())
-            .push(", outcome) WHERE id = ")
+            .push(", outcome)");
+        if let Some(runner) = &patch.runner {
+            sql.push(", runner = ")
+                .push_bind(runner.clone())
+                .push(", heartbeat_at = ")
+                .push_bind(micros(now));
+        }
+        sql.push(" WHERE id = ")
             .push_bind(id.to_string())
             .push(" AND state IN (");
         let mut states = sql.separated(", ");
@@ -1210,6 +1217,45 @@ where
               ORDER BY finished_at, id"
         ))
         .bind(PlanState::Succeeded.as_str())
+        .fetch_all(conn)
+        .await?;
+        collect(rows, PlanRow::into_plan)
+    }
+
+    /// Keeps a runner's claim on the rollbacks it follows alive.
+    pub(crate) async fn heartbeat_plans(
+        conn: &mut DB::Connection,
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let result = sqlx::query(
+            "UPDATE rollback_plans SET heartbeat_at = $1 WHERE state = $2 AND runner = $3",
+        )
+        .bind(micros(now))
+        .bind(PlanState::Running.as_str())
+        .bind(runner.to_owned())
+        .execute(conn)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Takes over running rollbacks whose runner stopped heartbeating (or never had one),
+    /// in one conditional update so that two processes never adopt the same plan.
+    pub(crate) async fn adopt_running_plans(
+        conn: &mut DB::Connection,
+        runner: &str,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RollbackPlan>> {
+        let rows: Vec<PlanRow> = sqlx::query_as(concat!(
+            "UPDATE rollback_plans SET runner = $1, heartbeat_at = $2 \
+             WHERE state = $3 AND (heartbeat_at IS NULL OR heartbeat_at < $4) RETURNING ",
+            plan_columns!()
+        ))
+        .bind(runner.to_owned())
+        .bind(micros(now))
+        .bind(PlanState::Running.as_str())
+        .bind(micros(stale_before))
         .fetch_all(conn)
         .await?;
         collect(rows, PlanRow::into_plan)

@@ -189,6 +189,8 @@ store_tests!(
     a_transition_happens_only_from_the_given_states,
     a_transition_writes_only_the_patch_fields_given,
     twenty_concurrent_starts_run_a_plan_exactly_once,
+    a_running_plan_with_a_live_heartbeat_is_not_adopted,
+    a_running_plan_whose_runner_went_quiet_is_adopted_by_exactly_one_process,
     a_second_plan_of_a_running_target_is_refused_as_busy,
     a_target_is_free_again_once_its_rollback_finishes,
     an_expired_plan_cannot_start,
@@ -1565,4 +1567,75 @@ async fn a_postgres_schema_name_must_be_a_plain_identifier() {
         PostgresStore::connect_in_schema("postgres://nobody@127.0.0.1:1/none", "x; DROP").await;
 
     assert!(refused.is_err());
+}
+
+fn start_by(runner: &str) -> PlanPatch {
+    PlanPatch {
+        runner: Some(runner.to_owned()),
+        ..start_patch(&actor("slack:U1", "Ada"))
+    }
+}
+
+async fn a_running_plan_with_a_live_heartbeat_is_not_adopted(db: &mut TestStore) {
+    let plan = plan(&checkout());
+    insert(&*db.store, &plan).await;
+    move_plan(
+        &*db.store,
+        &plan,
+        &[PlanState::Offered],
+        PlanState::Running,
+        &start_by("replica-a"),
+    )
+    .await
+    .expect("running");
+    db.store
+        .heartbeat_plans("replica-a", at(6))
+        .await
+        .expect("heartbeat");
+
+    let adopted = db
+        .store
+        .adopt_running_plans("replica-b", at(5), at(7))
+        .await
+        .expect("adopt");
+
+    assert!(adopted.is_empty(), "replica-a is alive: {adopted:?}");
+}
+
+async fn a_running_plan_whose_runner_went_quiet_is_adopted_by_exactly_one_process(
+    db: &mut TestStore,
+) {
+    let plan = plan(&checkout());
+    insert(&*db.store, &plan).await;
+    move_plan(
+        &*db.store,
+        &plan,
+        &[PlanState::Offered],
+        PlanState::Running,
+        &start_by("replica-a"),
+    )
+    .await
+    .expect("running");
+    let other = db.another().await;
+
+    let (b, c) = tokio::join!(
+        db.store.adopt_running_plans("replica-b", at(20), at(21)),
+        other.adopt_running_plans("replica-c", at(20), at(21)),
+    );
+
+    let adopted: Vec<_> = b
+        .expect("adopt b")
+        .into_iter()
+        .chain(c.expect("adopt c"))
+        .collect();
+    assert_eq!(adopted.len(), 1);
+    assert_eq!(adopted[0].id, plan.id);
+    assert_eq!(
+        db.store
+            .heartbeat_plans("replica-a", at(22))
+            .await
+            .expect("heartbeat"),
+        0,
+        "the old runner lost it"
+    );
 }

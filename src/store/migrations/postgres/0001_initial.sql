@@ -100,7 +100,11 @@ CREATE TABLE rollback_plans (
     finished_at     BIGINT,
     outcome         TEXT,
     operation       TEXT,
-    verified_at     BIGINT
+    verified_at     BIGINT,
+    -- Which breakwater process follows a running rollback, and when it last said so:
+    -- another process adopts the rollback when the heartbeat stops.
+    runner          TEXT,
+    heartbeat_at    BIGINT
 );
 -- The database itself refuses a second running rollback of a target.
 CREATE UNIQUE INDEX rollback_plans_one_running

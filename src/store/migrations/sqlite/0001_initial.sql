@@ -100,7 +100,11 @@ CREATE TABLE rollback_plans (
     finished_at     INTEGER,
     outcome         TEXT,
     operation       TEXT,
-    verified_at     INTEGER
+    verified_at     INTEGER,
+    -- Which breakwater process follows a running rollback, and when it last said so:
+    -- another process adopts the rollback when the heartbeat stops.
+    runner          TEXT,
+    heartbeat_at    INTEGER
 );
 -- The database itself refuses a second running rollback of a target.
 CREATE UNIQUE INDEX rollback_plans_one_running
