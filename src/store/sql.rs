@@ -46,8 +46,8 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
     }
 }
 
-/// Reads the audit chain head inside a SQLite `BEGIN IMMEDIATE` transaction, which already
-/// holds the database's write lock.
+/// Reads the audit chain head. Enough to append under SQLite's `BEGIN IMMEDIATE`, which
+/// already holds the database's write lock; PostgreSQL needs [`AUDIT_HEAD_FOR_UPDATE`].
 pub(crate) const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 /// Reads and locks the audit chain head: concurrent appends on any connection of any
 /// replica wait here until the holder commits.

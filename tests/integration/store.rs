@@ -192,6 +192,7 @@ store_tests!(
     a_running_plan_with_a_live_heartbeat_is_not_adopted,
     a_running_plan_whose_runner_went_quiet_is_adopted_by_exactly_one_process,
     a_second_plan_of_a_running_target_is_refused_as_busy,
+    a_running_plan_cannot_be_inserted_beside_another,
     a_target_is_free_again_once_its_rollback_finishes,
     an_expired_plan_cannot_start,
     plans_are_listed_by_state_and_by_group,
@@ -992,6 +993,26 @@ async fn a_second_plan_of_a_running_target_is_refused_as_busy(db: &mut TestStore
         .expect("read")
         .expect("plan");
     assert_eq!(stored.state, PlanState::Offered);
+}
+
+async fn a_running_plan_cannot_be_inserted_beside_another(db: &mut TestStore) {
+    let running = RollbackPlan {
+        state: PlanState::Running,
+        ..plan(&checkout())
+    };
+    let another = RollbackPlan {
+        state: PlanState::Running,
+        ..plan(&checkout())
+    };
+    insert(&*db.store, &running).await;
+
+    let refused = db.store.insert_plan(&another).await;
+
+    assert!(
+        matches!(&refused, Err(StoreError::TargetBusy(t)) if *t == checkout()),
+        "{refused:?}"
+    );
+    assert_eq!(db.store.plan(&another.id).await.expect("read"), None);
 }
 
 async fn a_target_is_free_again_once_its_rollback_finishes(db: &mut TestStore) {
