@@ -800,3 +800,40 @@ async fn an_alert_is_recorded_and_audited_even_when_the_chat_is_down() {
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].title, "HighErrorRate");
 }
+
+#[tokio::test]
+async fn a_command_backend_that_exits_1_fails_the_rollback_with_its_stderr_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("rollback.sh"),
+        "#!/bin/sh\necho \"rolling back $1 to $2\"\necho 'Error: release search has no deployed releases' >&2\nexit 1\n",
+    )
+    .expect("write script");
+    let app = spawn_app_with(AppOptions {
+        extra_config: "[backends.script]\nkind = \"command\"\nargv = [\"/bin/sh\", \"{dir}/rollback.sh\", \"{service}\", \"{to}\"]\ntimeout = \"5s\"\n\n[[services]]\nname = \"search\"\nenvironments = [\"production\"]\nbackend = \"script\"\n".into(),
+        dir: Some(dir),
+        ..AppOptions::default()
+    })
+    .await;
+    app.deploy("search", "production", "s1", 300).await;
+    app.deploy("search", "production", "s2", 18).await;
+    app.fire_alert("HighErrorRate", "search", "production")
+        .await;
+    let summary = app.summary().await;
+
+    app.press(&summary, "Roll back", &actor("console:alice", "Alice"))
+        .await;
+
+    let failed = app
+        .chat
+        .wait_for_update(&summary.at, "Rollback of search production to s1 failed")
+        .await;
+    assert!(failed.plain().contains("exit"), "{}", failed.plain());
+    assert!(
+        failed
+            .plain()
+            .contains("Error: release search has no deployed releases"),
+        "{}",
+        failed.plain()
+    );
+}
