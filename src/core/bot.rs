@@ -956,6 +956,34 @@ impl Bot {
         self.approve_or_start(press, plan, disable_auto_sync).await
     }
 
+    /// Closes an offer past its expiry: audited, and its buttons replaced by the
+    /// expiry line. A no-op when someone else closed it first.
+    async fn expire_plan(&self, plan: &RollbackPlan, now: DateTime<Utc>) -> Result<(), BotError> {
+        let open = [PlanState::Offered, PlanState::Confirmed];
+        let expired = self
+            .inner
+            .store
+            .transition_plan(
+                &plan.id,
+                &open,
+                PlanState::Expired,
+                &PlanPatch::default(),
+                now,
+            )
+            .await?;
+        if let Some(expired) = expired {
+            let entry = self
+                .inner
+                .audit
+                .entry(actions::ROLLBACK_EXPIRED)
+                .target(&plan.target)
+                .details(json!({"plan": plan.id.to_string()}));
+            self.inner.audit.append(entry).await?;
+            self.update_plan_message(&expired).await;
+        }
+        Ok(())
+    }
+
     /// A plan that can no longer be started: say what happened to it.
     async fn refuse_closed_plan(
         &self,
@@ -964,30 +992,7 @@ impl Bot {
     ) -> Result<Option<Reply>, BotError> {
         let now = self.now();
         if plan.state.is_open() && plan.is_expired(now) {
-            if let Some(expired) = self
-                .inner
-                .store
-                .transition_plan(
-                    &plan.id,
-                    &[PlanState::Offered, PlanState::Confirmed],
-                    PlanState::Expired,
-                    &PlanPatch::default(),
-                    now,
-                )
-                .await?
-            {
-                self.inner
-                    .audit
-                    .append(
-                        self.inner
-                            .audit
-                            .entry(actions::ROLLBACK_EXPIRED)
-                            .target(&plan.target)
-                            .details(json!({"plan": plan.id.to_string()})),
-                    )
-                    .await?;
-                self.update_plan_message(&expired).await;
-            }
+            self.expire_plan(plan, now).await?;
             self.inner.metrics.rollback("expired");
             let text = format!(
                 "This rollback offer expired at {} UTC (offers last {}). Nothing was done. Run /breakwater rollback {} {} for a fresh one with the current revisions.",
@@ -2257,30 +2262,8 @@ impl Bot {
             .plans_in_state(&[PlanState::Offered, PlanState::Confirmed])
             .await?
         {
-            if plan.is_expired(now)
-                && let Some(expired) = self
-                    .inner
-                    .store
-                    .transition_plan(
-                        &plan.id,
-                        &[PlanState::Offered, PlanState::Confirmed],
-                        PlanState::Expired,
-                        &PlanPatch::default(),
-                        now,
-                    )
-                    .await?
-            {
-                self.inner
-                    .audit
-                    .append(
-                        self.inner
-                            .audit
-                            .entry(actions::ROLLBACK_EXPIRED)
-                            .target(&plan.target)
-                            .details(json!({"plan": plan.id.to_string()})),
-                    )
-                    .await?;
-                self.update_plan_message(&expired).await;
+            if plan.is_expired(now) {
+                self.expire_plan(&plan, now).await?;
             }
         }
         let window = chrono::Duration::from_std(self.inner.settings.policy.verify_window)
