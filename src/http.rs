@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -288,48 +288,6 @@ pub struct DeployReport {
     pub config_changes: Vec<ConfigChange>,
 }
 
-/// A deploy as the API shows it.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct DeployView {
-    pub service: String,
-    pub environment: String,
-    pub version: String,
-    pub previous_version: Option<String>,
-    pub revision: Option<String>,
-    pub commit: Option<String>,
-    pub author: Option<String>,
-    pub description: Option<String>,
-    pub url: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub status: DeployStatus,
-    pub changes: Vec<Change>,
-    pub config_changes: Vec<ConfigChange>,
-    pub source: DeploySource,
-}
-
-impl From<Deploy> for DeployView {
-    fn from(deploy: Deploy) -> Self {
-        Self {
-            service: deploy.target.service.to_string(),
-            environment: deploy.target.environment.to_string(),
-            version: deploy.version,
-            previous_version: deploy.previous_version,
-            revision: deploy.revision,
-            commit: deploy.commit,
-            author: deploy.author,
-            description: deploy.description,
-            url: deploy.url,
-            started_at: deploy.started_at,
-            finished_at: deploy.finished_at,
-            status: deploy.status,
-            changes: deploy.changes,
-            config_changes: deploy.config_changes,
-            source: deploy.source,
-        }
-    }
-}
-
 fn nonempty(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
     match value.map(|v| v.trim().to_owned()) {
         Some(v) if v.is_empty() => Err(ApiError::unprocessable(format!(
@@ -494,7 +452,7 @@ async fn post_deploy(
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(json!({ "id": recorded.id, "created": recorded.created, "deploy": DeployView::from(recorded.deploy) }))).into_response())
+    Ok((status, axum::Json(json!({ "id": recorded.id, "created": recorded.created, "deploy": recorded.deploy }))).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -546,8 +504,7 @@ async fn list_deploys(
         })
         .await
         .map_err(ApiError::internal)?;
-    let views: Vec<DeployView> = deploys.into_iter().map(DeployView::from).collect();
-    Ok(axum::Json(json!({ "deploys": views })).into_response())
+    Ok(axum::Json(json!({ "deploys": deploys })).into_response())
 }
 
 // --- alert webhooks ----------------------------------------------------------------------

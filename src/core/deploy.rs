@@ -258,8 +258,10 @@ impl ConfigChange {
 }
 
 /// A deploy as recorded: reported by CI, read from a backend, or a rollback we ran.
+/// Serialized flat (`service`, `environment`, …), as the deploy API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deploy {
+    #[serde(flatten)]
     pub target: Target,
     pub version: String,
     pub previous_version: Option<String>,
