@@ -30,6 +30,7 @@ mod sentry;
 #[cfg(test)]
 mod tests;
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -112,8 +113,8 @@ pub(super) struct View<'a> {
     /// The message text, plain.
     pub(super) text: String,
     pub(super) parts: Vec<Part<'a>>,
-    /// Every web link in the message: attachment title links first, then links in the text.
-    pub(super) links: Vec<String>,
+    /// Every web link in the message, found on first use (see [`View::links`]).
+    links: OnceCell<Vec<String>>,
 }
 
 /// An attachment or embed, plain.
@@ -152,37 +153,45 @@ impl<'a> View<'a> {
                     .collect(),
             })
             .collect();
-        let mut found: Vec<String> = Vec::new();
-        let mut add = |link: &str| {
-            if !found.iter().any(|l| l == link) && is_web_link(link) {
-                found.push(link.to_owned());
-            }
-        };
-        for attachment in &message.attachments {
-            if let Some(link) = &attachment.title_link {
-                add(link.trim());
-            }
-        }
-        let raw_texts = std::iter::once(message.text.as_str()).chain(
-            message.attachments.iter().flat_map(|a| {
-                [&a.title, &a.pretext, &a.text, &a.footer]
-                    .into_iter()
-                    .flatten()
-                    .map(String::as_str)
-                    .chain(a.fields.iter().map(|(_, value)| value.as_str()))
-            }),
-        );
-        for text in raw_texts {
-            for link in links(text) {
-                add(link);
-            }
-        }
         Self {
             message,
             text: plain(&message.text),
             parts,
-            links: found,
+            links: OnceCell::new(),
         }
+    }
+
+    /// Every web link in the message: attachment title links first, then links in the
+    /// texts. Found on first use; the Alertmanager, Grafana and person paths never ask.
+    pub(super) fn links(&self) -> &[String] {
+        self.links.get_or_init(|| {
+            let mut found: Vec<String> = Vec::new();
+            let mut add = |link: &str| {
+                if !found.iter().any(|l| l == link) && is_web_link(link) {
+                    found.push(link.to_owned());
+                }
+            };
+            for attachment in &self.message.attachments {
+                if let Some(link) = &attachment.title_link {
+                    add(link.trim());
+                }
+            }
+            let raw_texts = std::iter::once(self.message.text.as_str()).chain(
+                self.message.attachments.iter().flat_map(|a| {
+                    [&a.title, &a.pretext, &a.text, &a.footer]
+                        .into_iter()
+                        .flatten()
+                        .map(String::as_str)
+                        .chain(a.fields.iter().map(|(_, value)| value.as_str()))
+                }),
+            );
+            for text in raw_texts {
+                for link in links(text) {
+                    add(link);
+                }
+            }
+            found
+        })
     }
 
     fn is_empty(&self) -> bool {
@@ -266,7 +275,7 @@ impl<'a> View<'a> {
 
     /// The first link whose text contains `needle`.
     pub(super) fn link_containing(&self, needle: &str) -> Option<&str> {
-        self.links
+        self.links()
             .iter()
             .find(|l| l.contains(needle))
             .map(String::as_str)
@@ -393,7 +402,7 @@ fn unrecognised(view: &View<'_>, hint: Option<AlertSource>) -> Alert {
         description,
         labels,
         fingerprint,
-        link: view.links.first().cloned(),
+        link: view.links().first().cloned(),
     }
     .into_alert(view)
 }
