@@ -7,17 +7,13 @@
 //! message cannot make parsing slow.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
-
-use regex::Regex;
 
 /// How far past `<` a Slack/Discord angle token may reach; real ones are short.
 const MAX_ANGLE_TOKEN: usize = 1024;
 /// How far a Markdown link's `[label]` and `(url)` may reach.
 const MAX_MARKDOWN_LINK: usize = 2048;
-
-static URL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"https?://[^\s<>|()\[\]"'`]+"#).expect("URL pattern is valid"));
+/// Longest link breakwater passes on; browsers and chat platforms cut around here too.
+const MAX_LINK: usize = 2048;
 
 /// The text as a reader sees it: links reduced to their label, mentions and custom emoji
 /// removed, HTML entities decoded, emphasis marks and `:emoji:` codes dropped, block quotes
@@ -31,19 +27,81 @@ pub(crate) fn plain(text: &str) -> String {
 /// Every http(s) URL in raw (unstripped) markup, in order of appearance. Slack writes
 /// `<url|label>`, Discord `[label](url)`; both leave the URL intact for this search.
 pub(crate) fn links(text: &str) -> impl Iterator<Item = &str> {
-    URL.find_iter(text).map(|m| {
-        m.as_str()
-            .trim_end_matches(['.', ',', ';', ':', '!', '?', '*', '_', '~'])
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        loop {
+            let start = rest.find("http")?;
+            let candidate = &rest[start..];
+            let scheme = if candidate.starts_with("https://") {
+                "https://".len()
+            } else if candidate.starts_with("http://") {
+                "http://".len()
+            } else {
+                rest = &candidate["http".len()..];
+                continue;
+            };
+            let end = candidate
+                .char_indices()
+                .find(|(_, c)| ends_link(*c))
+                .map_or(candidate.len(), |(i, _)| i);
+            rest = &candidate[end..];
+            let link =
+                candidate[..end].trim_end_matches(['.', ',', ';', ':', '!', '?', '*', '_', '~']);
+            if link.len() > scheme {
+                return Some(link);
+            }
+        }
     })
 }
 
-/// Whether `raw` is an absolute http(s) URL, the only kind breakwater shows as a link.
+/// Whether `c` ends a link found in running text: whitespace, or markup around links.
+fn ends_link(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_whitespace()
+            || matches!(
+                c,
+                '<' | '>' | '|' | '(' | ')' | '[' | ']' | '"' | '\'' | '`'
+            )
+    } else {
+        c.is_whitespace()
+    }
+}
+
+/// Whether `raw` is an absolute http(s) URL, the only kind breakwater shows as a link (no
+/// `javascript:` or relative links reach a chat button). A syntactic check: full URL
+/// parsing cost more than the rest of parsing a message together.
 pub(crate) fn is_web_link(raw: &str) -> bool {
-    url::Url::parse(raw).is_ok_and(|url| matches!(url.scheme(), "http" | "https"))
+    let Some(rest) = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    host_end > 0
+        && raw.len() <= MAX_LINK
+        && if raw.is_ascii() {
+            !raw.bytes().any(|b| b <= b' ' || b == 0x7f)
+        } else {
+            !raw.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+}
+
+/// [`clip`] for a text already owned, which is returned as it is when short enough.
+pub(crate) fn clip_owned(text: String, max: usize) -> String {
+    if text.len() <= max {
+        text
+    } else {
+        clip(&text, max)
+    }
 }
 
 /// At most `max` characters of `text`, ending in `…` when something was cut.
 pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        // No more bytes than allowed characters.
+        return text.to_owned();
+    }
     match text.char_indices().nth(max) {
         None => text.to_owned(),
         Some(_) => {
@@ -53,13 +111,18 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
     }
 }
 
+/// Byte offset of the next `<` or `[`, both ASCII and so always at a character boundary.
+fn next_link_start(text: &str) -> Option<usize> {
+    text.bytes().position(|b| b == b'<' || b == b'[')
+}
+
 fn resolve_links(text: &str) -> Cow<'_, str> {
-    if !text.contains(['<', '[']) {
+    if next_link_start(text).is_none() {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(position) = rest.find(['<', '[']) {
+    while let Some(position) = next_link_start(rest) {
         out.push_str(&rest[..position]);
         let tail = &rest[position..];
         let consumed = if tail.starts_with('<') {
@@ -160,68 +223,122 @@ fn markdown_link(tail: &str, out: &mut String) -> Option<usize> {
 }
 
 fn decode_entities(text: &str) -> Cow<'_, str> {
+    const ENTITIES: [(&str, &str); 5] = [
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&amp;", "&"),
+        ("&quot;", "\""),
+        ("&#39;", "'"),
+    ];
     if !text.contains('&') {
         return Cow::Borrowed(text);
     }
-    // `&amp;` last, so `&amp;lt;` stays the literal text `&lt;`.
-    Cow::Owned(
-        text.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&amp;", "&"),
-    )
+    // One pass, so `&amp;lt;` stays the literal text `&lt;`.
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(position) = rest.find('&') {
+        out.push_str(&rest[..position]);
+        let tail = &rest[position..];
+        let (decoded, length) = ENTITIES
+            .iter()
+            .find(|(entity, _)| tail.starts_with(entity))
+            .map_or(("&", 1), |(entity, decoded)| (*decoded, entity.len()));
+        out.push_str(decoded);
+        rest = &tail[length..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
-fn strip_emphasis(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
+/// The bytes [`strip_emphasis`] may drop, as a lookup table for its scan.
+const MARKS: [bool; 256] = {
+    let mut table = [false; 256];
     let mut i = 0;
-    let mut line_start = true;
-    while i < chars.len() {
-        let c = chars[i];
-        let before = i.checked_sub(1).map(|j| chars[j]);
-        let after = chars.get(i + 1).copied();
-        match c {
-            '*' | '`' | '~' => {}
-            // Slack `_italic_` and Discord `__underline__`, but not `service_name`.
-            '_' if !before.is_some_and(char::is_alphanumeric)
-                || !after.is_some_and(char::is_alphanumeric) => {}
-            '|' if after == Some('|') || before == Some('|') => {} // Discord ||spoiler||
-            '>' if line_start => {
-                // A quoted line: `> text` or `>>> text`.
-                while chars.get(i + 1) == Some(&'>') {
-                    i += 1;
-                }
-                if chars.get(i + 1) == Some(&' ') {
-                    i += 1;
-                }
-            }
-            ':' if !before.is_some_and(char::is_alphanumeric) => {
-                match emoji_code_length(&chars[i..]) {
-                    Some(length) => i += length - 1,
-                    None => out.push(c),
-                }
-            }
-            _ => out.push(c),
-        }
-        line_start = c == '\n' || (line_start && c.is_whitespace());
+    let marks = b"*`~_|>:";
+    while i < marks.len() {
+        table[marks[i] as usize] = true;
         i += 1;
     }
+    table
+};
+
+/// Drops emphasis marks, `:emoji:` codes and quote markers. Every mark is ASCII, so the
+/// scan runs over bytes and copies the text between marks in bulk.
+fn strip_emphasis(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied_to = 0;
+    let mut i = 0;
+    loop {
+        while i < bytes.len() && !MARKS[usize::from(bytes[i])] {
+            i += 1;
+        }
+        let Some(&byte) = bytes.get(i) else { break };
+        let drop = match byte {
+            b'*' | b'`' | b'~' => 1,
+            // Slack `_italic_` and Discord `__underline__`, but not `service_name`.
+            b'_' if !alphanumeric_before(text, i) || !alphanumeric_after(text, i + 1) => 1,
+            // Discord `||spoiler||`.
+            b'|' if bytes.get(i + 1) == Some(&b'|') || (i > 0 && bytes[i - 1] == b'|') => 1,
+            // A quoted line: `> text` or `>>> text`.
+            b'>' if at_line_start(bytes, i) => {
+                let mut end = i;
+                while bytes.get(end) == Some(&b'>') {
+                    end += 1;
+                }
+                if bytes.get(end) == Some(&b' ') {
+                    end += 1;
+                }
+                end - i
+            }
+            b':' if !alphanumeric_before(text, i) => emoji_code_length(text, i).unwrap_or(0),
+            _ => 0,
+        };
+        if drop > 0 {
+            out.push_str(&text[copied_to..i]);
+            i += drop;
+            copied_to = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&text[copied_to..]);
     out
 }
 
-/// Length of a `:emoji_name:` code at the start of `chars`, if there is one.
-fn emoji_code_length(chars: &[char]) -> Option<usize> {
+/// Whether only spaces or tabs stand between the start of the line and byte `at`.
+fn at_line_start(bytes: &[u8], at: usize) -> bool {
+    bytes[..at]
+        .iter()
+        .rev()
+        .find(|b| !matches!(b, b' ' | b'\t'))
+        .is_none_or(|b| *b == b'\n')
+}
+
+/// Whether the character before byte `at` (a character boundary) is a letter or digit.
+fn alphanumeric_before(text: &str, at: usize) -> bool {
+    text[..at]
+        .chars()
+        .next_back()
+        .is_some_and(char::is_alphanumeric)
+}
+
+/// Whether the character at byte `at` (a character boundary) is a letter or digit.
+fn alphanumeric_after(text: &str, at: usize) -> bool {
+    text[at..].chars().next().is_some_and(char::is_alphanumeric)
+}
+
+/// Length in bytes of a `:emoji_name:` code starting at byte `at`, if there is one.
+fn emoji_code_length(text: &str, at: usize) -> Option<usize> {
+    let bytes = &text.as_bytes()[at..];
     let mut has_letter = false;
-    for (offset, c) in chars.iter().enumerate().skip(1).take(64) {
-        match c {
-            ':' if offset > 1 && has_letter => {
-                let next = chars.get(offset + 1);
-                return (!next.is_some_and(|n| n.is_alphanumeric())).then_some(offset + 1);
+    for (offset, byte) in bytes.iter().enumerate().skip(1).take(64) {
+        match byte {
+            b':' if offset > 1 && has_letter => {
+                return (!alphanumeric_after(text, at + offset + 1)).then_some(offset + 1);
             }
-            'a'..='z' | 'A'..='Z' => has_letter = true,
-            '0'..='9' | '_' | '+' | '-' | '\'' => {}
+            b'a'..=b'z' | b'A'..=b'Z' => has_letter = true,
+            b'0'..=b'9' | b'_' | b'+' | b'-' | b'\'' => {}
             _ => return None,
         }
     }
@@ -278,6 +395,11 @@ mod tests {
     }
 
     #[test]
+    fn an_escaped_entity_stays_literal() {
+        assert_eq!(plain("&amp;lt; &amp;amp; &nbsp;"), "&lt; &amp; &nbsp;");
+    }
+
+    #[test]
     fn quoted_lines_are_unwrapped() {
         assert_eq!(plain("> checkout down\n>>> prod"), "checkout down\nprod");
     }
@@ -303,10 +425,21 @@ mod tests {
     }
 
     #[test]
+    fn link_search_skips_words_that_only_start_like_links() {
+        let found: Vec<&str> = links("httpd on http:// and https://x.example/a.").collect();
+        assert_eq!(found, vec!["https://x.example/a"]);
+    }
+
+    #[test]
     fn only_http_links_are_web_links() {
         assert!(is_web_link("https://grafana.example.com/d/abc"));
+        assert!(is_web_link(
+            "http://alertmanager:9093/#/alerts?receiver=slack"
+        ));
         assert!(!is_web_link("javascript:alert(1)"));
         assert!(!is_web_link("/relative/path"));
+        assert!(!is_web_link("https:///no-host"));
+        assert!(!is_web_link("https://example.com/a b"));
     }
 
     #[test]

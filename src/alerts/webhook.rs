@@ -107,17 +107,19 @@ struct PayloadAlert {
     value_string: Option<String>,
 }
 
+/// Decodes the payload. Tracking the path of every field costs as much as decoding, so
+/// only a payload with a bad field is decoded a second time to name it.
 fn decode(body: &[u8]) -> Result<Payload, PayloadError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let payload: Payload =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            from_json_error(error.inner(), &path)
-        })?;
-    deserializer
-        .end()
-        .map_err(|error| from_json_error(&error, "."))?;
-    Ok(payload)
+    serde_json::from_slice(body).map_err(|error| {
+        if !error.is_data() {
+            return from_json_error(&error, ".");
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        match serde_path_to_error::deserialize::<_, Payload>(&mut deserializer) {
+            Err(located) => from_json_error(located.inner(), &located.path().to_string()),
+            Ok(_) => from_json_error(&error, "."),
+        }
+    })
 }
 
 fn from_json_error(error: &serde_json::Error, path: &str) -> PayloadError {

@@ -17,7 +17,7 @@ use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
 
 static TITLE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^(?:\[(P[1-5])\]\s*)?\[?(Re-Triggered|Triggered|Recovered|Re-Warn|Warn|Re-No Data|No Data|Renotify|Resolved)(?:\s+on\s+\{([^}]*)\})?(?:\]\s*:?|:)\s*(?:\[(P[1-5])\]\s*)?(.*)$",
+        r"(?i)^(?:\[(P[1-5])\]\s*)?\[?(Re-Triggered|Triggered|Recovered|Re-Warn|Warn|Re-No Data|No Data|Renotify|Resolved)(?:\s+on\s+\{([^}]*)\})?(?:\]\s*:?|:)\s*(?:\[(P[1-5])\]\s*)?",
     )
     .expect("datadog title pattern is valid")
 });
@@ -42,7 +42,11 @@ const TEXT_TAG_KEYS: &[&str] = &[
 ];
 
 pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert> {
-    let captures = view.headlines().find_map(|h| TITLE.captures(h))?;
+    let (captures, name) = view.headlines().find_map(|headline| {
+        let captures = TITLE.captures(headline)?;
+        let name = headline[captures.get_match().end()..].trim();
+        Some((captures, name))
+    })?;
     let priority = captures
         .get(1)
         .or_else(|| captures.get(4))
@@ -69,7 +73,6 @@ pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert
         (None, "warn" | "re-warn") => Severity::Warning,
         _ => Severity::Unknown,
     };
-    let name = captures[5].trim();
     let title = if name.is_empty() {
         "Datadog monitor".to_owned()
     } else {

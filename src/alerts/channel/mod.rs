@@ -30,13 +30,14 @@ mod sentry;
 #[cfg(test)]
 mod tests;
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use regex::Regex;
 
-use super::markup::{clip, is_web_link, links, plain};
+use super::markup::{clip, clip_owned, is_web_link, links, plain};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
 use crate::core::event::{Attachment, ChannelMessage};
 
@@ -112,8 +113,8 @@ pub(super) struct View<'a> {
     /// The message text, plain.
     pub(super) text: String,
     pub(super) parts: Vec<Part<'a>>,
-    /// Every web link in the message: attachment title links first, then links in the text.
-    pub(super) links: Vec<String>,
+    /// Every web link in the message, found on first use (see [`View::links`]).
+    links: OnceCell<Vec<String>>,
 }
 
 /// An attachment or embed, plain.
@@ -138,7 +139,12 @@ impl<'a> View<'a> {
                 title: plain_opt(&raw.title).trim().to_owned(),
                 pretext: plain_opt(&raw.pretext),
                 text: plain_opt(&raw.text),
-                fallback: plain_opt(&raw.fallback),
+                // Only the fallback's first line is ever read (see `headlines`).
+                fallback: raw
+                    .fallback
+                    .as_deref()
+                    .map(|f| plain(first_line(f)))
+                    .unwrap_or_default(),
                 footer: plain_opt(&raw.footer),
                 fields: raw
                     .fields
@@ -147,37 +153,45 @@ impl<'a> View<'a> {
                     .collect(),
             })
             .collect();
-        let mut found: Vec<String> = Vec::new();
-        let mut add = |link: &str| {
-            if !found.iter().any(|l| l == link) && is_web_link(link) {
-                found.push(link.to_owned());
-            }
-        };
-        for attachment in &message.attachments {
-            if let Some(link) = &attachment.title_link {
-                add(link.trim());
-            }
-        }
-        let raw_texts = std::iter::once(message.text.as_str()).chain(
-            message.attachments.iter().flat_map(|a| {
-                [&a.title, &a.pretext, &a.text, &a.footer]
-                    .into_iter()
-                    .flatten()
-                    .map(String::as_str)
-                    .chain(a.fields.iter().map(|(_, value)| value.as_str()))
-            }),
-        );
-        for text in raw_texts {
-            for link in links(text) {
-                add(link);
-            }
-        }
         Self {
             message,
             text: plain(&message.text),
             parts,
-            links: found,
+            links: OnceCell::new(),
         }
+    }
+
+    /// Every web link in the message: attachment title links first, then links in the
+    /// texts. Found on first use; the Alertmanager, Grafana and person paths never ask.
+    pub(super) fn links(&self) -> &[String] {
+        self.links.get_or_init(|| {
+            let mut found: Vec<String> = Vec::new();
+            let mut add = |link: &str| {
+                if !found.iter().any(|l| l == link) && is_web_link(link) {
+                    found.push(link.to_owned());
+                }
+            };
+            for attachment in &self.message.attachments {
+                if let Some(link) = &attachment.title_link {
+                    add(link.trim());
+                }
+            }
+            let raw_texts = std::iter::once(self.message.text.as_str()).chain(
+                self.message.attachments.iter().flat_map(|a| {
+                    [&a.title, &a.pretext, &a.text, &a.footer]
+                        .into_iter()
+                        .flatten()
+                        .map(String::as_str)
+                        .chain(a.fields.iter().map(|(_, value)| value.as_str()))
+                }),
+            );
+            for text in raw_texts {
+                for link in links(text) {
+                    add(link);
+                }
+            }
+            found
+        })
     }
 
     fn is_empty(&self) -> bool {
@@ -261,7 +275,7 @@ impl<'a> View<'a> {
 
     /// The first link whose text contains `needle`.
     pub(super) fn link_containing(&self, needle: &str) -> Option<&str> {
-        self.links
+        self.links()
             .iter()
             .find(|l| l.contains(needle))
             .map(String::as_str)
@@ -299,7 +313,7 @@ pub(super) struct Found {
 impl Found {
     pub(super) fn into_alert(self, view: &View<'_>) -> Alert {
         let posted_at = view.posted_at();
-        let title = clip(collapse_spaces(&self.title).trim(), MAX_TITLE);
+        let title = clip_owned(collapse_spaces(&self.title), MAX_TITLE);
         Alert {
             source: self.source,
             service: None,
@@ -307,7 +321,7 @@ impl Found {
             severity: self.severity,
             status: self.status,
             title,
-            description: clip(&tidy_lines(&self.description), MAX_DESCRIPTION),
+            description: clip_owned(tidy_lines(&self.description), MAX_DESCRIPTION),
             started_at: posted_at,
             ended_at: (self.status == AlertStatus::Resolved).then_some(posted_at),
             labels: self.labels,
@@ -388,7 +402,7 @@ fn unrecognised(view: &View<'_>, hint: Option<AlertSource>) -> Alert {
         description,
         labels,
         fingerprint,
-        link: view.links.first().cloned(),
+        link: view.links().first().cloned(),
     }
     .into_alert(view)
 }
@@ -457,27 +471,44 @@ pub(super) fn tag_pairs(text: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 fn collapse_spaces(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(text.len());
+    push_words(&mut out, text);
+    out
 }
 
-/// Text with each line's spaces collapsed (markup removal leaves gaps) and no runs of
-/// blank lines.
-fn tidy_lines(text: &str) -> String {
+fn push_words(out: &mut String, text: &str) {
+    let mut push = |index: usize, word: &str| {
+        if index > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    };
+    if text.is_ascii() {
+        text.split_ascii_whitespace()
+            .enumerate()
+            .for_each(|(i, w)| push(i, w));
+    } else {
+        text.split_whitespace()
+            .enumerate()
+            .for_each(|(i, w)| push(i, w));
+    }
+}
+
+/// Text with each line's spaces collapsed (markup removal leaves gaps) and at most one
+/// blank line in a row.
+pub(super) fn tidy_lines(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut blank_run = false;
-    for line in text.trim().lines().map(collapse_spaces) {
-        if line.is_empty() {
-            if !blank_run && !out.is_empty() {
-                out.push('\n');
-            }
-            blank_run = true;
+    let mut blank_before = false;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            blank_before = !out.is_empty();
             continue;
         }
         if !out.is_empty() {
-            out.push('\n');
+            out.push_str(if blank_before { "\n\n" } else { "\n" });
         }
-        blank_run = false;
-        out.push_str(&line);
+        blank_before = false;
+        push_words(&mut out, line);
     }
     out
 }

@@ -14,7 +14,7 @@ use super::{Found, View, tag_pairs};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
 
 static HEADLINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\[([A-Za-z][A-Za-z ]{0,40})\]\s*#(\d{1,12})\s*:?\s*(.*)$")
+    Regex::new(r"(?i)^\[([A-Za-z][A-Za-z ]{0,40})\]\s*#(\d{1,12})\s*:?")
         .expect("opsgenie headline pattern is valid")
 });
 
@@ -48,7 +48,11 @@ const ACTIONS: &[&str] = &[
 ];
 
 pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert> {
-    let captures = view.headlines().find_map(|h| HEADLINE.captures(h))?;
+    let (captures, message) = view.headlines().find_map(|headline| {
+        let captures = HEADLINE.captures(headline)?;
+        let message = headline[captures.get_match().end()..].trim();
+        Some((captures, message))
+    })?;
     let action = captures[1].trim().to_ascii_lowercase();
     if hint != Some(&AlertSource::Opsgenie) && !ACTIONS.contains(&action.as_str()) {
         return None;
@@ -59,7 +63,7 @@ pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert
     } else {
         AlertStatus::Firing
     };
-    let title = match captures[3].trim() {
+    let title = match message {
         "" => format!("Opsgenie alert #{number}"),
         message => message.to_owned(),
     };

@@ -14,9 +14,8 @@ use regex::Regex;
 use super::{Found, View};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
 
-static INCIDENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"#(\d{1,12})\b[\s:\-–]*(.*)$").expect("incident pattern is valid")
-});
+static INCIDENT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"#(\d{1,12})\b[\s:\-–]*").expect("incident pattern is valid"));
 
 static STATE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(triggered|acknowledged|unacknowledged|resolved|escalated|reassigned)\b")
@@ -34,7 +33,8 @@ pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert
     let (headline, number, incident_title) =
         view.headlines().chain(view.lines()).find_map(|line| {
             let captures = INCIDENT.captures(line)?;
-            Some((line, captures[1].to_owned(), captures[2].trim().to_owned()))
+            let rest = line[captures.get_match().end()..].trim().to_owned();
+            Some((line, captures[1].to_owned(), rest))
         })?;
     let incident_link = view.link_containing("pagerduty.com/incidents");
     let is_pagerduty = hint == Some(&AlertSource::PagerDuty)

@@ -19,19 +19,8 @@ use crate::alerts::markup::is_web_link;
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
 
 static SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\[(FIRING|RESOLVED)(?::\s*\d+)?(,\s*RESOLVED:\s*\d+)?\]\s*(.*)$")
+    Regex::new(r"(?i)^\[(FIRING|RESOLVED)(?::\s*\d+)?(,\s*RESOLVED:\s*\d+)?\]")
         .expect("subject pattern is valid")
-});
-
-static LABEL_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^-\s*([A-Za-z_][A-Za-z0-9_./\-]*)\s*[=:]\s*(.*)$")
-        .expect("label line pattern is valid")
-});
-
-/// `Source: <generator URL>` in the raw text (Slack wraps bare URLs in `<…>`).
-static SOURCE_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?m)^[\s*]*Source:?[\s*]*:?\s*<?(https?://[^\s|>]+)")
-        .expect("source line pattern is valid")
 });
 
 pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert> {
@@ -42,11 +31,8 @@ pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert
         } else {
             AlertStatus::Resolved
         };
-        Some((
-            status,
-            captures.get(2).is_some(),
-            captures[3].trim().to_owned(),
-        ))
+        let rest = headline[captures.get_match().end()..].trim().to_owned();
+        Some((status, captures.get(2).is_some(), rest))
     })?;
     let (group_values, common_values) = split_values(&rest);
     let body = read_body(view, status);
@@ -102,8 +88,8 @@ pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert
         .iter()
         .filter_map(|p| p.raw.text.as_deref())
         .chain(std::iter::once(view.message_text()))
-        .find_map(|raw| SOURCE_LINE.captures(raw).map(|c| c[1].to_owned()))
-        .filter(|l| is_web_link(l))
+        .find_map(source_link)
+        .map(str::to_owned)
         .or_else(|| {
             annotations
                 .get("runbook_url")
@@ -135,6 +121,40 @@ pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert
         }
         .into_alert(view),
     )
+}
+
+/// The generator URL of a `Source: <url>` line in the raw text (Slack wraps bare URLs in
+/// `<…>`; custom templates bold the word).
+fn source_link(raw: &str) -> Option<&str> {
+    raw.lines().find_map(|line| {
+        let line = line.trim_start_matches(|c: char| c == '*' || c.is_whitespace());
+        let rest = line
+            .strip_prefix("Source")?
+            .trim_start_matches(|c: char| c == ':' || c == '*' || c.is_whitespace());
+        let rest = rest.strip_prefix('<').unwrap_or(rest);
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '|' || c == '>')
+            .unwrap_or(rest.len());
+        Some(&rest[..end]).filter(|link| is_web_link(link))
+    })
+}
+
+/// A ` - name = value` line of a listed alert's labels or annotations (`name: value` in
+/// some custom templates), already trimmed.
+fn label_line(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix('-')?.trim_start();
+    let name_end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-')))
+        .unwrap_or(rest.len());
+    let name = &rest[..name_end];
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return None;
+    }
+    let after = rest[name_end..].trim_start();
+    let value = after
+        .strip_prefix('=')
+        .or_else(|| after.strip_prefix(':'))?;
+    Some((name, value.trim()))
 }
 
 /// Splits `HighErrorRate checkout (production critical)` into the group values and the
@@ -222,10 +242,10 @@ fn read_body(view: &View<'_>, status: AlertStatus) -> Body {
                 });
             }
             section = Some(Section::Annotations);
-        } else if let (Some(active), Some(captures), Some(alert)) =
-            (section, LABEL_LINE.captures(line), alerts.last_mut())
+        } else if let (Some(active), Some((name, value)), Some(alert)) =
+            (section, label_line(line), alerts.last_mut())
         {
-            let (name, value) = (captures[1].to_owned(), captures[2].trim().to_owned());
+            let (name, value) = (name.to_owned(), value.to_owned());
             match active {
                 Section::Labels => alert.labels.insert(name, value),
                 Section::Annotations => alert.annotations.insert(name, value),
@@ -278,5 +298,36 @@ mod tests {
         assert_eq!(split_values(" (val1)"), ("", "val1"));
         assert_eq!(split_values("HighErrorRate"), ("HighErrorRate", ""));
         assert_eq!(split_values("f(x)"), ("f(x)", ""));
+    }
+
+    #[test]
+    fn label_lines_read_name_and_value() {
+        assert_eq!(
+            label_line("- service = checkout"),
+            Some(("service", "checkout"))
+        );
+        assert_eq!(
+            label_line("- summary = error ratio = 7%"),
+            Some(("summary", "error ratio = 7%"))
+        );
+        assert_eq!(
+            label_line("- team: storefront"),
+            Some(("team", "storefront"))
+        );
+        assert_eq!(label_line("- 5xx everywhere"), None);
+        assert_eq!(label_line("service = checkout"), None);
+    }
+
+    #[test]
+    fn source_lines_give_the_generator_url() {
+        assert_eq!(
+            source_link("Labels:\n - a = b\nSource: <https://g.example/x?a=1&b=2>\n"),
+            Some("https://g.example/x?a=1&b=2")
+        );
+        assert_eq!(
+            source_link("*Source:* https://g.example/y"),
+            Some("https://g.example/y")
+        );
+        assert_eq!(source_link("Source: javascript:alert(1)"), None);
     }
 }

@@ -15,8 +15,7 @@ use super::{Found, View};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
 
 static METRIC: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^(Critical|Warning|Resolved)\s*:\s*(.+)$")
-        .expect("metric alert pattern is valid")
+    Regex::new(r"(?i)^(Critical|Warning|Resolved)\s*:").expect("metric alert pattern is valid")
 });
 
 static ISSUE_ID: LazyLock<Regex> =
@@ -81,8 +80,12 @@ pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert
         labels.insert("project".to_owned(), project.clone());
     }
 
-    let (title, mut status, metric_severity) = match METRIC.captures(headline) {
-        Some(c) => {
+    let metric = METRIC.captures(headline).and_then(|c| {
+        let rest = headline[c.get_match().end()..].trim();
+        (!rest.is_empty()).then_some((c, rest))
+    });
+    let (title, mut status, metric_severity) = match metric {
+        Some((c, rest)) => {
             let kind = c[1].to_ascii_lowercase();
             let status = if kind == "resolved" {
                 AlertStatus::Resolved
@@ -90,7 +93,7 @@ pub(super) fn parse(view: &View<'_>, hint: Option<&AlertSource>) -> Option<Alert
                 AlertStatus::Firing
             };
             let severity = (kind != "resolved").then(|| Severity::parse_lenient(&kind));
-            (c[2].trim().to_owned(), status, severity)
+            (rest.to_owned(), status, severity)
         }
         None => (headline.to_owned(), AlertStatus::Firing, None),
     };
