@@ -452,7 +452,13 @@ async fn post_deploy(
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(json!({ "id": recorded.id, "created": recorded.created, "deploy": recorded.deploy }))).into_response())
+    Ok((
+        status,
+        axum::Json(
+            json!({ "id": recorded.id, "created": recorded.created, "deploy": recorded.deploy }),
+        ),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -236,7 +236,10 @@ impl Bot {
             return Ok(AlertHandled::Ignored);
         };
         self.inner.recognizer.apply(&mut alert);
-        if alert.source == super::alert::AlertSource::Person && alert.service.is_none() {
+        // People (and bots of unknown format) talk about services all day; only a message
+        // naming a known service *and* describing a problem is treated as an alert.
+        let from_a_person = alert.source == super::alert::AlertSource::Person;
+        if from_a_person && (alert.service.is_none() || !describes_a_problem(&alert.description)) {
             return Ok(AlertHandled::Ignored);
         }
         self.process_alert(alert, AlertOrigin::Channel(at)).await
@@ -2338,6 +2341,93 @@ impl Bot {
     }
 }
 
+/// Words people use when something is wrong in production.
+const PROBLEM_WORDS: &[&str] = &[
+    "error",
+    "errors",
+    "erroring",
+    "5xx",
+    "4xx",
+    "500",
+    "500s",
+    "502",
+    "502s",
+    "503",
+    "503s",
+    "504",
+    "504s",
+    "down",
+    "outage",
+    "failing",
+    "fails",
+    "failed",
+    "failure",
+    "failures",
+    "broken",
+    "broke",
+    "crash",
+    "crashes",
+    "crashing",
+    "crashloop",
+    "crashloopbackoff",
+    "timeout",
+    "timeouts",
+    "latency",
+    "slow",
+    "slowness",
+    "degraded",
+    "unavailable",
+    "alert",
+    "alerting",
+    "firing",
+    "incident",
+    "exception",
+    "exceptions",
+    "panic",
+    "panics",
+    "oom",
+    "oomkilled",
+    "spike",
+    "spiking",
+    "elevated",
+    "throwing",
+    "dropping",
+    "stuck",
+    "hanging",
+    "paging",
+    "sev1",
+    "sev2",
+    "p1",
+    "p2",
+    "rollback",
+    "revert",
+    "fire",
+    "burning",
+    "leak",
+    "leaking",
+    "saturated",
+    "unhealthy",
+    "flapping",
+    "rejecting",
+    "refused",
+    "wrong",
+    "bad",
+    "issue",
+    "issues",
+    "problem",
+    "problems",
+];
+
+/// Whether a person's message describes a problem rather than, say, announcing a deploy.
+fn describes_a_problem(text: &str) -> bool {
+    text.contains('🔥')
+        || text.contains('🚨')
+        || text
+            .to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|word| PROBLEM_WORDS.contains(&word))
+}
+
 fn platform_of(press: &Press) -> Platform {
     press
         .message
@@ -2414,6 +2504,29 @@ mod tests {
             changes: vec![],
             config_changes: vec![],
             source,
+        }
+    }
+
+    #[test]
+    fn people_describing_a_problem_are_heard() {
+        for text in [
+            "checkout prod is throwing 500s",
+            "checkout production is down",
+            "seeing elevated latency on checkout",
+            "checkout 🔥",
+        ] {
+            assert!(describes_a_problem(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn people_merely_mentioning_a_service_are_not_an_alert() {
+        for text in [
+            "deployed checkout v42 to production",
+            "who owns checkout?",
+            "checkout standup in 5",
+        ] {
+            assert!(!describes_a_problem(text), "{text}");
         }
     }
 

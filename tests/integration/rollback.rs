@@ -136,6 +136,24 @@ async fn a_person_mentioning_no_known_service_is_ignored() {
 }
 
 #[tokio::test]
+async fn a_person_announcing_a_deploy_is_not_an_alert() {
+    let app = spawn_app().await;
+    let text = "deployed checkout v42 to production";
+    let message = app.chat.person_posts(text);
+    let seen = breakwater::core::event::ChannelMessage {
+        text: text.into(),
+        posted_at: chrono::Utc::now(),
+        ..Default::default()
+    };
+    let handled = app
+        .bot
+        .handle_channel_message("Ev-deploy", message, &seen)
+        .await
+        .expect("handled");
+    assert_eq!(handled, breakwater::core::bot::AlertHandled::Ignored);
+}
+
+#[tokio::test]
 async fn an_alert_for_an_unknown_service_lists_the_known_ones_and_offers_no_button() {
     let app = spawn_app().await;
     app.fire_alert("DiskFull", "ledger", "production").await;
