@@ -38,8 +38,20 @@ use crate::chat::{Chat, ChatHub, Lane};
 use crate::metrics::Metrics;
 use crate::store::{AlertGroup, DeployQuery, GroupThread, Store, StoreError};
 
-/// How much history is read to find the deploy before a suspect.
+/// How much history commands read.
 const HISTORY_LIMIT: u32 = 200;
+/// Deploys read from an alert's lookback window (and after it), and from before it.
+const WINDOW_LIMIT: u32 = 50;
+const BEFORE_WINDOW_LIMIT: u32 = 10;
+
+/// Which part of a target's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryScope {
+    /// The newest deploys.
+    Latest(u32),
+    /// Everything since this time (an alert's lookback window), plus a few before it.
+    Window(DateTime<Utc>),
+}
 /// Summaries cached per alert group; older ones are rebuilt on demand.
 const SUMMARY_CACHE: usize = 1024;
 
@@ -644,7 +656,12 @@ impl Bot {
             });
         };
         let target = Target::new(service.clone(), environment.clone());
-        let (history, mut caveats) = self.history(&target).await;
+        let window_start = alert.started_at
+            - chrono::Duration::from_std(self.inner.settings.policy.lookback)
+                .unwrap_or(chrono::Duration::hours(6));
+        let (history, mut caveats) = self
+            .history(&target, HistoryScope::Window(window_start))
+            .await;
         let current = match self.current_revision(&target, &history).await {
             Ok(current) => current,
             Err(message) => {
@@ -693,26 +710,43 @@ impl Bot {
 
     /// The target's deploys, newest first: the registry merged with the backend's own
     /// history (one entry per version). Backend failures become caveats, not errors.
-    pub async fn history(&self, target: &Target) -> (Vec<Deploy>, Vec<Caveat>) {
+    pub async fn history(
+        &self,
+        target: &Target,
+        scope: HistoryScope,
+    ) -> (Vec<Deploy>, Vec<Caveat>) {
         let mut caveats = Vec::new();
-        let query = DeployQuery {
+        let query = |since, before, limit| DeployQuery {
             service: Some(target.service.clone()),
             environment: Some(target.environment.clone()),
-            limit: HISTORY_LIMIT,
-            ..DeployQuery::default()
+            since,
+            before,
+            limit,
         };
-        let mut deploys = match self.inner.store.deploys(&query).await {
-            Ok(deploys) => deploys,
-            Err(error) => {
-                tracing::warn!(%error, "could not read the deploy registry");
-                caveats.push(Caveat {
-                    message: "The deploy registry could not be read.".to_owned(),
-                    blocking: false,
-                    remedy: None,
-                });
-                Vec::new()
+        // Around an alert only the window and a few deploys before it matter (the
+        // suspect's predecessor); reading more would cost every summary.
+        let queries = match scope {
+            HistoryScope::Latest(limit) => vec![query(None, None, limit)],
+            HistoryScope::Window(start) => vec![
+                query(Some(start), None, WINDOW_LIMIT),
+                query(None, Some(start), BEFORE_WINDOW_LIMIT),
+            ],
+        };
+        let mut deploys = Vec::new();
+        for query in queries {
+            match self.inner.store.deploys(&query).await {
+                Ok(found) => deploys.extend(found),
+                Err(error) => {
+                    tracing::warn!(%error, "could not read the deploy registry");
+                    caveats.push(Caveat {
+                        message: "The deploy registry could not be read.".to_owned(),
+                        blocking: false,
+                        remedy: None,
+                    });
+                    break;
+                }
             }
-        };
+        }
         if let Some(backend) = self.inner.backends.for_target(target)
             && backend.capabilities().own_history
         {
@@ -1331,7 +1365,7 @@ impl Bot {
             .await;
             return;
         };
-        let (history, _) = self.history(&plan.target).await;
+        let (history, _) = self.history(&plan.target, HistoryScope::Latest(20)).await;
         let current = match self.current_revision(&plan.target, &history).await {
             Ok(current) => current,
             Err(message) => {
@@ -1798,7 +1832,10 @@ impl Bot {
         let deploys = match (&service, &environment) {
             (Some(service), Some(environment)) => {
                 let (mut history, _) = self
-                    .history(&Target::new(service.clone(), environment.clone()))
+                    .history(
+                        &Target::new(service.clone(), environment.clone()),
+                        HistoryScope::Latest(10),
+                    )
                     .await;
                 history.truncate(10);
                 history
@@ -1832,7 +1869,7 @@ impl Bot {
             Err(text) => return Ok(Reply::Private(Message::plain(text))),
         };
         let target = Target::new(service, environment);
-        let (history, caveats) = self.history(&target).await;
+        let (history, caveats) = self.history(&target, HistoryScope::Latest(20)).await;
         let current = self.current_revision(&target, &history).await;
         let mut lines = Vec::new();
         match &current {
@@ -1994,7 +2031,9 @@ impl Bot {
                 "No deployment backend is configured for {target}."
             ))));
         };
-        let (history, _) = self.history(&target).await;
+        let (history, _) = self
+            .history(&target, HistoryScope::Latest(HISTORY_LIMIT))
+            .await;
         let current = match self.current_revision(&target, &history).await {
             Ok(Some(current)) => current,
             Ok(None) => {
@@ -2140,7 +2179,7 @@ impl Bot {
                     });
                 }
                 _ => {
-                    let (history, _) = self.history(&plan.target).await;
+                    let (history, _) = self.history(&plan.target, HistoryScope::Latest(20)).await;
                     let current = self
                         .current_revision(&plan.target, &history)
                         .await
