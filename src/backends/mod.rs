@@ -5,7 +5,11 @@
 //! follows that mapping. Backends that keep no history of their own (webhook, command,
 //! simulated) leave history and the current revision to the deploy registry.
 
+pub mod argocd;
 pub mod command;
+pub mod helm;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod simulated;
 pub mod webhook;
 
@@ -16,7 +20,11 @@ use crate::config::{BackendConfig, Config, ServiceConfig};
 use crate::core::backend::DeployBackend;
 use crate::core::deploy::{ServiceName, Target};
 
+pub use argocd::ArgoCdBackend;
 pub use command::CommandBackend;
+pub use helm::HelmBackend;
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::KubernetesBackend;
 pub use simulated::SimulatedBackend;
 pub use webhook::WebhookBackend;
 
@@ -24,15 +32,33 @@ pub use webhook::WebhookBackend;
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error(
-        "backends.{name}: kind \"{kind}\" is not available in this version of breakwater yet; \
-         use a webhook or command backend for now"
+        "backends.{name}: kind \"{kind}\" needs the \"{feature}\" cargo feature, which this \
+         build of breakwater was compiled without; rebuild with --features {feature}"
     )]
-    KindNotAvailable { name: String, kind: &'static str },
+    FeatureDisabled {
+        name: String,
+        kind: &'static str,
+        feature: &'static str,
+    },
     #[error("backends.{name}: cannot create an HTTP client: {source}")]
     HttpClient {
         name: String,
         #[source]
         source: reqwest::Error,
+    },
+    #[error("backends.{name}.url: {url} cannot carry an API path; use an http(s) URL")]
+    Url { name: String, url: String },
+    #[error("backends.{name}.ca_file: cannot use {}: {reason}", path.display())]
+    CaFile {
+        name: String,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("backends.{name}.{key}: {reason}")]
+    Kubeconfig {
+        name: String,
+        key: &'static str,
+        reason: String,
     },
 }
 
@@ -59,9 +85,22 @@ impl BackendRegistry {
                     simulated.insert(name.clone(), Arc::clone(&backend));
                     backend
                 }
-                BackendConfig::ArgoCd(_) => return Err(not_available(name, backend)),
-                BackendConfig::Kubernetes(_) => return Err(not_available(name, backend)),
-                BackendConfig::Helm(_) => return Err(not_available(name, backend)),
+                BackendConfig::ArgoCd(c) => {
+                    Arc::new(ArgoCdBackend::new(name, c, &config.services)?)
+                }
+                #[cfg(feature = "kubernetes")]
+                BackendConfig::Kubernetes(c) => {
+                    Arc::new(KubernetesBackend::new(name, c, &config.services)?)
+                }
+                #[cfg(not(feature = "kubernetes"))]
+                BackendConfig::Kubernetes(_) => {
+                    return Err(BuildError::FeatureDisabled {
+                        name: name.clone(),
+                        kind: backend.kind(),
+                        feature: "kubernetes",
+                    });
+                }
+                BackendConfig::Helm(c) => Arc::new(HelmBackend::new(name, c, &config.services)),
             };
             backends.insert(name.clone(), built);
         }
@@ -120,18 +159,11 @@ impl std::fmt::Debug for BackendRegistry {
     }
 }
 
-fn services_by_name(services: &[ServiceConfig]) -> HashMap<ServiceName, ServiceConfig> {
+pub(crate) fn services_by_name(services: &[ServiceConfig]) -> HashMap<ServiceName, ServiceConfig> {
     services
         .iter()
         .map(|service| (service.name.clone(), service.clone()))
         .collect()
-}
-
-fn not_available(name: &str, backend: &BackendConfig) -> BuildError {
-    BuildError::KindNotAvailable {
-        name: name.to_owned(),
-        kind: backend.kind(),
-    }
 }
 
 /// At most `max` characters of `text` with whitespace runs collapsed, so a backend's
@@ -144,6 +176,104 @@ pub(crate) fn snippet(text: &str, max: usize) -> String {
     let mut cut: String = collapsed.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
+}
+
+/// One deployed state in a backend's history, oldest first, for [`distinct_versions`].
+pub(crate) struct VersionSource<'a> {
+    /// What was deployed; equal contents are the same state deployed again (a rollback).
+    pub content: &'a str,
+    /// The version as read: an image tag, an app or chart version.
+    pub base: &'a str,
+    /// The backend's revision number of the first deploy of this content.
+    pub number: &'a str,
+}
+
+/// The version people see for each entry, oldest first. The core merges history by
+/// version and offers the newest deploy *before* the suspect's version, so two different
+/// states must never share one: a configuration-only change keeps its image tag, and
+/// would otherwise hide behind the deploy it changed. The first content with a base keeps
+/// it (so it still matches what CI reported); later different contents with the same
+/// base become `BASE+rNUMBER`; a content deployed again keeps its first version.
+pub(crate) fn distinct_versions(items: &[VersionSource<'_>]) -> Vec<String> {
+    let mut by_content: HashMap<&str, String> = HashMap::new();
+    let mut claimed: HashMap<&str, &str> = HashMap::new();
+    items
+        .iter()
+        .map(|item| {
+            if let Some(label) = by_content.get(item.content) {
+                return label.clone();
+            }
+            let label = match claimed.get(item.base) {
+                None => {
+                    claimed.insert(item.base, item.content);
+                    item.base.to_owned()
+                }
+                Some(_) => format!("{}+r{}", item.base, item.number),
+            };
+            by_content.insert(item.content, label.clone());
+            label
+        })
+        .collect()
+}
+
+/// The tag of a container image reference (`registry:5000/team/app:v1.4.0` → `v1.4.0`),
+/// the first 12 hex digits of a digest-only reference, or `latest` when it names neither.
+pub(crate) fn image_tag(image: &str) -> String {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    let last_segment = name.rsplit('/').next().unwrap_or(name);
+    if let Some((_, tag)) = last_segment.rsplit_once(':')
+        && !tag.is_empty()
+    {
+        return tag.to_owned();
+    }
+    match digest {
+        Some(digest) => {
+            let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
+            hex.chars().take(12).collect()
+        }
+        None => "latest".to_owned(),
+    }
+}
+
+/// The name part of an image reference, without registry port, tag or digest.
+pub(crate) fn image_name(image: &str) -> &str {
+    let name = image.split('@').next().unwrap_or(image);
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_slash..].rfind(':') {
+        Some(colon) => &name[..last_slash + colon],
+        None => name,
+    }
+}
+
+/// The causes of an error joined with `: `, without repeating lines, for messages that
+/// must say why a connection failed without the library's generic outer text.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut causes: Vec<String> = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if causes.last() != Some(&text) {
+            causes.push(text);
+        }
+        source = cause.source();
+    }
+    if causes.is_empty() {
+        error.to_string()
+    } else {
+        causes.join(": ")
+    }
+}
+
+/// Shortens a Git commit id for display.
+pub(crate) fn short_commit(revision: &str) -> &str {
+    if revision.len() >= 12 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
+        &revision[..7]
+    } else {
+        revision
+    }
 }
 
 impl crate::core::backend::BackendDirectory for BackendRegistry {
@@ -223,23 +353,63 @@ mod tests {
     }
 
     #[test]
-    fn kinds_not_built_yet_are_refused_with_their_name() {
+    fn argocd_kubernetes_and_helm_sections_become_backends_of_their_kind() {
         let text = BACKENDS.to_owned()
             + r#"
             [backends.argo]
             kind = "argocd"
             url = "https://argocd.internal"
             token = { file = "Cargo.toml" }
+
+            [backends.charts]
+            kind = "helm"
         "#;
-        let error = BackendRegistry::from_config(&config(&text)).expect_err("not available");
-        assert!(matches!(
-            &error,
-            BuildError::KindNotAvailable { name, kind: "argocd" } if name == "argo"
-        ));
+        let registry = BackendRegistry::from_config(&config(&text)).expect("built");
+        assert_eq!(registry.get("argo").expect("argo").kind(), "argocd");
+        assert_eq!(registry.get("charts").expect("charts").kind(), "helm");
+    }
+
+    #[test]
+    fn a_kubernetes_section_needs_the_kubernetes_feature() {
+        let text = BACKENDS.to_owned()
+            + r#"
+            [backends.cluster]
+            kind = "kubernetes"
+        "#;
+        let built = BackendRegistry::from_config(&config(&text));
+        if cfg!(feature = "kubernetes") {
+            assert_eq!(
+                built
+                    .expect("built")
+                    .get("cluster")
+                    .expect("cluster")
+                    .kind(),
+                "kubernetes"
+            );
+        } else {
+            let error = built.expect_err("refused");
+            assert!(
+                error.to_string().contains("--features kubernetes"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_argocd_ca_file_is_refused_naming_its_key() {
+        let text = BACKENDS.to_owned()
+            + r#"
+            [backends.argo]
+            kind = "argocd"
+            url = "https://argocd.internal"
+            token = { file = "Cargo.toml" }
+            ca_file = "/nonexistent/ca.pem"
+        "#;
+        let error = BackendRegistry::from_config(&config(&text)).expect_err("refused");
         assert!(
             error
                 .to_string()
-                .starts_with("backends.argo: kind \"argocd\""),
+                .starts_with("backends.argo.ca_file: cannot use /nonexistent/ca.pem"),
             "{error}"
         );
     }
@@ -258,6 +428,51 @@ mod tests {
         let backend = registry.for_target(&target("production")).expect("routed");
         assert_eq!(backend.kind(), "simulated");
         assert!(registry.for_target(&target("staging")).is_none());
+    }
+
+    #[test]
+    fn image_tags_ignore_registry_ports_and_fall_back_to_digests() {
+        assert_eq!(image_tag("ghcr.io/acme/checkout:v1.4.0"), "v1.4.0");
+        assert_eq!(image_tag("registry:5000/checkout"), "latest");
+        assert_eq!(image_tag("registry:5000/checkout:2.1"), "2.1");
+        assert_eq!(
+            image_tag("checkout@sha256:0123456789abcdef0123"),
+            "0123456789ab"
+        );
+        assert_eq!(image_tag("checkout:v2@sha256:0123456789abcdef"), "v2");
+        assert_eq!(
+            image_name("registry:5000/team/checkout:v2"),
+            "registry:5000/team/checkout"
+        );
+        assert_eq!(image_name("checkout@sha256:00"), "checkout");
+    }
+
+    fn versions(items: &[(&str, &str, &str)]) -> Vec<String> {
+        let sources: Vec<VersionSource<'_>> = items
+            .iter()
+            .map(|(content, base, number)| VersionSource {
+                content,
+                base,
+                number,
+            })
+            .collect();
+        distinct_versions(&sources)
+    }
+
+    #[test]
+    fn a_configuration_only_change_gets_a_version_of_its_own() {
+        assert_eq!(
+            versions(&[("a", "v1", "1"), ("b", "v2", "2"), ("c", "v2", "3")]),
+            ["v1", "v2", "v2+r3"]
+        );
+    }
+
+    #[test]
+    fn a_state_deployed_again_keeps_its_first_version() {
+        assert_eq!(
+            versions(&[("a", "v1", "1"), ("b", "v1", "2"), ("a", "v1", "1")]),
+            ["v1", "v1+r2", "v1"]
+        );
     }
 
     #[test]

@@ -527,7 +527,9 @@ impl Bot {
                 plan,
                 grouped: group.alert_count,
                 resolved_at: group.resolved_at,
-                offer_remedy: false,
+                // A backend names a remedy only when its configuration allows it (Argo CD's
+                // `allow_disable_autosync`), so a remedy in the caveats is the permission.
+                offer_remedy: offers_remedy(summary),
                 now: Some(self.now()),
             },
         )
@@ -966,6 +968,7 @@ impl Bot {
                 actor: press.actor.clone(),
                 created_at: now,
                 expires_at: (now + ttl).min(plan.expires_at),
+                disable_auto_sync,
             };
             self.inner.store.insert_confirmation(&confirmation).await?;
             self.inner
@@ -981,6 +984,7 @@ impl Bot {
                             "confirmation": confirmation.id.to_string(),
                             "from": plan.from.version,
                             "to": plan.to.version,
+                            "disable_auto_sync": disable_auto_sync,
                         })),
                 )
                 .await?;
@@ -1132,7 +1136,9 @@ impl Bot {
         if let Some(reply) = self.refuse_by_policy(press, &plan).await? {
             return Ok(as_replacement(reply));
         }
-        let reply = self.approve_or_start(press, plan, false).await?;
+        let reply = self
+            .approve_or_start(press, plan, confirmation.disable_auto_sync)
+            .await?;
         Ok(as_replacement(reply))
     }
 
@@ -2491,6 +2497,14 @@ fn suspect_version(summary: &Summary) -> Option<String> {
             .find(|e| e.suspect)
             .map(|e| e.deploy.version.clone()),
         _ => None,
+    }
+}
+
+/// Whether a caveat of the summary names a remedy the person may choose.
+fn offers_remedy(summary: &Summary) -> bool {
+    match &summary.body {
+        SummaryBody::Deploys(deploys) => deploys.caveats.iter().any(|c| c.remedy.is_some()),
+        _ => false,
     }
 }
 

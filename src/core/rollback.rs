@@ -194,6 +194,9 @@ pub struct Confirmation {
     pub actor: Actor,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The press was "Disable auto-sync and roll back": confirming carries that consent on.
+    #[serde(default)]
+    pub disable_auto_sync: bool,
 }
 
 #[cfg(test)]

@@ -416,6 +416,7 @@ pub(crate) struct ConfirmationRow {
     actor: String,
     created_at: i64,
     expires_at: i64,
+    disable_auto_sync: i64,
 }
 
 impl ConfirmationRow {
@@ -426,6 +427,7 @@ impl ConfirmationRow {
             actor: from_json("confirmation actor", &self.actor)?,
             created_at: time(self.created_at)?,
             expires_at: time(self.expires_at)?,
+            disable_auto_sync: self.disable_auto_sync != 0,
         })
     }
 }
@@ -1268,14 +1270,16 @@ where
         confirmation: &Confirmation,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO confirmations (id, plan_id, actor, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO confirmations \
+             (id, plan_id, actor, created_at, expires_at, disable_auto_sync) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(confirmation.id.to_string())
         .bind(confirmation.plan.to_string())
         .bind(to_json("confirmation actor", &confirmation.actor)?)
         .bind(micros(confirmation.created_at))
         .bind(micros(confirmation.expires_at))
+        .bind(i64::from(confirmation.disable_auto_sync))
         .execute(conn)
         .await?;
         Ok(())
@@ -1289,7 +1293,7 @@ where
     ) -> StoreResult<Option<Confirmation>> {
         let row: Option<ConfirmationRow> = sqlx::query_as(
             "DELETE FROM confirmations WHERE id = $1 \
-             RETURNING id, plan_id, actor, created_at, expires_at",
+             RETURNING id, plan_id, actor, created_at, expires_at, disable_auto_sync",
         )
         .bind(id.to_string())
         .fetch_optional(conn)
@@ -1302,7 +1306,8 @@ where
         id: &PlanId,
     ) -> StoreResult<Option<Confirmation>> {
         let row: Option<ConfirmationRow> = sqlx::query_as(
-            "SELECT id, plan_id, actor, created_at, expires_at FROM confirmations WHERE id = $1",
+            "SELECT id, plan_id, actor, created_at, expires_at, disable_auto_sync \
+             FROM confirmations WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(conn)

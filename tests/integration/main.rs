@@ -3,6 +3,10 @@
 
 mod api;
 mod backends;
+mod backends_argocd;
+mod backends_helm;
+#[cfg(feature = "kubernetes")]
+mod backends_kubernetes;
 mod cli;
 mod rollback;
 mod store;

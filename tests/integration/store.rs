@@ -201,6 +201,7 @@ store_tests!(
     a_plan_keeps_its_message_and_operation,
     a_confirmation_is_taken_once_under_concurrency,
     a_confirmation_can_be_read_before_it_is_taken,
+    a_confirmation_keeps_the_consent_to_disable_auto_sync,
     an_event_is_claimed_once_under_concurrency,
     pruning_forgets_only_claims_older_than_the_cutoff,
     an_empty_audit_log_has_no_head,
@@ -1213,6 +1214,7 @@ fn confirmation() -> Confirmation {
         actor: actor("discord:42", "Ada"),
         created_at: at(0),
         expires_at: at(5),
+        disable_auto_sync: false,
     }
 }
 
@@ -1256,6 +1258,21 @@ async fn a_confirmation_can_be_read_before_it_is_taken(db: &mut TestStore) {
         db.store.take_confirmation(&pending.id).await.expect("take"),
         Some(pending)
     );
+}
+
+async fn a_confirmation_keeps_the_consent_to_disable_auto_sync(db: &mut TestStore) {
+    let pending = Confirmation {
+        disable_auto_sync: true,
+        ..confirmation()
+    };
+    db.store
+        .insert_confirmation(&pending)
+        .await
+        .expect("insert");
+
+    let taken = db.store.take_confirmation(&pending.id).await.expect("take");
+
+    assert_eq!(taken.map(|c| c.disable_auto_sync), Some(true));
 }
 
 // --- processed events ------------------------------------------------------------------------

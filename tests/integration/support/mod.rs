@@ -2,7 +2,11 @@
 //! directory, a real webhook receiver as its deployment backend, and the neutral test
 //! chat adapter; plus request helpers.
 
+pub(crate) mod argocd;
 pub(crate) mod chat;
+pub(crate) mod helm;
+#[cfg(feature = "kubernetes")]
+pub(crate) mod kubernetes;
 pub(crate) mod receiver;
 
 use std::path::PathBuf;
@@ -282,6 +286,42 @@ impl TestApp {
     pub(crate) async fn summary(&self) -> Shown {
         self.chat.wait_for_text("recent deploys").await
     }
+
+    /// Audit records of one action, newest first.
+    pub(crate) async fn audited(&self, action: &str) -> Vec<breakwater::audit::AuditRecord> {
+        self.bot
+            .audit()
+            .search(&breakwater::audit::AuditQuery {
+                action: Some(action.to_owned()),
+                limit: 50,
+                ..Default::default()
+            })
+            .await
+            .expect("audit search")
+    }
+
+    /// Waits for the summary to show the rollback failed, checks that the failure is in
+    /// the intact audit chain with the message shown, and returns that message.
+    pub(crate) async fn failed_rollback(&self, summary: &Shown) -> String {
+        let shown = self
+            .chat
+            .wait_for_update(&summary.at, "❌ Rollback of")
+            .await;
+        let text = shown.plain();
+        let failed = self.audited("rollback.failed").await;
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        let details: serde_json::Value =
+            serde_json::from_str(&failed[0].details).expect("audit details");
+        let detail = details["detail"].as_str().expect("detail").to_owned();
+        assert!(
+            text.contains(&detail),
+            "the summary shows {text:?}, the audit {detail:?}"
+        );
+        assert_eq!(failed[0].actor, "console:alice");
+        let report = self.bot.audit().verify().await.expect("verify");
+        assert_eq!(report.problem, None);
+        detail
+    }
 }
 
 impl RecordingChat {
@@ -329,4 +369,26 @@ pub(crate) fn alertmanager(
             "fingerprint": format!("fp-{alertname}-{service}-{environment}"),
         }]
     })
+}
+
+/// Applies an RFC 7386 JSON merge patch, as the fake API servers do.
+pub(crate) fn json_merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::json!({});
+    }
+    let object = target.as_object_mut().expect("object");
+    for (key, value) in patch {
+        if value.is_null() {
+            object.remove(key);
+        } else {
+            json_merge(
+                object.entry(key.clone()).or_insert(serde_json::Value::Null),
+                value,
+            );
+        }
+    }
 }

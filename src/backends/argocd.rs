@@ -1,0 +1,1198 @@
+//! The Argo CD backend: history and the current revision from an Application's status,
+//! rollback through Argo CD's own rollback endpoint, followed until the application is
+//! synced to the target revision and healthy.
+//!
+//! # The API used
+//!
+//! - `GET /api/v1/applications/{name}[?appNamespace=…]` — the Application: its
+//!   `spec.syncPolicy.automated`, `status.history` (`id`, `revision`, `deployedAt`,
+//!   `deployStartedAt`, `source`/`sources`, `initiatedBy`), `status.sync`,
+//!   `status.health` and `status.operationState`.
+//! - `POST /api/v1/applications/{name}/rollback` with `{"name", "id", "dryRun": false,
+//!   "prune": false, "appNamespace"}` — Argo CD turns it into a sync to that history
+//!   entry's revision and source. It refuses while automated sync is on, because the
+//!   next automated sync would undo it.
+//! - `PATCH /api/v1/applications/{name}` with `{"name", "patch", "patchType": "merge",
+//!   "appNamespace"}` — only to remove `spec.syncPolicy.automated`, only when the person
+//!   confirmed "Disable auto-sync and roll back" and `allow_disable_autosync = true`.
+//!
+//! Every request carries `Authorization: Bearer <token>`. Errors come back as grpc-gateway
+//! JSON `{"error", "code", "message"}` with the HTTP status of the gRPC code.
+//!
+//! # What is shown
+//!
+//! The version of a history entry is the image tag from its source (Kustomize `images`,
+//! a Helm `image.tag` parameter), else the chart version for a chart source, else the
+//! target revision when it looks like a version, else the short commit. After an Argo CD
+//! rollback the application is `OutOfSync` (Git still says the newer revision), so a
+//! rollback counts as synced when its own sync operation succeeded at the target revision,
+//! or when the sync status is `Synced` at it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::{VersionSource, distinct_versions, error_chain, image_name, image_tag, short_commit};
+use crate::config::{ArgoCdBackendConfig, Secret, ServiceConfig};
+use crate::core::backend::{
+    BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation, Outcome,
+    ProgressFn, Remedy, RollbackCall,
+};
+use crate::core::deploy::{Deploy, DeploySource, DeployStatus, Revision, ServiceName, Target};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// One request; a rollback's follow is bounded by the backend's `timeout` as well.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// How much of Argo CD's message is quoted to people.
+const SNIPPET_CHARS: usize = 300;
+/// Status reads that may fail in a row while following before breakwater gives up.
+const FOLLOW_READ_FAILURES: u32 = 5;
+/// Operations that started this long before the rollback request still count as its own,
+/// for servers whose clock runs behind breakwater's.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(30);
+
+/// The label Argo CD's default label tracking puts on the resources it manages,
+/// including child Applications of an app-of-apps.
+const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// Annotation tracking's marker: `APP:GROUP/KIND:NAMESPACE/NAME`.
+const TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+
+pub struct ArgoCdBackend {
+    name: String,
+    url: Url,
+    token: Secret,
+    allow_disable_autosync: bool,
+    timeout: Duration,
+    poll_interval: Duration,
+    client: reqwest::Client,
+    services: HashMap<ServiceName, ServiceConfig>,
+}
+
+/// The Application an alert's target maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AppRef {
+    name: String,
+    namespace: Option<String>,
+}
+
+impl std::fmt::Display for AppRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{namespace}/{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+// --- Argo CD's JSON, the fields breakwater reads --------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Application {
+    metadata: Metadata,
+    spec: AppSpec,
+    status: AppStatus,
+    /// The operation requested and not yet picked up by the controller.
+    operation: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Metadata {
+    name: String,
+    labels: HashMap<String, String>,
+    annotations: HashMap<String, String>,
+    owner_references: Vec<OwnerReference>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct OwnerReference {
+    kind: String,
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct AppSpec {
+    sync_policy: Option<SyncPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SyncPolicy {
+    automated: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct Source {
+    target_revision: String,
+    chart: String,
+    helm: Option<HelmSource>,
+    kustomize: Option<KustomizeSource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct HelmSource {
+    parameters: Vec<HelmParameter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct HelmParameter {
+    name: String,
+    value: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct KustomizeSource {
+    images: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct AppStatus {
+    sync: SyncStatus,
+    health: HealthStatus,
+    history: Vec<HistoryEntry>,
+    operation_state: Option<OperationState>,
+    /// When the controller last compared and assessed the application.
+    reconciled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SyncStatus {
+    status: String,
+    revision: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct HealthStatus {
+    status: String,
+    message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct HistoryEntry {
+    id: i64,
+    revision: String,
+    revisions: Vec<String>,
+    deployed_at: Option<DateTime<Utc>>,
+    deploy_started_at: Option<DateTime<Utc>>,
+    source: Option<Source>,
+    sources: Vec<Source>,
+    initiated_by: Option<Initiator>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Initiator {
+    username: String,
+    automated: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct OperationState {
+    operation: Option<OperationSpec>,
+    phase: String,
+    message: String,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    sync_result: Option<SyncResult>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct OperationSpec {
+    sync: Option<SyncResult>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SyncResult {
+    revision: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ErrorBody {
+    message: String,
+    error: String,
+}
+
+/// What is stored with the plan to follow a rollback, also after a restart.
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct Handle {
+    app: String,
+    app_namespace: Option<String>,
+    history_id: i64,
+    /// The Git revision of the history entry rolled back to.
+    revision: String,
+    requested_at: DateTime<Utc>,
+}
+
+/// What a request was for, which decides what an error means for the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Read,
+    DisableAutoSync,
+    Rollback,
+    Follow,
+}
+
+impl Phase {
+    /// What has (not) happened when a request of this phase fails.
+    fn consequence(self) -> &'static str {
+        match self {
+            Self::Read => "nothing was changed",
+            Self::DisableAutoSync => "neither auto-sync nor the application was changed",
+            Self::Rollback => "nothing was rolled back",
+            Self::Follow => "the rollback may still be running",
+        }
+    }
+
+    /// The Argo CD RBAC action the request needs.
+    fn rbac_action(self) -> &'static str {
+        match self {
+            Self::Read | Self::Follow => "get",
+            Self::DisableAutoSync => "update",
+            Self::Rollback => "sync",
+        }
+    }
+}
+
+/// The state of a followed rollback after one read.
+#[derive(Debug, PartialEq)]
+enum FollowState {
+    Running(String),
+    Done(Outcome),
+}
+
+impl ArgoCdBackend {
+    pub fn new(
+        name: &str,
+        config: &ArgoCdBackendConfig,
+        services: &[ServiceConfig],
+    ) -> Result<Self, super::BuildError> {
+        if config.url.cannot_be_a_base() {
+            return Err(super::BuildError::Url {
+                name: name.to_owned(),
+                url: config.url.to_string(),
+            });
+        }
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("breakwater/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &config.ca_file {
+            let ca_error = |reason: String| super::BuildError::CaFile {
+                name: name.to_owned(),
+                path: path.clone(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ca_error(error_chain(&e)))?;
+            if certificates.is_empty() {
+                return Err(ca_error("it holds no PEM certificate".to_owned()));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if config.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let client = builder
+            .build()
+            .map_err(|source| super::BuildError::HttpClient {
+                name: name.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            name: name.to_owned(),
+            url: config.url.clone(),
+            token: config.token.clone(),
+            allow_disable_autosync: config.allow_disable_autosync,
+            timeout: config.timeout,
+            poll_interval: config.poll_interval,
+            client,
+            services: super::services_by_name(services),
+        })
+    }
+
+    fn app_ref(&self, target: &Target) -> AppRef {
+        let service = self.services.get(&target.service);
+        let name = service.map_or_else(
+            || target.service.as_str().to_owned(),
+            |s| s.setting(&s.app, &target.environment, "{service}"),
+        );
+        let namespace = service
+            .and_then(|s| {
+                s.app_namespace
+                    .as_ref()
+                    .map(|_| s.setting(&s.app_namespace, &target.environment, ""))
+            })
+            .filter(|ns| !ns.is_empty());
+        AppRef { name, namespace }
+    }
+
+    fn endpoint(&self, app: &AppRef, suffix: &str) -> Url {
+        let mut url = self.url.clone();
+        {
+            // A base URL with a path (Argo CD served under /argocd) keeps it.
+            let mut segments = url
+                .path_segments_mut()
+                .expect("checked in new(): the URL can be a base");
+            segments.pop_if_empty();
+            segments.extend(["api", "v1", "applications", &app.name]);
+            if !suffix.is_empty() {
+                segments.push(suffix);
+            }
+        }
+        if let Some(namespace) = &app.namespace {
+            url.query_pairs_mut().append_pair("appNamespace", namespace);
+        }
+        url
+    }
+
+    /// A link to the application in Argo CD's web interface.
+    fn ui_link(&self, app: &AppRef) -> String {
+        let base = self.url.as_str().trim_end_matches('/');
+        match &app.namespace {
+            Some(namespace) => format!("{base}/applications/{namespace}/{}", app.name),
+            None => format!("{base}/applications/{}", app.name),
+        }
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        app: &AppRef,
+        phase: Phase,
+    ) -> Result<Application, BackendError> {
+        let response = request
+            .bearer_auth(self.token.expose())
+            .timeout(REQUEST_TIMEOUT)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| self.send_error(&e, app, phase))?;
+        let status = response.status();
+        let body = read_limited(response).await;
+        if !status.is_success() {
+            return Err(self.http_error(status, &body, app, phase));
+        }
+        serde_json::from_str(&body).map_err(|e| {
+            BackendError::new(
+                BackendErrorKind::Protocol,
+                format!(
+                    "Argo CD answered HTTP {status} for application {app} with JSON breakwater \
+                     cannot read ({e}); {}. Check that backends.{}.url points at the Argo CD \
+                     API server",
+                    phase.consequence(),
+                    self.name
+                ),
+            )
+        })
+    }
+
+    async fn get_app(&self, app: &AppRef, phase: Phase) -> Result<Application, BackendError> {
+        self.send(self.client.get(self.endpoint(app, "")), app, phase)
+            .await
+    }
+
+    fn send_error(&self, error: &reqwest::Error, app: &AppRef, phase: Phase) -> BackendError {
+        let (kind, what) = if error.is_timeout() {
+            (
+                BackendErrorKind::Timeout,
+                format!(
+                    "Argo CD did not answer within {}",
+                    humantime::format_duration(REQUEST_TIMEOUT)
+                ),
+            )
+        } else {
+            (
+                BackendErrorKind::Unavailable,
+                format!(
+                    "could not reach Argo CD at {} ({})",
+                    self.url,
+                    error_chain(error)
+                ),
+            )
+        };
+        let next = match phase {
+            Phase::Read => format!(
+                "check that Argo CD is up and reachable from breakwater (backends.{}.url, ca_file)",
+                self.name
+            ),
+            Phase::DisableAutoSync | Phase::Rollback if error.is_connect() => format!(
+                "nothing was sent. Check that Argo CD is up and reachable (backends.{}.url), \
+                 then ask for a fresh plan",
+                self.name
+            ),
+            Phase::DisableAutoSync | Phase::Rollback => format!(
+                "the request may or may not have reached Argo CD. Open {} and check its \
+                 history and sync status before retrying",
+                self.ui_link(app)
+            ),
+            Phase::Follow => format!(
+                "the rollback may still be running. Follow {} in Argo CD",
+                self.ui_link(app)
+            ),
+        };
+        BackendError::new(kind, format!("{what}; {next}"))
+    }
+
+    fn http_error(
+        &self,
+        status: StatusCode,
+        body: &str,
+        app: &AppRef,
+        phase: Phase,
+    ) -> BackendError {
+        let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
+        let said = if !parsed.message.is_empty() {
+            parsed.message
+        } else if !parsed.error.is_empty() {
+            parsed.error
+        } else {
+            body.to_owned()
+        };
+        let said = super::snippet(&said, SNIPPET_CHARS);
+        let answer = if said.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {said}")
+        };
+        let name = &self.name;
+        let done = phase.consequence();
+        let lower = said.to_lowercase();
+        let (kind, message) = match status.as_u16() {
+            401 => (
+                BackendErrorKind::Unauthorized,
+                format!(
+                    "Argo CD rejected breakwater's token ({answer}); {done}. Renew the token in \
+                     backends.{name}.token (argocd account generate-token --account ACCOUNT), \
+                     then try again"
+                ),
+            ),
+            403 => (
+                BackendErrorKind::Unauthorized,
+                format!(
+                    "the Argo CD token of backends.{name} may not {} application {app} \
+                     ({answer}); {done}. Grant its account or project role \
+                     \"applications, {}\" on the application (see the README), then try again",
+                    phase.rbac_action(),
+                    phase.rbac_action()
+                ),
+            ),
+            404 => (
+                BackendErrorKind::NotFound,
+                format!(
+                    "Argo CD has no application {app} ({answer}); {done}. Check the service's \
+                     app and app_namespace settings against `argocd app list`"
+                ),
+            ),
+            _ if lower.contains("auto-sync") => (
+                BackendErrorKind::Refused,
+                format!(
+                    "Argo CD refused: auto-sync is on for {app}, so a rollback would be reverted \
+                     ({answer}); {done}. Turn automated sync off (argocd app set {} \
+                     --sync-policy none) or use \"Disable auto-sync and roll back\", then ask \
+                     for a fresh plan",
+                    app.name
+                ),
+            ),
+            _ if lower.contains("another operation is already in progress") => (
+                BackendErrorKind::Conflict,
+                format!(
+                    "Argo CD is already running an operation on {app} ({answer}); {done}. Wait \
+                     for it to finish (or terminate it in Argo CD), check the application, then \
+                     ask for a fresh plan"
+                ),
+            ),
+            _ if lower.contains("does not have deployment with id") => (
+                BackendErrorKind::NotFound,
+                format!(
+                    "that revision is no longer in the history of {app} ({answer}); {done}. \
+                     Argo CD keeps only revisionHistoryLimit entries: ask for a fresh plan, or \
+                     sync to the wanted Git revision in Argo CD"
+                ),
+            ),
+            500..=599 => (
+                BackendErrorKind::Unavailable,
+                format!(
+                    "Argo CD failed ({answer}); {}. Open {} and check the application before \
+                     retrying",
+                    match phase {
+                        Phase::Rollback | Phase::DisableAutoSync =>
+                            "the request may or may not have taken effect",
+                        other => other.consequence(),
+                    },
+                    self.ui_link(app)
+                ),
+            ),
+            _ => (
+                BackendErrorKind::Refused,
+                format!(
+                    "Argo CD refused the request for {app} ({answer}); {done}. Deal with the \
+                     reason it gives, then ask for a fresh plan"
+                ),
+            ),
+        };
+        BackendError::new(kind, message)
+    }
+
+    /// The application's history as deploys, newest first, and the version per history id.
+    fn deploys(&self, target: &Target, app: &AppRef, application: &Application) -> Vec<Deploy> {
+        let mut entries: Vec<&HistoryEntry> = application.status.history.iter().collect();
+        entries.sort_by_key(|e| e.id);
+        let bases: Vec<String> = entries
+            .iter()
+            .map(|e| entry_version(e, &app.name))
+            .collect();
+        let contents: Vec<String> = entries
+            .iter()
+            .zip(&bases)
+            .map(|(e, base)| format!("{}|{}|{base}", e.revision, e.revisions.join(",")))
+            .collect();
+        let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
+        let sources: Vec<VersionSource<'_>> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, _)| VersionSource {
+                content: &contents[i],
+                base: &bases[i],
+                number: &ids[i],
+            })
+            .collect();
+        let versions = distinct_versions(&sources);
+        let link = self.ui_link(app);
+        let mut deploys: Vec<Deploy> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let finished = entry.deployed_at;
+                let started = entry
+                    .deploy_started_at
+                    .or(finished)
+                    .unwrap_or_else(Utc::now);
+                let author = entry.initiated_by.as_ref().map(|by| {
+                    if by.automated || by.username.is_empty() {
+                        "Argo CD auto-sync".to_owned()
+                    } else {
+                        by.username.clone()
+                    }
+                });
+                let source = entry.source.as_ref().or(entry.sources.first());
+                let target_revision = source.map(|s| s.target_revision.as_str()).unwrap_or("");
+                let description = if target_revision.is_empty() {
+                    format!("Argo CD sync to {}", short_commit(&entry.revision))
+                } else {
+                    format!(
+                        "Argo CD sync to {} ({target_revision})",
+                        short_commit(&entry.revision)
+                    )
+                };
+                let is_git = source.is_none_or(|s| s.chart.is_empty());
+                Deploy {
+                    target: target.clone(),
+                    version: versions[i].clone(),
+                    previous_version: i.checked_sub(1).map(|p| versions[p].clone()),
+                    revision: Some(entry.id.to_string()),
+                    commit: (is_git && !entry.revision.is_empty()).then(|| entry.revision.clone()),
+                    author,
+                    description: Some(description),
+                    url: Some(link.clone()),
+                    started_at: started,
+                    finished_at: finished.or(Some(started)),
+                    status: DeployStatus::Succeeded,
+                    changes: Vec::new(),
+                    config_changes: Vec::new(),
+                    source: DeploySource::Backend,
+                }
+            })
+            .collect();
+        deploys.reverse();
+        deploys
+    }
+
+    /// What runs now: the entry at the synced revision when the app is `Synced`, else the
+    /// last one Argo CD deployed (an application is `OutOfSync` after a rollback, or when
+    /// Git moved on and nobody synced).
+    fn current_of(deploys: &[Deploy], application: &Application) -> Option<Revision> {
+        let sync = &application.status.sync;
+        let newest = |d: &&Deploy| {
+            d.revision
+                .as_deref()
+                .and_then(|id| id.parse::<i64>().ok())
+                .unwrap_or(i64::MIN)
+        };
+        let revision_of = |d: &Deploy| {
+            application
+                .status
+                .history
+                .iter()
+                .find(|e| Some(e.id.to_string()) == d.revision)
+                .map(|e| e.revision.clone())
+                .unwrap_or_default()
+        };
+        let synced = (sync.status == "Synced" && !sync.revision.is_empty())
+            .then(|| {
+                deploys
+                    .iter()
+                    .filter(|d| revision_of(d) == sync.revision)
+                    .max_by_key(newest)
+            })
+            .flatten();
+        synced
+            .or_else(|| deploys.iter().max_by_key(newest))
+            .map(Deploy::as_revision)
+    }
+
+    /// Where a followed rollback stands after one read of the application.
+    fn follow_state(&self, handle: &Handle, application: &Application) -> FollowState {
+        let app = AppRef {
+            name: handle.app.clone(),
+            namespace: handle.app_namespace.clone(),
+        };
+        let status = &application.status;
+        let short = short_commit(&handle.revision);
+        let operation = status.operation_state.as_ref();
+        let operation_revision = operation
+            .and_then(|op| {
+                op.operation
+                    .as_ref()
+                    .and_then(|o| o.sync.as_ref())
+                    .map(|s| s.revision.clone())
+                    .or_else(|| op.sync_result.as_ref().map(|r| r.revision.clone()))
+            })
+            .unwrap_or_default();
+        let recent = operation
+            .and_then(|op| op.started_at)
+            .is_some_and(|at| at >= handle.requested_at - CLOCK_SKEW);
+        let ours = recent && operation_revision == handle.revision;
+        let phase = operation.map(|op| op.phase.as_str()).unwrap_or("");
+        let op_message = operation
+            .map(|op| super::snippet(&op.message, SNIPPET_CHARS))
+            .unwrap_or_default();
+
+        if recent && !ours && !operation_revision.is_empty() {
+            return FollowState::Done(Outcome::Failed(format!(
+                "someone started another sync of {app} (to {}) while the rollback to {short} \
+                 was followed; check {} to see what runs now before doing anything else",
+                short_commit(&operation_revision),
+                self.ui_link(&app)
+            )));
+        }
+        if ours && matches!(phase, "Failed" | "Error") {
+            return FollowState::Done(Outcome::Failed(format!(
+                "Argo CD's rollback sync of {app} to {short} ended {phase}: {op_message}. Open {} \
+                 to see which resources failed; fix them or sync another revision",
+                self.ui_link(&app)
+            )));
+        }
+        let synced = (ours && phase == "Succeeded")
+            || (status.sync.status == "Synced" && status.sync.revision == handle.revision);
+        if !synced {
+            return FollowState::Running(if ours && !phase.is_empty() {
+                if op_message.is_empty() {
+                    format!("Argo CD sync to {short}: {phase}")
+                } else {
+                    format!("Argo CD sync to {short}: {phase} — {op_message}")
+                }
+            } else {
+                format!("waiting for Argo CD to start the sync to {short}")
+            });
+        }
+        // Health read before the controller looked at the synced resources is the old one.
+        let assessed = match (
+            status.reconciled_at,
+            operation.and_then(|op| op.finished_at),
+        ) {
+            (Some(reconciled), Some(finished)) if ours => reconciled >= finished,
+            _ => true,
+        };
+        if !assessed {
+            return FollowState::Running(format!(
+                "synced to {short}; waiting for Argo CD to assess health"
+            ));
+        }
+        let health = &status.health;
+        let health_message = super::snippet(&health.message, SNIPPET_CHARS);
+        match health.status.as_str() {
+            "Healthy" => FollowState::Done(Outcome::Succeeded(format!(
+                "Argo CD synced {app} to {short} and it is Healthy"
+            ))),
+            "Degraded" => FollowState::Done(Outcome::Failed(format!(
+                "Argo CD synced {app} to {short} but it is Degraded{}. Open {} to see which \
+                 resources are unhealthy; the previous revision may be broken too",
+                if health_message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {health_message}")
+                },
+                self.ui_link(&app)
+            ))),
+            other => {
+                let other = if other.is_empty() { "Unknown" } else { other };
+                FollowState::Running(if health_message.is_empty() {
+                    format!("synced to {short}; health {other}")
+                } else {
+                    format!("synced to {short}; health {other}: {health_message}")
+                })
+            }
+        }
+    }
+
+    async fn disable_auto_sync(&self, app: &AppRef) -> Result<(), BackendError> {
+        let mut body = json!({
+            "name": app.name,
+            "patch": r#"{"spec":{"syncPolicy":{"automated":null}}}"#,
+            "patchType": "merge",
+        });
+        if let Some(namespace) = &app.namespace {
+            body["appNamespace"] = json!(namespace);
+        }
+        self.send(
+            self.client.patch(self.endpoint(app, "")).json(&body),
+            app,
+            Phase::DisableAutoSync,
+        )
+        .await?;
+        tracing::info!(backend = %self.name, %app, "turned Argo CD automated sync off");
+        Ok(())
+    }
+}
+
+/// The version people know a history entry by.
+fn entry_version(entry: &HistoryEntry, app_name: &str) -> String {
+    let sources: Vec<&Source> = entry.source.iter().chain(entry.sources.iter()).collect();
+    // Kustomize image overrides: "NAME=NEW_NAME:TAG" or "NAME:TAG".
+    let images: Vec<&str> = sources
+        .iter()
+        .filter_map(|s| s.kustomize.as_ref())
+        .flat_map(|k| k.images.iter())
+        .map(|image| image.split_once('=').map_or(image.as_str(), |(_, to)| to))
+        .collect();
+    let named = images.iter().find(|image| {
+        image_name(image)
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| app_name.contains(n))
+    });
+    if let Some(image) = named.or(images.first()) {
+        return image_tag(image);
+    }
+    let tag_parameter = sources
+        .iter()
+        .filter_map(|s| s.helm.as_ref())
+        .flat_map(|h| h.parameters.iter())
+        .find(|p| (p.name == "image.tag" || p.name.ends_with(".image.tag")) && !p.value.is_empty());
+    if let Some(parameter) = tag_parameter {
+        return parameter.value.clone();
+    }
+    if let Some(chart) = sources.iter().find(|s| !s.chart.is_empty()) {
+        return chart.target_revision.clone();
+    }
+    let target_revision = sources
+        .first()
+        .map(|s| s.target_revision.as_str())
+        .unwrap_or("");
+    let looks_like_version = target_revision
+        .trim_start_matches('v')
+        .starts_with(|c: char| c.is_ascii_digit());
+    if looks_like_version {
+        return target_revision.to_owned();
+    }
+    short_commit(&entry.revision).to_owned()
+}
+
+/// The parent that manages this Application, if its labels, tracking annotation or owner
+/// references name one.
+fn parent_of(application: &Application) -> Option<String> {
+    let own = &application.metadata.name;
+    if let Some(owner) = application
+        .metadata
+        .owner_references
+        .iter()
+        .find(|o| o.kind == "ApplicationSet" || o.kind == "Application")
+    {
+        return Some(format!("{} {}", owner.kind, owner.name));
+    }
+    if let Some(tracking) = application.metadata.annotations.get(TRACKING_ANNOTATION)
+        && let Some((parent, _)) = tracking.split_once(':')
+        && parent != own
+    {
+        return Some(format!("Application {parent}"));
+    }
+    application
+        .metadata
+        .labels
+        .get(INSTANCE_LABEL)
+        .filter(|parent| *parent != own)
+        .map(|parent| format!("Application {parent}"))
+}
+
+#[async_trait]
+impl DeployBackend for ArgoCdBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "argocd"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            any_revision: true,
+            config_diffs: false,
+            own_history: true,
+            resumable: true,
+        }
+    }
+
+    async fn history(&self, target: &Target) -> Result<Vec<Deploy>, BackendError> {
+        let app = self.app_ref(target);
+        let application = self.get_app(&app, Phase::Read).await?;
+        Ok(self.deploys(target, &app, &application))
+    }
+
+    async fn current(&self, target: &Target) -> Result<Option<Revision>, BackendError> {
+        let app = self.app_ref(target);
+        let application = self.get_app(&app, Phase::Read).await?;
+        let deploys = self.deploys(target, &app, &application);
+        Ok(Self::current_of(&deploys, &application))
+    }
+
+    async fn caveats(&self, target: &Target, to: &Revision) -> Result<Vec<Caveat>, BackendError> {
+        let app = self.app_ref(target);
+        let application = self.get_app(&app, Phase::Read).await?;
+        let mut caveats = Vec::new();
+        let automated = application
+            .spec
+            .sync_policy
+            .as_ref()
+            .is_some_and(|p| p.automated.is_some());
+        if automated {
+            let message = if self.allow_disable_autosync {
+                format!(
+                    "Argo CD auto-sync is on for {app}: a rollback would be reverted. \
+                     \"Disable auto-sync and roll back\" turns it off first; turn it on again \
+                     once Git holds the fix."
+                )
+            } else {
+                format!(
+                    "Argo CD auto-sync is on for {app}: a rollback would be reverted. Turn it \
+                     off in Argo CD (argocd app set {} --sync-policy none) and ask for a fresh \
+                     plan, or revert the change in Git.",
+                    app.name
+                )
+            };
+            caveats.push(Caveat {
+                message,
+                blocking: true,
+                remedy: self
+                    .allow_disable_autosync
+                    .then_some(Remedy::DisableAutoSync),
+            });
+            if let Some(parent) = parent_of(&application) {
+                caveats.push(Caveat {
+                    message: format!(
+                        "{app} is managed by {parent}, which will turn auto-sync back on (and \
+                         undo the rollback) at its next sync; turn off its automated sync or \
+                         self-heal first."
+                    ),
+                    blocking: false,
+                    remedy: None,
+                });
+            }
+        }
+        let busy = application.operation.is_some()
+            || application
+                .status
+                .operation_state
+                .as_ref()
+                .is_some_and(|op| matches!(op.phase.as_str(), "Running" | "Terminating"));
+        if busy {
+            caveats.push(Caveat {
+                message: format!(
+                    "Argo CD is running an operation on {app} right now; a rollback will be \
+                     refused until it finishes."
+                ),
+                blocking: false,
+                remedy: None,
+            });
+        }
+        let known = application
+            .status
+            .history
+            .iter()
+            .any(|e| e.id.to_string() == to.id);
+        if !known {
+            caveats.push(Caveat {
+                message: format!(
+                    "{} is no longer in the Argo CD history of {app}; sync to its Git revision \
+                     in Argo CD instead.",
+                    to.version
+                ),
+                blocking: true,
+                remedy: None,
+            });
+        }
+        Ok(caveats)
+    }
+
+    async fn rollback(&self, call: &RollbackCall) -> Result<Operation, BackendError> {
+        let app = self.app_ref(&call.target);
+        let history_id: i64 = call.to.id.parse().map_err(|_| {
+            BackendError::new(
+                BackendErrorKind::Protocol,
+                format!(
+                    "the plan names revision {:?}, which is not an Argo CD history id; nothing \
+                     was rolled back. Ask for a fresh plan",
+                    call.to.id
+                ),
+            )
+        })?;
+        if call.disable_auto_sync {
+            if !self.allow_disable_autosync {
+                return Err(BackendError::new(
+                    BackendErrorKind::Refused,
+                    format!(
+                        "turning auto-sync off is not allowed for backends.{} \
+                         (allow_disable_autosync = false); nothing was changed. Turn it off in \
+                         Argo CD yourself, then ask for a fresh plan",
+                        self.name
+                    ),
+                ));
+            }
+            self.disable_auto_sync(&app).await?;
+        }
+        let requested_at = Utc::now();
+        let mut body = json!({
+            "name": app.name,
+            "id": history_id,
+            "dryRun": false,
+            "prune": false,
+        });
+        if let Some(namespace) = &app.namespace {
+            body["appNamespace"] = json!(namespace);
+        }
+        let answer = self
+            .send(
+                self.client
+                    .post(self.endpoint(&app, "rollback"))
+                    .json(&body),
+                &app,
+                Phase::Rollback,
+            )
+            .await
+            .map_err(|mut error| {
+                if call.disable_auto_sync {
+                    error.message.push_str(&format!(
+                        ". Automated sync of {app} was turned off before this and stays off: \
+                         turn it on again in Argo CD when you are done"
+                    ));
+                }
+                error
+            })?;
+        let revision = answer
+            .status
+            .history
+            .iter()
+            .find(|e| e.id == history_id)
+            .map(|e| e.revision.clone())
+            .unwrap_or_default();
+        tracing::info!(backend = %self.name, %app, history_id, %revision, "Argo CD accepted the rollback");
+        let handle = Handle {
+            app: app.name.clone(),
+            app_namespace: app.namespace.clone(),
+            history_id,
+            revision,
+            requested_at,
+        };
+        Ok(Operation {
+            target: call.target.clone(),
+            to: call.to.clone(),
+            started_at: requested_at,
+            handle: serde_json::to_value(&handle).unwrap_or(Value::Null),
+            finished: None,
+        })
+    }
+
+    async fn wait(
+        &self,
+        operation: &Operation,
+        progress: ProgressFn<'_>,
+    ) -> Result<Outcome, BackendError> {
+        if let Some(outcome) = &operation.finished {
+            return Ok(outcome.clone());
+        }
+        let handle: Handle = serde_json::from_value(operation.handle.clone()).map_err(|_| {
+            BackendError::new(
+                BackendErrorKind::Protocol,
+                format!(
+                    "this Argo CD rollback of {} has no readable handle, so breakwater cannot \
+                     follow it; check the application in Argo CD",
+                    operation.target
+                ),
+            )
+        })?;
+        let app = AppRef {
+            name: handle.app.clone(),
+            namespace: handle.app_namespace.clone(),
+        };
+        let mut last: Option<String> = None;
+        let follow = async {
+            let mut failures = 0;
+            loop {
+                match self.get_app(&app, Phase::Follow).await {
+                    Ok(application) => {
+                        failures = 0;
+                        match self.follow_state(&handle, &application) {
+                            FollowState::Done(outcome) => return Ok(outcome),
+                            FollowState::Running(line) => {
+                                if last.as_ref() != Some(&line) {
+                                    progress(line.clone());
+                                    last = Some(line);
+                                }
+                            }
+                        }
+                    }
+                    Err(error)
+                        if matches!(
+                            error.kind,
+                            BackendErrorKind::Unavailable | BackendErrorKind::Timeout
+                        ) && failures < FOLLOW_READ_FAILURES =>
+                    {
+                        failures += 1;
+                        tracing::warn!(backend = %self.name, %app, %error, "reading the application failed; retrying");
+                    }
+                    Err(error) => return Err(error),
+                }
+                tokio::time::sleep(self.poll_interval).await;
+            }
+        };
+        match tokio::time::timeout(self.timeout, follow).await {
+            Ok(result) => result,
+            Err(_) => Err(BackendError::new(
+                BackendErrorKind::Timeout,
+                format!(
+                    "{app} did not become synced and Healthy at {} within {}{}; the rollback may \
+                     still be progressing. Check {} before retrying",
+                    short_commit(&handle.revision),
+                    humantime::format_duration(self.timeout),
+                    last.map(|l| format!(" (last seen: {l})"))
+                        .unwrap_or_default(),
+                    self.ui_link(&app)
+                ),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for ArgoCdBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArgoCdBackend")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("allow_disable_autosync", &self.allow_disable_autosync)
+            .field("timeout", &self.timeout)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body of an answer, up to [`BODY_LIMIT`].
+async fn read_limited(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = BODY_LIMIT - bytes.len();
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if bytes.len() >= BODY_LIMIT {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(value: Value) -> HistoryEntry {
+        serde_json::from_value(value).expect("history entry")
+    }
+
+    #[test]
+    fn kustomize_image_overrides_give_the_tag_of_the_apps_image() {
+        let entry = entry(json!({
+            "id": 3, "revision": "0123456789abcdef0123456789abcdef01234567",
+            "source": {"repoURL": "https://git.example/deploy.git", "path": "storefront",
+                "kustomize": {"images": ["redis:7.2", "storefront=ghcr.io/acme/storefront:v1.4.0"]}}
+        }));
+        assert_eq!(entry_version(&entry, "storefront-production"), "v1.4.0");
+    }
+
+    #[test]
+    fn charts_are_known_by_their_version_and_git_by_tag_or_commit() {
+        let chart = entry(json!({"id": 1, "revision": "1.2.0",
+            "source": {"repoURL": "https://charts.example", "chart": "web", "targetRevision": "1.2.0"}}));
+        assert_eq!(entry_version(&chart, "web"), "1.2.0");
+        let helm_parameter = entry(json!({"id": 1, "revision": "abc",
+            "source": {"repoURL": "r", "helm": {"parameters": [{"name": "image.tag", "value": "v9"}]}}}));
+        assert_eq!(entry_version(&helm_parameter, "web"), "v9");
+        let tagged = entry(json!({"id": 1, "revision": "0123456789abcdef0123",
+            "source": {"repoURL": "r", "targetRevision": "v2.0.1"}}));
+        assert_eq!(entry_version(&tagged, "web"), "v2.0.1");
+        let branch = entry(json!({"id": 1, "revision": "0123456789abcdef0123",
+            "source": {"repoURL": "r", "targetRevision": "main"}}));
+        assert_eq!(entry_version(&branch, "web"), "0123456");
+    }
+
+    #[test]
+    fn parents_are_found_by_tracking_label_annotation_or_owner() {
+        let app = |metadata: Value| -> Application {
+            serde_json::from_value(json!({ "metadata": metadata })).expect("app")
+        };
+        assert_eq!(
+            parent_of(&app(
+                json!({"name": "child", "labels": {INSTANCE_LABEL: "apps"}})
+            )),
+            Some("Application apps".to_owned())
+        );
+        assert_eq!(
+            parent_of(&app(json!({"name": "child",
+                "annotations": {TRACKING_ANNOTATION: "root:argoproj.io/Application:argocd/child"}}))),
+            Some("Application root".to_owned())
+        );
+        assert_eq!(
+            parent_of(&app(json!({"name": "child",
+                "ownerReferences": [{"kind": "ApplicationSet", "name": "teams"}]}))),
+            Some("ApplicationSet teams".to_owned())
+        );
+        assert_eq!(
+            parent_of(&app(
+                json!({"name": "child", "labels": {INSTANCE_LABEL: "child"}})
+            )),
+            None
+        );
+    }
+}

@@ -1,0 +1,1456 @@
+//! The Kubernetes backend: a Deployment's history from the ReplicaSets it owns, the
+//! configuration changed by each revision, rollback to a revision as
+//! `kubectl rollout undo --to-revision` does it, followed with `kubectl rollout status`'s
+//! rules.
+//!
+//! # History
+//!
+//! Every pod template a Deployment ever ran is a ReplicaSet it controls (owner reference
+//! with `controller: true`), numbered by the `deployment.kubernetes.io/revision`
+//! annotation; a rollback reuses the old ReplicaSet and gives it the next number, listing
+//! its earlier numbers in `deployment.kubernetes.io/revision-history`. The version shown
+//! is the image tag of the Deployment's container (the one named like the Deployment, else
+//! the first), or a pod template label or annotation (`version_from`). The
+//! `kubernetes.io/change-cause` annotation is the description. A ReplicaSet's time is its
+//! creation time: when that template was first rolled out.
+//!
+//! # Configuration changes
+//!
+//! Consecutive revisions' pod templates are compared: images, commands and arguments,
+//! environment variables (a `valueFrom` is named — `secret db/password`, `configMap
+//! app/pool` — never resolved), `envFrom`, resource requests and limits, and the
+//! ConfigMaps and Secrets mounted as volumes. Keys that look secret are masked.
+//!
+//! # Rollback
+//!
+//! The Deployment's `spec.template` becomes the target ReplicaSet's template without its
+//! `pod-template-hash` label, and its annotations become the ReplicaSet's (keeping the
+//! Deployment's own revision and last-applied annotations), in one JSON merge patch that
+//! carries the `resourceVersion` read just before: if anything else wrote the Deployment
+//! in between, the API server answers 409 and nothing changes. A paused Deployment is
+//! refused, as kubectl refuses it.
+//!
+//! # Permissions
+//!
+//! `get`, `list` and `watch` on `deployments` and `replicasets` and `patch` on
+//! `deployments` in the services' namespaces; `deploy/kubernetes/rbac.yaml` has the Role.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio::sync::OnceCell;
+
+use super::{VersionSource, distinct_versions, error_chain, image_tag};
+use crate::config::{KubernetesBackendConfig, ServiceConfig};
+use crate::core::backend::{
+    BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation, Outcome,
+    ProgressFn, RollbackCall,
+};
+use crate::core::deploy::{
+    ConfigChange, Deploy, DeploySource, DeployStatus, Revision, ServiceName, Target,
+};
+
+const REVISION: &str = "deployment.kubernetes.io/revision";
+const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+/// Annotations that stay the Deployment's own on rollback (kubectl's `annotationsToSkip`).
+const KEPT_ANNOTATIONS: [&str; 6] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    REVISION_HISTORY,
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
+/// Status reads that may fail in a row while following before breakwater gives up.
+const FOLLOW_READ_FAILURES: u32 = 5;
+const FIELD_MANAGER: &str = "breakwater";
+
+pub struct KubernetesBackend {
+    name: String,
+    kubeconfig: Option<(PathBuf, Kubeconfig)>,
+    context: Option<String>,
+    timeout: Duration,
+    poll_interval: Duration,
+    /// Built on first use: loading credentials may run exec plugins and needs the runtime.
+    client: OnceCell<Connection>,
+    services: HashMap<ServiceName, ServiceConfig>,
+}
+
+#[derive(Clone)]
+struct Connection {
+    client: kube::Client,
+    cluster_url: String,
+}
+
+/// The Deployment an alert's target maps to, and how its version is read.
+#[derive(Debug, Clone)]
+struct DeploymentRef {
+    namespace: String,
+    name: String,
+    version_from: VersionFrom,
+}
+
+impl std::fmt::Display for DeploymentRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "deployment/{} in namespace {}",
+            self.name, self.namespace
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VersionFrom {
+    Image,
+    Label(String),
+    Annotation(String),
+}
+
+impl VersionFrom {
+    fn parse(raw: Option<&str>) -> Self {
+        let raw = raw.unwrap_or("image");
+        if let Some(label) = raw.strip_prefix("label:") {
+            Self::Label(label.to_owned())
+        } else if let Some(annotation) = raw.strip_prefix("annotation:") {
+            Self::Annotation(annotation.to_owned())
+        } else {
+            Self::Image
+        }
+    }
+}
+
+/// What a request was for, which decides what an error means for the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Read,
+    Patch,
+    Follow,
+}
+
+impl Phase {
+    fn consequence(self) -> &'static str {
+        match self {
+            Self::Read => "nothing was changed",
+            Self::Patch => "nothing was rolled back",
+            Self::Follow => "the rollout may still be running",
+        }
+    }
+}
+
+/// One revision of a Deployment: a ReplicaSet it controls.
+#[derive(Debug, Clone)]
+struct RevisionSet {
+    revision: i64,
+    /// The first number this template had; stable across rollbacks.
+    first_revision: i64,
+    name: String,
+    created: Option<chrono::DateTime<Utc>>,
+    /// The pod template, without the pod-template-hash label.
+    template: Value,
+    annotations: BTreeMap<String, String>,
+}
+
+/// The rollout status by `kubectl rollout status` rules.
+#[derive(Debug, Clone, PartialEq)]
+enum Rollout {
+    Complete(String),
+    Progressing(String),
+    DeadlineExceeded(String),
+}
+
+/// What is stored with the plan to follow a rollback, also after a restart.
+#[derive(Debug, Serialize, Deserialize)]
+struct Handle {
+    namespace: String,
+    deployment: String,
+    revision: String,
+    /// The pod template rolled back to; a different one means someone deployed since.
+    template: Value,
+}
+
+impl KubernetesBackend {
+    pub fn new(
+        name: &str,
+        config: &KubernetesBackendConfig,
+        services: &[ServiceConfig],
+    ) -> Result<Self, super::BuildError> {
+        let kubeconfig = match &config.kubeconfig {
+            Some(path) => {
+                let parsed =
+                    Kubeconfig::read_from(path).map_err(|e| super::BuildError::Kubeconfig {
+                        name: name.to_owned(),
+                        key: "kubeconfig",
+                        reason: format!("cannot read {}: {}", path.display(), error_chain(&e)),
+                    })?;
+                if let Some(context) = &config.context
+                    && !parsed.contexts.iter().any(|c| &c.name == context)
+                {
+                    let known: Vec<&str> =
+                        parsed.contexts.iter().map(|c| c.name.as_str()).collect();
+                    return Err(super::BuildError::Kubeconfig {
+                        name: name.to_owned(),
+                        key: "context",
+                        reason: format!(
+                            "{context:?} is not a context of {} (it has: {})",
+                            path.display(),
+                            known.join(", ")
+                        ),
+                    });
+                }
+                Some((path.clone(), parsed))
+            }
+            None => None,
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            kubeconfig,
+            context: config.context.clone(),
+            timeout: config.timeout,
+            poll_interval: config.poll_interval,
+            client: OnceCell::new(),
+            services: super::services_by_name(services),
+        })
+    }
+
+    fn deployment_ref(&self, target: &Target) -> DeploymentRef {
+        let service = self.services.get(&target.service);
+        let (namespace, name, version_from) = match service {
+            Some(s) => (
+                s.setting(&s.namespace, &target.environment, "default"),
+                s.setting(&s.deployment, &target.environment, "{service}"),
+                VersionFrom::parse(s.version_from.as_deref()),
+            ),
+            None => (
+                "default".to_owned(),
+                target.service.as_str().to_owned(),
+                VersionFrom::Image,
+            ),
+        };
+        DeploymentRef {
+            namespace,
+            name,
+            version_from,
+        }
+    }
+
+    async fn connection(&self) -> Result<&Connection, BackendError> {
+        self.client
+            .get_or_try_init(|| async {
+                let name = &self.name;
+                let options = KubeConfigOptions {
+                    context: self.context.clone(),
+                    ..KubeConfigOptions::default()
+                };
+                let config = match &self.kubeconfig {
+                    Some((path, kubeconfig)) => kube::Config::from_custom_kubeconfig(
+                        kubeconfig.clone(),
+                        &options,
+                    )
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot use the kubeconfig {} ({}); check backends.{name}.kubeconfig \
+                                     and context",
+                            path.display(),
+                            error_chain(&e)
+                        )
+                    }),
+                    None if self.context.is_some() => {
+                        kube::Config::from_kubeconfig(&options).await.map_err(|e| {
+                            format!(
+                                "cannot load context {:?} from the default kubeconfig ({}); \
+                                 check backends.{name}.context or set kubeconfig",
+                                self.context.as_deref().unwrap_or_default(),
+                                error_chain(&e)
+                            )
+                        })
+                    }
+                    None => match kube::Config::incluster() {
+                        Ok(config) => Ok(config),
+                        Err(_) => kube::Config::infer().await.map_err(|e| {
+                            format!(
+                                "found no in-cluster service account and no kubeconfig ({}); run \
+                                 breakwater in the cluster or set backends.{name}.kubeconfig",
+                                error_chain(&e)
+                            )
+                        }),
+                    },
+                }?;
+                let cluster_url = config.cluster_url.to_string();
+                let client = kube::Client::try_from(config).map_err(|e| {
+                    format!(
+                        "cannot build a Kubernetes client for {cluster_url} ({}); check \
+                         backends.{name}",
+                        error_chain(&e)
+                    )
+                })?;
+                Ok(Connection {
+                    client,
+                    cluster_url,
+                })
+            })
+            .await
+            .map_err(|message: String| {
+                BackendError::new(
+                    BackendErrorKind::Unavailable,
+                    format!("{message}; nothing was changed"),
+                )
+            })
+    }
+
+    fn kube_error(
+        &self,
+        error: &kube::Error,
+        connection: &Connection,
+        what: &str,
+        deployment: &DeploymentRef,
+        phase: Phase,
+    ) -> BackendError {
+        let done = phase.consequence();
+        let name = &self.name;
+        let namespace = &deployment.namespace;
+        match error {
+            kube::Error::Api(status) => {
+                let said = super::snippet(&status.message, 300);
+                let answer = format!("HTTP {} {}: {said}", status.code, status.reason);
+                let (kind, message) = match status.code {
+                    401 => (
+                        BackendErrorKind::Unauthorized,
+                        format!(
+                            "the Kubernetes API at {} rejected breakwater's credentials ({answer}); \
+                             {done}. Renew the credentials of backends.{name} (token, \
+                             kubeconfig user), then try again",
+                            connection.cluster_url
+                        ),
+                    ),
+                    403 => (
+                        BackendErrorKind::Unauthorized,
+                        format!(
+                            "breakwater may not {what} in namespace {namespace} ({answer}); {done}. \
+                             Apply deploy/kubernetes/rbac.yaml for that namespace (get, list, \
+                             watch deployments and replicasets; patch deployments), then try again"
+                        ),
+                    ),
+                    404 => (
+                        BackendErrorKind::NotFound,
+                        format!(
+                            "there is no {deployment} ({answer}); {done}. Check the service's \
+                             namespace and deployment settings against `kubectl get deployments \
+                             -n {namespace}`"
+                        ),
+                    ),
+                    409 => (
+                        BackendErrorKind::Conflict,
+                        format!(
+                            "someone else changed {deployment} at the same moment ({answer}); \
+                             {done}. Check `kubectl rollout history deployment/{} -n {namespace}` \
+                             to see what runs now, then ask for a fresh plan",
+                            deployment.name
+                        ),
+                    ),
+                    429 | 500..=599 => (
+                        BackendErrorKind::Unavailable,
+                        format!(
+                            "the Kubernetes API failed to {what} ({answer}); {}. Check the cluster \
+                             and `kubectl rollout status deployment/{} -n {namespace}` before \
+                             retrying",
+                            if phase == Phase::Patch {
+                                "the rollback may or may not have been applied"
+                            } else {
+                                done
+                            },
+                            deployment.name
+                        ),
+                    ),
+                    _ => (
+                        BackendErrorKind::Refused,
+                        format!(
+                            "the Kubernetes API refused to {what} ({answer}); {done}. Deal with \
+                             the reason it gives (an admission policy, a validation error), then \
+                             ask for a fresh plan"
+                        ),
+                    ),
+                };
+                BackendError::new(kind, message)
+            }
+            kube::Error::SerdeError(e) => BackendError::new(
+                BackendErrorKind::Protocol,
+                format!(
+                    "the Kubernetes API at {} answered something breakwater cannot read while \
+                     trying to {what} ({e}); {done}. Check that backends.{name} points at a \
+                     Kubernetes API server",
+                    connection.cluster_url
+                ),
+            ),
+            other => BackendError::new(
+                BackendErrorKind::Unavailable,
+                format!(
+                    "could not {what} at {} ({}); {}. Check that the cluster is reachable from \
+                     breakwater, then try again",
+                    connection.cluster_url,
+                    error_chain(other),
+                    if phase == Phase::Patch {
+                        "the rollback may or may not have been applied"
+                    } else {
+                        done
+                    }
+                ),
+            ),
+        }
+    }
+
+    async fn get_deployment(
+        &self,
+        deployment: &DeploymentRef,
+        phase: Phase,
+    ) -> Result<Deployment, BackendError> {
+        let connection = self.connection().await?;
+        let api: Api<Deployment> =
+            Api::namespaced(connection.client.clone(), &deployment.namespace);
+        api.get(&deployment.name)
+            .await
+            .map_err(|e| self.kube_error(&e, connection, "get deployments", deployment, phase))
+    }
+
+    /// The ReplicaSets the Deployment controls, by revision, oldest first.
+    async fn revisions(
+        &self,
+        deployment: &DeploymentRef,
+        object: &Deployment,
+    ) -> Result<Vec<RevisionSet>, BackendError> {
+        let connection = self.connection().await?;
+        let api: Api<ReplicaSet> =
+            Api::namespaced(connection.client.clone(), &deployment.namespace);
+        let selector = object
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.selector.match_labels.as_ref())
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let mut params = ListParams::default();
+        if !selector.is_empty() {
+            params = params.labels(&selector);
+        }
+        let list = api.list(&params).await.map_err(|e| {
+            self.kube_error(&e, connection, "list replicasets", deployment, Phase::Read)
+        })?;
+        let uid = object.metadata.uid.clone().unwrap_or_default();
+        let mut sets: Vec<RevisionSet> = list
+            .items
+            .into_iter()
+            .filter(|rs| {
+                rs.metadata.owner_references.iter().flatten().any(|owner| {
+                    owner.controller == Some(true) && owner.uid == uid && owner.kind == "Deployment"
+                })
+            })
+            .filter_map(revision_set)
+            .collect();
+        sets.sort_by_key(|s| s.revision);
+        Ok(sets)
+    }
+
+    fn deploys(
+        &self,
+        target: &Target,
+        deployment: &DeploymentRef,
+        object: &Deployment,
+        sets: &[RevisionSet],
+    ) -> Vec<Deploy> {
+        let bases: Vec<String> = sets.iter().map(|s| version_of(s, deployment)).collect();
+        // Versions are handed out in the order templates first appeared.
+        let mut by_first: Vec<usize> = (0..sets.len()).collect();
+        by_first.sort_by_key(|&i| (sets[i].first_revision, sets[i].created));
+        let numbers: Vec<String> = sets.iter().map(|s| s.first_revision.to_string()).collect();
+        let sources: Vec<VersionSource<'_>> = by_first
+            .iter()
+            .map(|&i| VersionSource {
+                content: &sets[i].name,
+                base: &bases[i],
+                number: &numbers[i],
+            })
+            .collect();
+        let labels = distinct_versions(&sources);
+        let mut versions = vec![String::new(); sets.len()];
+        for (position, &i) in by_first.iter().enumerate() {
+            versions[i].clone_from(&labels[position]);
+        }
+        let current = current_revision_number(object, sets);
+        let rollout = rollout_status(object);
+        let mut deploys: Vec<Deploy> = sets
+            .iter()
+            .enumerate()
+            .map(|(i, set)| {
+                let started = set.created.unwrap_or_else(Utc::now);
+                let (status, finished_at) = if Some(set.revision) == current {
+                    match &rollout {
+                        Rollout::Complete(_) => (DeployStatus::Succeeded, Some(started)),
+                        Rollout::DeadlineExceeded(_) => (DeployStatus::Failed, Some(started)),
+                        Rollout::Progressing(_) => (DeployStatus::Started, None),
+                    }
+                } else {
+                    (DeployStatus::Succeeded, Some(started))
+                };
+                let config_changes = i
+                    .checked_sub(1)
+                    .map(|p| template_changes(&sets[p].template, &set.template))
+                    .unwrap_or_default();
+                let description = set
+                    .annotations
+                    .get(CHANGE_CAUSE)
+                    .cloned()
+                    .unwrap_or_else(|| format!("ReplicaSet {}", set.name));
+                Deploy {
+                    target: target.clone(),
+                    version: versions[i].clone(),
+                    previous_version: i.checked_sub(1).map(|p| versions[p].clone()),
+                    revision: Some(set.revision.to_string()),
+                    commit: None,
+                    author: None,
+                    description: Some(description),
+                    url: None,
+                    started_at: started,
+                    finished_at,
+                    status,
+                    changes: Vec::new(),
+                    config_changes,
+                    source: DeploySource::Backend,
+                }
+            })
+            .collect();
+        deploys.reverse();
+        deploys
+    }
+
+    /// Patches the Deployment to the target template; `Ok(None)` when it already runs it.
+    async fn patch_to(
+        &self,
+        deployment: &DeploymentRef,
+        object: &Deployment,
+        target: &RevisionSet,
+    ) -> Result<Option<Deployment>, BackendError> {
+        let connection = self.connection().await?;
+        let current_template = object
+            .spec
+            .as_ref()
+            .map(|spec| template_value(&spec.template))
+            .unwrap_or(Value::Null);
+        if current_template == target.template {
+            return Ok(None);
+        }
+        let current_annotations: BTreeMap<String, String> =
+            object.metadata.annotations.clone().unwrap_or_default();
+        let mut annotations: BTreeMap<String, String> = current_annotations
+            .iter()
+            .filter(|(k, _)| KEPT_ANNOTATIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        annotations.extend(
+            target
+                .annotations
+                .iter()
+                .filter(|(k, _)| !KEPT_ANNOTATIONS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let mut metadata = Map::new();
+        metadata.insert(
+            "resourceVersion".into(),
+            json!(object.metadata.resource_version.clone().unwrap_or_default()),
+        );
+        let annotations_patch = merge_patch(&json!(current_annotations), &json!(annotations));
+        if annotations_patch.as_object().is_some_and(|m| !m.is_empty()) {
+            metadata.insert("annotations".into(), annotations_patch);
+        }
+        let patch = json!({
+            "metadata": metadata,
+            "spec": { "template": merge_patch(&current_template, &target.template) },
+        });
+        let api: Api<Deployment> =
+            Api::namespaced(connection.client.clone(), &deployment.namespace);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        api.patch(&deployment.name, &params, &Patch::Merge(&patch))
+            .await
+            .map(Some)
+            .map_err(|e| {
+                self.kube_error(
+                    &e,
+                    connection,
+                    "patch deployments",
+                    deployment,
+                    Phase::Patch,
+                )
+            })
+    }
+}
+
+/// A controlled ReplicaSet as a revision, if it carries a revision number.
+fn revision_set(rs: ReplicaSet) -> Option<RevisionSet> {
+    let annotations: BTreeMap<String, String> = rs.metadata.annotations.clone().unwrap_or_default();
+    let revision: i64 = annotations.get(REVISION)?.parse().ok()?;
+    let first_revision = annotations
+        .get(REVISION_HISTORY)
+        .map(|h| {
+            h.split(',')
+                .filter_map(|n| n.trim().parse::<i64>().ok())
+                .min()
+                .unwrap_or(revision)
+        })
+        .unwrap_or(revision)
+        .min(revision);
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.as_ref())
+        .map(template_value)
+        .unwrap_or(Value::Null);
+    Some(RevisionSet {
+        revision,
+        first_revision,
+        name: rs.metadata.name.clone().unwrap_or_default(),
+        created: rs.metadata.creation_timestamp.as_ref().and_then(|t| {
+            chrono::DateTime::from_timestamp(
+                t.0.as_second(),
+                t.0.subsec_nanosecond().unsigned_abs(),
+            )
+        }),
+        template,
+        annotations,
+    })
+}
+
+/// A pod template as JSON, without the label that only tells ReplicaSets apart.
+fn template_value(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Value {
+    let mut value = serde_json::to_value(template).unwrap_or(Value::Null);
+    if let Some(labels) = value
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(POD_TEMPLATE_HASH);
+        if labels.is_empty()
+            && let Some(metadata) = value
+                .pointer_mut("/metadata")
+                .and_then(Value::as_object_mut)
+        {
+            metadata.remove("labels");
+        }
+    }
+    value
+}
+
+/// The revision number the Deployment runs: its revision annotation, else the newest set.
+fn current_revision_number(object: &Deployment, sets: &[RevisionSet]) -> Option<i64> {
+    object
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION))
+        .and_then(|r| r.parse().ok())
+        .filter(|r| sets.iter().any(|s| s.revision == *r))
+        .or_else(|| sets.last().map(|s| s.revision))
+}
+
+/// The version a revision is known by.
+fn version_of(set: &RevisionSet, deployment: &DeploymentRef) -> String {
+    let from_map = |path: &str, key: &str| {
+        set.template
+            .pointer(path)
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let image = || {
+        let containers = set
+            .template
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let named = containers
+            .iter()
+            .find(|c| c.get("name").and_then(Value::as_str) == Some(deployment.name.as_str()));
+        named
+            .or(containers.first())
+            .and_then(|c| c.get("image"))
+            .and_then(Value::as_str)
+            .map(image_tag)
+    };
+    let found = match &deployment.version_from {
+        VersionFrom::Image => image(),
+        VersionFrom::Label(key) => from_map("/metadata/labels", key),
+        VersionFrom::Annotation(key) => {
+            from_map("/metadata/annotations", key).or_else(|| set.annotations.get(key).cloned())
+        }
+    };
+    found
+        .or_else(image)
+        .unwrap_or_else(|| format!("revision {}", set.first_revision))
+}
+
+/// Where a rollout stands, by `kubectl rollout status`'s rules.
+fn rollout_status(object: &Deployment) -> Rollout {
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let generation = object.metadata.generation.unwrap_or(0);
+    let status = object.status.clone().unwrap_or_default();
+    if generation > status.observed_generation.unwrap_or(0) {
+        return Rollout::Progressing(format!(
+            "waiting for the new spec of deployment {name} to be observed"
+        ));
+    }
+    let progressing = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing");
+    if let Some(condition) = progressing
+        && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    {
+        return Rollout::DeadlineExceeded(condition.message.clone().unwrap_or_default());
+    }
+    let desired = object.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let replicas = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    if updated < desired {
+        return Rollout::Progressing(format!(
+            "{updated} of {desired} new replicas have been updated"
+        ));
+    }
+    if replicas > updated {
+        return Rollout::Progressing(format!(
+            "{} old replicas are pending termination",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return Rollout::Progressing(format!(
+            "{available} of {updated} updated replicas are available"
+        ));
+    }
+    Rollout::Complete(format!("{available} of {desired} replicas available"))
+}
+
+/// An RFC 7386 merge patch that turns `old` into `new`: keys only in `old` become null,
+/// nested objects are patched key by key, everything else is replaced.
+fn merge_patch(old: &Value, new: &Value) -> Value {
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            let mut patch = Map::new();
+            for key in old.keys() {
+                if !new.contains_key(key) {
+                    patch.insert(key.clone(), Value::Null);
+                }
+            }
+            for (key, value) in new {
+                match old.get(key) {
+                    Some(before) if before == value => {}
+                    Some(before @ Value::Object(_)) if value.is_object() => {
+                        patch.insert(key.clone(), merge_patch(before, value));
+                    }
+                    _ => {
+                        patch.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            Value::Object(patch)
+        }
+        (_, new) => new.clone(),
+    }
+}
+
+// --- configuration changes between pod templates ------------------------------------------
+
+/// What changed from one pod template to the next, secret-looking keys masked.
+fn template_changes(old: &Value, new: &Value) -> Vec<ConfigChange> {
+    let mut changes = Vec::new();
+    let old_containers = containers(old);
+    let new_containers = containers(new);
+    let single = old_containers.len() == 1
+        && new_containers.len() == 1
+        && old_containers.keys().eq(new_containers.keys());
+    let names: BTreeSet<&String> = old_containers.keys().chain(new_containers.keys()).collect();
+    for name in names {
+        let prefix = if single {
+            String::new()
+        } else {
+            format!("{name}/")
+        };
+        let before = old_containers
+            .get(name)
+            .map(container_settings)
+            .unwrap_or_default();
+        let after = new_containers
+            .get(name)
+            .map(container_settings)
+            .unwrap_or_default();
+        push_differences(&mut changes, &prefix, &before, &after);
+    }
+    push_differences(&mut changes, "", &volumes(old), &volumes(new));
+    changes.into_iter().map(ConfigChange::masked).collect()
+}
+
+fn push_differences(
+    changes: &mut Vec<ConfigChange>,
+    prefix: &str,
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) {
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for key in keys {
+        let old = before.get(key);
+        let new = after.get(key);
+        if old != new {
+            changes.push(ConfigChange {
+                key: format!("{prefix}{key}"),
+                old: old.cloned(),
+                new: new.cloned(),
+            });
+        }
+    }
+}
+
+/// Containers and init containers by name (init containers as `init:NAME`).
+fn containers(template: &Value) -> BTreeMap<String, Value> {
+    let mut found = BTreeMap::new();
+    for (path, prefix) in [("/spec/containers", ""), ("/spec/initContainers", "init:")] {
+        for container in template
+            .pointer(path)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+            found.insert(format!("{prefix}{name}"), container.clone());
+        }
+    }
+    found
+}
+
+/// A container's settings as flat key → shown value.
+fn container_settings(container: &Value) -> BTreeMap<String, String> {
+    let mut settings = BTreeMap::new();
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    if let Some(image) = container.get("image").and_then(Value::as_str) {
+        settings.insert("image".to_owned(), image.to_owned());
+    }
+    for key in ["command", "args"] {
+        if let Some(list) = container.get(key).and_then(Value::as_array) {
+            let joined: Vec<String> = list.iter().filter_map(text).collect();
+            settings.insert(key.to_owned(), joined.join(" "));
+        }
+    }
+    for variable in container
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = variable.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        settings.insert(name.to_owned(), env_value(variable));
+    }
+    let sources: Vec<String> = container
+        .get("envFrom")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|source| {
+            let prefix = source
+                .get("prefix")
+                .and_then(Value::as_str)
+                .map(|p| format!(" (prefix {p})"))
+                .unwrap_or_default();
+            let named = |kind: &str, key: &str| {
+                source
+                    .get(key)
+                    .and_then(|r| r.get("name"))
+                    .and_then(Value::as_str)
+                    .map(|name| format!("{kind} {name}{prefix}"))
+            };
+            named("configMap", "configMapRef")
+                .or_else(|| named("secret", "secretRef"))
+                .unwrap_or_else(|| format!("source{prefix}"))
+        })
+        .collect();
+    if !sources.is_empty() {
+        settings.insert("envFrom".to_owned(), sources.join(", "));
+    }
+    for kind in ["limits", "requests"] {
+        if let Some(resources) = container
+            .pointer(&format!("/resources/{kind}"))
+            .and_then(Value::as_object)
+        {
+            for (resource, quantity) in resources {
+                let shown = quantity
+                    .as_str()
+                    .map_or_else(|| quantity.to_string(), str::to_owned);
+                settings.insert(format!("resources.{kind}.{resource}"), shown);
+            }
+        }
+    }
+    settings
+}
+
+/// An environment variable's value as shown: the literal, or the name of where it comes
+/// from — never the referenced value itself.
+fn env_value(variable: &Value) -> String {
+    if let Some(value) = variable.get("value").and_then(Value::as_str) {
+        return value.to_owned();
+    }
+    let Some(from) = variable.get("valueFrom") else {
+        return String::new();
+    };
+    let key_ref = |kind: &str, field: &str| {
+        from.get(field).map(|r| {
+            format!(
+                "{kind} {}/{}",
+                r.get("name").and_then(Value::as_str).unwrap_or(""),
+                r.get("key").and_then(Value::as_str).unwrap_or("")
+            )
+        })
+    };
+    key_ref("secret", "secretKeyRef")
+        .or_else(|| key_ref("configMap", "configMapKeyRef"))
+        .or_else(|| {
+            from.pointer("/fieldRef/fieldPath")
+                .and_then(Value::as_str)
+                .map(|path| format!("field {path}"))
+        })
+        .or_else(|| {
+            from.pointer("/resourceFieldRef/resource")
+                .and_then(Value::as_str)
+                .map(|resource| format!("resource {resource}"))
+        })
+        .unwrap_or_else(|| "valueFrom".to_owned())
+}
+
+/// The ConfigMaps and Secrets mounted as volumes, by volume name.
+fn volumes(template: &Value) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for volume in template
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = volume.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut references = Vec::new();
+        if let Some(map) = volume.pointer("/configMap/name").and_then(Value::as_str) {
+            references.push(format!("configMap {map}"));
+        }
+        if let Some(secret) = volume.pointer("/secret/secretName").and_then(Value::as_str) {
+            references.push(format!("secret {secret}"));
+        }
+        for source in volume
+            .pointer("/projected/sources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(map) = source.pointer("/configMap/name").and_then(Value::as_str) {
+                references.push(format!("configMap {map}"));
+            }
+            if let Some(secret) = source.pointer("/secret/name").and_then(Value::as_str) {
+                references.push(format!("secret {secret}"));
+            }
+        }
+        if !references.is_empty() {
+            found.insert(format!("volume {name}"), references.join(", "));
+        }
+    }
+    found
+}
+
+/// Tools that own the Deployment and will put their own template back on their next run.
+fn managed_by(object: &Deployment) -> Option<String> {
+    let labels = object.metadata.labels.clone().unwrap_or_default();
+    let annotations = object.metadata.annotations.clone().unwrap_or_default();
+    if let Some(release) = annotations.get("meta.helm.sh/release-name") {
+        return Some(format!("Helm release {release}"));
+    }
+    if labels
+        .get("app.kubernetes.io/managed-by")
+        .map(String::as_str)
+        == Some("Helm")
+    {
+        return Some("Helm".to_owned());
+    }
+    if let Some(tracking) = annotations.get("argocd.argoproj.io/tracking-id") {
+        let app = tracking.split(':').next().unwrap_or(tracking);
+        return Some(format!("Argo CD application {app}"));
+    }
+    labels
+        .get("kustomize.toolkit.fluxcd.io/name")
+        .or_else(|| labels.get("helm.toolkit.fluxcd.io/name"))
+        .map(|name| format!("Flux {name}"))
+}
+
+#[async_trait]
+impl DeployBackend for KubernetesBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            any_revision: true,
+            config_diffs: true,
+            own_history: true,
+            resumable: true,
+        }
+    }
+
+    async fn history(&self, target: &Target) -> Result<Vec<Deploy>, BackendError> {
+        let deployment = self.deployment_ref(target);
+        let object = self.get_deployment(&deployment, Phase::Read).await?;
+        let sets = self.revisions(&deployment, &object).await?;
+        Ok(self.deploys(target, &deployment, &object, &sets))
+    }
+
+    async fn current(&self, target: &Target) -> Result<Option<Revision>, BackendError> {
+        let deployment = self.deployment_ref(target);
+        let object = self.get_deployment(&deployment, Phase::Read).await?;
+        let sets = self.revisions(&deployment, &object).await?;
+        let current = current_revision_number(&object, &sets).map(|r| r.to_string());
+        Ok(self
+            .deploys(target, &deployment, &object, &sets)
+            .into_iter()
+            .find(|d| d.revision.is_some() && d.revision == current)
+            .map(|d| d.as_revision()))
+    }
+
+    async fn caveats(&self, target: &Target, to: &Revision) -> Result<Vec<Caveat>, BackendError> {
+        let deployment = self.deployment_ref(target);
+        let object = self.get_deployment(&deployment, Phase::Read).await?;
+        let mut caveats = Vec::new();
+        if object.spec.as_ref().and_then(|s| s.paused) == Some(true) {
+            caveats.push(Caveat {
+                message: format!(
+                    "{deployment} is paused; resume it first (kubectl rollout resume \
+                     deployment/{} -n {}) and ask for a fresh plan.",
+                    deployment.name, deployment.namespace
+                ),
+                blocking: true,
+                remedy: None,
+            });
+        }
+        let sets = self.revisions(&deployment, &object).await?;
+        if !sets.iter().any(|s| s.revision.to_string() == to.id) {
+            caveats.push(Caveat {
+                message: format!(
+                    "Revision {} of {deployment} no longer exists (revisionHistoryLimit); deploy \
+                     {} again instead.",
+                    to.id, to.version
+                ),
+                blocking: true,
+                remedy: None,
+            });
+        }
+        if let Some(owner) = managed_by(&object) {
+            caveats.push(Caveat {
+                message: format!(
+                    "{deployment} is managed by {owner}: its next sync or upgrade will replace \
+                     the rolled-back template. Revert the change there too."
+                ),
+                blocking: false,
+                remedy: None,
+            });
+        }
+        Ok(caveats)
+    }
+
+    async fn rollback(&self, call: &RollbackCall) -> Result<Operation, BackendError> {
+        let deployment = self.deployment_ref(&call.target);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let object = self.get_deployment(&deployment, Phase::Read).await?;
+            if object.spec.as_ref().and_then(|s| s.paused) == Some(true) {
+                return Err(BackendError::new(
+                    BackendErrorKind::Refused,
+                    format!(
+                        "{deployment} is paused, and a paused Deployment cannot be rolled back; \
+                         nothing was rolled back. Resume it (kubectl rollout resume \
+                         deployment/{} -n {}), then ask for a fresh plan",
+                        deployment.name, deployment.namespace
+                    ),
+                ));
+            }
+            let sets = self.revisions(&deployment, &object).await?;
+            let running = current_revision_number(&object, &sets).map(|r| r.to_string());
+            if running.as_deref() != Some(call.from.id.as_str()) {
+                return Err(BackendError::new(
+                    BackendErrorKind::Conflict,
+                    format!(
+                        "{deployment} was changed to revision {} while breakwater was rolling it \
+                         back from revision {}; nothing was rolled back. Check `kubectl rollout \
+                         history deployment/{} -n {}`, then ask for a fresh plan",
+                        running.unwrap_or_else(|| "?".to_owned()),
+                        call.from.id,
+                        deployment.name,
+                        deployment.namespace
+                    ),
+                ));
+            }
+            let Some(target) = sets.iter().find(|s| s.revision.to_string() == call.to.id) else {
+                return Err(BackendError::new(
+                    BackendErrorKind::NotFound,
+                    format!(
+                        "revision {} ({}) of {deployment} no longer exists: its ReplicaSet was \
+                         removed (revisionHistoryLimit); nothing was rolled back. Deploy {} again \
+                         through your pipeline instead",
+                        call.to.id, call.to.version, call.to.version
+                    ),
+                ));
+            };
+            let handle = Handle {
+                namespace: deployment.namespace.clone(),
+                deployment: deployment.name.clone(),
+                revision: call.to.id.clone(),
+                template: target.template.clone(),
+            };
+            let operation = |finished| Operation {
+                target: call.target.clone(),
+                to: call.to.clone(),
+                started_at: Utc::now(),
+                handle: serde_json::to_value(&handle).unwrap_or(Value::Null),
+                finished,
+            };
+            match self.patch_to(&deployment, &object, target).await {
+                Ok(Some(_)) => {
+                    tracing::info!(backend = %self.name, %deployment, revision = %call.to.id, "patched the Deployment back");
+                    return Ok(operation(None));
+                }
+                Ok(None) => {
+                    return Ok(operation(Some(Outcome::Succeeded(format!(
+                        "{deployment} already runs the template of revision {}; nothing had to \
+                         change",
+                        call.to.id
+                    )))));
+                }
+                // Something else wrote the Deployment (an autoscaler changing replicas is
+                // common): read it again and retry once if it still runs what was shown.
+                Err(error) if error.kind == BackendErrorKind::Conflict && attempt < 2 => {
+                    tracing::info!(backend = %self.name, %deployment, "resourceVersion conflict; reading the Deployment again");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn wait(
+        &self,
+        operation: &Operation,
+        progress: ProgressFn<'_>,
+    ) -> Result<Outcome, BackendError> {
+        if let Some(outcome) = &operation.finished {
+            return Ok(outcome.clone());
+        }
+        let handle: Handle = serde_json::from_value(operation.handle.clone()).map_err(|_| {
+            BackendError::new(
+                BackendErrorKind::Protocol,
+                format!(
+                    "this Kubernetes rollback of {} has no readable handle, so breakwater cannot \
+                     follow it; check `kubectl rollout status`",
+                    operation.target
+                ),
+            )
+        })?;
+        let deployment = DeploymentRef {
+            namespace: handle.namespace.clone(),
+            name: handle.deployment.clone(),
+            version_from: VersionFrom::Image,
+        };
+        let mut last: Option<String> = None;
+        let follow = async {
+            let mut failures = 0;
+            loop {
+                match self.get_deployment(&deployment, Phase::Follow).await {
+                    Ok(object) => {
+                        failures = 0;
+                        let template = object
+                            .spec
+                            .as_ref()
+                            .map(|spec| template_value(&spec.template))
+                            .unwrap_or(Value::Null);
+                        if template != handle.template {
+                            return Ok(Outcome::Failed(format!(
+                                "{deployment} was changed again by someone else while the \
+                                 rollback to revision {} was followed; check `kubectl rollout \
+                                 history deployment/{} -n {}` to see what runs now",
+                                handle.revision, deployment.name, deployment.namespace
+                            )));
+                        }
+                        match rollout_status(&object) {
+                            Rollout::Complete(detail) => {
+                                return Ok(Outcome::Succeeded(format!(
+                                    "{deployment} rolled out the template of revision {}: {detail}",
+                                    handle.revision
+                                )));
+                            }
+                            Rollout::DeadlineExceeded(message) => {
+                                return Ok(Outcome::Failed(format!(
+                                    "{deployment} exceeded its progress deadline rolling back to \
+                                     revision {}{}. Its new pods are not becoming available: check \
+                                     `kubectl get pods -n {}` and `kubectl describe deployment/{} \
+                                     -n {}`; the earlier revision may be broken too",
+                                    handle.revision,
+                                    if message.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(" ({message})")
+                                    },
+                                    deployment.namespace,
+                                    deployment.name,
+                                    deployment.namespace
+                                )));
+                            }
+                            Rollout::Progressing(line) => {
+                                if last.as_ref() != Some(&line) {
+                                    progress(line.clone());
+                                    last = Some(line);
+                                }
+                            }
+                        }
+                    }
+                    Err(error)
+                        if matches!(
+                            error.kind,
+                            BackendErrorKind::Unavailable | BackendErrorKind::Timeout
+                        ) && failures < FOLLOW_READ_FAILURES =>
+                    {
+                        failures += 1;
+                        tracing::warn!(backend = %self.name, %deployment, %error, "reading the Deployment failed; retrying");
+                    }
+                    Err(error) => return Err(error),
+                }
+                tokio::time::sleep(self.poll_interval).await;
+            }
+        };
+        match tokio::time::timeout(self.timeout, follow).await {
+            Ok(result) => result,
+            Err(_) => Err(BackendError::new(
+                BackendErrorKind::Timeout,
+                format!(
+                    "the rollout of {deployment} back to revision {} did not finish within {}{}; \
+                     it may still be progressing. Check `kubectl rollout status deployment/{} -n \
+                     {}` before retrying",
+                    handle.revision,
+                    humantime::format_duration(self.timeout),
+                    last.map(|l| format!(" (last seen: {l})"))
+                        .unwrap_or_default(),
+                    deployment.name,
+                    deployment.namespace
+                ),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for KubernetesBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesBackend")
+            .field("name", &self.name)
+            .field(
+                "kubeconfig",
+                &self.kubeconfig.as_ref().map(|(path, _)| path),
+            )
+            .field("context", &self.context)
+            .field("timeout", &self.timeout)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::deploy::MASKED;
+
+    fn template(env: Value, image: &str) -> Value {
+        json!({
+            "metadata": {"labels": {"app": "checkout"}},
+            "spec": {
+                "containers": [{
+                    "name": "checkout",
+                    "image": image,
+                    "env": env,
+                    "resources": {"limits": {"memory": "512Mi"}},
+                }],
+                "volumes": [{"name": "config", "configMap": {"name": "checkout-v1"}}],
+            }
+        })
+    }
+
+    #[test]
+    fn changed_env_vars_images_and_references_are_listed_with_secrets_masked() {
+        let old = template(
+            json!([
+                {"name": "DB_POOL_SIZE", "value": "20"},
+                {"name": "DB_PASSWORD", "value": "hunter2"},
+                {"name": "REGION", "valueFrom": {"configMapKeyRef": {"name": "site", "key": "region"}}},
+            ]),
+            "ghcr.io/acme/checkout:v1.3.2",
+        );
+        let mut new = template(
+            json!([
+                {"name": "DB_POOL_SIZE", "value": "2"},
+                {"name": "DB_PASSWORD", "value": "hunter3"},
+                {"name": "REGION", "valueFrom": {"secretKeyRef": {"name": "site", "key": "region"}}},
+            ]),
+            "ghcr.io/acme/checkout:v1.4.0",
+        );
+        new["spec"]["volumes"][0]["configMap"]["name"] = json!("checkout-v2");
+
+        let changes = template_changes(&old, &new);
+
+        let find = |key: &str| {
+            changes
+                .iter()
+                .find(|c| c.key == key)
+                .unwrap_or_else(|| panic!("{key} missing from {changes:?}"))
+        };
+        assert_eq!(find("DB_POOL_SIZE").new.as_deref(), Some("2"));
+        assert_eq!(find("DB_PASSWORD").new.as_deref(), Some(MASKED));
+        assert_eq!(find("REGION").old.as_deref(), Some("configMap site/region"));
+        assert_eq!(find("REGION").new.as_deref(), Some("secret site/region"));
+        assert_eq!(
+            find("image").new.as_deref(),
+            Some("ghcr.io/acme/checkout:v1.4.0")
+        );
+        assert_eq!(
+            find("volume config").new.as_deref(),
+            Some("configMap checkout-v2")
+        );
+        assert_eq!(changes.len(), 5, "{changes:?}");
+    }
+
+    #[test]
+    fn several_containers_name_the_container_in_each_key() {
+        let mut old = template(json!([]), "app:1");
+        old["spec"]["containers"]
+            .as_array_mut()
+            .expect("containers")
+            .push(json!({"name": "proxy", "image": "envoy:1.30"}));
+        let mut new = old.clone();
+        new["spec"]["containers"][1]["image"] = json!("envoy:1.31");
+        new["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("1Gi");
+
+        let changes = template_changes(&old, &new);
+
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["checkout/resources.limits.memory", "proxy/image"]);
+    }
+
+    #[test]
+    fn merge_patches_remove_what_the_target_lacks_and_replace_lists() {
+        let old = json!({"labels": {"a": "1", "b": "2"}, "list": [1, 2], "same": {"x": 1}});
+        let new = json!({"labels": {"a": "1"}, "list": [3], "same": {"x": 1}});
+        assert_eq!(
+            merge_patch(&old, &new),
+            json!({"labels": {"b": null}, "list": [3]})
+        );
+    }
+
+    fn deployment(value: Value) -> Deployment {
+        serde_json::from_value(value).expect("deployment")
+    }
+
+    #[test]
+    fn rollout_status_follows_kubectl_rules() {
+        let base = |status: Value| {
+            deployment(json!({
+                "metadata": {"name": "checkout", "generation": 4},
+                "spec": {"replicas": 3, "selector": {}, "template": {}},
+                "status": status,
+            }))
+        };
+        assert!(matches!(
+            rollout_status(&base(json!({"observedGeneration": 3}))),
+            Rollout::Progressing(line) if line.contains("to be observed")
+        ));
+        assert_eq!(
+            rollout_status(&base(
+                json!({"observedGeneration": 4, "updatedReplicas": 1, "replicas": 3})
+            )),
+            Rollout::Progressing("1 of 3 new replicas have been updated".into())
+        );
+        assert_eq!(
+            rollout_status(&base(
+                json!({"observedGeneration": 4, "updatedReplicas": 3, "replicas": 4})
+            )),
+            Rollout::Progressing("1 old replicas are pending termination".into())
+        );
+        assert_eq!(
+            rollout_status(&base(
+                json!({"observedGeneration": 4, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 2})
+            )),
+            Rollout::Progressing("2 of 3 updated replicas are available".into())
+        );
+        assert!(matches!(
+            rollout_status(&base(
+                json!({"observedGeneration": 4, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3})
+            )),
+            Rollout::Complete(_)
+        ));
+        assert_eq!(
+            rollout_status(&base(json!({"observedGeneration": 4, "conditions": [{
+                "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                "message": "ReplicaSet \"checkout-5d\" has timed out progressing."}]}))),
+            Rollout::DeadlineExceeded(
+                "ReplicaSet \"checkout-5d\" has timed out progressing.".into()
+            )
+        );
+    }
+
+    #[test]
+    fn images_name_their_version_unless_a_label_is_configured() {
+        let set = RevisionSet {
+            revision: 3,
+            first_revision: 3,
+            name: "checkout-abc".into(),
+            created: None,
+            template: json!({
+                "metadata": {"labels": {"app.kubernetes.io/version": "2026.11.1"}},
+                "spec": {"containers": [
+                    {"name": "proxy", "image": "envoy:1.30"},
+                    {"name": "checkout", "image": "ghcr.io/acme/checkout:v1.4.0"}
+                ]}
+            }),
+            annotations: BTreeMap::new(),
+        };
+        let mut deployment = DeploymentRef {
+            namespace: "shop".into(),
+            name: "checkout".into(),
+            version_from: VersionFrom::Image,
+        };
+        assert_eq!(version_of(&set, &deployment), "v1.4.0");
+        deployment.version_from = VersionFrom::parse(Some("label:app.kubernetes.io/version"));
+        assert_eq!(version_of(&set, &deployment), "2026.11.1");
+    }
+}
