@@ -4,6 +4,7 @@
 mod api;
 mod backends;
 mod cli;
+mod discord;
 mod rollback;
 mod store;
 mod support;

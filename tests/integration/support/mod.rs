@@ -3,6 +3,7 @@
 //! chat adapter; plus request helpers.
 
 pub(crate) mod chat;
+pub(crate) mod fake_discord;
 pub(crate) mod receiver;
 
 use std::path::PathBuf;
