@@ -501,6 +501,31 @@ async fn an_unauthorised_press_is_refused_ephemerally_and_audited() {
 }
 
 #[tokio::test]
+async fn not_deploy_related_is_acknowledged_and_the_summary_says_who_dismissed_it() {
+    let discord = spawn_discord("http").await;
+    discord.deploys().await;
+    discord
+        .app
+        .fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = discord.summary().await;
+    let custom_id = summary.button("Not deploy-related").expect("button");
+    let press = discord
+        .fake
+        .component_interaction(&bob(), &summary, &custom_id);
+    let answer = discord.interact(&press).await;
+    assert_eq!(
+        answer["type"], 6,
+        "acknowledged without a message: {answer}"
+    );
+    let dismissed = discord
+        .fake
+        .wait_for_update(&summary.id, "Marked not deploy-related by Bob")
+        .await;
+    assert!(dismissed.button("Roll back").is_none());
+}
+
+#[tokio::test]
 async fn the_rollback_command_answers_with_a_plan_and_never_rolls_back() {
     let discord = spawn_discord("http").await;
     discord.deploys().await;

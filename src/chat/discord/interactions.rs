@@ -10,7 +10,7 @@
 //! | core reply | in time | deferred |
 //! |---|---|---|
 //! | `Private` | ephemeral message (flag 64) | edit the deferred message, or an ephemeral follow-up |
-//! | `ReplaceSource` | `UPDATE_MESSAGE` on the pressed message | edit the pressed message |
+//! | `ReplaceSource` | `UPDATE_MESSAGE` on the pressed message | edit the pressed (or deferred) message |
 //! | `None` | acknowledge | nothing (or remove the "thinking…" message) |
 
 use std::future::Future;

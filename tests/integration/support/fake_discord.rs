@@ -180,6 +180,8 @@ struct Recorded {
     /// Interaction token → (channel, pressed message), as issued by the builders.
     interactions: HashMap<String, (String, Option<String>)>,
     gateway: Gateway,
+    /// Where READY says to resume (serenity 0.12 resumes where it first connected).
+    gateway_url: String,
 }
 
 pub(crate) struct FakeDiscord {
@@ -203,6 +205,7 @@ impl FakeDiscord {
         let gateway_addr: SocketAddr = gateway.local_addr().expect("addr");
         let state: Shared = Arc::new(Mutex::new(Recorded {
             next_id: 1_500_000_000_000_000_000,
+            gateway_url: format!("ws://{gateway_addr}"),
             no_threads: [NO_THREADS_CHANNEL.to_owned()].into_iter().collect(),
             ..Recorded::default()
         }));
@@ -1114,7 +1117,7 @@ async fn serve_gateway(
                     },
                     "guilds": [{"id": GUILD_ID, "unavailable": true}],
                     "session_id": SESSION_ID,
-                    "resume_gateway_url": s.gateway_url_placeholder(),
+                    "resume_gateway_url": s.gateway_url.clone(),
                     "shard": [0, 1],
                     "application": {"id": APPLICATION_ID, "flags": 0}
                 });
@@ -1160,12 +1163,4 @@ async fn serve_gateway(
     }
     drop(sender);
     let _ = writer.await;
-}
-
-impl Recorded {
-    /// Discord's READY names a URL to resume at; serenity 0.12 resumes at the URL it
-    /// connected to, so any well-formed value does.
-    fn gateway_url_placeholder(&self) -> String {
-        "ws://127.0.0.1".to_owned()
-    }
 }
