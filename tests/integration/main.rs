@@ -4,6 +4,7 @@
 mod api;
 mod backends;
 mod cli;
+#[cfg(feature = "discord")]
 mod discord;
 mod rollback;
 mod store;

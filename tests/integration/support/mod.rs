@@ -3,6 +3,7 @@
 //! chat adapter; plus request helpers.
 
 pub(crate) mod chat;
+#[cfg(feature = "discord")]
 pub(crate) mod fake_discord;
 pub(crate) mod receiver;
 
