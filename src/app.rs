@@ -122,6 +122,25 @@ impl Application {
         for chat in overrides.chats {
             chats.register(chat);
         }
+        #[cfg(feature = "discord")]
+        let router = match &config.discord {
+            Some(discord) => {
+                let adapter = crate::chat::discord::DiscordAdapter::new(
+                    discord,
+                    &config.services,
+                    bot.clone(),
+                    adapters.clone(),
+                )
+                .context("starting the Discord adapter ([discord])")?;
+                chats.register(adapter.chat());
+                adapter.start(&adapters, adapters_stop.clone());
+                match adapter.router() {
+                    Some(discord_routes) => router.merge(discord_routes),
+                    None => router,
+                }
+            }
+            None => router,
+        };
         let router = http::finish(router, metrics.clone());
         let listener = TcpListener::bind(config.server.listen)
             .await

@@ -1,6 +1,9 @@
 //! Chat adapters: each turns a platform's events into core events and renders the core's
 //! neutral messages natively. Outbound, the core sees only [`Chat`].
 
+#[cfg(feature = "discord")]
+pub mod discord;
+
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;

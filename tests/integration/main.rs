@@ -8,6 +8,8 @@ mod backends_helm;
 #[cfg(feature = "kubernetes")]
 mod backends_kubernetes;
 mod cli;
+#[cfg(feature = "discord")]
+mod discord;
 mod rollback;
 mod store;
 mod support;

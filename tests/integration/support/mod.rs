@@ -4,6 +4,8 @@
 
 pub(crate) mod argocd;
 pub(crate) mod chat;
+#[cfg(feature = "discord")]
+pub(crate) mod fake_discord;
 pub(crate) mod helm;
 #[cfg(feature = "kubernetes")]
 pub(crate) mod kubernetes;
