@@ -283,7 +283,12 @@ impl Store for SqliteStore {
     }
 
     async fn audit_records(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        Q::audit_records(&mut *self.read().await?, after, limit).await
+        let page: String = sqlx::query_scalar(super::sql::AUDIT_PAGE_AS_JSON_SQLITE)
+            .bind(after)
+            .bind(super::sql::audit_page_limit(limit))
+            .fetch_one(&mut *self.read().await?)
+            .await?;
+        super::sql::audit_page_from_json(&page)
     }
 
     async fn audit_search(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
