@@ -56,7 +56,8 @@
     event.preventDefault();
     var button = form.querySelector("button");
     if (button) button.disabled = true;
-    fetch(form.action, {
+    // getAttribute: the form's "action" input shadows the form.action property.
+    fetch(form.getAttribute("action"), {
       method: "POST",
       body: new URLSearchParams(new FormData(form)),
       headers: { "X-Requested-With": "fetch" },
