@@ -200,6 +200,10 @@ impl Auth {
             }
             return Err(SignInError::Wrong);
         }
+        // Sign-ins are rare; a good moment to forget sessions that ran out.
+        if let Err(error) = store.prune_console_sessions(now).await {
+            tracing::warn!(%error, "could not prune expired console sessions");
+        }
         let session = self.open_session(store, user, now).await?;
         Ok(session)
     }
@@ -373,6 +377,43 @@ mod tests {
         let wait = limiter.blocked("ip:10.0.0.1").expect("blocked");
         assert!(wait <= FAILURE_WINDOW);
         assert_eq!(limiter.blocked("ip:10.0.0.2"), None);
+    }
+
+    fn auth_with(user: ConsoleUser) -> Auth {
+        Auth::new(
+            &ConsoleConfig {
+                enabled: true,
+                users: vec![user],
+                ..ConsoleConfig::default()
+            },
+            false,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_loopback_only_user_signs_in_only_from_the_machine_itself() {
+        let store = crate::store::SqliteStore::connect("sqlite::memory:")
+            .await
+            .expect("store");
+        let auth = auth_with(ConsoleUser {
+            name: "demo".into(),
+            password_hash: hash_password("pw").expect("hash"),
+            loopback_only: true,
+        });
+        let remote: IpAddr = "192.0.2.7".parse().expect("ip");
+        let refused = auth
+            .sign_in(&store, "demo", "pw", Some(remote), Utc::now())
+            .await;
+        assert!(matches!(refused, Err(SignInError::Wrong)), "{refused:?}");
+        for local in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            let ip: IpAddr = local.parse().expect("ip");
+            let (session, token) = auth
+                .sign_in(&store, "demo", "pw", Some(ip), Utc::now())
+                .await
+                .expect("signed in");
+            assert_eq!(session.user, "demo");
+            assert_eq!(session.token_hash, token_hash(&token));
+        }
     }
 
     #[test]

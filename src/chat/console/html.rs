@@ -310,12 +310,22 @@ mod tests {
         message.sections.push(Section::Fields {
             fields: vec![("<i>".into(), RichText::new().code("</code><script>"))],
         });
+        message.actions.push(Action::Button {
+            label: "<u>Roll back</u>".into(),
+            action: ButtonAction::new(ButtonKind::Rollback, PlanId::generate()),
+            style: ButtonStyle::Danger,
+            confirm: None,
+        });
         let out = render(message);
         assert!(!out.contains("<img"), "{out}");
         assert!(!out.contains("<b>"), "{out}");
         assert!(!out.contains("<script>"), "{out}");
         assert!(out.contains("&lt;b&gt;HighErrorRate&lt;/b&gt;"), "{out}");
         assert!(out.contains("value=\"tok&quot;en\""), "{out}");
+        assert!(
+            out.contains("&lt;u&gt;Roll back&lt;/u&gt;</button>"),
+            "{out}"
+        );
     }
 
     #[test]
