@@ -152,6 +152,10 @@ impl Demo {
         &self.data_dir
     }
 
+    pub fn bot(&self) -> Bot {
+        self.bot.clone()
+    }
+
     /// The service and environment the scripted alert is about.
     pub fn incident(&self) -> &Target {
         &self.incident
@@ -453,5 +457,65 @@ async fn play_incident(bot: Bot, target: Target, options: DemoOptions) {
     resolved.started_at = started_at;
     if let Err(error) = bot.handle_webhook_alerts(vec![resolved]).await {
         tracing::error!(%error, "the demo could not resolve its alert");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_configuration_is_valid_with_three_simulated_services() {
+        let config = Config::parse(DEMO_CONFIG).expect("valid demo configuration");
+        assert_eq!(config.services.len(), 3);
+        assert!(config.console.enabled);
+        assert!(
+            config
+                .backends
+                .values()
+                .all(|backend| backend.kind() == "simulated")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_history_makes_the_latest_deploy_the_incident_with_a_config_change() {
+        let store = crate::store::SqliteStore::connect("sqlite::memory:")
+            .await
+            .expect("store");
+        let now = Utc::now();
+        let incident = seed_history(&store, now).await.expect("seed");
+        assert_eq!(incident.to_string(), "checkout production");
+        let newest = store
+            .deploys(&DeployQuery {
+                limit: 1,
+                ..DeployQuery::default()
+            })
+            .await
+            .expect("deploys");
+        assert_eq!(newest[0].target, incident);
+        assert!(!newest[0].config_changes.is_empty());
+        assert_eq!(
+            newest[0]
+                .config_changes
+                .iter()
+                .find(|c| c.key == "PAYMENTS_API_TOKEN")
+                .and_then(|c| c.new.as_deref()),
+            Some(crate::core::deploy::MASKED),
+            "secret values are masked"
+        );
+        // Seeding again (a reused --data directory) adds nothing.
+        seed_history(&store, now).await.expect("seed again");
+        let all = store
+            .deploys(&DeployQuery::default())
+            .await
+            .expect("deploys");
+        assert_eq!(all.len(), HISTORY.len());
+    }
+
+    #[test]
+    fn generated_passwords_are_sixteen_unambiguous_characters() {
+        let password = generate_password();
+        assert_eq!(password.len(), 16);
+        assert!(!password.contains(['0', 'O', 'l', '1', 'I']), "{password}");
     }
 }

@@ -775,3 +775,56 @@ async fn pages_forbid_framing_and_foreign_scripts() {
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 }
+
+// --- the demo -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_demo_incident_is_rolled_back_and_verified_over_http() {
+    let demo = breakwater::demo::Demo::build(breakwater::demo::DemoOptions {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: None,
+        alert_after: Duration::from_millis(200),
+        resolve_after: Duration::from_millis(200),
+    })
+    .await
+    .expect("demo");
+    let password = demo.password().to_owned();
+    let address = format!("http://{}", demo.local_addr());
+    let bot = demo.bot();
+    let stop = CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            demo.run_until(async move { stop.cancelled().await })
+                .await
+                .map_err(anyhow::Error::from)
+        })
+    };
+    let app = ConsoleApp {
+        address,
+        bot,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        dir: tempfile::tempdir().expect("tempdir"),
+        stop,
+        server: Some(server),
+    };
+    let session = app.sign_in("demo", &password).await;
+    let html = app
+        .wait_for(&session, "Roll back checkout production to v2.13.1")
+        .await;
+    assert!(html.contains("DB_POOL_MAX"), "{html}");
+    app.press(&session, "Roll back checkout production").await;
+    app.wait_for(&session, "Only you can see this").await;
+    app.press(&session, "Confirm").await;
+    app.wait_for(
+        &session,
+        "Rolled back checkout production from v2.14.0 to v2.13.1",
+    )
+    .await;
+    app.wait_for(&session, "HighErrorRate resolved").await;
+    assert_eq!(app.audited("rollback.verified").await, 1);
+    app.stop().await;
+}
