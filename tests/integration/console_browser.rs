@@ -183,6 +183,22 @@ async fn a_person_rolls_back_the_demo_incident_in_a_real_browser() {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-audit.png");
     std::fs::write(&path, client.screenshot().await.expect("screenshot")).expect("save");
 
+    client
+        .find(Locator::LinkText("Deploys"))
+        .await
+        .expect("deploys link")
+        .click()
+        .await
+        .expect("click");
+    wait_for_text(&client, "checkout in production").await;
+    wait_for_text(&client, "DB_POOL_MAX").await;
+    client
+        .find(Locator::Css("svg[role=img]"))
+        .await
+        .expect("the timeline");
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-deploys.png");
+    std::fs::write(&path, client.screenshot().await.expect("screenshot")).expect("save");
+
     client.close().await.expect("close the browser");
     stop.cancel();
     server.await.expect("join").expect("clean shutdown");
