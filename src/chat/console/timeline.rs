@@ -146,7 +146,7 @@ fn draw(
             .filter(|d| d.target.environment.as_str() == environment)
             .collect();
         // Newest first, so that the latest deploy keeps its label when labels crowd.
-        row.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        row.sort_by_key(|d| std::cmp::Reverse(d.started_at));
         let mut last_label: Option<f64> = None;
         for deploy in row {
             let cx = x(deploy.started_at);
