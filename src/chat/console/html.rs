@@ -141,7 +141,7 @@ pub(crate) fn article(html: &mut Html, stored: &ConsoleMessage, viewing: &Viewin
         stored.thread.map(|t| t.to_string()).unwrap_or_default(),
         stored.revision,
     );
-    let _ = write!(html.0, "<header><h3 id=\"m-{id}-h\">");
+    let _ = write!(html.0, "<header><h2 id=\"m-{id}-h\">");
     if let Some(label) = tone_label(message.tone) {
         html.raw("<span class=\"visually-hidden\">")
             .text(label)
@@ -151,7 +151,7 @@ pub(crate) fn article(html: &mut Html, stored: &ConsoleMessage, viewing: &Viewin
         Some(title) => html.text(title),
         None => html.text(first_line(&message.text)),
     };
-    html.raw("</h3> ");
+    html.raw("</h2> ");
     time(html, stored.created_at);
     if stored.audience.is_some() {
         html.raw(" <span class=\"badge\">Only you can see this</span>");

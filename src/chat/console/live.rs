@@ -27,8 +27,10 @@ use super::pages::{Shared, visible_to};
 const POLL_EVERY: Duration = Duration::from_secs(3);
 /// Changes this much older than the cursor are read again (and skipped if already sent).
 const OVERLAP: chrono::Duration = chrono::Duration::seconds(10);
-/// Changes read per wake-up.
+/// Changes read per page.
 const BATCH: u32 = 200;
+/// Revisions remembered per open page to skip repeats.
+const SENT_REMEMBERED: usize = 10_000;
 
 struct Follower {
     console: Shared,
@@ -58,20 +60,36 @@ impl Follower {
         }
     }
 
+    /// Reads what changed since the cursor (less the overlap), then page by page onwards
+    /// while pages come back full, so that a burst larger than a page is not re-read
+    /// forever.
     async fn read_changes(&mut self) {
-        let changed = match self
-            .console
-            .bot
-            .store()
-            .console_messages_changed_since(self.cursor - OVERLAP, BATCH)
-            .await
-        {
-            Ok(changed) => changed,
-            Err(error) => {
-                tracing::warn!(%error, "live console updates could not read the store");
+        let mut since = self.cursor - OVERLAP;
+        loop {
+            let changed = match self
+                .console
+                .bot
+                .store()
+                .console_messages_changed_since(since, BATCH)
+                .await
+            {
+                Ok(changed) => changed,
+                Err(error) => {
+                    tracing::warn!(%error, "live console updates could not read the store");
+                    return;
+                }
+            };
+            let full = changed.len() == BATCH as usize;
+            let before = self.cursor;
+            self.queue(changed);
+            if !full || (self.cursor <= before && since >= self.cursor) {
                 return;
             }
-        };
+            since = self.cursor;
+        }
+    }
+
+    fn queue(&mut self, changed: Vec<crate::store::ConsoleMessage>) {
         for stored in changed {
             self.cursor = self.cursor.max(stored.updated_at);
             if !visible_to(&stored, &self.viewer.user)
@@ -81,6 +99,11 @@ impl Follower {
                     .is_some_and(|rev| *rev >= stored.revision)
             {
                 continue;
+            }
+            if self.sent.len() >= SENT_REMEMBERED {
+                // Pages drop renderings older than what they show, so forgetting only
+                // costs a few repeated events.
+                self.sent.clear();
             }
             self.sent.insert(stored.id, stored.revision);
             let data = json!({

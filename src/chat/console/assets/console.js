@@ -29,7 +29,7 @@
       replies.id = "r-" + data.id;
       section.appendChild(replies);
       channel.prepend(section);
-      if (live) live.textContent = "New: " + article.querySelector("h3").textContent;
+      if (live) live.textContent = "New: " + article.querySelector("h2").textContent;
       return;
     }
     var list = document.getElementById("r-" + data.thread);
@@ -37,7 +37,7 @@
     var item = document.createElement("li");
     item.appendChild(article);
     list.appendChild(item);
-    if (live) live.textContent = "New reply: " + article.querySelector("h3").textContent;
+    if (live) live.textContent = "New reply: " + article.querySelector("h2").textContent;
   }
 
   if (channel && window.EventSource) {
