@@ -13,7 +13,6 @@ use breakwater::core::bot::Bot;
 use breakwater::core::deploy::{
     ConfigChange, Deploy, DeploySource, DeployStatus, Environment, ServiceName, Target,
 };
-use futures::StreamExt;
 use regex::Regex;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -730,16 +729,16 @@ async fn the_event_stream_brings_new_messages_to_an_open_page() {
     let response = app.get("/console/events", Some(&session)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut stream = response.bytes_stream();
+    let mut response = response;
     app.fire_alert("HighErrorRate").await;
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !seen.contains("HighErrorRate") {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
             .await
             .expect("a live update in time")
-            .expect("stream open")
-            .expect("chunk");
+            .expect("stream readable")
+            .expect("stream open");
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(seen.contains("event: message"), "{seen}");
