@@ -8,16 +8,19 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{Application, Overrides};
+use crate::audit::{AuditLog, AuditSealer, actions};
 use crate::chat::console::auth::hash_password;
 use crate::config::{Config, ConfigError, ConsoleUser, Secret};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
 use crate::core::bot::{AlertHandled, Bot};
+use crate::core::clock::SystemClock;
 use crate::core::deploy::{
     Change, ConfigChange, Deploy, DeploySource, DeployStatus, Environment, ServiceName, Target,
 };
@@ -109,7 +112,18 @@ impl Demo {
             loopback_only: true,
         });
         let store = crate::store::connect(config.database.url.expose()).await?;
-        let incident = seed_history(&*store, Utc::now()).await?;
+        let audit = AuditLog::new(
+            store.clone(),
+            AuditSealer::new(
+                config
+                    .audit
+                    .key
+                    .as_ref()
+                    .map(|key| key.expose().as_bytes().to_vec()),
+            ),
+            Arc::new(SystemClock),
+        );
+        let incident = seed_history(&*store, &audit, Utc::now()).await?;
         let app = Application::build_with(
             config,
             Overrides {
@@ -331,9 +345,14 @@ const HISTORY: &[Seed] = &[
     },
 ];
 
-/// Records the demo's deploy history (unless the data directory already has one) and
-/// returns the target deployed most recently: the scripted alert's subject.
-async fn seed_history(store: &dyn Store, now: DateTime<Utc>) -> Result<Target, StoreError> {
+/// Records the demo's deploy history (unless the data directory already has one), audited
+/// as CI's reports would be, and returns the target deployed most recently: the scripted
+/// alert's subject.
+async fn seed_history(
+    store: &dyn Store,
+    audit: &AuditLog,
+    now: DateTime<Utc>,
+) -> Result<Target, StoreError> {
     let newest = HISTORY
         .iter()
         .min_by_key(|seed| seed.minutes_ago)
@@ -386,7 +405,21 @@ async fn seed_history(store: &dyn Store, now: DateTime<Utc>) -> Result<Target, S
                 .collect(),
             source: DeploySource::Api,
         };
-        store.record_deploy(&deploy).await?;
+        let recorded = store.record_deploy(&deploy).await?;
+        audit
+            .append(
+                audit
+                    .entry(actions::DEPLOY_RECORDED)
+                    .target(&recorded.deploy.target)
+                    .details(serde_json::json!({
+                        "deploy": recorded.id,
+                        "version": recorded.deploy.version,
+                        "status": recorded.deploy.status.as_str(),
+                        "author": recorded.deploy.author,
+                        "commit": recorded.deploy.commit,
+                    })),
+            )
+            .await?;
     }
     Ok(incident)
 }
@@ -479,11 +512,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_history_makes_the_latest_deploy_the_incident_with_a_config_change() {
-        let store = crate::store::SqliteStore::connect("sqlite::memory:")
-            .await
-            .expect("store");
+        let store = Arc::new(
+            crate::store::SqliteStore::connect("sqlite::memory:")
+                .await
+                .expect("store"),
+        );
+        let audit = AuditLog::new(store.clone(), AuditSealer::new(None), Arc::new(SystemClock));
         let now = Utc::now();
-        let incident = seed_history(&store, now).await.expect("seed");
+        let incident = seed_history(&*store, &audit, now).await.expect("seed");
         assert_eq!(incident.to_string(), "checkout production");
         let newest = store
             .deploys(&DeployQuery {
@@ -504,12 +540,20 @@ mod tests {
             "secret values are masked"
         );
         // Seeding again (a reused --data directory) adds nothing.
-        seed_history(&store, now).await.expect("seed again");
+        seed_history(&*store, &audit, now)
+            .await
+            .expect("seed again");
         let all = store
             .deploys(&DeployQuery::default())
             .await
             .expect("deploys");
         assert_eq!(all.len(), HISTORY.len());
+        let report = audit.verify().await.expect("verify");
+        assert_eq!(
+            report.count,
+            HISTORY.len() as i64,
+            "each deploy audited once"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use breakwater::app::Application;
 use breakwater::audit::{AuditLog, AuditSealer, ExportFormat};
 use breakwater::config::{Config, DEFAULT_CONFIG_PATH};
 use breakwater::core::clock::SystemClock;
-use breakwater::demo::{Demo, DemoOptions};
+use breakwater::demo::{Demo, DemoError, DemoOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -155,12 +155,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn demo(listen: std::net::SocketAddr, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let demo = Demo::build(DemoOptions {
+    let demo = match Demo::build(DemoOptions {
         listen,
         data_dir: data,
         ..DemoOptions::default()
     })
-    .await?;
+    .await
+    {
+        Ok(demo) => demo,
+        Err(error @ DemoError::Start(_)) => {
+            eprintln!("error: {error}");
+            eprintln!("(another address: breakwater demo --listen 127.0.0.1:8081)");
+            return Ok(ExitCode::from(1));
+        }
+        Err(error) => return Err(error.into()),
+    };
     println!(
         "breakwater demo is running (started in {:.1} s)",
         started.elapsed().as_secs_f64()

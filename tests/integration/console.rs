@@ -13,7 +13,6 @@ use breakwater::core::bot::Bot;
 use breakwater::core::deploy::{
     ConfigChange, Deploy, DeploySource, DeployStatus, Environment, ServiceName, Target,
 };
-use futures::StreamExt;
 use regex::Regex;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -86,6 +85,16 @@ async fn spawn_console_with(
     console_extra: &str,
     dir: tempfile::TempDir,
 ) -> ConsoleApp {
+    spawn_console_beside(server_extra, console_extra, dir, Vec::new()).await
+}
+
+/// The console next to other chat adapters.
+async fn spawn_console_beside(
+    server_extra: &str,
+    console_extra: &str,
+    dir: tempfile::TempDir,
+    chats: Vec<Arc<dyn breakwater::chat::Chat>>,
+) -> ConsoleApp {
     std::fs::write(dir.path().join("webhook_token"), WEBHOOK_TOKEN).expect("write");
     let text = CONFIG
         .replace("{dir}", &dir.path().display().to_string())
@@ -99,6 +108,7 @@ async fn spawn_console_with(
     let app = Application::build_with(
         config,
         Overrides {
+            chats,
             maintenance_every: Some(Duration::from_millis(200)),
             tune: Some(|settings| settings.refresh_delay = Duration::from_millis(50)),
             ..Overrides::default()
@@ -641,22 +651,94 @@ async fn alert_text_is_escaped_on_the_page() {
 }
 
 #[tokio::test]
+async fn an_alert_seen_on_another_platform_is_shown_in_the_console_too() {
+    let slack = crate::support::RecordingChat::new(
+        breakwater::core::message::Platform::Slack,
+        "C0ALERTS",
+        false,
+    );
+    let app = spawn_console_beside(
+        "",
+        "",
+        tempfile::tempdir().expect("tempdir"),
+        vec![slack.clone()],
+    )
+    .await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.deploy("v41", 300, Vec::new()).await;
+    app.deploy("v42", 20, Vec::new()).await;
+    let handled = app
+        .bot
+        .handle_channel_message(
+            "Ev0001",
+            breakwater::core::message::MessageRef {
+                platform: breakwater::core::message::Platform::Slack,
+                channel: "C0ALERTS".into(),
+                id: "1700000000.000100".into(),
+                thread: None,
+            },
+            &breakwater::core::event::ChannelMessage {
+                text: "checkout production is down, customers get errors at payment".into(),
+                author: breakwater::core::event::MessageAuthor {
+                    name: Some("Ada".into()),
+                    is_bot: false,
+                },
+                posted_at: chrono::Utc::now(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("handled");
+    assert!(
+        matches!(
+            handled,
+            breakwater::core::bot::AlertHandled::Recorded { .. }
+        ),
+        "{handled:?}"
+    );
+    slack.wait_for_text("Roll back checkout production").await;
+    let html = app
+        .wait_for(&session, "Roll back checkout production to v41")
+        .await;
+    assert!(html.contains("customers get errors"), "{html}");
+}
+
+#[tokio::test]
+async fn the_stylesheet_and_script_are_served_from_the_binary() {
+    let app = spawn_console("").await;
+    for (path, content_type) in [
+        ("/console/static/console.css", "text/css; charset=utf-8"),
+        (
+            "/console/static/console.js",
+            "text/javascript; charset=utf-8",
+        ),
+    ] {
+        let response = app.get(path, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["content-type"], content_type, "{path}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+    let response = app.get("/console/", None).await;
+    assert_eq!(response.headers()[LOCATION], "/console");
+}
+
+#[tokio::test]
 async fn the_event_stream_brings_new_messages_to_an_open_page() {
     let app = spawn_console("").await;
     let session = app.sign_in("alice", ALICE_PASSWORD).await;
     let response = app.get("/console/events", Some(&session)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut stream = response.bytes_stream();
+    let mut response = response;
     app.fire_alert("HighErrorRate").await;
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !seen.contains("HighErrorRate") {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
             .await
             .expect("a live update in time")
-            .expect("stream open")
-            .expect("chunk");
+            .expect("stream readable")
+            .expect("stream open");
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(seen.contains("event: message"), "{seen}");

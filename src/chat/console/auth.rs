@@ -200,10 +200,6 @@ impl Auth {
             }
             return Err(SignInError::Wrong);
         }
-        // Sign-ins are rare; a good moment to forget sessions that ran out.
-        if let Err(error) = store.prune_console_sessions(now).await {
-            tracing::warn!(%error, "could not prune expired console sessions");
-        }
         let session = self.open_session(store, user, now).await?;
         Ok(session)
     }
@@ -214,6 +210,10 @@ impl Auth {
         user: &str,
         now: DateTime<Utc>,
     ) -> Result<(ConsoleSession, String), StoreError> {
+        // New sessions are rare; a good moment to forget the ones that ran out.
+        if let Err(error) = store.prune_console_sessions(now).await {
+            tracing::warn!(%error, "could not prune expired console sessions");
+        }
         let token = random_token();
         let ttl =
             chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::hours(12));

@@ -533,7 +533,7 @@ async fn press(State(console): State<Shared>, request: Request) -> Response {
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
-    match press_inner(&console, &parts, body, &viewer).await {
+    match press_inner(&console, body, &viewer).await {
         Ok(message_id) => {
             let from_script = parts
                 .headers
@@ -549,12 +549,7 @@ async fn press(State(console): State<Shared>, request: Request) -> Response {
     }
 }
 
-async fn press_inner(
-    console: &Console,
-    _parts: &Parts,
-    body: Body,
-    viewer: &Viewer,
-) -> Result<i64, PageError> {
+async fn press_inner(console: &Console, body: Body, viewer: &Viewer) -> Result<i64, PageError> {
     let form = read_form(body).await?;
     check_csrf(&form, viewer)?;
     let message_id: i64 = field(&form, "message")?.parse().map_err(|_| {

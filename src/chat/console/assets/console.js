@@ -38,6 +38,10 @@
     item.appendChild(article);
     list.appendChild(item);
     if (live) live.textContent = "New reply: " + article.querySelector("h2").textContent;
+    // A private step (Confirm/Cancel) answers what this person just pressed: take the
+    // keyboard focus there.
+    var next = article.classList.contains("private") && article.querySelector("button");
+    if (next) next.focus();
   }
 
   if (channel && window.EventSource) {
