@@ -3,6 +3,9 @@
 
 #[cfg(feature = "discord")]
 pub mod discord;
+pub mod outbox;
+#[cfg(feature = "slack")]
+pub mod slack;
 
 use std::sync::{Arc, RwLock};
 
