@@ -98,14 +98,37 @@ impl Outbox {
         channel: &str,
         lane: Lane,
         what: &str,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<T, ChatError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SendFailure>>,
     {
+        self.send_unless(channel, lane, what, || None, attempt)
+            .await
+    }
+
+    /// Like [`Outbox::send`], but when the turn comes `skip` may say the send is no longer
+    /// needed (a newer edit of the same message already went out): then nothing is sent and
+    /// the channel's next send does not wait for the rate.
+    pub async fn send_unless<T, S, F, Fut>(
+        &self,
+        channel: &str,
+        lane: Lane,
+        what: &str,
+        skip: S,
+        mut attempt: F,
+    ) -> Result<T, ChatError>
+    where
+        S: FnOnce() -> Option<T>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SendFailure>>,
+    {
         let queue = self.queue(channel);
         let turn = queue.wait_turn(lane).await;
+        if let Some(done) = skip() {
+            return Ok(done);
+        }
         tokio::time::sleep_until(turn.not_before).await;
         let started = Instant::now();
         let mut backoff = ExponentialBuilder::default()

@@ -11,5 +11,7 @@ mod cli;
 #[cfg(feature = "discord")]
 mod discord;
 mod rollback;
+#[cfg(feature = "slack")]
+mod slack;
 mod store;
 mod support;

@@ -103,15 +103,9 @@ impl Endpoint {
         }
     }
 
-    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
-        verify_signature(&self.signing_secret, headers, body, SystemTime::now()).map_err(|error| {
-            tracing::info!(%error, "refused an unsigned Slack request");
-            (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(json!({ "error": error.to_string() })),
-            )
-                .into_response()
-        })
+    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
+        verify_signature(&self.signing_secret, headers, body, SystemTime::now())
+            .inspect_err(|error| tracing::info!(%error, "refused an unsigned Slack request"))
     }
 }
 
@@ -121,6 +115,14 @@ pub(crate) fn router(endpoint: Arc<Endpoint>) -> Router {
         .route("/slack/interactions", post(interactions))
         .route("/slack/commands", post(commands))
         .with_state(endpoint)
+}
+
+fn unauthorized(error: SignatureError) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({ "error": error.to_string() })),
+    )
+        .into_response()
 }
 
 fn bad_request(reason: String) -> Response {
@@ -136,8 +138,8 @@ async fn events(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = endpoint.verify(&headers, &body) {
-        return refused;
+    if let Err(error) = endpoint.verify(&headers, &body) {
+        return unauthorized(error);
     }
     match serde_json::from_slice::<EventsBody>(&body) {
         Ok(EventsBody::UrlVerification { challenge }) => {
@@ -171,8 +173,8 @@ async fn interactions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = endpoint.verify(&headers, &body) {
-        return refused;
+    if let Err(error) = endpoint.verify(&headers, &body) {
+        return unauthorized(error);
     }
     let Some(payload) = form_field(&body, "payload") else {
         return bad_request("an interaction body is a form with a payload field".to_owned());
@@ -191,8 +193,8 @@ async fn commands(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = endpoint.verify(&headers, &body) {
-        return refused;
+    if let Err(error) = endpoint.verify(&headers, &body) {
+        return unauthorized(error);
     }
     let fields: serde_json::Map<String, serde_json::Value> = url::form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))

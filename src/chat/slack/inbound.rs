@@ -29,7 +29,7 @@ pub(crate) enum EventsBody {
     UrlVerification {
         challenge: String,
     },
-    EventCallback(EventCallback),
+    EventCallback(Box<EventCallback>),
     #[serde(other)]
     Other,
 }
@@ -165,7 +165,7 @@ impl Inbound {
     }
 
     /// Handles an acknowledged Events API delivery in the background.
-    pub(crate) fn spawn_event(self: &Arc<Self>, callback: EventCallback) {
+    pub(crate) fn spawn_event(self: &Arc<Self>, callback: Box<EventCallback>) {
         let inbound = self.clone();
         self.tasks
             .spawn(async move { inbound.event(callback).await });
@@ -185,8 +185,8 @@ impl Inbound {
 
     /// A message in an alert channel, top-level, by a person, a bot or an integration, but
     /// not by breakwater itself.
-    async fn event(&self, callback: EventCallback) {
-        let event = callback.event;
+    async fn event(&self, callback: Box<EventCallback>) {
+        let EventCallback { event_id, event } = *callback;
         let (Some(channel), Some(ts)) = (&event.channel, &event.ts) else {
             return;
         };
@@ -230,7 +230,7 @@ impl Inbound {
         };
         match self
             .bot
-            .handle_channel_message(&callback.event_id, at, &message)
+            .handle_channel_message(&event_id, at, &message)
             .await
         {
             Ok(handled) => tracing::debug!(?handled, ts, "alert channel message"),

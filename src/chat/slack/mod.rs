@@ -23,8 +23,8 @@ mod socket;
 mod web;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,7 +34,9 @@ use url::Url;
 
 use self::inbound::Inbound;
 use self::web::Web;
-use crate::chat::outbox::{Outbox, RetryPolicy};
+use slack_morphism::prelude::SlackMessageContent;
+
+use crate::chat::outbox::{Outbox, RetryPolicy, SendFailure};
 use crate::chat::{Chat, ChatError, Lane};
 use crate::config::{ServiceConfig, SlackConfig, SlackMode};
 use crate::core::bot::Bot;
@@ -88,6 +90,7 @@ impl SlackAdapter {
         let chat = Arc::new(SlackChat {
             web: web.clone(),
             outbox: Outbox::new(Platform::Slack, CHANNEL_SPACING, RetryPolicy::default()),
+            edits: Mutex::new(HashMap::new()),
             alert_channels: config.alert_channels.clone(),
             service_channels: services
                 .iter()
@@ -186,10 +189,26 @@ impl SlackAdapter {
     }
 }
 
+/// The newest edit of one message and how far its edits have gone out.
+#[derive(Default)]
+struct Edits {
+    newest: u64,
+    sent: u64,
+    content: Option<SlackMessageContent>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Slack as the core sees it: post, reply in a thread, update.
 pub struct SlackChat {
     web: Arc<Web>,
     outbox: Outbox,
+    /// Pending edits per (channel, ts).
+    edits: Mutex<HashMap<(String, String), Edits>>,
     alert_channels: Vec<String>,
     service_channels: HashMap<ServiceName, String>,
     connected: Arc<AtomicBool>,
@@ -298,18 +317,63 @@ impl Chat for SlackChat {
         })
     }
 
+    /// Edits of one message that pile up behind the channel's rate collapse: the first to
+    /// get a turn sends the newest content, the others find it sent and skip theirs.
     async fn update(
         &self,
         target: &MessageRef,
         message: &Message,
         lane: Lane,
     ) -> Result<(), ChatError> {
-        let content = render::render(message);
-        self.outbox
-            .send(&target.channel, lane, "chat.update", || {
-                self.web
-                    .update_message(&target.channel, &target.id, content.clone())
-            })
-            .await
+        let key = (target.channel.clone(), target.id.clone());
+        let generation = {
+            let mut edits = lock(&self.edits);
+            let edit = edits.entry(key.clone()).or_default();
+            edit.newest += 1;
+            edit.content = Some(render::render(message));
+            edit.newest
+        };
+        let sent = self
+            .outbox
+            .send_unless(
+                &target.channel,
+                lane,
+                "chat.update",
+                || (lock(&self.edits).get(&key).map_or(0, |e| e.sent) >= generation).then_some(0),
+                || {
+                    let (newest, content) = {
+                        let edits = lock(&self.edits);
+                        let edit = edits.get(&key);
+                        (
+                            edit.map_or(generation, |e| e.newest),
+                            edit.and_then(|e| e.content.clone()),
+                        )
+                    };
+                    async move {
+                        let content = content.ok_or_else(|| {
+                            SendFailure::Refused(ChatError::Refused {
+                                platform: Platform::Slack,
+                                reason: "the edit was forgotten".to_owned(),
+                            })
+                        })?;
+                        self.web
+                            .update_message(&target.channel, &target.id, content)
+                            .await
+                            .map(|()| newest)
+                    }
+                },
+            )
+            .await;
+        let mut edits = lock(&self.edits);
+        if let Ok(newest) = sent
+            && let Some(edit) = edits.get_mut(&key)
+        {
+            edit.sent = edit.sent.max(newest);
+        }
+        // Nothing newer waiting: forget the message until its next edit.
+        if edits.get(&key).is_some_and(|e| e.sent >= e.newest) {
+            edits.remove(&key);
+        }
+        sent.map(drop)
     }
 }
