@@ -194,6 +194,8 @@ impl SlackAdapter {
 struct Edits {
     newest: u64,
     sent: u64,
+    /// Callers still waiting or sending; the entry lives until the last one is done.
+    waiting: usize,
     content: Option<SlackMessageContent>,
 }
 
@@ -330,6 +332,7 @@ impl Chat for SlackChat {
             let mut edits = lock(&self.edits);
             let edit = edits.entry(key.clone()).or_default();
             edit.newest += 1;
+            edit.waiting += 1;
             edit.content = Some(render::render(message));
             edit.newest
         };
@@ -365,14 +368,15 @@ impl Chat for SlackChat {
             )
             .await;
         let mut edits = lock(&self.edits);
-        if let Ok(newest) = sent
-            && let Some(edit) = edits.get_mut(&key)
-        {
-            edit.sent = edit.sent.max(newest);
-        }
-        // Nothing newer waiting: forget the message until its next edit.
-        if edits.get(&key).is_some_and(|e| e.sent >= e.newest) {
-            edits.remove(&key);
+        if let Some(edit) = edits.get_mut(&key) {
+            if let Ok(newest) = sent {
+                edit.sent = edit.sent.max(newest);
+            }
+            edit.waiting = edit.waiting.saturating_sub(1);
+            // Nobody else editing: forget the message until its next edit.
+            if edit.waiting == 0 {
+                edits.remove(&key);
+            }
         }
         sent.map(drop)
     }
