@@ -190,6 +190,9 @@ fn chain(n: i64) -> Vec<AuditRecord> {
         .collect()
 }
 
+/// Enough durable records for `audit verify` to read several pages.
+const VERIFY_RECORDS: u64 = 30_000;
+
 fn bench_verify(c: &mut Criterion) {
     let records = chain(100_000);
     let sealer = AuditSealer::new(Some(b"0123456789abcdef0123456789abcdef".to_vec()));
@@ -217,15 +220,15 @@ fn bench_verify(c: &mut Criterion) {
     }));
     let log = AuditLog::new(store.clone(), sealer.clone(), Arc::new(SystemClock));
     rt.block_on(async {
-        for i in 0..5_000u64 {
+        for i in 0..VERIFY_RECORDS {
             let entry = log
                 .entry(actions::ALERT_RECEIVED)
                 .details(serde_json::json!({"n": i, "title": "HighErrorRate"}));
             log.append(entry).await.expect("append");
         }
     });
-    group.throughput(Throughput::Elements(5_000));
-    group.bench_function("audit verify from SQLite, 5k records", |b| {
+    group.throughput(Throughput::Elements(VERIFY_RECORDS));
+    group.bench_function("audit verify from SQLite, 30k records (3 pages)", |b| {
         b.to_async(&rt)
             .iter(|| async { log.verify().await.expect("verify").count });
     });

@@ -160,6 +160,13 @@ impl Application {
             }
             None => router,
         };
+        let router = if config.console.enabled {
+            let console = crate::chat::console::ConsoleAdapter::new(&config, bot.clone());
+            chats.register(console.chat());
+            router.merge(console.router())
+        } else {
+            router
+        };
         let router = http::finish(router, metrics.clone());
         let listener = TcpListener::bind(config.server.listen)
             .await

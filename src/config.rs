@@ -169,6 +169,8 @@ pub struct ConsoleUser {
     pub name: String,
     /// An argon2id PHC string (`breakwater hash-password` prints one).
     pub password_hash: String,
+    /// Signs in only from the machine itself (the demo's generated user).
+    pub loopback_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -497,6 +499,8 @@ struct RawDiscord {
 struct RawConsoleUser {
     name: String,
     password_hash: toml::Value,
+    #[serde(default)]
+    loopback_only: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -1117,6 +1121,7 @@ impl Validator<'_> {
                 users.push(ConsoleUser {
                     name: user.name,
                     password_hash: hash,
+                    loopback_only: user.loopback_only,
                 });
             }
         }

@@ -12,6 +12,8 @@
 //! - [`store`]: persistence behind one trait, on SQLite or PostgreSQL.
 //! - [`audit`]: the hash-chained audit log on top of the store.
 //! - [`chat`]: the chat adapters (Slack, Discord, web console) and their outbound queue.
+//! - [`demo`]: `breakwater demo`: the bot on an embedded configuration with a scripted
+//!   incident, for a first look without any accounts.
 //! - [`http`]: the axum router: health, metrics, deploy API, alert webhooks, platform
 //!   HTTP endpoints.
 //!
@@ -25,6 +27,7 @@ pub mod backends;
 pub mod chat;
 pub mod config;
 pub mod core;
+pub mod demo;
 pub mod http;
 pub mod metrics;
 pub mod store;

@@ -9,6 +9,7 @@ use breakwater::app::Application;
 use breakwater::audit::{AuditLog, AuditSealer, ExportFormat};
 use breakwater::config::{Config, DEFAULT_CONFIG_PATH};
 use breakwater::core::clock::SystemClock;
+use breakwater::demo::{Demo, DemoOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -35,6 +36,19 @@ enum Commands {
     Serve(ConfigArg),
     /// Validate the configuration: exit 0, or print each problem with its key path and exit 1.
     CheckConfig(ConfigArg),
+    /// Run the whole bot with no accounts: the web console as the chat, a simulated
+    /// backend with a deploy history, and a scripted alert shortly after start.
+    Demo {
+        /// Address of the console and the API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Keep the database in this directory instead of a temporary one.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Read a password from standard input and print its argon2id hash, for
+    /// console.users[].password_hash.
+    HashPassword,
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -134,7 +148,55 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Commands::Audit { command } => audit(command).await,
+        Commands::Demo { listen, data } => demo(listen, data).await,
+        Commands::HashPassword => hash_password(),
     }
+}
+
+async fn demo(listen: std::net::SocketAddr, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let demo = Demo::build(DemoOptions {
+        listen,
+        data_dir: data,
+        ..DemoOptions::default()
+    })
+    .await?;
+    println!(
+        "breakwater demo is running (started in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("  Console:  {}", demo.url());
+    println!("  User:     {}", demo.user());
+    println!("  Password: {}", demo.password());
+    println!();
+    println!(
+        "  An alert for {} fires in about 10 seconds. Roll it back from the console.",
+        demo.incident()
+    );
+    println!("  Data: {} (Ctrl-C to stop)", demo.data_dir().display());
+    std::io::Write::flush(&mut std::io::stdout())?;
+    demo.run_until(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_line(&mut input)
+        .context("reading the password from standard input")?;
+    let password = input.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("error: the password on standard input is empty");
+        return Ok(ExitCode::from(1));
+    }
+    let hash = breakwater::chat::console::auth::hash_password(password)
+        .map_err(|error| anyhow::anyhow!("hashing failed: {error}"))?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {

@@ -62,12 +62,15 @@ const REVISION: &str = "deployment.kubernetes.io/revision";
 const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+/// The Deployment's replica count while a ReplicaSet was its newest; pod templates carry no
+/// replica count, so this is where a change of scale between revisions shows.
+const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 /// Annotations that stay the Deployment's own on rollback (kubectl's `annotationsToSkip`).
 const KEPT_ANNOTATIONS: [&str; 6] = [
     "kubectl.kubernetes.io/last-applied-configuration",
     REVISION,
     REVISION_HISTORY,
-    "deployment.kubernetes.io/desired-replicas",
+    DESIRED_REPLICAS,
     "deployment.kubernetes.io/max-replicas",
     "deprecated.deployment.rollback.to",
 ];
@@ -509,7 +512,11 @@ impl KubernetesBackend {
                 };
                 let config_changes = i
                     .checked_sub(1)
-                    .map(|p| template_changes(&sets[p].template, &set.template))
+                    .map(|p| {
+                        let mut changes = template_changes(&sets[p].template, &set.template);
+                        changes.extend(replica_change(&sets[p].annotations, &set.annotations));
+                        changes
+                    })
                     .unwrap_or_default();
                 let description = set
                     .annotations
@@ -805,6 +812,19 @@ fn template_changes(old: &Value, new: &Value) -> Vec<ConfigChange> {
     }
     push_differences(&mut changes, "", &volumes(old), &volumes(new));
     changes.into_iter().map(ConfigChange::masked).collect()
+}
+
+/// `replicas: 6 → 2` when the Deployment was scaled between two revisions.
+fn replica_change(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Option<ConfigChange> {
+    let (before, after) = (old.get(DESIRED_REPLICAS)?, new.get(DESIRED_REPLICAS)?);
+    (before != after).then(|| ConfigChange {
+        key: "replicas".into(),
+        old: Some(before.clone()),
+        new: Some(after.clone()),
+    })
 }
 
 fn push_differences(
@@ -1348,6 +1368,21 @@ mod tests {
             Some("configMap checkout-v2")
         );
         assert_eq!(changes.len(), 5, "{changes:?}");
+    }
+
+    #[test]
+    fn a_change_of_scale_between_revisions_is_a_replicas_change() {
+        let replicas = |n: &str| BTreeMap::from([(DESIRED_REPLICAS.to_owned(), n.to_owned())]);
+        assert_eq!(
+            replica_change(&replicas("6"), &replicas("2")),
+            Some(ConfigChange {
+                key: "replicas".into(),
+                old: Some("6".into()),
+                new: Some("2".into()),
+            })
+        );
+        assert_eq!(replica_change(&replicas("3"), &replicas("3")), None);
+        assert_eq!(replica_change(&BTreeMap::new(), &replicas("3")), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Chat adapters: each turns a platform's events into core events and renders the core's
 //! neutral messages natively. Outbound, the core sees only [`Chat`].
 
+pub mod console;
 #[cfg(feature = "discord")]
 pub mod discord;
 pub mod outbox;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertStatus};
 use crate::core::deploy::{Deploy, Environment, ServiceName, Target};
-use crate::core::message::MessageRef;
+use crate::core::message::{Message, MessageRef};
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 
 mod postgres;
@@ -97,6 +97,41 @@ pub struct GroupThread {
     pub group_id: i64,
     pub alert_message: MessageRef,
     pub summary: Option<MessageRef>,
+}
+
+/// A message in the web console's channel, as the bot posted or last updated it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsoleMessage {
+    pub id: i64,
+    pub channel: String,
+    /// The thread's first message; `None` for a top-level message.
+    pub thread: Option<i64>,
+    /// The one console user who sees it (a private reply); `None` for everyone.
+    pub audience: Option<String>,
+    pub message: Message,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Grows with every update, so a page can tell a newer rendering from an older one.
+    pub revision: i64,
+}
+
+/// Where a new console message goes.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsolePlace<'a> {
+    pub channel: &'a str,
+    pub thread: Option<i64>,
+    pub audience: Option<&'a str>,
+}
+
+/// A signed-in console session. Only the token's hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub token_hash: String,
+    pub user: String,
+    /// Sent back with every form; a request without it is refused.
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[async_trait]
@@ -241,6 +276,56 @@ pub trait Store: Send + Sync {
 
     /// The recorded head of the chain: last sequence number and hash.
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
+
+    // --- web console ---------------------------------------------------------------------
+
+    async fn insert_console_message(
+        &self,
+        place: ConsolePlace<'_>,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ConsoleMessage>;
+
+    /// Replaces a message's content and raises its revision; `None` when there is no such
+    /// message.
+    async fn update_console_message(
+        &self,
+        id: i64,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleMessage>>;
+
+    async fn console_message(&self, id: i64) -> StoreResult<Option<ConsoleMessage>>;
+
+    /// The newest `threads` top-level messages of a channel and every reply to them,
+    /// oldest first.
+    async fn console_channel(
+        &self,
+        channel: &str,
+        threads: u32,
+    ) -> StoreResult<Vec<ConsoleMessage>>;
+
+    /// Messages created or updated at or after `since`, oldest change first, at most
+    /// `limit`: what live pages have not shown yet.
+    async fn console_messages_changed_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConsoleMessage>>;
+
+    async fn insert_console_session(&self, session: &ConsoleSession) -> StoreResult<()>;
+
+    /// The session with this token hash, unless it expired before `now`.
+    async fn console_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleSession>>;
+
+    async fn delete_console_session(&self, token_hash: &str) -> StoreResult<()>;
+
+    /// Forgets sessions that expired before `before`.
+    async fn prune_console_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Opens the store a `database.url` names: `sqlite:…` (the default, one process) or

@@ -17,12 +17,13 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
 
 use super::sql::{AUDIT_HEAD_FOR_UPDATE, Sql};
 use super::{
-    AlertGroup, DeployQuery, GroupThread, RecordedAlert, RecordedDeploy, Store, StoreResult,
+    AlertGroup, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
+    RecordedAlert, RecordedDeploy, Store, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertStatus};
 use crate::core::deploy::{Deploy, Target};
-use crate::core::message::MessageRef;
+use crate::core::message::{Message, MessageRef};
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 
 type Q = Sql<Postgres>;
@@ -287,5 +288,63 @@ impl Store for PostgresStore {
 
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
         Q::audit_head(&mut *self.conn().await?).await
+    }
+
+    async fn insert_console_message(
+        &self,
+        place: ConsolePlace<'_>,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ConsoleMessage> {
+        Q::insert_console_message(&mut *self.conn().await?, place, message, now).await
+    }
+
+    async fn update_console_message(
+        &self,
+        id: i64,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleMessage>> {
+        Q::update_console_message(&mut *self.conn().await?, id, message, now).await
+    }
+
+    async fn console_message(&self, id: i64) -> StoreResult<Option<ConsoleMessage>> {
+        Q::console_message(&mut *self.conn().await?, id).await
+    }
+
+    async fn console_channel(
+        &self,
+        channel: &str,
+        threads: u32,
+    ) -> StoreResult<Vec<ConsoleMessage>> {
+        Q::console_channel(&mut *self.conn().await?, channel, threads).await
+    }
+
+    async fn console_messages_changed_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConsoleMessage>> {
+        Q::console_messages_changed_since(&mut *self.conn().await?, since, limit).await
+    }
+
+    async fn insert_console_session(&self, session: &ConsoleSession) -> StoreResult<()> {
+        Q::insert_console_session(&mut *self.conn().await?, session).await
+    }
+
+    async fn console_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleSession>> {
+        Q::console_session(&mut *self.conn().await?, token_hash, now).await
+    }
+
+    async fn delete_console_session(&self, token_hash: &str) -> StoreResult<()> {
+        Q::delete_console_session(&mut *self.conn().await?, token_hash).await
+    }
+
+    async fn prune_console_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        Q::prune_console_sessions(&mut *self.conn().await?, before).await
     }
 }

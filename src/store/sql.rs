@@ -15,14 +15,15 @@ use serde::de::DeserializeOwned;
 use sqlx::{Database, Decode, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
 
 use super::{
-    AlertGroup, DeployQuery, GroupThread, RecordedAlert, RecordedDeploy, StoreError, StoreResult,
+    AlertGroup, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
+    RecordedAlert, RecordedDeploy, StoreError, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
 use crate::core::deploy::{
     Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target,
 };
-use crate::core::message::MessageRef;
+use crate::core::message::{Message, MessageRef};
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 
 /// A Rust value the driver can bind as a parameter.
@@ -84,6 +85,12 @@ macro_rules! plan_columns {
         "id, service, environment, from_id, from_version, to_id, to_version, reason, \
          alert_group, offered_at, expires_at, message, requested_by, state, approved_by, \
          started_by, started_at, finished_at, outcome, operation, verified_at"
+    };
+}
+
+macro_rules! console_message_columns {
+    () => {
+        "id, channel, thread_id, audience, message, created_at, updated_at, revision"
     };
 }
 
@@ -432,7 +439,33 @@ impl ConfirmationRow {
     }
 }
 
-#[derive(FromRow)]
+/// A page of audit records as one JSON array of row arrays. SQLite hands sqlx each row
+/// separately across its worker thread, which costs several times the hashing that
+/// `audit verify` does per record; one value per page removes that. The outer sort in
+/// [`audit_page_from_json`] keeps the order whatever the aggregate does.
+pub(crate) const AUDIT_PAGE_AS_JSON_SQLITE: &str = concat!(
+    "SELECT json_group_array(json_array(",
+    audit_columns!(),
+    ")) FROM (SELECT ",
+    audit_columns!(),
+    " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2)"
+);
+
+/// Reads a page selected by [`AUDIT_PAGE_AS_JSON_SQLITE`].
+pub(crate) fn audit_page_from_json(page: &str) -> StoreResult<Vec<AuditRecord>> {
+    let rows: Vec<AuditRow> =
+        serde_json::from_str(page).map_err(|error| corrupt(format!("audit page: {error}")))?;
+    let mut records = collect(rows, AuditRow::into_record)?;
+    records.sort_unstable_by_key(|record| record.seq);
+    Ok(records)
+}
+
+pub(crate) fn audit_page_limit(count: u32) -> i64 {
+    limit(count)
+}
+
+/// Fields in column order, so a row serialised as a JSON array reads back as this struct.
+#[derive(FromRow, serde::Deserialize)]
 pub(crate) struct AuditRow {
     seq: i64,
     at: i64,
@@ -485,6 +518,54 @@ pub(crate) struct MaxRow {
     finished_at: Option<i64>,
 }
 
+#[derive(FromRow)]
+pub(crate) struct ConsoleMessageRow {
+    id: i64,
+    channel: String,
+    thread_id: Option<i64>,
+    audience: Option<String>,
+    message: String,
+    created_at: i64,
+    updated_at: i64,
+    revision: i64,
+}
+
+impl ConsoleMessageRow {
+    fn into_message(self) -> StoreResult<ConsoleMessage> {
+        Ok(ConsoleMessage {
+            id: self.id,
+            channel: self.channel,
+            thread: self.thread_id,
+            audience: self.audience,
+            message: from_json::<Message>("console message", &self.message)?,
+            created_at: time(self.created_at)?,
+            updated_at: time(self.updated_at)?,
+            revision: self.revision,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct ConsoleSessionRow {
+    token_hash: String,
+    user_name: String,
+    csrf_token: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl ConsoleSessionRow {
+    fn into_session(self) -> StoreResult<ConsoleSession> {
+        Ok(ConsoleSession {
+            token_hash: self.token_hash,
+            user: self.user_name,
+            csrf_token: self.csrf_token,
+            created_at: time(self.created_at)?,
+            expires_at: time(self.expires_at)?,
+        })
+    }
+}
+
 fn collect<R, T>(rows: Vec<R>, convert: impl Fn(R) -> StoreResult<T>) -> StoreResult<Vec<T>> {
     rows.into_iter().map(convert).collect()
 }
@@ -517,6 +598,8 @@ where
     ResolvedRow: for<'r> FromRow<'r, DB::Row>,
     IdRow: for<'r> FromRow<'r, DB::Row>,
     MaxRow: for<'r> FromRow<'r, DB::Row>,
+    ConsoleMessageRow: for<'r> FromRow<'r, DB::Row>,
+    ConsoleSessionRow: for<'r> FromRow<'r, DB::Row>,
 {
     pub(crate) async fn ping(conn: &mut DB::Connection) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(conn).await?;
@@ -1443,6 +1526,161 @@ where
         Ok(head
             .filter(|head| head.seq > 0)
             .map(|head| (head.seq, head.hash)))
+    }
+
+    // --- web console -----------------------------------------------------------------------
+
+    pub(crate) async fn insert_console_message(
+        conn: &mut DB::Connection,
+        place: ConsolePlace<'_>,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ConsoleMessage> {
+        let row: ConsoleMessageRow = sqlx::query_as(concat!(
+            "INSERT INTO console_messages (channel, thread_id, audience, message, created_at, \
+             updated_at, revision) VALUES ($1, $2, $3, $4, $5, $5, 1) RETURNING ",
+            console_message_columns!()
+        ))
+        .bind(place.channel.to_owned())
+        .bind(place.thread)
+        .bind(place.audience.map(str::to_owned))
+        .bind(to_json("console message", message)?)
+        .bind(micros(now))
+        .fetch_one(conn)
+        .await?;
+        row.into_message()
+    }
+
+    pub(crate) async fn update_console_message(
+        conn: &mut DB::Connection,
+        id: i64,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleMessage>> {
+        // An update never moves `updated_at` backwards, so live pages that read changes
+        // since a time do not miss it when clocks of replicas differ slightly.
+        let row: Option<ConsoleMessageRow> = sqlx::query_as(concat!(
+            "UPDATE console_messages SET message = $2, \
+               updated_at = CASE WHEN updated_at > $3 THEN updated_at ELSE $3 END, \
+               revision = revision + 1 \
+             WHERE id = $1 RETURNING ",
+            console_message_columns!()
+        ))
+        .bind(id)
+        .bind(to_json("console message", message)?)
+        .bind(micros(now))
+        .fetch_optional(conn)
+        .await?;
+        row.map(ConsoleMessageRow::into_message).transpose()
+    }
+
+    pub(crate) async fn console_message(
+        conn: &mut DB::Connection,
+        id: i64,
+    ) -> StoreResult<Option<ConsoleMessage>> {
+        let row: Option<ConsoleMessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            console_message_columns!(),
+            " FROM console_messages WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+        row.map(ConsoleMessageRow::into_message).transpose()
+    }
+
+    pub(crate) async fn console_channel(
+        conn: &mut DB::Connection,
+        channel: &str,
+        threads: u32,
+    ) -> StoreResult<Vec<ConsoleMessage>> {
+        let rows: Vec<ConsoleMessageRow> = sqlx::query_as(concat!(
+            "WITH roots AS (SELECT id FROM console_messages \
+               WHERE channel = $1 AND thread_id IS NULL ORDER BY id DESC LIMIT $2) \
+             SELECT ",
+            console_message_columns!(),
+            " FROM console_messages \
+             WHERE id IN (SELECT id FROM roots) OR thread_id IN (SELECT id FROM roots) \
+             ORDER BY id"
+        ))
+        .bind(channel.to_owned())
+        .bind(limit(threads))
+        .fetch_all(conn)
+        .await?;
+        collect(rows, ConsoleMessageRow::into_message)
+    }
+
+    pub(crate) async fn console_messages_changed_since(
+        conn: &mut DB::Connection,
+        since: DateTime<Utc>,
+        count: u32,
+    ) -> StoreResult<Vec<ConsoleMessage>> {
+        let rows: Vec<ConsoleMessageRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            console_message_columns!(),
+            " FROM console_messages WHERE updated_at >= $1 ORDER BY updated_at, id LIMIT $2"
+        ))
+        .bind(micros(since))
+        .bind(limit(count))
+        .fetch_all(conn)
+        .await?;
+        collect(rows, ConsoleMessageRow::into_message)
+    }
+
+    pub(crate) async fn insert_console_session(
+        conn: &mut DB::Connection,
+        session: &ConsoleSession,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO console_sessions (token_hash, user_name, csrf_token, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session.token_hash.clone())
+        .bind(session.user.clone())
+        .bind(session.csrf_token.clone())
+        .bind(micros(session.created_at))
+        .bind(micros(session.expires_at))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn console_session(
+        conn: &mut DB::Connection,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleSession>> {
+        let row: Option<ConsoleSessionRow> = sqlx::query_as(
+            "SELECT token_hash, user_name, csrf_token, created_at, expires_at \
+             FROM console_sessions WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash.to_owned())
+        .bind(micros(now))
+        .fetch_optional(conn)
+        .await?;
+        row.map(ConsoleSessionRow::into_session).transpose()
+    }
+
+    pub(crate) async fn delete_console_session(
+        conn: &mut DB::Connection,
+        token_hash: &str,
+    ) -> StoreResult<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
+            .bind(token_hash.to_owned())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn prune_console_sessions(
+        conn: &mut DB::Connection,
+        before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let result = sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1")
+            .bind(micros(before))
+            .execute(conn)
+            .await?;
+        Ok(result.rows_affected())
     }
 }
 

@@ -22,12 +22,13 @@ use sqlx::{Sqlite, Transaction};
 
 use super::sql::{AUDIT_HEAD, Sql};
 use super::{
-    AlertGroup, DeployQuery, GroupThread, RecordedAlert, RecordedDeploy, Store, StoreResult,
+    AlertGroup, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
+    RecordedAlert, RecordedDeploy, Store, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertStatus};
 use crate::core::deploy::{Deploy, Target};
-use crate::core::message::MessageRef;
+use crate::core::message::{Message, MessageRef};
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 
 type Q = Sql<Sqlite>;
@@ -283,7 +284,12 @@ impl Store for SqliteStore {
     }
 
     async fn audit_records(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        Q::audit_records(&mut *self.read().await?, after, limit).await
+        let page: String = sqlx::query_scalar(super::sql::AUDIT_PAGE_AS_JSON_SQLITE)
+            .bind(after)
+            .bind(super::sql::audit_page_limit(limit))
+            .fetch_one(&mut *self.read().await?)
+            .await?;
+        super::sql::audit_page_from_json(&page)
     }
 
     async fn audit_search(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
@@ -292,5 +298,63 @@ impl Store for SqliteStore {
 
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
         Q::audit_head(&mut *self.read().await?).await
+    }
+
+    async fn insert_console_message(
+        &self,
+        place: ConsolePlace<'_>,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ConsoleMessage> {
+        Q::insert_console_message(&mut *self.write().await?, place, message, now).await
+    }
+
+    async fn update_console_message(
+        &self,
+        id: i64,
+        message: &Message,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleMessage>> {
+        Q::update_console_message(&mut *self.write().await?, id, message, now).await
+    }
+
+    async fn console_message(&self, id: i64) -> StoreResult<Option<ConsoleMessage>> {
+        Q::console_message(&mut *self.read().await?, id).await
+    }
+
+    async fn console_channel(
+        &self,
+        channel: &str,
+        threads: u32,
+    ) -> StoreResult<Vec<ConsoleMessage>> {
+        Q::console_channel(&mut *self.read().await?, channel, threads).await
+    }
+
+    async fn console_messages_changed_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConsoleMessage>> {
+        Q::console_messages_changed_since(&mut *self.read().await?, since, limit).await
+    }
+
+    async fn insert_console_session(&self, session: &ConsoleSession) -> StoreResult<()> {
+        Q::insert_console_session(&mut *self.write().await?, session).await
+    }
+
+    async fn console_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsoleSession>> {
+        Q::console_session(&mut *self.read().await?, token_hash, now).await
+    }
+
+    async fn delete_console_session(&self, token_hash: &str) -> StoreResult<()> {
+        Q::delete_console_session(&mut *self.write().await?, token_hash).await
+    }
+
+    async fn prune_console_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        Q::prune_console_sessions(&mut *self.write().await?, before).await
     }
 }

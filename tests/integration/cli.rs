@@ -232,3 +232,100 @@ async fn audit_export_writes_every_record_as_jsonl_and_csv() {
     );
     assert!(stdout(&since).is_empty());
 }
+
+/// Kills the demo child process when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn demo_starts_and_serves_the_console_sign_in_page() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_breakwater"))
+            .args(["demo", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the demo"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|line| !line.starts_with("  Data:"))
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(60), lines)
+        .await
+        .expect("the demo prints its URL")
+        .expect("read stdout");
+    let field = |name: &str| {
+        lines
+            .iter()
+            .find_map(|line| line.trim().strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {name} line in {lines:#?}"))
+    };
+    let url = field("Console:");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(field("User:"), "demo");
+    assert_eq!(field("Password:").len(), 16);
+    let page = reqwest::get(format!("{url}/login")).await.expect("request");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .expect("body")
+            .contains("Sign in to the breakwater console")
+    );
+    assert!(data.path().join("breakwater.db").exists());
+}
+
+fn hash_password_of(input: &str) -> Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_breakwater"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run breakwater");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write password");
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_that_verifies() {
+    let output = hash_password_of("correct horse battery staple\n");
+    assert!(output.status.success(), "{output:?}");
+    let hash = stdout(&output).trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(breakwater::chat::console::auth::verify_password(
+        "correct horse battery staple",
+        &hash
+    ));
+    assert!(!breakwater::chat::console::auth::verify_password(
+        "correct horse battery staple\n",
+        &hash
+    ));
+}
+
+#[test]
+fn hash_password_refuses_an_empty_password() {
+    let output = hash_password_of("\n");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("empty"));
+}

@@ -8,6 +8,8 @@ mod backends_helm;
 #[cfg(feature = "kubernetes")]
 mod backends_kubernetes;
 mod cli;
+mod console;
+mod console_browser;
 #[cfg(feature = "discord")]
 mod discord;
 mod rollback;

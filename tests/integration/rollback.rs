@@ -60,21 +60,9 @@ async fn a_persons_message_in_the_channel_gets_a_threaded_summary() {
     let app = spawn_app().await;
     app.deploy("checkout", "production", "v41", 300).await;
     app.deploy("checkout", "production", "v42", 5).await;
-    let message = app.chat.person_posts("checkout prod is throwing 500s");
-
-    let handled = app
-        .bot
-        .handle_channel_message(
-            "Ev1",
-            message.clone(),
-            &breakwater::core::event::ChannelMessage {
-                text: "checkout prod is throwing 500s".into(),
-                posted_at: chrono::Utc::now(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("handled");
+    let (message, handled) = app
+        .person_says("Ev1", "checkout prod is throwing 500s")
+        .await;
     assert!(matches!(
         handled,
         breakwater::core::bot::AlertHandled::Recorded {
@@ -95,22 +83,12 @@ async fn a_persons_message_in_the_channel_gets_a_threaded_summary() {
 async fn the_same_channel_event_delivered_twice_is_answered_once() {
     let app = spawn_app().await;
     app.deploy("checkout", "production", "v42", 5).await;
-    let message = app.chat.person_posts("checkout production errors");
-    let seen = breakwater::core::event::ChannelMessage {
-        text: "checkout production errors".into(),
-        posted_at: chrono::Utc::now(),
-        ..Default::default()
-    };
-    let first = app
-        .bot
-        .handle_channel_message("Ev-retried", message.clone(), &seen)
-        .await
-        .expect("first");
+    let (message, first) = app
+        .person_says("Ev-retried", "checkout production errors")
+        .await;
     let second = app
-        .bot
-        .handle_channel_message("Ev-retried", message, &seen)
-        .await
-        .expect("second");
+        .redeliver("Ev-retried", &message, "checkout production errors")
+        .await;
     assert!(matches!(
         first,
         breakwater::core::bot::AlertHandled::Recorded { .. }
@@ -121,35 +99,16 @@ async fn the_same_channel_event_delivered_twice_is_answered_once() {
 #[tokio::test]
 async fn a_person_mentioning_no_known_service_is_ignored() {
     let app = spawn_app().await;
-    let message = app.chat.person_posts("lunch anyone?");
-    let seen = breakwater::core::event::ChannelMessage {
-        text: "lunch anyone?".into(),
-        posted_at: chrono::Utc::now(),
-        ..Default::default()
-    };
-    let handled = app
-        .bot
-        .handle_channel_message("Ev-lunch", message, &seen)
-        .await
-        .expect("handled");
+    let (_, handled) = app.person_says("Ev-lunch", "lunch anyone?").await;
     assert_eq!(handled, breakwater::core::bot::AlertHandled::Ignored);
 }
 
 #[tokio::test]
 async fn a_person_announcing_a_deploy_is_not_an_alert() {
     let app = spawn_app().await;
-    let text = "deployed checkout v42 to production";
-    let message = app.chat.person_posts(text);
-    let seen = breakwater::core::event::ChannelMessage {
-        text: text.into(),
-        posted_at: chrono::Utc::now(),
-        ..Default::default()
-    };
-    let handled = app
-        .bot
-        .handle_channel_message("Ev-deploy", message, &seen)
-        .await
-        .expect("handled");
+    let (_, handled) = app
+        .person_says("Ev-deploy", "deployed checkout v42 to production")
+        .await;
     assert_eq!(handled, breakwater::core::bot::AlertHandled::Ignored);
 }
 

@@ -11,11 +11,12 @@ use breakwater::core::deploy::{
     Change, ConfigChange, Deploy, DeploySource, DeployStatus, Environment, MASKED, Revision,
     ServiceName, Target,
 };
-use breakwater::core::message::{MessageRef, Platform};
+use breakwater::core::message::{Message, MessageRef, Platform};
 use breakwater::core::policy::{Actor, Principal};
 use breakwater::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 use breakwater::store::{
-    self, DeployQuery, GroupThread, PostgresStore, SqliteStore, Store, StoreError,
+    self, ConsolePlace, ConsoleSession, DeployQuery, GroupThread, PostgresStore, SqliteStore,
+    Store, StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
@@ -214,6 +215,14 @@ store_tests!(
     audit_search_pages_backwards_from_before_seq,
     audit_details_are_stored_as_the_exact_text_hashed,
     reopening_keeps_data_and_applies_no_migration_twice,
+    console_messages_read_back_with_their_thread_and_audience,
+    updating_a_console_message_raises_its_revision,
+    the_console_channel_holds_the_newest_threads_with_their_replies,
+    console_changes_are_listed_oldest_first_from_a_time,
+    a_console_message_written_by_one_replica_is_read_by_another,
+    a_console_session_is_found_until_it_expires,
+    a_deleted_console_session_is_gone,
+    expired_console_sessions_are_pruned,
 );
 
 // --- fixtures --------------------------------------------------------------------------------
@@ -1675,5 +1684,238 @@ async fn a_running_plan_whose_runner_went_quiet_is_adopted_by_exactly_one_proces
             .expect("heartbeat"),
         0,
         "the old runner lost it"
+    );
+}
+
+// --- web console -----------------------------------------------------------------------------
+
+fn top(channel: &str) -> ConsolePlace<'_> {
+    ConsolePlace {
+        channel,
+        thread: None,
+        audience: None,
+    }
+}
+
+fn reply_in(channel: &str, thread: i64) -> ConsolePlace<'_> {
+    ConsolePlace {
+        channel,
+        thread: Some(thread),
+        audience: None,
+    }
+}
+
+async fn console_messages_read_back_with_their_thread_and_audience(db: &mut TestStore) {
+    let root = db
+        .store
+        .insert_console_message(top("alerts"), &Message::plain("HighErrorRate"), at(1))
+        .await
+        .expect("insert");
+    let private = db
+        .store
+        .insert_console_message(
+            ConsolePlace {
+                channel: "alerts",
+                thread: Some(root.id),
+                audience: Some("alice"),
+            },
+            &Message::plain("Confirm?"),
+            at(2),
+        )
+        .await
+        .expect("insert");
+    assert_eq!(root.thread, None);
+    assert_eq!(root.revision, 1);
+    let read = db
+        .store
+        .console_message(private.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(read, private);
+    assert_eq!(read.thread, Some(root.id));
+    assert_eq!(read.audience.as_deref(), Some("alice"));
+    assert_eq!(read.message, Message::plain("Confirm?"));
+    assert_eq!(read.created_at, at(2));
+}
+
+async fn updating_a_console_message_raises_its_revision(db: &mut TestStore) {
+    let stored = db
+        .store
+        .insert_console_message(top("alerts"), &Message::plain("Rolling back…"), at(1))
+        .await
+        .expect("insert");
+    let updated = db
+        .store
+        .update_console_message(stored.id, &Message::plain("Rolled back"), at(3))
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(updated.revision, 2);
+    assert_eq!(updated.updated_at, at(3));
+    assert_eq!(updated.created_at, at(1));
+    assert_eq!(updated.message, Message::plain("Rolled back"));
+    let missing = db
+        .store
+        .update_console_message(stored.id + 1000, &Message::plain("x"), at(3))
+        .await
+        .expect("update");
+    assert_eq!(missing, None);
+}
+
+async fn the_console_channel_holds_the_newest_threads_with_their_replies(db: &mut TestStore) {
+    let mut roots = Vec::new();
+    for minute in 0..4 {
+        let root = db
+            .store
+            .insert_console_message(
+                top("alerts"),
+                &Message::plain(format!("alert {minute}")),
+                at(minute),
+            )
+            .await
+            .expect("insert");
+        db.store
+            .insert_console_message(
+                reply_in("alerts", root.id),
+                &Message::plain("summary"),
+                at(minute),
+            )
+            .await
+            .expect("insert");
+        roots.push(root.id);
+    }
+    db.store
+        .insert_console_message(top("elsewhere"), &Message::plain("other"), at(5))
+        .await
+        .expect("insert");
+    let shown = db.store.console_channel("alerts", 2).await.expect("read");
+    let ids: Vec<(i64, Option<i64>)> = shown.iter().map(|m| (m.id, m.thread)).collect();
+    assert_eq!(shown.len(), 4, "{ids:?}");
+    assert!(
+        shown.iter().all(|m| m.thread.unwrap_or(m.id) >= roots[2]),
+        "{ids:?}"
+    );
+    assert!(
+        shown.windows(2).all(|w| w[0].id < w[1].id),
+        "oldest first: {ids:?}"
+    );
+}
+
+async fn console_changes_are_listed_oldest_first_from_a_time(db: &mut TestStore) {
+    let first = db
+        .store
+        .insert_console_message(top("alerts"), &Message::plain("one"), at(1))
+        .await
+        .expect("insert");
+    let second = db
+        .store
+        .insert_console_message(top("alerts"), &Message::plain("two"), at(2))
+        .await
+        .expect("insert");
+    db.store
+        .update_console_message(first.id, &Message::plain("one, updated"), at(3))
+        .await
+        .expect("update");
+    let changed = db
+        .store
+        .console_messages_changed_since(at(2), 10)
+        .await
+        .expect("read");
+    let ids: Vec<i64> = changed.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [second.id, first.id]);
+    assert_eq!(changed[1].revision, 2);
+    let limited = db
+        .store
+        .console_messages_changed_since(at(0), 1)
+        .await
+        .expect("read");
+    assert_eq!(limited.len(), 1);
+}
+
+async fn a_console_message_written_by_one_replica_is_read_by_another(db: &mut TestStore) {
+    let other = db.another().await;
+    let stored = other
+        .insert_console_message(top("alerts"), &Message::plain("from replica b"), at(1))
+        .await
+        .expect("insert");
+    let read = db.store.console_channel("alerts", 10).await.expect("read");
+    assert_eq!(read, vec![stored]);
+}
+
+fn session(token_hash: &str, expires_minute: i64) -> ConsoleSession {
+    ConsoleSession {
+        token_hash: token_hash.to_owned(),
+        user: "alice".into(),
+        csrf_token: "csrf-token".into(),
+        created_at: at(0),
+        expires_at: at(expires_minute),
+    }
+}
+
+async fn a_console_session_is_found_until_it_expires(db: &mut TestStore) {
+    db.store
+        .insert_console_session(&session("hash-a", 10))
+        .await
+        .expect("insert");
+    let found = db
+        .store
+        .console_session("hash-a", at(9))
+        .await
+        .expect("read");
+    assert_eq!(found, Some(session("hash-a", 10)));
+    assert_eq!(
+        db.store
+            .console_session("hash-a", at(10))
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        db.store
+            .console_session("hash-b", at(1))
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+async fn a_deleted_console_session_is_gone(db: &mut TestStore) {
+    db.store
+        .insert_console_session(&session("hash-a", 10))
+        .await
+        .expect("insert");
+    db.store
+        .delete_console_session("hash-a")
+        .await
+        .expect("delete");
+    assert_eq!(
+        db.store
+            .console_session("hash-a", at(1))
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+async fn expired_console_sessions_are_pruned(db: &mut TestStore) {
+    for (hash, expires) in [("old", 5), ("current", 50)] {
+        db.store
+            .insert_console_session(&session(hash, expires))
+            .await
+            .expect("insert");
+    }
+    let pruned = db
+        .store
+        .prune_console_sessions(at(10))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    assert!(
+        db.store
+            .console_session("current", at(10))
+            .await
+            .expect("read")
+            .is_some()
     );
 }

@@ -239,6 +239,37 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A person posts `text` in the test channel, delivered to the bot as event `event_id`
+    /// (the same id again is a platform retry). Returns where it was posted and what the
+    /// bot did with it.
+    pub(crate) async fn person_says(
+        &self,
+        event_id: &str,
+        text: &str,
+    ) -> (MessageRef, breakwater::core::bot::AlertHandled) {
+        let message = self.chat.person_posts(text);
+        let handled = self.redeliver(event_id, &message, text).await;
+        (message, handled)
+    }
+
+    /// Delivers an already posted channel message (again) as event `event_id`.
+    pub(crate) async fn redeliver(
+        &self,
+        event_id: &str,
+        message: &MessageRef,
+        text: &str,
+    ) -> breakwater::core::bot::AlertHandled {
+        let seen = breakwater::core::event::ChannelMessage {
+            text: text.into(),
+            posted_at: chrono::Utc::now(),
+            ..Default::default()
+        };
+        self.bot
+            .handle_channel_message(event_id, message.clone(), &seen)
+            .await
+            .expect("channel message handled")
+    }
+
     /// An Alertmanager (version 4) notification for one firing alert.
     pub(crate) async fn fire_alert(&self, alertname: &str, service: &str, environment: &str) {
         let response = self

@@ -1,0 +1,75 @@
+// breakwater console: live updates and buttons without a page reload. Everything works
+// without this file too (forms post and redirect back); it only makes it faster.
+"use strict";
+(function () {
+  var channel = document.getElementById("channel");
+  var live = document.getElementById("live");
+
+  function place(data) {
+    var existing = document.getElementById("m-" + data.id);
+    var holder = document.createElement("div");
+    holder.innerHTML = data.html;
+    var article = holder.firstElementChild;
+    if (!article) return;
+    if (existing) {
+      if (Number(existing.dataset.rev) >= data.rev) return;
+      existing.replaceWith(article);
+      return;
+    }
+    if (data.thread === null) {
+      var empty = document.getElementById("empty");
+      if (empty) empty.remove();
+      var section = document.createElement("section");
+      section.className = "thread";
+      section.id = "t-" + data.id;
+      section.setAttribute("aria-label", "Thread");
+      section.appendChild(article);
+      var replies = document.createElement("ol");
+      replies.className = "replies";
+      replies.id = "r-" + data.id;
+      section.appendChild(replies);
+      channel.prepend(section);
+      if (live) live.textContent = "New: " + article.querySelector("h2").textContent;
+      return;
+    }
+    var list = document.getElementById("r-" + data.thread);
+    if (!list) return;
+    var item = document.createElement("li");
+    item.appendChild(article);
+    list.appendChild(item);
+    if (live) live.textContent = "New reply: " + article.querySelector("h2").textContent;
+  }
+
+  if (channel && window.EventSource) {
+    var source = new EventSource("/console/events?since=" + encodeURIComponent(channel.dataset.since));
+    source.addEventListener("message", function (event) {
+      try { place(JSON.parse(event.data)); } catch (e) { /* a malformed event changes nothing */ }
+    });
+    source.addEventListener("open", function () { document.body.dataset.live = "on"; });
+    source.addEventListener("error", function () { document.body.dataset.live = "reconnecting"; });
+  }
+
+  // Buttons: post in the background; what they cause arrives as live updates.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.classList || !form.classList.contains("press") || !window.fetch) return;
+    event.preventDefault();
+    var button = form.querySelector("button");
+    if (button) button.disabled = true;
+    // getAttribute: the form's "action" input shadows the form.action property.
+    fetch(form.getAttribute("action"), {
+      method: "POST",
+      body: new URLSearchParams(new FormData(form)),
+      headers: { "X-Requested-With": "fetch" },
+      credentials: "same-origin"
+    }).then(function (response) {
+      if (!response.ok) {
+        if (button) button.disabled = false;
+        if (live) live.textContent = "The press was refused (" + response.status + "). Reload the page and try again.";
+      }
+    }, function () {
+      if (button) button.disabled = false;
+      if (live) live.textContent = "breakwater could not be reached; try again.";
+    });
+  });
+})();

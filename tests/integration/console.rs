@@ -1,0 +1,830 @@
+//! The web console over real HTTP: every route refuses without a session, every POST
+//! without its CSRF token; sign-in is rate-limited; a press by someone outside the policy
+//! is refused; concurrent presses run one rollback; pages show what the core said.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use breakwater::app::{Application, Overrides};
+use breakwater::chat::console::auth::hash_password;
+use breakwater::config::Config;
+use breakwater::core::bot::Bot;
+use breakwater::core::deploy::{
+    ConfigChange, Deploy, DeploySource, DeployStatus, Environment, ServiceName, Target,
+};
+use futures::StreamExt;
+use regex::Regex;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{WEBHOOK_TOKEN, alertmanager};
+
+const ALICE_PASSWORD: &str = "alice-correct-horse";
+const MALLORY_PASSWORD: &str = "mallory-battery-staple";
+
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "2s"
+{server_extra}
+
+[database]
+url = "sqlite://{dir}/breakwater.db"
+
+[webhooks]
+token = { file = "webhook_token" }
+
+[console]
+users = [
+  { name = "alice", password_hash = "{alice}" },
+  { name = "mallory", password_hash = "{mallory}" },
+]
+{console_extra}
+
+[backends.sim]
+kind = "simulated"
+delay = "300ms"
+failure_rate = 0.0
+
+[[services]]
+name = "checkout"
+environments = ["production"]
+backend = "sim"
+
+[policy]
+rollback_allowed = ["console:alice"]
+cooldown = "0s"
+"#;
+
+struct ConsoleApp {
+    address: String,
+    bot: Bot,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+    stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A signed-in browser: its session cookie.
+#[derive(Clone)]
+struct Session {
+    cookie: String,
+}
+
+async fn spawn_console(console_extra: &str) -> ConsoleApp {
+    spawn_console_in(console_extra, tempfile::tempdir().expect("tempdir")).await
+}
+
+async fn spawn_console_in(console_extra: &str, dir: tempfile::TempDir) -> ConsoleApp {
+    spawn_console_with("", console_extra, dir).await
+}
+
+async fn spawn_console_with(
+    server_extra: &str,
+    console_extra: &str,
+    dir: tempfile::TempDir,
+) -> ConsoleApp {
+    std::fs::write(dir.path().join("webhook_token"), WEBHOOK_TOKEN).expect("write");
+    let text = CONFIG
+        .replace("{dir}", &dir.path().display().to_string())
+        .replace("{alice}", &hash_password(ALICE_PASSWORD).expect("hash"))
+        .replace("{mallory}", &hash_password(MALLORY_PASSWORD).expect("hash"))
+        .replace("{console_extra}", console_extra)
+        .replace("{server_extra}", server_extra);
+    let path = dir.path().join("breakwater.toml");
+    std::fs::write(&path, text).expect("write config");
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+    let app = Application::build_with(
+        config,
+        Overrides {
+            maintenance_every: Some(Duration::from_millis(200)),
+            tune: Some(|settings| settings.refresh_delay = Duration::from_millis(50)),
+            ..Overrides::default()
+        },
+    )
+    .await
+    .expect("build app");
+    let address = format!("http://{}", app.local_addr());
+    let bot = app.bot();
+    let stop = CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move { app.run_until(async move { stop.cancelled().await }).await })
+    };
+    ConsoleApp {
+        address,
+        bot,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        dir,
+        stop,
+        server: Some(server),
+    }
+}
+
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// The hidden fields of the first form whose text contains `label`.
+fn form_fields(html: &str, action: &str, label: &str) -> Option<HashMap<String, String>> {
+    let forms = Regex::new(r#"(?s)<form [^>]*method="post" action="([^"]+)"[^>]*>(.*?)</form>"#)
+        .expect("regex");
+    let fields = Regex::new(r#"name="(\w+)" value="([^"]*)""#).expect("regex");
+    forms
+        .captures_iter(html)
+        .find(|c| &c[1] == action && c[2].contains(label))
+        .map(|c| {
+            fields
+                .captures_iter(&c[2])
+                .map(|f| (f[1].to_owned(), html_unescape(&f[2])))
+                .collect()
+        })
+}
+
+fn html_unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+impl ConsoleApp {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    async fn get(&self, path: &str, session: Option<&Session>) -> reqwest::Response {
+        let mut request = self.http.get(self.url(path));
+        if let Some(session) = session {
+            request = request.header(COOKIE, &session.cookie);
+        }
+        request.send().await.expect("request")
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        session: Option<&Session>,
+        form: &HashMap<String, String>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url(path)).form(form);
+        if let Some(session) = session {
+            request = request.header(COOKIE, &session.cookie);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Submits the sign-in form as a browser would; returns the answer.
+    async fn try_sign_in(&self, user: &str, password: &str) -> reqwest::Response {
+        let form_page = self.get("/console/login", None).await;
+        assert_eq!(form_page.status(), StatusCode::OK);
+        let login_cookie = cookie_value(&set_cookie(&form_page, "bw_login").expect("login cookie"));
+        let html = form_page.text().await.expect("body");
+        let mut form = form_fields(&html, "/console/login", "Sign in").expect("sign-in form");
+        form.insert("user".into(), user.into());
+        form.insert("password".into(), password.into());
+        self.http
+            .post(self.url("/console/login"))
+            .header(COOKIE, login_cookie)
+            .form(&form)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn sign_in(&self, user: &str, password: &str) -> Session {
+        let response = self.try_sign_in(user, password).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "sign-in refused");
+        Session {
+            cookie: cookie_value(&set_cookie(&response, "bw_session").expect("session cookie")),
+        }
+    }
+
+    async fn channel(&self, session: &Session) -> String {
+        let response = self.get("/console", Some(session)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("body")
+    }
+
+    /// Polls the channel page until it contains `text`.
+    async fn wait_for(&self, session: &Session, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let html = self.channel(session).await;
+            if html.contains(text) {
+                return html;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the channel never showed {text:?}:\n{html}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Presses the button labelled `label` as shown on the channel page.
+    async fn press(&self, session: &Session, label: &str) -> reqwest::Response {
+        let html = self.channel(session).await;
+        let form = form_fields(&html, "/console/press", label)
+            .unwrap_or_else(|| panic!("no {label:?} button on:\n{html}"));
+        self.post("/console/press", Some(session), &form).await
+    }
+
+    async fn deploy(&self, version: &str, minutes_ago: i64, config: Vec<ConfigChange>) {
+        let started_at = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+        self.bot
+            .store()
+            .record_deploy(&Deploy {
+                target: Target::new(
+                    ServiceName::parse("checkout").expect("name"),
+                    Environment::parse("production").expect("env"),
+                ),
+                version: version.into(),
+                previous_version: None,
+                revision: None,
+                commit: Some("abc1234".into()),
+                author: Some("Ada".into()),
+                description: None,
+                url: None,
+                started_at,
+                finished_at: Some(started_at),
+                status: DeployStatus::Succeeded,
+                changes: Vec::new(),
+                config_changes: config,
+                source: DeploySource::Api,
+            })
+            .await
+            .expect("record deploy");
+    }
+
+    async fn fire_alert(&self, alertname: &str) {
+        let response = self
+            .http
+            .post(self.url("/webhooks/alertmanager"))
+            .bearer_auth(WEBHOOK_TOKEN)
+            .json(&alertmanager(alertname, "checkout", "production", "firing"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// Deploys, an alert, and its summary on the channel page.
+    async fn incident(&self, session: &Session) -> String {
+        self.deploy("v41", 300, Vec::new()).await;
+        self.deploy("v42", 20, Vec::new()).await;
+        self.fire_alert("HighErrorRate").await;
+        self.wait_for(session, "Roll back checkout production to v41")
+            .await
+    }
+
+    async fn audited(&self, action: &str) -> usize {
+        self.bot
+            .audit()
+            .search(&breakwater::audit::AuditQuery {
+                action: Some(action.into()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("audit")
+            .len()
+    }
+
+    async fn stop(mut self) -> tempfile::TempDir {
+        self.stop.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("clean shutdown");
+        }
+        let ConsoleApp { dir, .. } = self;
+        dir
+    }
+}
+
+fn with_csrf(mut form: HashMap<String, String>, csrf: Option<&str>) -> HashMap<String, String> {
+    match csrf {
+        Some(token) => form.insert("csrf".into(), token.into()),
+        None => form.remove("csrf"),
+    };
+    form
+}
+
+// --- access ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_console_is_off_unless_configured() {
+    let app = crate::support::spawn_app().await;
+    let response = app
+        .http
+        .get(format!("{}/console", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pages_redirect_to_the_sign_in_form_without_a_session() {
+    let app = spawn_console("").await;
+    for path in [
+        "/console",
+        "/console/deploys",
+        "/console/audit",
+        "/console/audit/export",
+    ] {
+        let response = app.get(path, None).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(response.headers()[LOCATION], "/console/login", "{path}");
+    }
+    let forged = Session {
+        cookie: "bw_session=not-a-session".into(),
+    };
+    let response = app.get("/console", Some(&forged)).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn posts_and_the_event_stream_are_refused_without_a_session() {
+    let app = spawn_console("").await;
+    let response = app.get("/console/events", None).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    for path in ["/console/press", "/console/logout"] {
+        let response = app.post(path, None, &HashMap::new()).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn signing_in_sets_an_http_only_same_site_strict_session_cookie() {
+    let app = spawn_console("").await;
+    let response = app.try_sign_in("alice", ALICE_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/console");
+    let cookie = set_cookie(&response, "bw_session").expect("session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    assert_eq!(app.audited("console.login").await, 1);
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_when_the_public_url_is_https() {
+    let app = spawn_console_with(
+        "public_url = \"https://breakwater.example.com\"",
+        "",
+        tempfile::tempdir().expect("tempdir"),
+    )
+    .await;
+    let response = app.try_sign_in("alice", ALICE_PASSWORD).await;
+    let cookie = set_cookie(&response, "bw_session").expect("session cookie");
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_and_audited() {
+    let app = spawn_console("").await;
+    let response = app.try_sign_in("alice", "wrong").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&response, "bw_session").is_none());
+    let html = response.text().await.expect("body");
+    assert!(html.contains("wrong user name or password"), "{html}");
+    let response = app.try_sign_in("nobody", ALICE_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.audited("console.login_failed").await, 2);
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_rate_limited() {
+    let app = spawn_console("").await;
+    for _ in 0..5 {
+        let response = app.try_sign_in("alice", "guess").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is refused until the window passes.
+    let response = app.try_sign_in("alice", ALICE_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("seconds");
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+}
+
+#[tokio::test]
+async fn the_sign_in_form_is_refused_without_its_csrf_cookie() {
+    let app = spawn_console("").await;
+    let form: HashMap<String, String> = [
+        ("csrf", "made-up"),
+        ("user", "alice"),
+        ("password", ALICE_PASSWORD),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let response = app.post("/console/login", None, &form).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(&response, "bw_session").is_none());
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.channel(&session).await;
+    let form = form_fields(&html, "/console/logout", "Sign out").expect("sign-out form");
+    let response = app
+        .post(
+            "/console/logout",
+            Some(&session),
+            &with_csrf(form.clone(), None),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    let response = app.post("/console/logout", Some(&session), &form).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let response = app.get("/console", Some(&session)).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_header_is_believed_only_from_a_trusted_address() {
+    let trusted = spawn_console(
+        "trusted_proxy_header = \"X-Forwarded-User\"\ntrusted_proxies = [\"127.0.0.1\"]",
+    )
+    .await;
+    let response = trusted
+        .http
+        .get(trusted.url("/console"))
+        .header("X-Forwarded-User", "carol")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(set_cookie(&response, "bw_session").is_some());
+    let html = response.text().await.expect("body");
+    assert!(
+        html.contains("Signed in as <strong>carol</strong>"),
+        "{html}"
+    );
+
+    let untrusted = spawn_console(
+        "trusted_proxy_header = \"X-Forwarded-User\"\ntrusted_proxies = [\"10.9.8.7\"]",
+    )
+    .await;
+    let response = untrusted
+        .http
+        .get(untrusted.url("/console"))
+        .header("X-Forwarded-User", "carol")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+// --- the channel ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_alert_appears_with_its_summary_and_the_roll_back_button() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.incident(&session).await;
+    assert!(html.contains("HighErrorRate"), "{html}");
+    assert!(html.contains("Suspect"), "{html}");
+    assert!(html.contains("v42"), "{html}");
+}
+
+#[tokio::test]
+async fn a_rollback_shows_the_confirmation_then_progress_and_outcome() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.incident(&session).await;
+    let response = app.press(&session, "Roll back checkout production").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let html = app.wait_for(&session, "Only you can see this").await;
+    assert!(html.contains("v42") && html.contains("v41"), "{html}");
+    let response = app.press(&session, "Confirm").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    app.wait_for(&session, "Rolled back checkout production from v42 to v41")
+        .await;
+    assert_eq!(app.audited("rollback.succeeded").await, 1);
+}
+
+#[tokio::test]
+async fn a_press_without_the_csrf_token_is_refused() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.incident(&session).await;
+    let form = form_fields(&html, "/console/press", "Roll back").expect("button");
+    for csrf in [None, Some("forged-token")] {
+        let response = app
+            .post(
+                "/console/press",
+                Some(&session),
+                &with_csrf(form.clone(), csrf),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(app.audited("rollback.requested").await, 0);
+}
+
+#[tokio::test]
+async fn a_malformed_press_is_refused_with_its_reason() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.incident(&session).await;
+    let form = form_fields(&html, "/console/press", "Roll back").expect("button");
+    let mut tampered = form.clone();
+    tampered.insert("action".into(), "bw:rb:checkout-production-v1".into());
+    let response = app.post("/console/press", Some(&session), &tampered).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("not one of breakwater")
+    );
+    let mut unknown = form;
+    unknown.insert("message".into(), "999999".into());
+    let response = app.post("/console/press", Some(&session), &unknown).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_press_by_a_user_outside_the_policy_is_refused_privately() {
+    let app = spawn_console("").await;
+    let alice = app.sign_in("alice", ALICE_PASSWORD).await;
+    let mallory = app.sign_in("mallory", MALLORY_PASSWORD).await;
+    app.incident(&alice).await;
+    app.press(&mallory, "Roll back checkout production").await;
+    let html = app.wait_for(&mallory, "Only you can see this").await;
+    assert!(
+        !html.contains("Confirm"),
+        "no confirmation for mallory:\n{html}"
+    );
+    assert_eq!(app.audited("rollback.denied").await, 1);
+    assert_eq!(app.audited("rollback.started").await, 0);
+    let alices = app.channel(&alice).await;
+    assert!(!alices.contains("Only you can see this"), "{alices}");
+}
+
+#[tokio::test]
+async fn concurrent_confirm_presses_run_the_rollback_once() {
+    let app = Arc::new(spawn_console("").await);
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.incident(&session).await;
+    app.press(&session, "Roll back checkout production").await;
+    app.wait_for(&session, "Only you can see this").await;
+    // Five open tabs, each with its own rendering (and nonce), press Confirm at once.
+    let mut forms = Vec::new();
+    for _ in 0..5 {
+        let html = app.channel(&session).await;
+        forms.push(form_fields(&html, "/console/press", "Confirm").expect("confirm"));
+    }
+    let presses = forms.into_iter().map(|form| {
+        let app = app.clone();
+        let session = session.clone();
+        async move {
+            app.post("/console/press", Some(&session), &form)
+                .await
+                .status()
+        }
+    });
+    for status in futures::future::join_all(presses).await {
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    app.wait_for(&session, "Rolled back checkout production")
+        .await;
+    assert_eq!(app.audited("rollback.started").await, 1);
+    assert_eq!(app.audited("rollback.succeeded").await, 1);
+}
+
+#[tokio::test]
+async fn the_same_form_submitted_twice_is_one_press() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.incident(&session).await;
+    let form = form_fields(&html, "/console/press", "Roll back").expect("button");
+    for _ in 0..2 {
+        let response = app.post("/console/press", Some(&session), &form).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    }
+    assert_eq!(app.audited("rollback.confirmation_requested").await, 1);
+}
+
+#[tokio::test]
+async fn alert_text_is_escaped_on_the_page() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.fire_alert("<script>alert(1)</script>").await;
+    let html = app.wait_for(&session, "&lt;script&gt;alert(1)").await;
+    assert!(!html.contains("<script>alert(1)"), "{html}");
+}
+
+#[tokio::test]
+async fn the_event_stream_brings_new_messages_to_an_open_page() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let response = app.get("/console/events", Some(&session)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.bytes_stream();
+    app.fire_alert("HighErrorRate").await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains("HighErrorRate") {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("a live update in time")
+            .expect("stream open")
+            .expect("chunk");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: message"), "{seen}");
+    assert!(seen.contains("\"thread\":null"), "a new thread: {seen}");
+}
+
+#[tokio::test]
+async fn the_channel_survives_a_restart() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.incident(&session).await;
+    let dir = app.stop().await;
+    let app = spawn_console_in("", dir).await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.channel(&session).await;
+    assert!(
+        html.contains("Roll back checkout production to v41"),
+        "{html}"
+    );
+}
+
+// --- deploys and audit ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_deploys_page_lists_deploys_with_config_changes_and_a_timeline() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.deploy("v41", 300, Vec::new()).await;
+    app.deploy(
+        "v42",
+        20,
+        vec![ConfigChange {
+            key: "DB_POOL_MAX".into(),
+            old: Some("40".into()),
+            new: Some("8".into()),
+        }],
+    )
+    .await;
+    let response = app.get("/console/deploys", Some(&session)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.expect("body");
+    assert!(html.contains("<svg role=\"img\""), "{html}");
+    assert_eq!(html.matches("<circle").count(), 2, "{html}");
+    assert!(html.contains("DB_POOL_MAX</code>: 40 → 8"), "{html}");
+    assert!(
+        html.contains("<caption>checkout in production</caption>"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_page_filters_and_shows_the_verified_chain_head() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.incident(&session).await;
+    let response = app.get("/console/audit", Some(&session)).await;
+    let html = response.text().await.expect("body");
+    assert!(html.contains("Chain intact"), "{html}");
+    let report = app.bot.audit().verify().await.expect("verify");
+    assert!(html.contains(&report.head_hash), "{html}");
+    assert!(html.contains("alert.received"), "{html}");
+    let response = app
+        .get("/console/audit?action=console.login&actor=", Some(&session))
+        .await;
+    let html = response.text().await.expect("body");
+    assert!(html.contains("console.login"), "{html}");
+    assert!(!html.contains("<code>alert.received</code>"), "{html}");
+    let response = app.get("/console/audit?before=x", Some(&session)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_audit_export_downloads_json_lines_and_csv() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let response = app.get("/console/audit/export", Some(&session)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-disposition"]
+            .to_str()
+            .expect("header")
+            .starts_with("attachment; filename=\"breakwater-audit-")
+    );
+    let body = response.text().await.expect("body");
+    let first: serde_json::Value =
+        serde_json::from_str(body.lines().next().expect("a record")).expect("json line");
+    assert_eq!(first["action"], "console.login");
+    let response = app
+        .get("/console/audit/export?format=csv", Some(&session))
+        .await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .starts_with("seq,at,actor")
+    );
+    let response = app
+        .get("/console/audit/export?format=xml", Some(&session))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn pages_forbid_framing_and_foreign_scripts() {
+    let app = spawn_console("").await;
+    let response = app.get("/console/login", None).await;
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .expect("header")
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+}
+
+// --- the demo -------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_demo_incident_is_rolled_back_and_verified_over_http() {
+    let demo = breakwater::demo::Demo::build(breakwater::demo::DemoOptions {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: None,
+        alert_after: Duration::from_millis(200),
+        resolve_after: Duration::from_millis(200),
+    })
+    .await
+    .expect("demo");
+    let password = demo.password().to_owned();
+    let address = format!("http://{}", demo.local_addr());
+    let bot = demo.bot();
+    let stop = CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            demo.run_until(async move { stop.cancelled().await })
+                .await
+                .map_err(anyhow::Error::from)
+        })
+    };
+    let app = ConsoleApp {
+        address,
+        bot,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        dir: tempfile::tempdir().expect("tempdir"),
+        stop,
+        server: Some(server),
+    };
+    let session = app.sign_in("demo", &password).await;
+    let html = app
+        .wait_for(&session, "Roll back checkout production to v2.13.1")
+        .await;
+    assert!(html.contains("DB_POOL_MAX"), "{html}");
+    app.press(&session, "Roll back checkout production").await;
+    app.wait_for(&session, "Only you can see this").await;
+    app.press(&session, "Confirm").await;
+    app.wait_for(
+        &session,
+        "Rolled back checkout production from v2.14.0 to v2.13.1",
+    )
+    .await;
+    app.wait_for(&session, "HighErrorRate resolved").await;
+    assert_eq!(app.audited("rollback.verified").await, 1);
+    app.stop().await;
+}
