@@ -122,6 +122,25 @@ impl Application {
         for chat in overrides.chats {
             chats.register(chat);
         }
+        #[cfg(feature = "slack")]
+        let router = match &config.slack {
+            Some(slack) => {
+                let adapter = crate::chat::slack::SlackAdapter::new(
+                    slack,
+                    &config.services,
+                    bot.clone(),
+                    adapters.clone(),
+                )
+                .context("starting the Slack adapter ([slack])")?;
+                chats.register(adapter.chat());
+                adapter.start(&adapters, adapters_stop.clone());
+                match adapter.router() {
+                    Some(slack_routes) => router.merge(slack_routes),
+                    None => router,
+                }
+            }
+            None => router,
+        };
         #[cfg(feature = "discord")]
         let router = match &config.discord {
             Some(discord) => {

@@ -4,6 +4,9 @@
 pub mod console;
 #[cfg(feature = "discord")]
 pub mod discord;
+pub mod outbox;
+#[cfg(feature = "slack")]
+pub mod slack;
 
 use std::sync::{Arc, RwLock};
 

@@ -146,6 +146,9 @@ struct Inner {
     runner: String,
     summaries: Mutex<HashMap<i64, Arc<Summary>>>,
     refresh_pending: Mutex<HashSet<i64>>,
+    /// Groups whose thread on a platform is being opened: concurrent alerts of one group
+    /// must not open a second thread before the first is in the store.
+    opening: Mutex<HashSet<(i64, Platform)>>,
     last_digest: Mutex<Option<DateTime<Utc>>>,
 }
 
@@ -184,6 +187,7 @@ impl Bot {
                 running: Mutex::new(HashSet::new()),
                 summaries: Mutex::new(HashMap::new()),
                 refresh_pending: Mutex::new(HashSet::new()),
+                opening: Mutex::new(HashSet::new()),
                 last_digest: Mutex::new(None),
                 runner: format!(
                     "{}-{}",
@@ -317,9 +321,26 @@ impl Bot {
                     .spawn(async move { bot.on_alert_resolved(group).await });
             }
         } else if recorded.new_group {
-            self.inner
-                .background
-                .spawn(async move { bot.open_threads(group, alert, origin).await });
+            // Claimed before this returns, so the group's next alert (perhaps already on
+            // its way) joins instead of opening a thread of its own.
+            let platforms: Vec<Platform> = match &origin {
+                AlertOrigin::Channel(at) => vec![at.platform],
+                AlertOrigin::Webhook => self
+                    .inner
+                    .chats
+                    .all()
+                    .iter()
+                    .map(|c| c.platform())
+                    .collect(),
+            };
+            lock(&self.inner.opening).extend(platforms.iter().map(|p| (group.id, *p)));
+            self.inner.background.spawn(async move {
+                bot.open_threads(group.clone(), alert, origin).await;
+                let mut opening = lock(&bot.inner.opening);
+                for platform in platforms {
+                    opening.remove(&(group.id, platform));
+                }
+            });
         } else {
             self.inner
                 .background
@@ -439,7 +460,9 @@ impl Bot {
     /// Another alert in an open group: refresh the summary's count, and answer on a
     /// platform the group has no thread on yet.
     async fn join_group(&self, group: AlertGroup, origin: AlertOrigin) {
-        if let AlertOrigin::Channel(at) = &origin {
+        if let AlertOrigin::Channel(at) = &origin
+            && lock(&self.inner.opening).insert((group.id, at.platform))
+        {
             match self.inner.store.group_threads(group.id).await {
                 Ok(threads)
                     if !threads
@@ -463,6 +486,7 @@ impl Bot {
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "could not read the group's threads"),
             }
+            lock(&self.inner.opening).remove(&(group.id, at.platform));
         }
         self.schedule_refresh(group.id);
     }

@@ -13,5 +13,7 @@ mod console_browser;
 #[cfg(feature = "discord")]
 mod discord;
 mod rollback;
+#[cfg(feature = "slack")]
+mod slack;
 mod store;
 mod support;

@@ -6,6 +6,8 @@ pub(crate) mod argocd;
 pub(crate) mod chat;
 #[cfg(feature = "discord")]
 pub(crate) mod fake_discord;
+#[cfg(feature = "slack")]
+pub(crate) mod fake_slack;
 pub(crate) mod helm;
 #[cfg(feature = "kubernetes")]
 pub(crate) mod kubernetes;
