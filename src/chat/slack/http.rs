@@ -153,7 +153,19 @@ async fn events(
                     "Slack redelivered an event"
                 );
             }
-            endpoint.inbound.spawn_event(callback);
+            let Some(place) = endpoint.inbound.backlog.try_enter() else {
+                tracing::warn!(
+                    event = callback.event_id,
+                    "too many channel events in progress: asking Slack to redeliver"
+                );
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "1")],
+                    "too many events in progress; redeliver later",
+                )
+                    .into_response();
+            };
+            endpoint.inbound.spawn_event(callback, place);
             StatusCode::OK.into_response()
         }
         Ok(EventsBody::Other) => StatusCode::OK.into_response(),

@@ -147,6 +147,35 @@ pub(crate) struct Inbound {
     pub(crate) alert_channels: HashSet<String>,
     pub(crate) me: OnceCell<BotIdentity>,
     pub(crate) tasks: TaskTracker,
+    pub(crate) backlog: EventBacklog,
+}
+
+/// Channel events acknowledged but not yet handled. Each waits on the store and Slack's
+/// API; during a flood faster than SQLite can commit they would pile up without end and
+/// take the bot's memory with them. Past the bound, HTTP deliveries get 503 (Slack
+/// redelivers them) and the Socket Mode reader waits for room before reading on (Slack
+/// redelivers what it sees unacknowledged). Button presses and commands are not bounded:
+/// they come from people and must never be turned away.
+#[derive(Clone)]
+pub(crate) struct EventBacklog(Arc<tokio::sync::Semaphore>);
+
+/// At most this many channel events are handled at once.
+pub(crate) const EVENT_BACKLOG: usize = 1024;
+
+impl EventBacklog {
+    pub(crate) fn new(bound: usize) -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(bound)))
+    }
+
+    /// A place in the backlog now, or `None` when it is full.
+    pub(crate) fn try_enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.clone().try_acquire_owned().ok()
+    }
+
+    /// A place in the backlog, waiting for one.
+    pub(crate) async fn enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.clone().acquire_owned().await.ok()
+    }
 }
 
 impl Inbound {
@@ -164,11 +193,18 @@ impl Inbound {
         }
     }
 
-    /// Handles an acknowledged Events API delivery in the background.
-    pub(crate) fn spawn_event(self: &Arc<Self>, callback: Box<EventCallback>) {
+    /// Handles an acknowledged Events API delivery in the background, holding `place` in
+    /// the backlog until it is done.
+    pub(crate) fn spawn_event(
+        self: &Arc<Self>,
+        callback: Box<EventCallback>,
+        place: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let inbound = self.clone();
-        self.tasks
-            .spawn(async move { inbound.event(callback).await });
+        self.tasks.spawn(async move {
+            inbound.event(callback).await;
+            drop(place);
+        });
     }
 
     pub(crate) fn spawn_interaction(self: &Arc<Self>, interaction: Interaction) {
@@ -560,6 +596,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_event_backlog_turns_events_away_until_one_finishes() {
+        let backlog = EventBacklog::new(2);
+        let first = backlog.try_enter().expect("room");
+        let _second = backlog.try_enter().expect("room");
+        assert!(backlog.try_enter().is_none());
+        drop(first);
+        assert!(backlog.try_enter().is_some());
+    }
 
     #[test]
     fn slack_timestamps_are_read_to_the_microsecond() {

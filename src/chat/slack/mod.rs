@@ -104,6 +104,7 @@ impl SlackAdapter {
             chat: chat.clone(),
             web: web.clone(),
             identity: identity::Identity::new(web.clone(), usergroups),
+            backlog: inbound::EventBacklog::new(inbound::EVENT_BACKLOG),
             alert_channels: config
                 .alert_channels
                 .iter()

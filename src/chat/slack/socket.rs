@@ -155,7 +155,7 @@ impl SocketMode {
                     );
                     break Ended::Reconnect;
                 }
-                "events_api" => self.dispatch_event(envelope.payload),
+                "events_api" => self.dispatch_event(envelope.payload).await,
                 "interactive" => self.dispatch_interaction(envelope.payload),
                 "slash_commands" => self.dispatch_command(envelope.payload),
                 other => tracing::debug!(kind = other, "ignoring a Socket Mode envelope"),
@@ -166,9 +166,15 @@ impl SocketMode {
         (ended, said_hello)
     }
 
-    fn dispatch_event(&self, payload: Value) {
+    /// Waits for room in the event backlog, so a flood slows the reader down instead of
+    /// piling up tasks.
+    async fn dispatch_event(&self, payload: Value) {
         match serde_json::from_value::<EventsBody>(payload) {
-            Ok(EventsBody::EventCallback(callback)) => self.inbound.spawn_event(callback),
+            Ok(EventsBody::EventCallback(callback)) => {
+                if let Some(place) = self.inbound.backlog.enter().await {
+                    self.inbound.spawn_event(callback, place);
+                }
+            }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "an events_api payload breakwater cannot read"),
         }
