@@ -151,7 +151,7 @@ fn environment(raw: &str) -> StoreResult<Environment> {
 }
 
 /// A `LIMIT` value: 0 means no limit.
-fn limit(limit: u32) -> i64 {
+pub(crate) fn limit(limit: u32) -> i64 {
     if limit == 0 {
         i64::MAX
     } else {
@@ -458,10 +458,6 @@ pub(crate) fn audit_page_from_json(page: &str) -> StoreResult<Vec<AuditRecord>> 
     let mut records = collect(rows, AuditRow::into_record)?;
     records.sort_unstable_by_key(|record| record.seq);
     Ok(records)
-}
-
-pub(crate) fn audit_page_limit(count: u32) -> i64 {
-    limit(count)
 }
 
 /// Fields in column order, so a row serialised as a JSON array reads back as this struct.

@@ -286,7 +286,7 @@ impl Store for SqliteStore {
     async fn audit_records(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
         let page: String = sqlx::query_scalar(super::sql::AUDIT_PAGE_AS_JSON_SQLITE)
             .bind(after)
-            .bind(super::sql::audit_page_limit(limit))
+            .bind(super::sql::limit(limit))
             .fetch_one(&mut *self.read().await?)
             .await?;
         super::sql::audit_page_from_json(&page)
