@@ -137,29 +137,29 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let store_ok = state.bot.store().ping().await.is_ok();
-    let chats: serde_json::Map<String, serde_json::Value> = state
-        .bot
-        .chats()
-        .all()
-        .iter()
-        .map(|chat| {
-            (
-                chat.platform().to_string(),
-                json!(if chat.is_ready() {
-                    "connected"
-                } else {
-                    "disconnected"
-                }),
-            )
-        })
-        .collect();
+    let mut chats = serde_json::Map::new();
+    let mut problems = serde_json::Map::new();
+    for chat in state.bot.chats().all() {
+        let platform = chat.platform().to_string();
+        let status = chat.status();
+        if let Some(reason) = status.reason() {
+            problems.insert(platform.clone(), json!(reason));
+        }
+        chats.insert(platform, json!(status.label()));
+    }
     let ready = store_ok && chats.values().all(|v| v == "connected");
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(json!({ "ready": ready, "store": if store_ok { "ok" } else { "unreachable" }, "chat": chats }))).into_response()
+    let body = json!({
+        "ready": ready,
+        "store": if store_ok { "ok" } else { "unreachable" },
+        "chat": chats,
+        "problems": problems,
+    });
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

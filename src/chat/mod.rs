@@ -23,6 +23,38 @@ pub enum Lane {
     Alerts,
 }
 
+/// Where an adapter's connection to its platform stands. `/readyz` is ready only when
+/// every adapter is [`AdapterStatus::Connected`]; the reason is shown beside the state so
+/// an operator reads what to fix without opening the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterStatus {
+    Connected,
+    /// Not connected now, and reconnecting by itself (starting, a dropped session, the
+    /// platform unreachable): the reason says which.
+    Disconnected(String),
+    /// Stopped for good until the operator acts (a rejected token, a missing intent): the
+    /// reason names the setting to fix. Nothing retries it.
+    Failed(String),
+}
+
+impl AdapterStatus {
+    /// The state's word in `/readyz`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AdapterStatus::Connected => "connected",
+            AdapterStatus::Disconnected(_) => "disconnected",
+            AdapterStatus::Failed(_) => "failed",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            AdapterStatus::Connected => None,
+            AdapterStatus::Disconnected(reason) | AdapterStatus::Failed(reason) => Some(reason),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChatError {
     /// The platform refused (`not_in_channel`, `channel_not_found`, missing permission).
@@ -53,9 +85,9 @@ pub trait Chat: Send + Sync {
         true
     }
 
-    /// Whether the adapter is connected to its platform, for `/readyz`.
-    fn is_ready(&self) -> bool {
-        true
+    /// The adapter's connection to its platform, for `/readyz` and the operator's logs.
+    fn status(&self) -> AdapterStatus {
+        AdapterStatus::Connected
     }
 
     /// Posts a new top-level message.

@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use self::interactions::Interactions;
 use self::rest::{Rest, RestError, RetryPolicy, codes};
-use crate::chat::{Chat, ChatError, Lane};
+use crate::chat::{AdapterStatus, Chat, ChatError, Lane};
 use crate::config::{DiscordConfig, DiscordMode, ServiceConfig};
 use crate::core::bot::Bot;
 use crate::core::deploy::ServiceName;
@@ -282,8 +282,12 @@ impl Chat for DiscordChat {
         true
     }
 
-    fn is_ready(&self) -> bool {
-        self.connected.load(Ordering::SeqCst)
+    fn status(&self) -> AdapterStatus {
+        if self.connected.load(Ordering::SeqCst) {
+            AdapterStatus::Connected
+        } else {
+            AdapterStatus::Disconnected("not connected to the gateway yet".to_owned())
+        }
     }
 
     async fn post(

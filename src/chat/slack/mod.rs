@@ -37,7 +37,7 @@ use self::web::Web;
 use slack_morphism::prelude::SlackMessageContent;
 
 use crate::chat::outbox::{Outbox, RetryPolicy, SendFailure};
-use crate::chat::{Chat, ChatError, Lane};
+use crate::chat::{AdapterStatus, Chat, ChatError, Lane};
 use crate::config::{ServiceConfig, SlackConfig, SlackMode};
 use crate::core::bot::Bot;
 use crate::core::deploy::ServiceName;
@@ -271,8 +271,12 @@ impl Chat for SlackChat {
         false
     }
 
-    fn is_ready(&self) -> bool {
-        self.connected.load(Ordering::SeqCst)
+    fn status(&self) -> AdapterStatus {
+        if self.connected.load(Ordering::SeqCst) {
+            AdapterStatus::Connected
+        } else {
+            AdapterStatus::Disconnected("not connected to the gateway yet".to_owned())
+        }
     }
 
     async fn post(
