@@ -396,29 +396,33 @@ impl AuditLog {
         self.store.audit_search(query).await
     }
 
-    /// Recomputes the whole chain. The next page is requested before the current one is
-    /// hashed, so the database reads while the chain is checked.
+    /// Recomputes the whole chain against one consistent snapshot of the log (see
+    /// [`Store::audit_snapshot`]), so that a live cluster appending meanwhile does not
+    /// look like a broken chain. The store reads the next page while this one is hashed.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         let mut verifier = ChainVerifier::new(&self.sealer);
-        let mut page = self.store.audit_records(0, PAGE).await?;
-        while let Some(last) = page.last() {
-            let (next, problem) = tokio::join!(self.store.audit_records(last.seq, PAGE), async {
-                page.iter().find_map(|record| verifier.check(record).err())
-            });
-            if let Some(problem) = problem {
-                return Ok(VerifyReport {
-                    count: verifier.count(),
-                    head_hash: verifier.head_hash().to_owned(),
-                    problem: Some(problem),
-                });
+        let (pages, received) = tokio::sync::mpsc::channel(1);
+        let reading = self.store.audit_snapshot(PAGE, pages);
+        let checking = async {
+            // Owned here, so that returning early drops it and stops the reading.
+            let mut received = received;
+            while let Some(page) = received.recv().await {
+                if let Some(problem) = page.iter().find_map(|record| verifier.check(record).err()) {
+                    return Some(problem);
+                }
             }
-            page = next?;
-        }
-        let head = self.store.audit_head().await?;
+            None
+        };
+        let (head, problem) = tokio::join!(reading, checking);
+        let head = head?;
+        let problem = match problem {
+            Some(problem) => Some(problem),
+            None => verifier.finish(head).err(),
+        };
         Ok(VerifyReport {
             count: verifier.count(),
             head_hash: verifier.head_hash().to_owned(),
-            problem: verifier.finish(head).err(),
+            problem,
         })
     }
 

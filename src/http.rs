@@ -1,7 +1,9 @@
 //! The HTTP surface: health, metrics, the deploy registry API for CI/CD, and the alert
 //! webhooks. Platform endpoints (Slack, Discord, the console) are merged in by their
 //! adapters. Errors follow one policy: bad input gets a 4xx whose body names the problem;
-//! internal failures are logged and answered with a generic 500.
+//! internal failures are logged and answered with a generic 500; a database that is
+//! unavailable is answered 503 with `Retry-After` and a message naming `database.url`
+//! (logged once per outage, not once per request).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,6 +46,8 @@ pub struct AppState {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds a client should wait before retrying (503 only).
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -51,6 +55,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -76,10 +81,53 @@ impl ApiError {
     }
 }
 
+/// How long clients are asked to wait when the database is unavailable.
+pub const STORE_RETRY_AFTER_SECS: u32 = 5;
+
+/// How long `/readyz` waits for the database to answer before calling it unreachable.
+pub const READY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl ApiError {
+    /// A store failure: 503 with `Retry-After` and the reason when the database is
+    /// unavailable (logged once per outage, not per request), else a logged generic 500.
+    pub fn store(error: crate::store::StoreError) -> Self {
+        if error.is_unavailable() {
+            crate::store::log_unavailable(&error);
+            Self::unavailable(error.to_string())
+        } else {
+            Self::internal(error)
+        }
+    }
+
+    /// A bot failure, mapped like [`ApiError::store`].
+    pub fn bot(error: crate::core::bot::BotError) -> Self {
+        match error {
+            crate::core::bot::BotError::Store(error) => Self::store(error),
+            full @ crate::core::bot::BotError::AlertHoldFull(_) => {
+                tracing::warn!(error = %full, "refusing alerts: the hold for the unavailable database is full");
+                Self::unavailable(full.to_string())
+            }
+        }
+    }
+
+    /// 503 with `Retry-After`: try again shortly.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(STORE_RETRY_AFTER_SECS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response =
             (self.status, axum::Json(json!({ "error": self.message }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -136,9 +184,24 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let store_ok = state.bot.store().ping().await.is_ok();
+    // Bounded, so a database that hangs makes readiness fail fast instead of stalling.
+    let store_problem =
+        match tokio::time::timeout(READY_PING_TIMEOUT, state.bot.store().ping()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => {
+                crate::store::log_unavailable(&error);
+                Some(error.to_string())
+            }
+            Err(_) => Some(format!(
+                "database unavailable: no answer within {READY_PING_TIMEOUT:?}; check database.url"
+            )),
+        };
+    let store_ok = store_problem.is_none();
     let mut chats = serde_json::Map::new();
     let mut problems = serde_json::Map::new();
+    if let Some(problem) = store_problem {
+        problems.insert("store".to_owned(), json!(problem));
+    }
     for chat in state.bot.chats().all() {
         let platform = chat.platform().to_string();
         let status = chat.status();
@@ -158,8 +221,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "store": if store_ok { "ok" } else { "unreachable" },
         "chat": chats,
         "problems": problems,
+        "held_alerts": state.bot.held_alerts(),
     });
-    (status, axum::Json(body)).into_response()
+    let mut response = (status, axum::Json(body)).into_response();
+    if !store_ok {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(STORE_RETRY_AFTER_SECS),
+        );
+    }
+    response
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -416,7 +487,7 @@ async fn post_deploy(
             .store()
             .latest_deploy_of_version(&deploy.target, &deploy.version)
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::store)?
     {
         deploy.started_at = existing.started_at;
         if deploy.status == DeployStatus::Succeeded && existing.finished_at.is_some() {
@@ -428,7 +499,7 @@ async fn post_deploy(
         .store()
         .record_deploy(&deploy)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     if recorded.created {
         let audit = state.bot.audit();
         audit
@@ -445,7 +516,7 @@ async fn post_deploy(
                     })),
             )
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::store)?;
     }
     let status = if recorded.created {
         StatusCode::CREATED
@@ -509,7 +580,7 @@ async fn list_deploys(
             ..DeployQuery::default()
         })
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(axum::Json(json!({ "deploys": deploys })).into_response())
 }
 
@@ -546,10 +617,17 @@ async fn receive_alerts(
         .bot
         .handle_webhook_alerts(alerts)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::bot)?;
     let recorded = handled
         .iter()
         .filter(|h| matches!(h, AlertHandled::Recorded { .. }))
         .count();
-    Ok(axum::Json(json!({ "received": received, "recorded": recorded })).into_response())
+    let held = handled
+        .iter()
+        .filter(|h| matches!(h, AlertHandled::Held))
+        .count();
+    Ok(
+        axum::Json(json!({ "received": received, "recorded": recorded, "held": held }))
+            .into_response(),
+    )
 }

@@ -36,7 +36,7 @@ use super::summary::{Offer, Summary, SummaryBody, SummaryInput, human_span, summ
 use crate::audit::{AuditLog, AuditQuery, actions};
 use crate::chat::{Chat, ChatHub, Lane};
 use crate::metrics::Metrics;
-use crate::store::{AlertGroup, DeployQuery, GroupThread, Store, StoreError};
+use crate::store::{AlertGroup, DeployQuery, GroupThread, RecordedAlert, Store, StoreError};
 
 /// How much history commands read.
 const HISTORY_LIMIT: u32 = 200;
@@ -72,6 +72,16 @@ pub struct BotSettings {
     /// A running rollback whose process has not heartbeaten for this long is adopted by
     /// another process (or the restarted one).
     pub heartbeat_timeout: Duration,
+    /// How often this process refreshes the heartbeat of the rollbacks it follows and
+    /// looks for rollbacks of dead processes to adopt.
+    pub heartbeat_interval: Duration,
+    /// This process's stable name on the rollbacks it runs (`server.runner_id`): a
+    /// restarted process with the same name takes its running rollbacks back at once.
+    /// `None` makes up a name unique to this process (tests, the demo).
+    pub runner_id: Option<String>,
+    /// At most this many alerts are held in memory while the store is unavailable (see
+    /// [`AlertHold`]).
+    pub alert_hold: usize,
     /// `platform:channel` where the audit chain head is posted, and how often.
     pub digest: Option<(String, Duration)>,
 }
@@ -85,7 +95,10 @@ impl Default for BotSettings {
             confirm_ttl: Duration::from_secs(300),
             refresh_delay: Duration::from_secs(2),
             follow_limit: Duration::from_secs(3600),
-            heartbeat_timeout: Duration::from_secs(60),
+            heartbeat_timeout: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(5),
+            runner_id: None,
+            alert_hold: ALERT_HOLD,
             digest: None,
         }
     }
@@ -95,6 +108,71 @@ impl Default for BotSettings {
 pub enum BotError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store is unavailable and the hold for alerts waiting for it is full: the
+    /// sender must redeliver later.
+    #[error(
+        "database unavailable and {0} alerts already wait for it; redeliver later (check database.url)"
+    )]
+    AlertHoldFull(usize),
+}
+
+impl BotError {
+    /// The store (or the hold in front of it) cannot take this now; retrying later can
+    /// succeed. HTTP answers 503 with `Retry-After`.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Store(error) => error.is_unavailable(),
+            Self::AlertHoldFull(_) => true,
+        }
+    }
+}
+
+/// Default bound of [`AlertHold`].
+pub const ALERT_HOLD: usize = 2000;
+
+/// Alerts acknowledged to their sender while the store was unavailable, kept in memory in
+/// arrival order and retried (with back-off from 100 ms to 5 s) until the store is back,
+/// so that an alert breakwater acknowledged is never lost to a database outage.
+///
+/// Bounded at `BotSettings::alert_hold` alerts. While it holds anything, new alerts queue
+/// behind (order is kept). When it is full, senders that can redeliver are refused
+/// instead: webhook batches get [`BotError::AlertHoldFull`] (HTTP 503 + `Retry-After`,
+/// Alertmanager and Grafana retry) and Slack's HTTP events get 503 before they are
+/// acknowledged (see [`Bot::accepting_alerts`]). Channel messages that were acknowledged
+/// on receipt (Socket Mode, the Discord gateway, Slack events already answered) wait for
+/// room instead of being dropped; that stalls their reader, which is the back-pressure
+/// those platforms understand (Socket Mode redelivers what is not acknowledged).
+struct AlertHold {
+    state: Mutex<HoldState>,
+    /// Woken whenever an alert leaves the hold.
+    room: tokio::sync::Notify,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct HoldState {
+    queue: std::collections::VecDeque<HeldAlert>,
+    /// A task is retrying the front of the queue.
+    draining: bool,
+}
+
+/// An alert and how far its recording got before the store failed.
+#[derive(Clone)]
+struct HeldAlert {
+    /// The platform delivery id still to claim (`slack:Ev…`); `None` once claimed or for
+    /// webhook alerts.
+    claim: Option<String>,
+    alert: Alert,
+    origin: AlertOrigin,
+    /// Set once the alert is in the store; what is left is its audit record.
+    recorded: Option<RecordedAlert>,
+}
+
+/// Whether a sender can be refused when the hold is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Refuse,
+    WaitForRoom,
 }
 
 /// Where an alert was first seen.
@@ -120,6 +198,9 @@ pub enum AlertHandled {
         new_group: bool,
         resolved: bool,
     },
+    /// The store is unavailable: the alert is held in memory and recorded once it is
+    /// back.
+    Held,
 }
 
 /// The bot. Cheap to clone; all clones share state.
@@ -150,6 +231,7 @@ struct Inner {
     /// must not open a second thread before the first is in the store.
     opening: Mutex<HashSet<(i64, Platform)>>,
     last_digest: Mutex<Option<DateTime<Utc>>>,
+    hold: AlertHold,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -175,7 +257,6 @@ impl Bot {
         Self {
             inner: Arc::new(Inner {
                 recognizer,
-                settings: parts.settings,
                 store: parts.store,
                 audit: parts.audit,
                 backends: parts.backends,
@@ -189,11 +270,19 @@ impl Bot {
                 refresh_pending: Mutex::new(HashSet::new()),
                 opening: Mutex::new(HashSet::new()),
                 last_digest: Mutex::new(None),
-                runner: format!(
-                    "{}-{}",
-                    std::process::id(),
-                    &PlanId::generate().to_string()[..8]
-                ),
+                runner: parts.settings.runner_id.clone().unwrap_or_else(|| {
+                    format!(
+                        "{}-{}",
+                        std::process::id(),
+                        &PlanId::generate().to_string()[..8]
+                    )
+                }),
+                hold: AlertHold {
+                    state: Mutex::new(HoldState::default()),
+                    room: tokio::sync::Notify::new(),
+                    capacity: parts.settings.alert_hold.max(1),
+                },
+                settings: parts.settings,
             }),
         }
     }
@@ -224,30 +313,68 @@ impl Bot {
 
     // --- inbound: alerts -------------------------------------------------------------------
 
-    /// Alerts from a webhook payload. Returns once every alert is recorded and audited;
-    /// posting to chat continues in the background.
+    /// Alerts from a webhook payload. Returns once every alert is recorded and audited, or
+    /// held until the store is back; posting to chat continues in the background. When
+    /// the store is unavailable and the rest of the batch does not fit in the hold, fails
+    /// with [`BotError::AlertHoldFull`] so that the sender redelivers the batch (alerts
+    /// already recorded come back as repeats).
     pub async fn handle_webhook_alerts(
         &self,
         alerts: Vec<Alert>,
     ) -> Result<Vec<AlertHandled>, BotError> {
         let mut handled = Vec::with_capacity(alerts.len());
-        for mut alert in alerts {
+        let mut alerts = alerts.into_iter();
+        while let Some(mut alert) = alerts.next() {
             self.inner.recognizer.apply(&mut alert);
-            handled.push(self.process_alert(alert, AlertOrigin::Webhook).await?);
+            let held = HeldAlert {
+                claim: None,
+                alert,
+                origin: AlertOrigin::Webhook,
+                recorded: None,
+            };
+            let result = if self.is_holding() {
+                Err((held, None))
+            } else {
+                self.record_held(held).await.map_err(|(h, e)| (h, Some(e)))
+            };
+            match result {
+                Ok(one) => handled.push(one),
+                Err((held, error)) => {
+                    if let Some(error) = error
+                        && !error.is_unavailable()
+                    {
+                        return Err(error);
+                    }
+                    // From here on the rest of the batch queues behind this alert, in order.
+                    let mut rest = vec![held];
+                    rest.extend(alerts.by_ref().map(|mut alert| {
+                        self.inner.recognizer.apply(&mut alert);
+                        HeldAlert {
+                            claim: None,
+                            alert,
+                            origin: AlertOrigin::Webhook,
+                            recorded: None,
+                        }
+                    }));
+                    let count = rest.len();
+                    self.hold(rest, Admission::Refuse).await?;
+                    handled.extend(std::iter::repeat_n(AlertHandled::Held, count));
+                }
+            }
         }
         Ok(handled)
     }
 
     /// A message seen in an alert channel. `event_id` is the platform's delivery id.
+    ///
+    /// The delivery was acknowledged already, so it is never dropped: when the store is
+    /// unavailable the alert is held, waiting for room in the hold when that is full.
     pub async fn handle_channel_message(
         &self,
         event_id: &str,
         at: MessageRef,
         message: &ChannelMessage,
     ) -> Result<AlertHandled, BotError> {
-        if !self.claim(at.platform, event_id).await? {
-            return Ok(AlertHandled::Duplicate);
-        }
         let Some(mut alert) = crate::alerts::parse_channel_message(message) else {
             return Ok(AlertHandled::Ignored);
         };
@@ -258,7 +385,41 @@ impl Bot {
         if from_a_person && (alert.service.is_none() || !describes_a_problem(&alert.description)) {
             return Ok(AlertHandled::Ignored);
         }
-        self.process_alert(alert, AlertOrigin::Channel(at)).await
+        let held = HeldAlert {
+            claim: Some(format!("{}:{event_id}", at.platform)),
+            alert,
+            origin: AlertOrigin::Channel(at),
+            recorded: None,
+        };
+        if self.is_holding() {
+            self.hold(vec![held], Admission::WaitForRoom).await?;
+            return Ok(AlertHandled::Held);
+        }
+        match self.record_held(held).await {
+            Ok(handled) => Ok(handled),
+            Err((held, error)) if error.is_unavailable() => {
+                self.hold(vec![held], Admission::WaitForRoom).await?;
+                Ok(AlertHandled::Held)
+            }
+            Err((_, error)) => Err(error),
+        }
+    }
+
+    /// Whether an alert delivery that can still be refused should be accepted: `false`
+    /// while the store is unavailable and the hold is full. Slack's HTTP events ask this
+    /// before acknowledging, and answer 503 when it says no.
+    pub fn accepting_alerts(&self) -> bool {
+        lock(&self.inner.hold.state).queue.len() < self.inner.hold.capacity
+    }
+
+    /// Alerts held in memory for the store to come back (`/readyz`).
+    pub fn held_alerts(&self) -> usize {
+        lock(&self.inner.hold.state).queue.len()
+    }
+
+    fn is_holding(&self) -> bool {
+        let state = lock(&self.inner.hold.state);
+        state.draining || !state.queue.is_empty()
     }
 
     async fn claim(&self, platform: Platform, event_id: &str) -> Result<bool, BotError> {
@@ -276,15 +437,49 @@ impl Bot {
         alert: Alert,
         origin: AlertOrigin,
     ) -> Result<AlertHandled, BotError> {
+        self.record_held(HeldAlert {
+            claim: None,
+            alert,
+            origin,
+            recorded: None,
+        })
+        .await
+        .map_err(|(_, error)| error)
+    }
+
+    /// Takes an alert through the steps it has not done yet: claim its delivery, record
+    /// it, audit it, then answer it in chat in the background. On failure returns the
+    /// alert as far as it got, so that a retry neither claims nor records it twice.
+    async fn record_held(
+        &self,
+        mut held: HeldAlert,
+    ) -> Result<AlertHandled, (HeldAlert, BotError)> {
         let now = self.now();
-        let since = now
-            - chrono::Duration::from_std(self.inner.settings.group_window)
-                .unwrap_or(chrono::Duration::minutes(10));
-        let recorded = self.inner.store.record_alert(&alert, since, now).await?;
+        if let Some(key) = &held.claim {
+            match self.inner.store.claim_event(key, now).await {
+                Ok(true) => held.claim = None,
+                Ok(false) => return Ok(AlertHandled::Duplicate),
+                Err(error) => return Err((held, error.into())),
+            }
+        }
+        let recorded = match &held.recorded {
+            Some(recorded) => recorded.clone(),
+            None => {
+                let since = now
+                    - chrono::Duration::from_std(self.inner.settings.group_window)
+                        .unwrap_or(chrono::Duration::minutes(10));
+                match self.inner.store.record_alert(&held.alert, since, now).await {
+                    Ok(recorded) => recorded,
+                    Err(error) => return Err((held, error.into())),
+                }
+            }
+        };
         if !recorded.new_alert && !recorded.resolved {
             return Ok(AlertHandled::Repeat);
         }
-        self.inner.metrics.alert_received(alert.source.as_str());
+        held.recorded = Some(recorded.clone());
+        let alert = &held.alert;
+        let origin = &held.origin;
         let action = if alert.status == AlertStatus::Resolved {
             actions::ALERT_RESOLVED
         } else {
@@ -300,13 +495,22 @@ impl Bot {
             "fingerprint": alert.fingerprint,
             "started_at": alert.started_at,
             "link": alert.link,
-            "origin": match &origin { AlertOrigin::Webhook => json!("webhook"), AlertOrigin::Channel(at) => json!(at) },
+            "origin": match origin { AlertOrigin::Webhook => json!("webhook"), AlertOrigin::Channel(at) => json!(at) },
         }));
         if let Some(target) = alert.target() {
             entry = entry.target(&target);
         }
-        self.inner.audit.append(entry).await?;
+        if let Err(error) = self.inner.audit.append(entry).await {
+            return Err((held, error.into()));
+        }
+        self.inner
+            .metrics
+            .alert_received(held.alert.source.as_str());
+        Ok(self.announce(held.alert, held.origin, recorded))
+    }
 
+    /// Answers a recorded alert in chat, in the background.
+    fn announce(&self, alert: Alert, origin: AlertOrigin, recorded: RecordedAlert) -> AlertHandled {
         let handled = AlertHandled::Recorded {
             group_id: recorded.group.id,
             new_group: recorded.new_group,
@@ -346,7 +550,97 @@ impl Bot {
                 .background
                 .spawn(async move { bot.join_group(group, origin).await });
         }
-        Ok(handled)
+        handled
+    }
+
+    /// Puts alerts at the end of the hold and makes sure a task is retrying it. With
+    /// [`Admission::Refuse`] all of them or none go in.
+    async fn hold(&self, mut alerts: Vec<HeldAlert>, admission: Admission) -> Result<(), BotError> {
+        let hold = &self.inner.hold;
+        loop {
+            let room = hold.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut state = lock(&hold.state);
+                let free = hold.capacity.saturating_sub(state.queue.len());
+                let fits = match admission {
+                    Admission::Refuse => alerts.len() <= free,
+                    Admission::WaitForRoom => free > 0,
+                };
+                if fits {
+                    let take = alerts.len().min(free);
+                    let first = state.queue.is_empty() && !state.draining;
+                    state.queue.extend(alerts.drain(..take));
+                    if first {
+                        tracing::warn!(
+                            capacity = hold.capacity,
+                            "the database is unavailable: holding alerts in memory until it is back (check database.url)"
+                        );
+                    }
+                    if !state.draining {
+                        state.draining = true;
+                        let bot = self.clone();
+                        tokio::spawn(async move { bot.drain_hold().await });
+                    }
+                    if alerts.is_empty() {
+                        return Ok(());
+                    }
+                } else if admission == Admission::Refuse {
+                    return Err(BotError::AlertHoldFull(state.queue.len()));
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Retries the oldest held alert until the store takes it, then the next, in order,
+    /// backing off while the store stays unavailable. Logs once when the hold is empty.
+    async fn drain_hold(&self) {
+        const FIRST_RETRY: Duration = Duration::from_millis(100);
+        const LAST_RETRY: Duration = Duration::from_secs(5);
+        let hold = &self.inner.hold;
+        let started = Instant::now();
+        let mut delay = FIRST_RETRY;
+        let mut recorded = 0usize;
+        loop {
+            let front = {
+                let mut state = lock(&hold.state);
+                match state.queue.front() {
+                    Some(front) => front.clone(),
+                    None => {
+                        state.draining = false;
+                        break;
+                    }
+                }
+            };
+            match self.record_held(front).await {
+                Ok(_) => {
+                    lock(&hold.state).queue.pop_front();
+                    hold.room.notify_waiters();
+                    recorded += 1;
+                    delay = FIRST_RETRY;
+                }
+                Err((progress, error)) if error.is_unavailable() => {
+                    if let Some(front) = lock(&hold.state).queue.front_mut() {
+                        *front = progress;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(LAST_RETRY);
+                }
+                Err((dropped, error)) => {
+                    tracing::error!(%error, title = dropped.alert.title, "a held alert cannot be recorded and is dropped");
+                    lock(&hold.state).queue.pop_front();
+                    hold.room.notify_waiters();
+                }
+            }
+        }
+        hold.room.notify_waiters();
+        tracing::info!(
+            recorded,
+            held_for = ?started.elapsed(),
+            "the database is back: every held alert is recorded"
+        );
     }
 
     /// A new group: post (for webhooks), reply with the summary, offer the plan.
@@ -2291,6 +2585,34 @@ impl Bot {
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.background.wait()).await;
+        self.wait_for_held_alerts(grace).await;
+    }
+
+    /// Gives alerts held for an unavailable store `grace` to be recorded; names the ones
+    /// that could not be, since they die with the process.
+    async fn wait_for_held_alerts(&self, grace: Duration) {
+        let hold = &self.inner.hold;
+        let drained = tokio::time::timeout(grace, async {
+            loop {
+                let room = hold.room.notified();
+                tokio::pin!(room);
+                room.as_mut().enable();
+                if !self.is_holding() {
+                    return;
+                }
+                room.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            let state = lock(&hold.state);
+            let titles: Vec<&str> = state.queue.iter().map(|h| h.alert.title.as_str()).collect();
+            tracing::error!(
+                count = titles.len(),
+                ?titles,
+                "shutting down with alerts held for the unavailable database: they are lost (check database.url)"
+            );
+        }
     }
 
     /// Waits until background chat work and running rollbacks are done; for tests and the

@@ -33,9 +33,89 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database cannot be reached or cannot serve now (connection refused or
+    /// dropped, pool timeout, server shutting down, file unreadable or locked). Callers
+    /// answer 503 with `Retry-After` or hold the input until the database is back.
+    #[error("database unavailable: {0}; check database.url")]
+    Unavailable(sqlx::Error),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
 }
+
+impl StoreError {
+    /// Whether the database is down or overloaded rather than the request being wrong:
+    /// retrying later can succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_unavailable(&error) {
+            Self::Unavailable(error)
+        } else {
+            Self::Database(error)
+        }
+    }
+}
+
+/// Sorts a driver error into "the database is not there" and everything else.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs and SQLite result codes that mean "not now" rather than "wrong".
+fn unavailable_code(code: &str) -> bool {
+    // PostgreSQL: class 08 connection exception; 57P01-57P03 admin/crash shutdown and
+    // cannot connect now; 53300 too many connections; 53100 disk full; 58030 I/O error;
+    // 25006 a read-only standby after a failover.
+    if code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "53100" | "58030" | "25006"
+        )
+    {
+        return true;
+    }
+    // SQLite reports its (extended) result code as a number; the low byte is the primary
+    // code: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN.
+    code.parse::<i64>()
+        .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14))
+}
+
+/// Logs that the database is unavailable at most once per [`OUTAGE_LOG_EVERY`], with the
+/// number of failures since the last line, so an outage is one clear line naming the
+/// setting to check rather than one line per request.
+pub fn log_unavailable(error: &StoreError) {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let now = Instant::now();
+    match &mut *last {
+        Some((at, suppressed)) if now.duration_since(*at) < OUTAGE_LOG_EVERY => {
+            *suppressed += 1;
+        }
+        _ => {
+            let suppressed = last.map_or(0, |(_, n)| n);
+            tracing::error!(%error, suppressed, "the database is unavailable; check database.url and that the database is running");
+            *last = Some((now, 0));
+        }
+    }
+}
+
+/// How often an ongoing outage is logged again.
+pub const OUTAGE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -276,6 +356,17 @@ pub trait Store: Send + Sync {
 
     /// The recorded head of the chain: last sequence number and hash.
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
+
+    /// Reads the chain head and every record, in sequence order and pages of `page`, from
+    /// one consistent snapshot of the log (records other processes append meanwhile are
+    /// not seen, and neither is the head they move), sending each page to `pages`.
+    /// Returns the head of that snapshot. Stops early, without error, when `pages` is
+    /// closed. The channel's bound lets the caller check one page while the next is read.
+    async fn audit_snapshot(
+        &self,
+        page: u32,
+        pages: tokio::sync::mpsc::Sender<Vec<AuditRecord>>,
+    ) -> StoreResult<Option<(i64, String)>>;
 
     // --- web console ---------------------------------------------------------------------
 

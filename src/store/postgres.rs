@@ -33,8 +33,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/
 /// Connections per replica; the bot's writes are short.
 const MAX_CONNECTIONS: u32 = 10;
 
-/// How long a request waits for a free connection before failing rather than hanging.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for a connection before failing rather than hanging. Short,
+/// because a database that is down must fail requests fast (503 within about 2 s), and
+/// the bot's queries are short enough that a healthy pool frees a connection well within
+/// it.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The advisory-lock class of alert group keys (the first of the two-`int4` lock keys), so
 /// that these locks cannot collide with other users of advisory locks in the database.
@@ -288,6 +291,31 @@ impl Store for PostgresStore {
 
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
         Q::audit_head(&mut *self.conn().await?).await
+    }
+
+    async fn audit_snapshot(
+        &self,
+        page: u32,
+        pages: tokio::sync::mpsc::Sender<Vec<AuditRecord>>,
+    ) -> StoreResult<Option<(i64, String)>> {
+        // REPEATABLE READ: every statement of the transaction sees the snapshot taken at
+        // its first one, so the head and the pages agree while other replicas append.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let head = Q::audit_head(&mut tx).await?;
+        let mut after = 0;
+        loop {
+            let records = Q::audit_records(&mut tx, after, page).await?;
+            let Some(last) = records.last() else { break };
+            after = last.seq;
+            if pages.send(records).await.is_err() {
+                break;
+            }
+        }
+        tx.rollback().await?;
+        Ok(head)
     }
 
     async fn insert_console_message(

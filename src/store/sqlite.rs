@@ -300,6 +300,33 @@ impl Store for SqliteStore {
         Q::audit_head(&mut *self.read().await?).await
     }
 
+    async fn audit_snapshot(
+        &self,
+        page: u32,
+        pages: tokio::sync::mpsc::Sender<Vec<AuditRecord>>,
+    ) -> StoreResult<Option<(i64, String)>> {
+        // One read transaction: under WAL its first read fixes the snapshot every later
+        // read in it sees, while writers go on appending beside it.
+        let mut tx = self.reader.begin().await?;
+        let head = Q::audit_head(&mut tx).await?;
+        let mut after = 0;
+        loop {
+            let json: String = sqlx::query_scalar(super::sql::AUDIT_PAGE_AS_JSON_SQLITE)
+                .bind(after)
+                .bind(super::sql::limit(page))
+                .fetch_one(&mut *tx)
+                .await?;
+            let records = super::sql::audit_page_from_json(&json)?;
+            let Some(last) = records.last() else { break };
+            after = last.seq;
+            if pages.send(records).await.is_err() {
+                break;
+            }
+        }
+        tx.rollback().await?;
+        Ok(head)
+    }
+
     async fn insert_console_message(
         &self,
         place: ConsolePlace<'_>,

@@ -153,6 +153,18 @@ async fn events(
                     "Slack redelivered an event"
                 );
             }
+            if !endpoint.inbound.bot.accepting_alerts() {
+                tracing::warn!(
+                    event = callback.event_id,
+                    "the database is unavailable and the alert hold is full: asking Slack to redeliver"
+                );
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(axum::http::header::RETRY_AFTER, "5")],
+                    "database unavailable; redeliver later",
+                )
+                    .into_response();
+            }
             let Some(place) = endpoint.inbound.backlog.try_enter() else {
                 tracing::warn!(
                     event = callback.event_id,
