@@ -92,6 +92,9 @@ impl Application {
             services: config.services.iter().map(ServiceConfig::known).collect(),
             policy: config.policy.clone(),
             group_window: config.alerts.group_window,
+            runner_id: Some(config.server.runner_id.clone()),
+            heartbeat_interval: config.server.heartbeat_interval,
+            heartbeat_timeout: config.server.heartbeat_timeout,
             digest: config
                 .audit
                 .digest_channel
@@ -220,15 +223,21 @@ impl Application {
             maintenance_every,
             ..
         } = self;
-        match bot.recover().await {
+        match bot.recover_at_start().await {
             Ok(0) => {}
             Ok(count) => tracing::info!(
                 count,
+                runner = bot.runner_id(),
                 "followed up rollbacks left running by a previous run"
             ),
             Err(error) => tracing::error!(%error, "could not recover rollbacks left running"),
         }
         let maintenance_stop = CancellationToken::new();
+        let heartbeat = {
+            let bot = bot.clone();
+            let stop = maintenance_stop.clone();
+            tokio::spawn(async move { bot.run_heartbeat(stop).await })
+        };
         let maintenance = {
             let bot = bot.clone();
             let stop = maintenance_stop.clone();
@@ -245,6 +254,7 @@ impl Application {
         tracing::info!("shutting down: letting running rollbacks finish");
         maintenance_stop.cancel();
         let _ = maintenance.await;
+        let _ = heartbeat.await;
         bot.shutdown(config.server.shutdown_grace).await;
         adapters_stop.cancel();
         adapters.close();

@@ -109,6 +109,16 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The address people reach the bot at, for links to the console in messages.
     pub public_url: Option<Url>,
+    /// This process's stable name on the rollbacks it runs (`server.runner_id`; default
+    /// the host or pod name and the listen port). A restarted process with the same name
+    /// takes its rollbacks left running back at once; others wait `heartbeat_timeout`.
+    pub runner_id: String,
+    /// How often running rollbacks' heartbeats are refreshed and dead runners' rollbacks
+    /// looked for.
+    pub heartbeat_interval: Duration,
+    /// A running rollback whose runner has not heartbeaten for this long is adopted by
+    /// another replica.
+    pub heartbeat_timeout: Duration,
     /// How long a running rollback may take to finish on shutdown before it is recorded
     /// as interrupted.
     pub shutdown_grace: Duration,
@@ -397,6 +407,9 @@ impl Config {
             server: ServerConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 public_url: None,
+                runner_id: default_runner_id(SocketAddr::from(([127, 0, 0, 1], 8080))),
+                heartbeat_interval: Duration::from_secs(5),
+                heartbeat_timeout: Duration::from_secs(15),
                 shutdown_grace: Duration::from_secs(30),
             },
             database: DatabaseConfig {
@@ -459,6 +472,9 @@ impl SecretResolver for EnvSecrets {
 struct RawServer {
     listen: Option<String>,
     public_url: Option<String>,
+    runner_id: Option<String>,
+    heartbeat_interval: Option<String>,
+    heartbeat_timeout: Option<String>,
     shutdown_grace: Option<String>,
 }
 
@@ -760,6 +776,47 @@ impl Validator<'_> {
         })
     }
 
+    /// `server.runner_id`, `server.heartbeat_interval` and `server.heartbeat_timeout`.
+    fn runner(&mut self, raw: &RawServer, listen: SocketAddr) -> (String, Duration, Duration) {
+        let runner_id = match raw.runner_id.as_deref() {
+            None => default_runner_id(listen),
+            Some(id)
+                if !id.is_empty()
+                    && id.len() <= 100
+                    && id.chars().all(|c| c.is_ascii_graphic()) =>
+            {
+                id.to_owned()
+            }
+            Some(id) => {
+                self.problem(
+                    "server.runner_id",
+                    format!("{id:?} must be 1–100 printable ASCII characters without spaces"),
+                );
+                default_runner_id(listen)
+            }
+        };
+        let interval = self.duration(
+            "server.heartbeat_interval",
+            raw.heartbeat_interval.as_deref(),
+            Duration::from_secs(5),
+        );
+        let timeout = self.duration(
+            "server.heartbeat_timeout",
+            raw.heartbeat_timeout.as_deref(),
+            Duration::from_secs(15),
+        );
+        if timeout < interval * 2 {
+            self.problem(
+                "server.heartbeat_timeout",
+                format!(
+                    "{timeout:?} must be at least twice server.heartbeat_interval ({interval:?}), \
+                     or one late heartbeat hands a live rollback to another replica"
+                ),
+            );
+        }
+        (runner_id, interval, timeout)
+    }
+
     fn duration(&mut self, path: &str, raw: Option<&str>, default: Duration) -> Duration {
         let Some(raw) = raw else { return default };
         match humantime::parse_duration(raw) {
@@ -876,6 +933,7 @@ impl Validator<'_> {
             .public_url
             .as_deref()
             .and_then(|u| self.url("server.public_url", u));
+        let (runner_id, heartbeat_interval, heartbeat_timeout) = self.runner(&raw, listen);
         let shutdown_grace = self.duration(
             "server.shutdown_grace",
             raw.shutdown_grace.as_deref(),
@@ -884,6 +942,9 @@ impl Validator<'_> {
         Some(ServerConfig {
             listen,
             public_url,
+            runner_id,
+            heartbeat_interval,
+            heartbeat_timeout,
             shutdown_grace,
         })
     }
@@ -2050,5 +2111,23 @@ mod tests {
             "checkout-production"
         );
         assert_eq!(service.setting(&None, &env, "{service}"), "checkout");
+    }
+}
+
+/// The default `server.runner_id`: the pod or host name (`$HOSTNAME`, else the kernel's host
+/// name) and the listen port, stable across restarts of the same process on the same host
+/// or pod. With port 0 (an ephemeral port, tests) the process id is added, since nothing
+/// else tells two such processes apart.
+pub fn default_runner_id(listen: SocketAddr) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| "breakwater".to_owned());
+    match listen.port() {
+        0 => format!("{host}:0:{}", std::process::id()),
+        port => format!("{host}:{port}"),
     }
 }

@@ -2475,12 +2475,72 @@ impl Bot {
         let now = self.now();
         let stale_before = now
             - chrono::Duration::from_std(self.inner.settings.heartbeat_timeout)
-                .unwrap_or(chrono::Duration::minutes(1));
+                .unwrap_or(chrono::Duration::seconds(15));
         let running = self
             .inner
             .store
             .adopt_running_plans(&self.inner.runner, stale_before, now)
             .await?;
+        Ok(self.resume_plans(running).await)
+    }
+
+    /// At start-up: takes back at once the rollbacks this runner id left running (its
+    /// previous run was killed), then adopts those of dead runners like [`Bot::recover`].
+    /// Must run before this process starts any rollback of its own.
+    pub async fn recover_at_start(&self) -> Result<usize, BotError> {
+        let own = self
+            .inner
+            .store
+            .reclaim_running_plans(&self.inner.runner, self.now())
+            .await?;
+        if !own.is_empty() {
+            tracing::info!(
+                count = own.len(),
+                runner = self.inner.runner,
+                "taking back the rollbacks this runner left running"
+            );
+        }
+        let reclaimed = self.resume_plans(own).await;
+        Ok(reclaimed + self.recover().await?)
+    }
+
+    /// This process's runner id on the rollbacks it follows.
+    pub fn runner_id(&self) -> &str {
+        &self.inner.runner
+    }
+
+    /// Refreshes this process's heartbeat on its rollbacks and adopts dead runners' ones,
+    /// every `settings.heartbeat_interval`, until `stop`.
+    pub async fn run_heartbeat(&self, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.inner.settings.heartbeat_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let beat: Result<(), BotError> = async {
+                self.inner
+                    .store
+                    .heartbeat_plans(&self.inner.runner, self.now())
+                    .await?;
+                self.recover().await?;
+                Ok(())
+            }
+            .await;
+            if let Err(error) = beat {
+                match &error {
+                    BotError::Store(store) if store.is_unavailable() => {
+                        crate::store::log_unavailable(store)
+                    }
+                    _ => tracing::warn!(%error, "rollback heartbeat failed"),
+                }
+            }
+        }
+    }
+
+    /// Follows, confirms or reports each adopted running plan; returns how many.
+    async fn resume_plans(&self, running: Vec<RollbackPlan>) -> usize {
         let count = running.len();
         for plan in running {
             if lock(&self.inner.running).contains(&plan.id) {
@@ -2533,7 +2593,7 @@ impl Bot {
                 }
             }
         }
-        Ok(count)
+        count
     }
 
     async fn interrupt(&self, plan: &RollbackPlan, reason: &str) {

@@ -320,6 +320,15 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<RollbackPlan>>;
 
+    /// The running plans recorded under `runner`, with their heartbeat refreshed: what a
+    /// process with a stable runner id left running when it died, taken back at start-up
+    /// without waiting for the heartbeat timeout.
+    async fn reclaim_running_plans(
+        &self,
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RollbackPlan>>;
+
     // --- confirmations -------------------------------------------------------------------
 
     async fn insert_confirmation(&self, confirmation: &Confirmation) -> StoreResult<()>;

@@ -250,6 +250,14 @@ impl Store for PostgresStore {
         Q::adopt_running_plans(&mut *self.conn().await?, runner, stale_before, now).await
     }
 
+    async fn reclaim_running_plans(
+        &self,
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RollbackPlan>> {
+        Q::reclaim_running_plans(&mut *self.conn().await?, runner, now).await
+    }
+
     async fn insert_confirmation(&self, confirmation: &Confirmation) -> StoreResult<()> {
         Q::insert_confirmation(&mut *self.conn().await?, confirmation).await
     }

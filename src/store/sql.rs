@@ -1342,6 +1342,25 @@ where
         collect(rows, PlanRow::into_plan)
     }
 
+    /// Running rollbacks recorded under `runner` (its previous run), heartbeat refreshed.
+    pub(crate) async fn reclaim_running_plans(
+        conn: &mut DB::Connection,
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<RollbackPlan>> {
+        let rows: Vec<PlanRow> = sqlx::query_as(concat!(
+            "UPDATE rollback_plans SET heartbeat_at = $1 WHERE state = $2 AND runner = $3 \
+             RETURNING ",
+            plan_columns!()
+        ))
+        .bind(micros(now))
+        .bind(PlanState::Running.as_str())
+        .bind(runner.to_owned())
+        .fetch_all(conn)
+        .await?;
+        collect(rows, PlanRow::into_plan)
+    }
+
     // --- confirmations ---------------------------------------------------------------------
 
     pub(crate) async fn insert_confirmation(
