@@ -192,6 +192,8 @@ store_tests!(
     twenty_concurrent_starts_run_a_plan_exactly_once,
     a_running_plan_with_a_live_heartbeat_is_not_adopted,
     a_running_plan_whose_runner_went_quiet_is_adopted_by_exactly_one_process,
+    a_restarted_runner_takes_back_its_running_plans_without_waiting_for_the_timeout,
+    audit_verify_is_intact_while_other_processes_append,
     a_second_plan_of_a_running_target_is_refused_as_busy,
     a_running_plan_cannot_be_inserted_beside_another,
     a_target_is_free_again_once_its_rollback_finishes,
@@ -1684,6 +1686,103 @@ async fn a_running_plan_whose_runner_went_quiet_is_adopted_by_exactly_one_proces
             .expect("heartbeat"),
         0,
         "the old runner lost it"
+    );
+}
+
+async fn a_restarted_runner_takes_back_its_running_plans_without_waiting_for_the_timeout(
+    db: &mut TestStore,
+) {
+    let plan = plan(&checkout());
+    insert(&*db.store, &plan).await;
+    move_plan(
+        &*db.store,
+        &plan,
+        &[PlanState::Offered],
+        PlanState::Running,
+        &start_by("host-a:8080"),
+    )
+    .await
+    .expect("running");
+    db.store
+        .heartbeat_plans("host-a:8080", at(6))
+        .await
+        .expect("heartbeat");
+
+    let others = db
+        .store
+        .reclaim_running_plans("host-b:8080", at(7))
+        .await
+        .expect("reclaim b");
+    let own = db
+        .store
+        .reclaim_running_plans("host-a:8080", at(7))
+        .await
+        .expect("reclaim a");
+    let adopted = db
+        .store
+        .adopt_running_plans("host-b:8080", at(6), at(7))
+        .await
+        .expect("adopt");
+
+    assert!(others.is_empty(), "another runner's plan: {others:?}");
+    assert_eq!(own.iter().map(|p| p.id).collect::<Vec<_>>(), vec![plan.id]);
+    assert!(
+        adopted.is_empty(),
+        "the reclaim refreshed the heartbeat: {adopted:?}"
+    );
+}
+
+async fn audit_verify_is_intact_while_other_processes_append(db: &mut TestStore) {
+    let sealer = AuditSealer::new(Some(b"audit-key".to_vec()));
+    for i in 0..200 {
+        db.store
+            .append_audit(&entry("alert.received", i), &sealer)
+            .await
+            .expect("seed");
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..2 {
+        let store = db.another().await;
+        let sealer = sealer.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut appended = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                store
+                    .append_audit(&entry("alert.received", writer), &sealer)
+                    .await
+                    .expect("append while verifying");
+                appended += 1;
+            }
+            appended
+        }));
+    }
+    let log = breakwater::audit::AuditLog::new(
+        db.store.clone(),
+        sealer.clone(),
+        Arc::new(breakwater::core::clock::SystemClock),
+    );
+
+    let mut reports = Vec::new();
+    for _ in 0..20 {
+        reports.push(log.verify().await.expect("verify"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let appended: u64 = join_all(writers)
+        .await
+        .into_iter()
+        .map(|r| r.expect("writer"))
+        .sum();
+
+    for report in &reports {
+        assert_eq!(report.problem, None, "verified {} records", report.count);
+        assert!(report.count >= 200);
+    }
+    assert!(appended > 0, "the writers appended while verify ran");
+    assert_eq!(
+        verify_chain(&*db.store, &sealer).await,
+        200 + i64::try_from(appended).expect("count")
     );
 }
 
