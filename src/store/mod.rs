@@ -68,6 +68,9 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        // The server's side of the conversation broke off or made no sense: a connection
+        // cut mid-handshake, or something that is not the database at database.url.
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::BeginFailed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
         _ => false,

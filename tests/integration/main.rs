@@ -12,6 +12,7 @@ mod console;
 mod console_browser;
 #[cfg(feature = "discord")]
 mod discord;
+mod outage;
 mod rollback;
 #[cfg(feature = "slack")]
 mod slack;

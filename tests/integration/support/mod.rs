@@ -11,6 +11,7 @@ pub(crate) mod fake_slack;
 pub(crate) mod helm;
 #[cfg(feature = "kubernetes")]
 pub(crate) mod kubernetes;
+pub(crate) mod proxy;
 pub(crate) mod receiver;
 
 use std::path::PathBuf;
@@ -116,6 +117,24 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> TestApp {
 }
 
 pub(crate) async fn spawn_app_on(options: AppOptions, receiver: Arc<Receiver>) -> TestApp {
+    spawn_app_replacing(options, receiver, Replacements::default()).await
+}
+
+/// Parts a test builds itself instead of taking them from the configuration.
+#[derive(Default)]
+pub(crate) struct Replacements {
+    /// The store, e.g. PostgreSQL behind a proxy the test can cut.
+    pub store: Option<Arc<dyn breakwater::store::Store>>,
+    /// Bot settings the configuration does not expose; replaces the default tuning
+    /// (a 50 ms refresh delay).
+    pub tune: Option<fn(&mut breakwater::core::bot::BotSettings)>,
+}
+
+pub(crate) async fn spawn_app_replacing(
+    options: AppOptions,
+    receiver: Arc<Receiver>,
+    replacements: Replacements,
+) -> TestApp {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -144,9 +163,14 @@ pub(crate) async fn spawn_app_on(options: AppOptions, receiver: Arc<Receiver>) -
     let app = Application::build_with(
         config,
         Overrides {
+            store: replacements.store,
             chats: vec![chat.clone()],
             maintenance_every: Some(Duration::from_millis(100)),
-            tune: Some(|settings| settings.refresh_delay = Duration::from_millis(50)),
+            tune: Some(
+                replacements
+                    .tune
+                    .unwrap_or(|settings| settings.refresh_delay = Duration::from_millis(50)),
+            ),
             ..Overrides::default()
         },
     )
