@@ -10,6 +10,7 @@ mod backends_kubernetes;
 mod cli;
 mod console;
 mod console_browser;
+mod crash;
 #[cfg(feature = "discord")]
 mod discord;
 mod outage;
