@@ -1880,6 +1880,24 @@ fn placeholders(template: &str) -> Vec<String> {
     found
 }
 
+/// The default `server.runner_id`: the pod or host name (`$HOSTNAME`, else the kernel's host
+/// name) and the listen port, stable across restarts of the same process on the same host
+/// or pod. With port 0 (an ephemeral port, tests) the process id is added, since nothing
+/// else tells two such processes apart.
+pub fn default_runner_id(listen: SocketAddr) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| "breakwater".to_owned());
+    match listen.port() {
+        0 => format!("{host}:0:{}", std::process::id()),
+        port => format!("{host}:{port}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2114,20 +2132,69 @@ mod tests {
     }
 }
 
-/// The default `server.runner_id`: the pod or host name (`$HOSTNAME`, else the kernel's host
-/// name) and the listen port, stable across restarts of the same process on the same host
-/// or pod. With port 0 (an ephemeral port, tests) the process id is added, since nothing
-/// else tells two such processes apart.
-pub fn default_runner_id(listen: SocketAddr) -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic()))
-        .unwrap_or_else(|| "breakwater".to_owned());
-    match listen.port() {
-        0 => format!("{host}:0:{}", std::process::id()),
-        port => format!("{host}:{port}"),
+#[cfg(test)]
+mod runner_identity_tests {
+    use super::*;
+
+    struct NoSecrets;
+
+    impl SecretResolver for NoSecrets {
+        fn env(&self, _name: &str) -> Option<String> {
+            None
+        }
+
+        fn file(&self, path: &str) -> Result<String, String> {
+            Err(format!("cannot read secret file {path}: not found"))
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, Vec<String>> {
+        Config::parse_with(text, &NoSecrets)
+            .map_err(|e| e.problems().into_iter().map(|p| p.to_string()).collect())
+    }
+
+    #[test]
+    fn the_runner_id_defaults_to_the_host_and_listen_port() {
+        let config = parse("[server]\nlisten = \"127.0.0.1:9000\"\n").expect("valid");
+        assert!(
+            config.server.runner_id.ends_with(":9000"),
+            "{}",
+            config.server.runner_id
+        );
+        assert_eq!(config.server.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(config.server.heartbeat_timeout, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn an_explicit_runner_id_and_heartbeat_are_taken() {
+        let config = parse(
+            "[server]\nrunner_id = \"breakwater-0\"\nheartbeat_interval = \"2s\"\nheartbeat_timeout = \"6s\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.server.runner_id, "breakwater-0");
+        assert_eq!(config.server.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(config.server.heartbeat_timeout, Duration::from_secs(6));
+    }
+
+    #[test]
+    fn a_heartbeat_timeout_shorter_than_two_intervals_is_refused() {
+        let problems =
+            parse("[server]\nheartbeat_interval = \"10s\"\nheartbeat_timeout = \"15s\"\n")
+                .expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("server.heartbeat_timeout:")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_runner_id_with_spaces_is_refused() {
+        let problems = parse("[server]\nrunner_id = \"two words\"\n").expect_err("invalid");
+        assert!(
+            problems.iter().any(|p| p.starts_with("server.runner_id:")),
+            "{problems:?}"
+        );
     }
 }
