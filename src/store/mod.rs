@@ -444,3 +444,44 @@ pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
         Err(StoreError::UnsupportedUrl(format!("{scheme}:…")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_be_reached_is_unavailable() {
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            sqlx::Error::Protocol("unexpected end of file".into()),
+        ] {
+            let error = StoreError::from(error);
+            assert!(error.is_unavailable(), "{error}");
+            assert!(error.to_string().contains("database.url"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_query_or_row_is_not_an_outage() {
+        for error in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+        ] {
+            assert!(!StoreError::from(error).is_unavailable());
+        }
+    }
+
+    #[test]
+    fn shutdown_and_connection_codes_are_outages_and_constraint_codes_are_not() {
+        for code in [
+            "57P01", "57P03", "08006", "08001", "53300", "5", "261", "14", "10",
+        ] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        for code in ["23505", "42P01", "2067", "19", "1"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+    }
+}

@@ -113,7 +113,7 @@ impl OutageApp {
             url,
             schema,
         } = self;
-        proxy.restore();
+        proxy.restore().await;
         drop(app.stop().await);
         drop(proxy);
         use sqlx::Connection;
@@ -180,7 +180,7 @@ async fn while_the_database_is_down_requests_get_503_naming_it_and_readyz_says_s
         "{ready_body}"
     );
 
-    outage.proxy.restore();
+    outage.proxy.restore().await;
     outage.wait_until_ready().await;
     let report = outage.app.post_deploy(deploy_report()).await;
     assert_eq!(report.status(), 201);
@@ -219,7 +219,7 @@ async fn alerts_acknowledged_while_the_database_is_down_are_recorded_once_it_is_
     assert_eq!(channel, AlertHandled::Held);
     assert_eq!(ready["held_alerts"], 2, "{ready}");
 
-    outage.proxy.restore();
+    outage.proxy.restore().await;
     outage.wait_until_drained().await;
     let summary = outage.app.summary().await;
     assert!(summary.plain().contains("v42"), "{}", summary.plain());
@@ -279,7 +279,7 @@ async fn webhook_alerts_are_refused_with_503_once_the_hold_is_full_and_taken_aft
     );
     assert!(!outage.app.bot.accepting_alerts());
 
-    outage.proxy.restore();
+    outage.proxy.restore().await;
     outage.wait_until_drained().await;
     let redelivered = outage
         .app

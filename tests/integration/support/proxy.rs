@@ -1,65 +1,82 @@
 //! A loopback TCP proxy the test can cut and restore, standing in for a database that goes
-//! away and comes back without stopping the machine's PostgreSQL. Cut, it drops every
-//! open connection and closes each new one as soon as it is accepted (a client sees the
-//! connection end during its handshake); restored, it forwards again.
+//! away and comes back without stopping the machine's PostgreSQL. Cut, it closes its
+//! listening socket (new connections are refused, as by a stopped server) and drops
+//! every open connection; restored, it listens on the same address and forwards again.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct CuttableProxy {
     pub address: SocketAddr,
-    /// `Some` while forwarding: cancelling it drops the connections it carries.
-    up: Arc<Mutex<Option<CancellationToken>>>,
-    accepting: tokio::task::JoinHandle<()>,
+    upstream: SocketAddr,
+    /// `Some` while forwarding: cancelling it closes the listener and every connection.
+    up: Mutex<Option<CancellationToken>>,
 }
 
 impl CuttableProxy {
     pub(crate) async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let address = listener.local_addr().expect("proxy address");
-        let up = Arc::new(Mutex::new(Some(CancellationToken::new())));
-        let accepting = {
-            let up = up.clone();
-            tokio::spawn(async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    let Some(alive) = up.lock().expect("lock").clone() else {
-                        drop(client);
-                        continue;
-                    };
-                    tokio::spawn(forward(client, upstream, alive));
-                }
-            })
-        };
+        let alive = CancellationToken::new();
+        tokio::spawn(serve(listener, upstream, alive.clone()));
         Self {
             address,
-            up,
-            accepting,
+            upstream,
+            up: Mutex::new(Some(alive)),
         }
     }
 
-    /// The database goes away: open connections drop, new ones are closed at once.
+    /// The database goes away: connections drop, new ones are refused.
     pub(crate) fn cut(&self) {
         if let Some(alive) = self.up.lock().expect("lock").take() {
             alive.cancel();
         }
     }
 
-    /// The database is back.
-    pub(crate) fn restore(&self) {
-        let mut up = self.up.lock().expect("lock");
-        if up.is_none() {
-            *up = Some(CancellationToken::new());
+    /// The database is back, at the same address.
+    pub(crate) async fn restore(&self) {
+        if self.up.lock().expect("lock").is_some() {
+            return;
         }
+        // The old listener closes asynchronously once its task sees the cancellation.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.address).await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "cannot listen on {} again: {error}",
+                        self.address
+                    );
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+        let alive = CancellationToken::new();
+        tokio::spawn(serve(listener, self.upstream, alive.clone()));
+        *self.up.lock().expect("lock") = Some(alive);
     }
 }
 
 impl Drop for CuttableProxy {
     fn drop(&mut self) {
         self.cut();
-        self.accepting.abort();
+    }
+}
+
+async fn serve(listener: TcpListener, upstream: SocketAddr, alive: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = alive.cancelled() => return,
+            accepted = listener.accept() => {
+                let Ok((client, _)) = accepted else { return };
+                tokio::spawn(forward(client, upstream, alive.clone()));
+            }
+        }
     }
 }
 
