@@ -27,6 +27,13 @@ struct OutageApp {
 async fn spawn_behind_proxy(
     tune: Option<fn(&mut breakwater::core::bot::BotSettings)>,
 ) -> Option<OutageApp> {
+    spawn_behind_proxy_with(AppOptions::default(), tune).await
+}
+
+async fn spawn_behind_proxy_with(
+    options: AppOptions,
+    tune: Option<fn(&mut breakwater::core::bot::BotSettings)>,
+) -> Option<OutageApp> {
     let Ok(url) = std::env::var("BREAKWATER_TEST_POSTGRES_URL") else {
         eprintln!("skipping: BREAKWATER_TEST_POSTGRES_URL not set");
         return None;
@@ -53,7 +60,7 @@ async fn spawn_behind_proxy(
             .expect("open postgres through the proxy"),
     );
     let app = spawn_app_replacing(
-        AppOptions::default(),
+        options,
         Receiver::start(crate::support::BACKEND_SECRET).await,
         Replacements {
             store: Some(store),
@@ -289,5 +296,100 @@ async fn webhook_alerts_are_refused_with_503_once_the_hold_is_full_and_taken_aft
     let body: serde_json::Value = redelivered.json().await.expect("json");
     assert_eq!(body["recorded"], 1, "{body}");
     assert_eq!(outage.app.audited("alert.received").await.len(), 2);
+    outage.finish().await;
+}
+
+#[cfg(feature = "slack")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_events_get_503_while_the_hold_is_full_and_held_ones_are_answered_once_it_is_back() {
+    use crate::support::fake_slack::{
+        ALERT_CHANNEL, ALICE, APP_TOKEN, BOT_TOKEN, FakeSlack, SIGNING_SECRET,
+    };
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (file, secret) in [
+        ("slack_bot_token", BOT_TOKEN),
+        ("slack_app_token", APP_TOKEN),
+        ("slack_signing_secret", SIGNING_SECRET),
+    ] {
+        std::fs::write(dir.path().join(file), secret).expect("write");
+    }
+    let extra_config = format!(
+        r#"
+[slack]
+mode = "http"
+bot_token = {{ file = "{{dir}}/slack_bot_token" }}
+app_token = {{ file = "{{dir}}/slack_app_token" }}
+signing_secret = {{ file = "{{dir}}/slack_signing_secret" }}
+api_url = "{api_url}"
+alert_channels = ["{ALERT_CHANNEL}"]
+"#,
+        api_url = fake.api_url(),
+    );
+    let Some(outage) = spawn_behind_proxy_with(
+        AppOptions {
+            extra_config,
+            dir: Some(dir),
+            ..AppOptions::default()
+        },
+        Some(|settings| {
+            settings.refresh_delay = Duration::from_millis(50);
+            settings.alert_hold = 1;
+        }),
+    )
+    .await
+    else {
+        return;
+    };
+    outage
+        .app
+        .deploy("checkout", "production", "v41", 300)
+        .await;
+    outage.app.deploy("checkout", "production", "v42", 18).await;
+    let deliver = |callback: serde_json::Value| {
+        let body = serde_json::to_vec(&callback).expect("json");
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature = breakwater::chat::slack::sign(SIGNING_SECRET.as_bytes(), &timestamp, &body);
+        outage
+            .app
+            .http
+            .post(format!("{}/slack/events", outage.app.address))
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", timestamp)
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+    };
+    outage.proxy.cut();
+
+    let first = fake.post_in_channel(
+        ALERT_CHANNEL,
+        serde_json::json!({"user": ALICE.id, "text": "checkout production is throwing 500s"}),
+    );
+    let first_ts = first["event"]["ts"].as_str().expect("ts").to_owned();
+    let acknowledged = deliver(first).await.expect("deliver");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while outage.app.bot.held_alerts() == 0 {
+        assert!(Instant::now() < deadline, "the first event was never held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = fake.post_in_channel(
+        ALERT_CHANNEL,
+        serde_json::json!({"user": ALICE.id, "text": "payments production errors everywhere"}),
+    );
+    let refused = deliver(second).await.expect("deliver");
+
+    assert_eq!(acknowledged.status(), 200);
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+
+    outage.proxy.restore().await;
+    outage.wait_until_drained().await;
+    fake.wait_for(&format!("a summary in the thread of {first_ts}"), |fake| {
+        fake.replies(ALERT_CHANNEL, &first_ts)
+            .into_iter()
+            .find(|m| m.text().contains("recent deploys"))
+    })
+    .await;
     outage.finish().await;
 }
