@@ -405,10 +405,16 @@ async fn a_process_restarted_after_kill_9_takes_its_running_rollback_back_at_onc
     first.kill_9();
     rig.deployer.finished.store(true, Ordering::SeqCst);
 
+    let killed = Instant::now();
     let restarted = Serve::start(&config, port).await;
+    let serving = killed.elapsed();
 
     rig.wait_for(&restarted, &session, "Rolled back checkout production")
         .await;
+    eprintln!(
+        "restart: serving {serving:?} after kill -9, outcome shown {:?} after kill -9",
+        killed.elapsed()
+    );
     assert_eq!(
         rig.deployer.started.load(Ordering::SeqCst),
         1,
@@ -451,10 +457,15 @@ async fn a_replica_adopts_the_rollback_of_a_replica_killed_with_kill_9() {
     let b = Serve::start(&config_b, port_b).await;
     let session = rig.start_rollback(&a).await;
     a.kill_9();
+    let killed = Instant::now();
     rig.deployer.finished.store(true, Ordering::SeqCst);
 
     rig.wait_for(&b, &session, "Rolled back checkout production")
         .await;
+    eprintln!(
+        "adoption: replica b showed the outcome {:?} after replica a was killed",
+        killed.elapsed()
+    );
 
     assert_eq!(rig.deployer.started.load(Ordering::SeqCst), 1);
     drop(b);

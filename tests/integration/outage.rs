@@ -232,6 +232,15 @@ async fn alerts_acknowledged_while_the_database_is_down_are_recorded_once_it_is_
     assert!(summary.plain().contains("v42"), "{}", summary.plain());
     let received = outage.app.audited("alert.received").await;
     assert_eq!(received.len(), 2, "{received:?}");
+    // Recorded in the order they arrived (the audit search lists newest first).
+    assert!(
+        received[1].details.contains("\"origin\":\"webhook\""),
+        "{received:?}"
+    );
+    assert!(
+        received[0].details.contains("\"source\":\"person\""),
+        "{received:?}"
+    );
     // Delivered again by the platform, the channel message is a known event now.
     let again = outage
         .app
