@@ -112,6 +112,32 @@ pub struct ServerConfig {
     /// How long a running rollback may take to finish on shutdown before it is recorded
     /// as interrupted.
     pub shutdown_grace: Duration,
+    /// Limits on HTTP connections, so that idle or slow clients cannot use up the
+    /// process's file descriptors.
+    pub connections: ConnectionLimits,
+}
+
+/// How long a connection may take and how many may be open (`[server]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A client must send a request's complete headers within this time after starting
+    /// it (or after the previous response); otherwise its connection is closed.
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with nothing read or written for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once. Beyond it, new connections are not accepted and wait
+    /// in the kernel's listen backlog until one closes (the timeouts above free slots).
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -398,6 +424,7 @@ impl Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 public_url: None,
                 shutdown_grace: Duration::from_secs(30),
+                connections: ConnectionLimits::default(),
             },
             database: DatabaseConfig {
                 url: Secret::new(database_url),
@@ -460,6 +487,9 @@ struct RawServer {
     listen: Option<String>,
     public_url: Option<String>,
     shutdown_grace: Option<String>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -881,10 +911,37 @@ impl Validator<'_> {
             raw.shutdown_grace.as_deref(),
             Duration::from_secs(30),
         );
+        let defaults = ConnectionLimits::default();
+        let connections = ConnectionLimits {
+            header_read_timeout: self.duration(
+                "server.header_read_timeout",
+                raw.header_read_timeout.as_deref(),
+                defaults.header_read_timeout,
+            ),
+            idle_timeout: self.duration(
+                "server.idle_timeout",
+                raw.idle_timeout.as_deref(),
+                defaults.idle_timeout,
+            ),
+            max_connections: match raw.max_connections {
+                None => defaults.max_connections,
+                Some(toml::Value::Integer(n)) if (1..=1_000_000).contains(&n) => {
+                    usize::try_from(n).unwrap_or(defaults.max_connections)
+                }
+                Some(other) => {
+                    self.problem(
+                        "server.max_connections",
+                        format!("{other} is not a number of connections from 1 to 1000000"),
+                    );
+                    defaults.max_connections
+                }
+            },
+        };
         Some(ServerConfig {
             listen,
             public_url,
             shutdown_grace,
+            connections,
         })
     }
 

@@ -102,12 +102,32 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Wraps the whole router (core and adapters): body limit, request metrics.
+/// Wraps the whole router (core and adapters): panic catching, body limit, request
+/// metrics.
 pub fn finish(router: Router, metrics: Arc<Metrics>) -> Router {
     router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            answer_panic as fn(Box<dyn std::any::Any + Send + 'static>) -> Response,
+        ))
         .layer(middleware::from_fn_with_state(metrics, record_metrics))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// A bug in one handler costs that one response: the panic is logged and answered with
+/// a 500 instead of dropping the connection (and every request pipelined on it).
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    tracing::error!(panic = %message, "a request handler panicked; answered 500");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see breakwater's log",
+    )
+    .into_response()
 }
 
 async fn record_metrics(
@@ -354,6 +374,15 @@ fn validate_report(
             }
         }
     }
+    for (field, at) in [
+        ("started_at", report.started_at),
+        ("finished_at", report.finished_at),
+    ] {
+        if let Some(at) = at {
+            crate::core::clock::check_plausible(at, received_at)
+                .map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))?;
+        }
+    }
     if let (Some(started), Some(finished)) = (report.started_at, report.finished_at)
         && finished < started
     {
@@ -539,9 +568,13 @@ async fn grafana_webhook(
 
 async fn receive_alerts(
     state: &AppState,
-    alerts: Vec<crate::core::alert::Alert>,
+    mut alerts: Vec<crate::core::alert::Alert>,
 ) -> Result<Response, ApiError> {
     let received = alerts.len();
+    let now = Utc::now();
+    for alert in &mut alerts {
+        clamp_alert_times(alert, now);
+    }
     let handled = state
         .bot
         .handle_webhook_alerts(alerts)
@@ -553,3 +586,323 @@ async fn receive_alerts(
         .count();
     Ok(axum::Json(json!({ "received": received, "recorded": recorded })).into_response())
 }
+
+/// Moves an alert's times from outside into the plausible range instead of refusing it:
+/// Alertmanager would retry a refused notification forever and the alert would never be
+/// shown, while a corrected time costs only precision. The sender's bad clock is logged.
+fn clamp_alert_times(alert: &mut crate::core::alert::Alert, now: DateTime<Utc>) {
+    use crate::core::clock::clamp_plausible;
+    let started_at = clamp_plausible(alert.started_at, now);
+    let ended_at = alert
+        .ended_at
+        .map(|at| clamp_plausible(at, now).max(started_at));
+    if started_at != alert.started_at || ended_at != alert.ended_at {
+        tracing::warn!(
+            alert = %alert.title,
+            starts_at = %alert.started_at,
+            ends_at = ?alert.ended_at,
+            "an alert's times were outside 2000-01-01 .. now + 1 day; recorded with corrected times (check the sender's clock)"
+        );
+        alert.started_at = started_at;
+        alert.ended_at = ended_at;
+    }
+}
+
+// --- serving connections -----------------------------------------------------------------
+
+/// Serves `router` on `listener` until `stop` completes, then lets open requests finish
+/// for at most `drain` before returning.
+///
+/// Unlike `axum::serve`, every connection is limited (`server.header_read_timeout`,
+/// `server.idle_timeout`) and at most `server.max_connections` are open at once. Policy
+/// when the cap is reached: breakwater stops accepting, so new connections wait in the
+/// kernel's listen backlog (they are not refused) and are accepted in arrival order as
+/// soon as a served connection closes; the timeouts guarantee that idle and slow clients
+/// free their slots. This keeps file descriptors for the store and the chat platforms
+/// instead of failing with "Too many open files".
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: crate::config::ConnectionLimits,
+    metrics: Arc<Metrics>,
+    drain: std::time::Duration,
+    stop: impl std::future::Future<Output = ()> + Send,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let connections = tokio_util::task::TaskTracker::new();
+    let closing = tokio_util::sync::CancellationToken::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    tokio::pin!(stop);
+    let mut at_cap_logged = false;
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if !at_cap_logged {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "HTTP connection cap reached; new connections wait until one closes (server.max_connections)"
+                    );
+                    at_cap_logged = true;
+                }
+                tokio::select! {
+                    () = &mut stop => break,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        // The semaphore is never closed.
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        let (stream, remote) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    drop(slot);
+                    pause_after_accept_error(&error).await;
+                    continue;
+                }
+            },
+        };
+        if slots.available_permits() > 0 {
+            at_cap_logged = false;
+        }
+        let _ = stream.set_nodelay(true);
+        let service = {
+            let router = router.clone();
+            hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                tower::ServiceExt::oneshot(router.clone(), request)
+            })
+        };
+        let builder = builder.clone();
+        let closing = closing.clone();
+        let metrics = metrics.clone();
+        let idle_timeout = limits.idle_timeout;
+        metrics.http_connection(true);
+        connections.spawn(async move {
+            let (io, activity) = ActivityIo::new(stream);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            serve_one(connection, activity, idle_timeout, closing).await;
+            metrics.http_connection(false);
+            drop(slot);
+        });
+    }
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(drain, connections.wait()).await.is_err() {
+        tracing::warn!(
+            "HTTP connections still open after server.shutdown_grace; closing them"
+        );
+    }
+}
+
+/// Drives one connection: closes it gracefully (the request in progress is answered
+/// first) when it has been idle for `idle_timeout` or the server is stopping.
+async fn serve_one<S>(
+    connection: hyper::server::conn::http1::Connection<
+        hyper_util::rt::TokioIo<ActivityIo>,
+        S,
+    >,
+    activity: Arc<Activity>,
+    idle_timeout: std::time::Duration,
+    closing: tokio_util::sync::CancellationToken,
+) where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = axum::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            () = activity.idle_for(idle_timeout), if !shutting_down => {
+                shutting_down = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = closing.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Failing `accept` (most often out of file descriptors) is logged and retried after a
+/// second, the way hyper's own server does: the failure is the host's, and spinning on it
+/// would only burn the CPU that closing connections need.
+async fn pause_after_accept_error(error: &std::io::Error) {
+    if matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accept error: the HTTP listener cannot take connections; check the open-file limit (ulimit -n) and server.max_connections");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
+
+/// When a connection last read or wrote a byte.
+#[derive(Debug)]
+struct Activity {
+    opened: tokio::time::Instant,
+    /// Milliseconds after `opened`.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Completes once nothing has been read or written for `timeout`.
+    async fn idle_for(&self, timeout: std::time::Duration) {
+        loop {
+            let last = self.opened
+                + std::time::Duration::from_millis(
+                    self.last_ms.load(std::sync::atomic::Ordering::Relaxed),
+                );
+            let deadline = last + timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A TCP stream that records its last activity, for the idle timeout.
+struct ActivityIo {
+    stream: tokio::net::TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl ActivityIo {
+    fn new(stream: tokio::net::TcpStream) -> (Self, Arc<Activity>) {
+        let activity = Arc::new(Activity {
+            opened: tokio::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        });
+        (
+            Self {
+                stream,
+                activity: activity.clone(),
+            },
+            activity,
+        )
+    }
+}
+
+impl tokio::io::AsyncRead for ActivityIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for ActivityIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Raises the soft open-file limit to the hard one, so that the connection cap rather
+/// than a distribution's default of 1024 decides how many clients are served. Failure
+/// is logged, not fatal: the process still works within the lower limit.
+#[cfg(unix)]
+pub fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited"; an unlimited hard limit is left alone, since asking for an
+    // unlimited soft one fails on Linux.
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
+        return;
+    };
+    if current >= maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(maximum),
+        maximum: Some(maximum),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(
+            from = current,
+            to = maximum,
+            "raised the open-file limit to the hard limit"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            current,
+            "could not raise the open-file limit; connections beyond it fail to be accepted"
+        ),
+    }
+}
+
+/// Open-file limits are a Unix notion; elsewhere there is nothing to raise.
+#[cfg(not(unix))]
+pub fn raise_open_file_limit() {}

@@ -682,9 +682,11 @@ impl Bot {
             });
         };
         let target = Target::new(service.clone(), environment.clone());
-        let window_start = alert.started_at
-            - chrono::Duration::from_std(self.inner.settings.policy.lookback)
-                .unwrap_or(chrono::Duration::hours(6));
+        let window_start = crate::core::clock::saturating_sub(
+            alert.started_at,
+            chrono::Duration::from_std(self.inner.settings.policy.lookback)
+                .unwrap_or(chrono::Duration::hours(6)),
+        );
         let (history, mut caveats) = self
             .history(&target, HistoryScope::Window(window_start))
             .await;

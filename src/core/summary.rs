@@ -126,8 +126,11 @@ pub fn human_span(seconds: u64) -> String {
 /// Builds the summary for a firing alert about a known target.
 pub fn summarize(input: SummaryInput<'_>) -> Summary {
     let alert_at = input.alert.started_at;
-    let window_start =
-        alert_at - chrono::Duration::from_std(input.lookback).unwrap_or(chrono::Duration::hours(6));
+    // The alert's time came from outside: shift it without risking an overflow panic.
+    let window_start = crate::core::clock::saturating_sub(
+        alert_at,
+        chrono::Duration::from_std(input.lookback).unwrap_or(chrono::Duration::hours(6)),
+    );
     let in_window = |d: &Deploy| {
         d.is_in_progress() || d.started_at > alert_at || d.effective_at() >= window_start
     };

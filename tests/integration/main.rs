@@ -13,6 +13,7 @@ mod console_browser;
 #[cfg(feature = "discord")]
 mod discord;
 mod rollback;
+mod server_limits;
 #[cfg(feature = "slack")]
 mod slack;
 mod store;
