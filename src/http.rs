@@ -320,50 +320,84 @@ fn nonempty(field: &str, value: Option<String>, max: usize) -> Result<Option<Str
     }
 }
 
+/// The configured service a report or query names, by name or alias (case-insensitive).
+fn configured_service<'a>(
+    config: &'a Config,
+    field: &str,
+    raw: &str,
+) -> Result<&'a crate::config::ServiceConfig, ApiError> {
+    let service = ServiceName::parse(raw).map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))?;
+    config
+        .service(&service)
+        .or_else(|| config.services.iter().find(|s| s.known().is_named(raw)))
+        .ok_or_else(|| {
+            let known: Vec<String> = config.services.iter().map(|s| s.name.to_string()).collect();
+            ApiError::unprocessable(format!(
+                "{field}: {service:?} is not configured in breakwater (known: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+}
+
+/// The configured environment of `service` that `raw` names, directly or through the
+/// synonyms alerts are matched with (`prod` for `production`).
+fn configured_environment(
+    service: &crate::config::ServiceConfig,
+    field: &str,
+    raw: &str,
+) -> Result<Environment, ApiError> {
+    let environment =
+        Environment::parse(raw).map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))?;
+    service
+        .known()
+        .environment_named(environment.as_str())
+        .ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "{field}: {} has no environment {environment:?} (known: {})",
+                service.name,
+                service
+                    .environments
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+}
+
+/// A validated report: the deploy it describes when it is new, and what it carries for
+/// updating a deploy already recorded.
+struct ValidReport {
+    deploy: Deploy,
+    update: crate::core::deploy::DeployUpdate,
+    times_given: bool,
+}
+
 /// Checks a report against the configured services and turns it into a deploy.
 fn validate_report(
     config: &Config,
     report: DeployReport,
     received_at: DateTime<Utc>,
-) -> Result<Deploy, ApiError> {
-    let service = ServiceName::parse(&report.service)
-        .map_err(|e| ApiError::unprocessable(format!("service: {e}")))?;
-    let environment = Environment::parse(&report.environment)
-        .map_err(|e| ApiError::unprocessable(format!("environment: {e}")))?;
-    let Some(configured) = config.service(&service) else {
-        let known: Vec<String> = config.services.iter().map(|s| s.name.to_string()).collect();
-        return Err(ApiError::unprocessable(format!(
-            "service: {service:?} is not configured in breakwater (known: {})",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        )));
-    };
-    if !configured.environments.contains(&environment) {
-        return Err(ApiError::unprocessable(format!(
-            "environment: {service} has no environment {environment:?} (known: {})",
-            configured
-                .environments
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+) -> Result<ValidReport, ApiError> {
+    let configured = configured_service(config, "service", &report.service)?;
+    let environment = configured_environment(configured, "environment", &report.environment)?;
     let version = report.version.trim().to_owned();
     if version.is_empty() || version.chars().count() > 200 {
         return Err(ApiError::unprocessable("version: must be 1–200 characters"));
     }
-    let status = match report.status.as_deref() {
-        None => DeployStatus::Succeeded,
-        Some(raw) => DeployStatus::parse(raw).ok_or_else(|| {
+    let carried_status = match report.status.as_deref() {
+        None => None,
+        Some(raw) => Some(DeployStatus::parse(raw).ok_or_else(|| {
             ApiError::unprocessable(format!(
                 "status: {raw:?} must be one of started, succeeded, failed"
             ))
-        })?,
+        })?),
     };
+    let status = carried_status.unwrap_or(DeployStatus::Succeeded);
     if let Some(url) = &report.url {
         match url::Url::parse(url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
@@ -398,6 +432,7 @@ fn validate_report(
             )));
         }
     }
+    let times_given = report.started_at.is_some() || report.finished_at.is_some();
     let started_at = report
         .started_at
         .or(report.finished_at)
@@ -408,7 +443,7 @@ fn validate_report(
             report.finished_at.or(Some(received_at.max(started_at)))
         }
     };
-    Ok(Deploy {
+    let deploy = Deploy {
         target: Target::new(configured.name.clone(), environment),
         version,
         previous_version: nonempty("previous_version", report.previous_version, 200)?,
@@ -424,7 +459,58 @@ fn validate_report(
         config_changes: report.config_changes,
         source: DeploySource::Api,
     }
-    .with_secrets_masked())
+    .with_secrets_masked();
+    let update = crate::core::deploy::DeployUpdate {
+        previous_version: deploy.previous_version.clone(),
+        commit: deploy.commit.clone(),
+        author: deploy.author.clone(),
+        description: deploy.description.clone(),
+        url: deploy.url.clone(),
+        finished_at: report.finished_at,
+        status: carried_status,
+        changes: (!deploy.changes.is_empty()).then(|| deploy.changes.clone()),
+        config_changes: (!deploy.config_changes.is_empty())
+            .then(|| deploy.config_changes.clone()),
+    };
+    Ok(ValidReport {
+        deploy,
+        update,
+        times_given,
+    })
+}
+
+/// The recorded deploy a report is about, if any: the one with the same start when the
+/// report gives one, else (a re-post without times, CI reporting "started" then
+/// "succeeded") the newest deploy of that version.
+async fn recorded_deploy_for(state: &AppState, report: &ValidReport) -> Result<Option<Deploy>, ApiError> {
+    let deploy = &report.deploy;
+    let store = state.bot.store();
+    if !report.times_given {
+        return store
+            .latest_deploy_of_version(&deploy.target, &deploy.version)
+            .await
+            .map_err(ApiError::internal);
+    }
+    let Some(just_after) = deploy
+        .started_at
+        .checked_add_signed(chrono::TimeDelta::microseconds(1))
+    else {
+        return Ok(None);
+    };
+    let same_start = store
+        .deploys(&DeployQuery {
+            service: Some(deploy.target.service.clone()),
+            environment: Some(deploy.target.environment.clone()),
+            since: Some(deploy.started_at),
+            before: Some(just_after),
+            limit: 100,
+            ..DeployQuery::default()
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(same_start
+        .into_iter()
+        .find(|d| d.version == deploy.version && d.started_at == deploy.started_at))
 }
 
 async fn post_deploy(
@@ -434,32 +520,23 @@ async fn post_deploy(
 ) -> Result<Response, ApiError> {
     require_api_token(&state, &headers)?;
     let report: DeployReport = parse_json(&body)?;
-    let explicit_start = report.started_at.is_some() || report.finished_at.is_some();
     let now = Utc::now();
-    let mut deploy = validate_report(&state.config, report, now)?;
-    // A re-post without times (CI reporting "started" then "succeeded") updates the
-    // newest deploy of that version instead of adding another.
-    if !explicit_start
-        && let Some(existing) = state
-            .bot
-            .store()
-            .latest_deploy_of_version(&deploy.target, &deploy.version)
-            .await
-            .map_err(ApiError::internal)?
-    {
-        deploy.started_at = existing.started_at;
-        if deploy.status == DeployStatus::Succeeded && existing.finished_at.is_some() {
-            deploy.finished_at = existing.finished_at;
-        }
-    }
+    let report = validate_report(&state.config, report, now)?;
+    let existing = recorded_deploy_for(&state, &report).await?;
+    let (to_record, changed) = match &existing {
+        None => (report.deploy.clone(), Vec::new()),
+        Some(existing) => existing
+            .updated(&report.update, now)
+            .map_err(|e| ApiError::unprocessable(e.to_string()))?,
+    };
     let recorded = state
         .bot
         .store()
-        .record_deploy(&deploy)
+        .record_deploy(&to_record)
         .await
         .map_err(ApiError::internal)?;
+    let audit = state.bot.audit();
     if recorded.created {
-        let audit = state.bot.audit();
         audit
             .append(
                 audit
@@ -471,6 +548,32 @@ async fn post_deploy(
                         "status": recorded.deploy.status.as_str(),
                         "author": recorded.deploy.author,
                         "commit": recorded.deploy.commit,
+                    })),
+            )
+            .await
+            .map_err(ApiError::internal)?;
+    } else if !changed.is_empty() {
+        let lines: Vec<String> = changed
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {} → {}",
+                    c.field,
+                    c.old.as_deref().unwrap_or("(none)"),
+                    c.new.as_deref().unwrap_or("(none)")
+                )
+            })
+            .collect();
+        audit
+            .append(
+                audit
+                    .entry(actions::DEPLOY_UPDATED)
+                    .target(&recorded.deploy.target)
+                    .details(json!({
+                        "deploy": recorded.id,
+                        "version": recorded.deploy.version,
+                        "changed": lines,
+                        "fields": changed,
                     })),
             )
             .await
@@ -505,16 +608,42 @@ async fn list_deploys(
     require_api_token(&state, &headers)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let service = match query.service.as_deref().filter(|s| !s.is_empty()) {
-        Some(raw) => Some(
-            ServiceName::parse(raw).map_err(|e| ApiError::bad_request(format!("service: {e}")))?,
-        ),
+        Some(raw) => {
+            let given = ServiceName::parse(raw)
+                .map_err(|e| ApiError::bad_request(format!("service: {e}")))?;
+            // An alias finds the deploys stored under the configured name.
+            Some(
+                state
+                    .config
+                    .services
+                    .iter()
+                    .find(|s| s.known().is_named(raw))
+                    .map_or(given, |s| s.name.clone()),
+            )
+        }
         None => None,
     };
     let environment = match query.environment.as_deref().filter(|s| !s.is_empty()) {
-        Some(raw) => Some(
-            Environment::parse(raw)
-                .map_err(|e| ApiError::bad_request(format!("environment: {e}")))?,
-        ),
+        Some(raw) => {
+            let given = Environment::parse(raw)
+                .map_err(|e| ApiError::bad_request(format!("environment: {e}")))?;
+            // `prod` finds what is stored under the configured `production`, as in reports.
+            let services: Vec<&crate::config::ServiceConfig> = match &service {
+                Some(service) => state
+                    .config
+                    .services
+                    .iter()
+                    .filter(|s| s.known().is_named(service.as_str()))
+                    .collect(),
+                None => state.config.services.iter().collect(),
+            };
+            Some(
+                services
+                    .iter()
+                    .find_map(|s| s.known().environment_named(given.as_str()))
+                    .unwrap_or(given),
+            )
+        }
         None => None,
     };
     let limit = match query.limit.as_deref() {

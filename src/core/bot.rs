@@ -130,6 +130,8 @@ pub struct Bot {
 
 struct Inner {
     settings: BotSettings,
+    /// Alert names already logged as matching no service (bounded).
+    unrouted: super::unrouted::UnroutedNames,
     recognizer: Recognizer,
     store: Arc<dyn Store>,
     audit: AuditLog,
@@ -175,6 +177,7 @@ impl Bot {
         Self {
             inner: Arc::new(Inner {
                 recognizer,
+                unrouted: super::unrouted::UnroutedNames::default(),
                 settings: parts.settings,
                 store: parts.store,
                 audit: parts.audit,
@@ -233,9 +236,38 @@ impl Bot {
         let mut handled = Vec::with_capacity(alerts.len());
         for mut alert in alerts {
             self.inner.recognizer.apply(&mut alert);
+            if alert.service.is_none() {
+                self.note_unrouted(&alert);
+            }
             handled.push(self.process_alert(alert, AlertOrigin::Webhook).await?);
         }
         Ok(handled)
+    }
+
+    /// Counts a webhook alert that matched no configured service and logs the first of
+    /// each alert name; the thread it opens says the same in chat (see `build_summary`).
+    fn note_unrouted(&self, alert: &Alert) {
+        self.inner.metrics.alert_unrouted();
+        if self.inner.unrouted.first_time(&alert.title) {
+            let known: Vec<String> = self
+                .inner
+                .settings
+                .services
+                .iter()
+                .map(|s| s.name.to_string())
+                .collect();
+            let looked_at: Vec<String> =
+                super::unrouted::service_labels_looked_at(&alert.labels)
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}={v:?}"))
+                    .collect();
+            tracing::warn!(
+                alert = %alert.title,
+                labels = %looked_at.join(", "),
+                known = %known.join(", "),
+                "a webhook alert matched no configured service; add a `service` label to the alert or an alias to [[services]] (logged once per alert name, counted in breakwater_alerts_unrouted_total)"
+            );
+        }
     }
 
     /// A message seen in an alert channel. `event_id` is the platform's delivery id.
@@ -667,7 +699,8 @@ impl Bot {
                 .iter()
                 .map(|s| s.name.clone())
                 .collect();
-            return base(SummaryBody::UnknownService { known });
+            let looked_at = super::unrouted::service_labels_looked_at(&alert.labels);
+            return base(SummaryBody::UnknownService { known, looked_at });
         };
         let Some(environment) = &alert.environment else {
             let known = self

@@ -29,6 +29,9 @@ pub enum SummaryBody {
     /// The alert names no configured service.
     UnknownService {
         known: Vec<ServiceName>,
+        /// The alert's labels a service is read from (`service=ledger`), as it carried
+        /// them, so the operator sees why nothing matched.
+        looked_at: Vec<(String, String)>,
     },
     /// The service is known but the environment could not be told.
     UnknownEnvironment {
@@ -226,6 +229,53 @@ fn offer_for(
             )),
         );
     };
+    // The report's own `previous_version` says what ran before the suspect; the deploy
+    // before it by start time may be an older one (a report missed, a redeploy).
+    if let Some(previous) = &suspect.previous_version
+        && *previous != suspect.version
+    {
+        let named = history.iter().find(|d| {
+            d.status == DeployStatus::Succeeded
+                && d.version == *previous
+                && !std::ptr::eq(*d, suspect)
+        });
+        return match named {
+            Some(named) => offer_to(named, suspect, current, target),
+            None if history.iter().any(|d| {
+                d.status == DeployStatus::Succeeded
+                    && d.version != suspect.version
+                    && d.effective_at() <= suspect.started_at
+            }) =>
+            {
+                (
+                    None,
+                    Some(format!(
+                        "The report of {} names {previous} as the version before it, but no successful deploy of {previous} to {target} is in the history, so no rollback is offered.",
+                        suspect.version
+                    )),
+                )
+            }
+            None if *previous != current.version => (
+                Some(Offer {
+                    from: current,
+                    to: Revision::version(previous.clone()),
+                    suspect_version: suspect.version.clone(),
+                    reason: format!(
+                        "{} is the suspect; {previous} ran before it",
+                        suspect.version
+                    ),
+                    to_url: None,
+                }),
+                None,
+            ),
+            None => (
+                None,
+                Some(format!(
+                    "{target} already runs {previous}, the version before the suspect."
+                )),
+            ),
+        };
+    }
     let predecessor = history.iter().find(|d| {
         d.status == DeployStatus::Succeeded
             && d.version != suspect.version
@@ -255,6 +305,16 @@ fn offer_for(
             ),
         };
     };
+    offer_to(predecessor, suspect, current, target)
+}
+
+/// The rollback from what runs now back to `predecessor`, unless that already runs.
+fn offer_to(
+    predecessor: &Deploy,
+    suspect: &Deploy,
+    current: Revision,
+    target: &Target,
+) -> (Option<Offer>, Option<String>) {
     let to = predecessor.as_revision();
     if to.version == current.version {
         return (
