@@ -532,6 +532,50 @@ mod tests {
     }
 
     #[test]
+    fn the_offered_target_follows_the_reported_previous_version_over_start_order() {
+        // v41 was reported after v42 (a late report, or a redeploy of an old version), but
+        // v43's report says it replaced v42.
+        let mut suspect = deploy("v43", -10);
+        suspect.previous_version = Some("v42".into());
+        let history = [suspect, deploy("v41", -60), deploy("v42", -120)];
+        let summary = summarize_history(&history, Some("v43"));
+        let offer = summary.offer.expect("offer");
+        assert_eq!(offer.to.version, "v42");
+        assert_eq!(offer.reason, "v43 is the suspect; v42 ran before it");
+    }
+
+    #[test]
+    fn a_reported_previous_version_missing_from_history_is_named_instead_of_another_offer() {
+        let mut suspect = deploy("v43", -10);
+        suspect.previous_version = Some("v42".into());
+        let history = [suspect, deploy("v41", -60)];
+        let summary = summarize_history(&history, Some("v43"));
+        assert!(summary.offer.is_none());
+        let reason = summary.no_offer_reason.expect("a reason");
+        assert!(
+            reason.contains("names v42 as the version before it") && reason.contains("v42"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn an_alert_at_the_edge_of_time_does_not_panic_the_summary() {
+        let mut alert = alert();
+        alert.started_at = DateTime::<Utc>::MIN_UTC;
+        let target = target();
+        let history = [deploy("v42", -18)];
+        let summary = summarize(SummaryInput {
+            alert: &alert,
+            target: &target,
+            history: &history,
+            lookback: std::time::Duration::from_secs(6 * 3600),
+            current: None,
+            caveats: vec![],
+        });
+        assert!(matches!(summary.body, SummaryBody::Deploys(_)));
+    }
+
+    #[test]
     fn long_windows_are_cut_with_a_count() {
         let history: Vec<Deploy> = (0..12)
             .map(|i| deploy(&format!("v{}", 100 - i), -10 - i * 10))

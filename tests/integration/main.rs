@@ -10,6 +10,7 @@ mod backends_kubernetes;
 mod cli;
 mod console;
 mod console_browser;
+mod deploy_history;
 #[cfg(feature = "discord")]
 mod discord;
 mod rollback;

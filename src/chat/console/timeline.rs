@@ -275,6 +275,17 @@ mod tests {
     }
 
     #[test]
+    fn a_deploy_recorded_at_the_edge_of_time_draws_without_panicking() {
+        let now = Utc::now();
+        let mut ancient = deploy("v0", 0, now);
+        ancient.started_at = DateTime::<Utc>::MIN_UTC;
+        let mut future = deploy("v9", 0, now);
+        future.started_at = DateTime::<Utc>::MAX_UTC;
+        let out = svg("checkout", &[future, ancient, deploy("v2", 30, now)], &[], now);
+        assert!(out.contains("<svg"), "{out}");
+    }
+
+    #[test]
     fn the_timeline_draws_each_deploy_and_alert_with_escaped_labels() {
         let now = Utc::now();
         let group = AlertGroup {
