@@ -2108,4 +2108,26 @@ mod tests {
         );
         assert_eq!(service.setting(&None, &env, "{service}"), "checkout");
     }
+
+    #[test]
+    fn server_connection_limits_have_defaults_and_are_validated() {
+        let config = parse(VALID).expect("valid");
+        assert_eq!(config.server.connections, ConnectionLimits::default());
+        let text = VALID.replace(
+            "[server]",
+            "[server]\nheader_read_timeout = \"5s\"\nidle_timeout = \"30s\"\nmax_connections = 64",
+        );
+        let limits = parse(&text).expect("valid").server.connections;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(30));
+        assert_eq!(limits.max_connections, 64);
+        let text = VALID.replace("[server]", "[server]\nmax_connections = 0");
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("server.max_connections")),
+            "{problems:?}"
+        );
+    }
 }

@@ -326,7 +326,8 @@ fn configured_service<'a>(
     field: &str,
     raw: &str,
 ) -> Result<&'a crate::config::ServiceConfig, ApiError> {
-    let service = ServiceName::parse(raw).map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))?;
+    let service =
+        ServiceName::parse(raw).map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))?;
     config
         .service(&service)
         .or_else(|| config.services.iter().find(|s| s.known().is_named(raw)))
@@ -469,8 +470,7 @@ fn validate_report(
         finished_at: report.finished_at,
         status: carried_status,
         changes: (!deploy.changes.is_empty()).then(|| deploy.changes.clone()),
-        config_changes: (!deploy.config_changes.is_empty())
-            .then(|| deploy.config_changes.clone()),
+        config_changes: (!deploy.config_changes.is_empty()).then(|| deploy.config_changes.clone()),
     };
     Ok(ValidReport {
         deploy,
@@ -482,7 +482,10 @@ fn validate_report(
 /// The recorded deploy a report is about, if any: the one with the same start when the
 /// report gives one, else (a re-post without times, CI reporting "started" then
 /// "succeeded") the newest deploy of that version.
-async fn recorded_deploy_for(state: &AppState, report: &ValidReport) -> Result<Option<Deploy>, ApiError> {
+async fn recorded_deploy_for(
+    state: &AppState,
+    report: &ValidReport,
+) -> Result<Option<Deploy>, ApiError> {
     let deploy = &report.deploy;
     let store = state.bot.store();
     if !report.times_given {
@@ -504,7 +507,6 @@ async fn recorded_deploy_for(state: &AppState, report: &ValidReport) -> Result<O
             since: Some(deploy.started_at),
             before: Some(just_after),
             limit: 100,
-            ..DeployQuery::default()
         })
         .await
         .map_err(ApiError::internal)?;
@@ -820,8 +822,7 @@ pub async fn serve(
         metrics.http_connection(true);
         connections.spawn(async move {
             let (io, activity) = ActivityIo::new(stream);
-            let connection =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
             serve_one(connection, activity, idle_timeout, closing).await;
             metrics.http_connection(false);
             drop(slot);
@@ -829,20 +830,18 @@ pub async fn serve(
     }
     closing.cancel();
     connections.close();
-    if tokio::time::timeout(drain, connections.wait()).await.is_err() {
-        tracing::warn!(
-            "HTTP connections still open after server.shutdown_grace; closing them"
-        );
+    if tokio::time::timeout(drain, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections still open after server.shutdown_grace; closing them");
     }
 }
 
 /// Drives one connection: closes it gracefully (the request in progress is answered
 /// first) when it has been idle for `idle_timeout` or the server is stopping.
 async fn serve_one<S>(
-    connection: hyper::server::conn::http1::Connection<
-        hyper_util::rt::TokioIo<ActivityIo>,
-        S,
-    >,
+    connection: hyper::server::conn::http1::Connection<hyper_util::rt::TokioIo<ActivityIo>, S>,
     activity: Arc<Activity>,
     idle_timeout: std::time::Duration,
     closing: tokio_util::sync::CancellationToken,

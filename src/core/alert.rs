@@ -220,7 +220,10 @@ impl KnownService {
     pub fn is_named(&self, word: &str) -> bool {
         let word = word.trim();
         self.name.as_str().eq_ignore_ascii_case(word)
-            || self.aliases.iter().any(|a| a.trim().eq_ignore_ascii_case(word))
+            || self
+                .aliases
+                .iter()
+                .any(|a| a.trim().eq_ignore_ascii_case(word))
     }
 }
 

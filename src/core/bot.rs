@@ -256,11 +256,10 @@ impl Bot {
                 .iter()
                 .map(|s| s.name.to_string())
                 .collect();
-            let looked_at: Vec<String> =
-                super::unrouted::service_labels_looked_at(&alert.labels)
-                    .into_iter()
-                    .map(|(k, v)| format!("{k}={v:?}"))
-                    .collect();
+            let looked_at: Vec<String> = super::unrouted::service_labels_looked_at(&alert.labels)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect();
             tracing::warn!(
                 alert = %alert.title,
                 labels = %looked_at.join(", "),

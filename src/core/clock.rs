@@ -90,25 +90,30 @@ pub fn latest_plausible(now: DateTime<Utc>) -> DateTime<Utc> {
 /// `at` moved into the plausible range: for input that must not be refused (an alert is
 /// never lost over a bad clock), only its time is corrected.
 pub fn clamp_plausible(at: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
-    at.clamp(earliest_plausible(), latest_plausible(now).max(earliest_plausible()))
+    at.clamp(
+        earliest_plausible(),
+        latest_plausible(now).max(earliest_plausible()),
+    )
 }
 
 /// `at - by`, saturating at the earliest representable time instead of panicking.
 pub fn saturating_sub(at: DateTime<Utc>, by: chrono::TimeDelta) -> DateTime<Utc> {
-    at.checked_sub_signed(by).unwrap_or(if by > chrono::TimeDelta::zero() {
-        DateTime::<Utc>::MIN_UTC
-    } else {
-        DateTime::<Utc>::MAX_UTC
-    })
+    at.checked_sub_signed(by)
+        .unwrap_or(if by > chrono::TimeDelta::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
 }
 
 /// `at + by`, saturating at the latest representable time instead of panicking.
 pub fn saturating_add(at: DateTime<Utc>, by: chrono::TimeDelta) -> DateTime<Utc> {
-    at.checked_add_signed(by).unwrap_or(if by > chrono::TimeDelta::zero() {
-        DateTime::<Utc>::MAX_UTC
-    } else {
-        DateTime::<Utc>::MIN_UTC
-    })
+    at.checked_add_signed(by)
+        .unwrap_or(if by > chrono::TimeDelta::zero() {
+            DateTime::<Utc>::MAX_UTC
+        } else {
+            DateTime::<Utc>::MIN_UTC
+        })
 }
 
 #[cfg(test)]
@@ -118,8 +123,8 @@ mod tests {
     #[test]
     fn times_before_2000_or_more_than_a_day_ahead_are_implausible() {
         let now = Utc::now();
-        let ancient = DateTime::parse_from_rfc3339("-262143-01-01T00:00:00Z")
-            .map(|t| t.with_timezone(&Utc));
+        let ancient =
+            DateTime::parse_from_rfc3339("-262143-01-01T00:00:00Z").map(|t| t.with_timezone(&Utc));
         if let Ok(ancient) = ancient {
             assert!(matches!(
                 check_plausible(ancient, now),

@@ -543,7 +543,11 @@ mod tests {
             finished_at: Some(time("2026-11-26T09:00:00Z")),
             ..DeployUpdate::default()
         };
-        assert!(deploy.updated(&update, time("2026-11-26T10:07:00Z")).is_err());
+        assert!(
+            deploy
+                .updated(&update, time("2026-11-26T10:07:00Z"))
+                .is_err()
+        );
     }
 
     #[test]

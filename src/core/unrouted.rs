@@ -81,7 +81,10 @@ mod tests {
         for i in 0..SEEN_NAMES {
             names.first_time(&format!("other-{i}"));
         }
-        assert!(names.first_time("LedgerDown"), "the oldest name was forgotten");
+        assert!(
+            names.first_time("LedgerDown"),
+            "the oldest name was forgotten"
+        );
         let guard = names.seen.lock().expect("lock");
         assert_eq!(guard.1.len(), SEEN_NAMES);
     }

@@ -64,8 +64,7 @@ async fn an_alert_with_an_impossible_start_is_recorded_with_a_corrected_time_not
     assert_eq!(answer["recorded"], 1);
     let received = app.audited("alert.received").await;
     assert_eq!(received.len(), 1);
-    let details: serde_json::Value =
-        serde_json::from_str(&received[0].details).expect("details");
+    let details: serde_json::Value = serde_json::from_str(&received[0].details).expect("details");
     assert_eq!(details["started_at"], "2000-01-01T00:00:00Z");
 }
 
@@ -180,7 +179,10 @@ async fn an_alert_for_no_configured_service_is_counted_and_shown_as_not_matched(
     let text = shown.plain();
     assert!(text.contains("service=ledger<!channel>"), "{text}");
     assert!(text.contains("job=ledger-exporter"), "{text}");
-    assert!(text.contains("Services I know: checkout, payments"), "{text}");
+    assert!(
+        text.contains("Services I know: checkout, payments"),
+        "{text}"
+    );
 
     // A second alert of the same name joins the same thread: nothing new is posted.
     let posted_before = app.chat.messages().len();

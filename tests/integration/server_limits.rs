@@ -32,8 +32,8 @@ impl Server {
             .route(
                 "/panic",
                 get(|| async {
-                    let nothing: Option<&str> = None;
-                    nothing.expect("a bug in a handler")
+                    // Opaque to the compiler, like the real bug would be.
+                    std::hint::black_box(None::<&str>).expect("a bug in a handler")
                 }),
             );
         let metrics = Arc::new(Metrics::new());
@@ -181,7 +181,11 @@ async fn with_the_connection_cap_reached_a_new_client_waits_and_is_served_when_a
     let mut holder = TcpStream::connect(server.address).await.expect("connect");
     holder.write_all(GET_HEALTHZ).await.expect("write");
     read_healthz_response(&mut holder).await;
-    assert_eq!(server.metrics.http_connections_open(), 1, "the cap is taken");
+    assert_eq!(
+        server.metrics.http_connections_open(),
+        1,
+        "the cap is taken"
+    );
 
     // The kernel completes the handshake; breakwater accepts it only when a slot frees.
     let mut waiting = TcpStream::connect(server.address).await.expect("connect");

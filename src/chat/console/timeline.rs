@@ -45,7 +45,10 @@ pub(crate) fn svg(
     // Saturating shifts: a stored time near chrono's limits (an old, unchecked report)
     // must draw badly rather than panic the page.
     let start = saturating_sub(
-        earliest.min(saturating_sub(now, chrono::TimeDelta::hours(MIN_SPAN_HOURS))),
+        earliest.min(saturating_sub(
+            now,
+            chrono::TimeDelta::hours(MIN_SPAN_HOURS),
+        )),
         chrono::TimeDelta::minutes(30),
     );
     let mut out = draw(service, View::Overview, deploys, alerts, start, now);
@@ -281,7 +284,12 @@ mod tests {
         ancient.started_at = DateTime::<Utc>::MIN_UTC;
         let mut future = deploy("v9", 0, now);
         future.started_at = DateTime::<Utc>::MAX_UTC;
-        let out = svg("checkout", &[future, ancient, deploy("v2", 30, now)], &[], now);
+        let out = svg(
+            "checkout",
+            &[future, ancient, deploy("v2", 30, now)],
+            &[],
+            now,
+        );
         assert!(out.contains("<svg"), "{out}");
     }
 
