@@ -1034,3 +1034,17 @@ pub fn raise_open_file_limit() {
 /// Open-file limits are a Unix notion; elsewhere there is nothing to raise.
 #[cfg(not(unix))]
 pub fn raise_open_file_limit() {}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use rustix::process::{Resource, getrlimit};
+
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
+        super::raise_open_file_limit();
+        let limit = getrlimit(Resource::Nofile);
+        if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
+            assert_eq!(current, maximum);
+        }
+    }
+}
