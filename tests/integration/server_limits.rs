@@ -211,3 +211,67 @@ async fn stopping_the_server_closes_idle_connections_instead_of_waiting_for_them
     server.stop().await;
     assert!(read_until_closed(&mut idle).await.is_empty());
 }
+
+/// Kills the child process when the test ends, however it ends.
+#[cfg(target_os = "linux")]
+struct KillOnDrop(std::process::Child);
+
+#[cfg(target_os = "linux")]
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real process started with a low soft open-file limit (the common 1024, here 256)
+/// raises it to the hard limit before it serves.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_binary_raises_its_soft_open_file_limit_to_the_hard_limit_at_start() {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = KillOnDrop(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -Sn 256 && exec \"$0\" demo --listen 127.0.0.1:0 --data \"$1\"")
+            .arg(env!("CARGO_BIN_EXE_breakwater"))
+            .arg(data.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start breakwater"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    // The console URL is printed once the listener is up, after start-up.
+    let serving = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.trim().starts_with("Console:"))
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), serving)
+            .await
+            .expect("breakwater starts")
+            .expect("read stdout"),
+        "no console URL printed"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.0.id()))
+        .expect("read /proc limits");
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("an open-files line");
+    let numbers: Vec<&str> = open_files
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .take(2)
+        .collect();
+    assert_eq!(numbers.len(), 2, "{open_files}");
+    assert_eq!(
+        numbers[0], numbers[1],
+        "soft limit not raised: {open_files}"
+    );
+    assert_ne!(numbers[0], "256", "{open_files}");
+}
