@@ -203,6 +203,30 @@ async fn with_the_connection_cap_reached_a_new_client_waits_and_is_served_when_a
 }
 
 #[tokio::test]
+async fn silent_connections_filling_the_cap_cannot_lock_out_a_health_check() {
+    // The reported lock-out: connections that never send a byte held every slot. Here
+    // they fill the cap and the header timeout frees it; nobody closes them by hand.
+    let server = Server::start(limits(
+        Duration::from_millis(300),
+        Duration::from_secs(600),
+        2,
+    ))
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(TcpStream::connect(server.address).await.expect("connect"));
+    }
+    let mut health = TcpStream::connect(server.address).await.expect("connect");
+    health.write_all(GET_HEALTHZ).await.expect("write");
+    let response = read_healthz_response(&mut health).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    for mut stream in silent {
+        assert!(read_until_closed(&mut stream).await.is_empty());
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn stopping_the_server_closes_idle_connections_instead_of_waiting_for_them() {
     let server = Server::start(ConnectionLimits::default()).await;
     let mut idle = TcpStream::connect(server.address).await.expect("connect");
