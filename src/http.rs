@@ -334,7 +334,7 @@ fn configured_service<'a>(
         .ok_or_else(|| {
             let known: Vec<String> = config.services.iter().map(|s| s.name.to_string()).collect();
             ApiError::unprocessable(format!(
-                "{field}: {service:?} is not configured in breakwater (known: {})",
+                "{field}: \"{service}\" is not configured in breakwater (known: {})",
                 if known.is_empty() {
                     "none".to_owned()
                 } else {
@@ -358,7 +358,7 @@ fn configured_environment(
         .environment_named(environment.as_str())
         .ok_or_else(|| {
             ApiError::unprocessable(format!(
-                "{field}: {} has no environment {environment:?} (known: {})",
+                "{field}: {} has no environment \"{environment}\" (known: {})",
                 service.name,
                 service
                     .environments

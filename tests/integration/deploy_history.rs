@@ -166,6 +166,11 @@ async fn environment_synonyms_and_service_aliases_are_accepted_and_stored_as_con
         }))
         .await;
     assert_eq!(unknown.status(), 422);
+    let body: serde_json::Value = unknown.json().await.expect("json");
+    assert_eq!(
+        body["error"],
+        "environment: checkout has no environment \"moon\" (known: staging, production)"
+    );
 }
 
 #[tokio::test]
