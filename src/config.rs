@@ -123,7 +123,8 @@ pub struct ConnectionLimits {
     /// A client must send a request's complete headers within this time after starting
     /// it (or after the previous response); otherwise its connection is closed.
     pub header_read_timeout: Duration,
-    /// A kept-alive connection with nothing read or written for this long is closed.
+    /// A connection with nothing read or written for this long is closed gracefully, and
+    /// dropped if it stays silent for as long again (a stalled upload).
     pub idle_timeout: Duration,
     /// Connections served at once. Beyond it, new connections are not accepted and wait
     /// in the kernel's listen backlog until one closes (the timeouts above free slots).

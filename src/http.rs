@@ -838,8 +838,11 @@ pub async fn serve(
     }
 }
 
-/// Drives one connection: closes it gracefully (the request in progress is answered
-/// first) when it has been idle for `idle_timeout` or the server is stopping.
+/// Drives one connection. When nothing has been read or written for `idle_timeout`, or
+/// the server is stopping, it is closed gracefully (a response in progress is finished
+/// first); if it then stays silent for another `idle_timeout` (an upload that stalled
+/// mid-body, a response that never comes) it is dropped, so no client can hold a slot
+/// forever.
 async fn serve_one<S>(
     connection: hyper::server::conn::http1::Connection<hyper_util::rt::TokioIo<ActivityIo>, S>,
     activity: Arc<Activity>,
@@ -859,12 +862,19 @@ async fn serve_one<S>(
                 }
                 return;
             }
-            () = activity.idle_for(idle_timeout), if !shutting_down => {
+            () = activity.idle_for(idle_timeout) => {
+                if shutting_down {
+                    tracing::debug!("dropping an HTTP connection that stayed silent after being asked to close (server.idle_timeout)");
+                    return;
+                }
                 shutting_down = true;
+                // The grace period is counted from now.
+                activity.touch();
                 connection.as_mut().graceful_shutdown();
             }
             () = closing.cancelled(), if !shutting_down => {
                 shutting_down = true;
+                activity.touch();
                 connection.as_mut().graceful_shutdown();
             }
         }

@@ -30,6 +30,10 @@ impl Server {
         let router = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route(
+                "/echo",
+                axum::routing::post(|body: String| async move { body }),
+            )
+            .route(
                 "/panic",
                 get(|| async {
                     // Opaque to the compiler, like the real bug would be.
@@ -166,6 +170,42 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let response = read_healthz_response(&mut idle).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(read_until_closed(&mut idle).await.is_empty());
+    assert_eq!(server.metrics.http_connections_open(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_waiting_for_its_next_request_is_closed_by_the_header_timeout() {
+    let server = Server::start(limits(
+        Duration::from_millis(300),
+        Duration::from_secs(600),
+        16,
+    ))
+    .await;
+    let mut idle = TcpStream::connect(server.address).await.expect("connect");
+    idle.write_all(GET_HEALTHZ).await.expect("write");
+    read_healthz_response(&mut idle).await;
+    assert!(read_until_closed(&mut idle).await.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_that_stalls_after_its_headers_is_cut_off_by_the_idle_timeout() {
+    // Headers complete, so the header timeout no longer applies; the body never comes.
+    let server = Server::start(limits(
+        Duration::from_secs(600),
+        Duration::from_millis(300),
+        16,
+    ))
+    .await;
+    let mut stalled = TcpStream::connect(server.address).await.expect("connect");
+    stalled
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: breakwater\r\nContent-Length: 100\r\n\r\nonly a part",
+        )
+        .await
+        .expect("write");
+    read_until_closed(&mut stalled).await;
     assert_eq!(server.metrics.http_connections_open(), 0);
     server.stop().await;
 }
