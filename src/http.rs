@@ -1,7 +1,10 @@
 //! The HTTP surface: health, metrics, the deploy registry API for CI/CD, and the alert
 //! webhooks. Platform endpoints (Slack, Discord, the console) are merged in by their
 //! adapters. Errors follow one policy: bad input gets a 4xx whose body names the problem;
-//! internal failures are logged and answered with a generic 500.
+//! internal failures are logged and answered with a generic 500, and so is a panicking
+//! handler. [`serve`] runs the router with header-read and idle timeouts and a cap on
+//! open connections, because `axum::serve` has none and idle clients can exhaust the
+//! process's file descriptors.
 
 use std::sync::Arc;
 use std::time::Instant;
