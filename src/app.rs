@@ -63,6 +63,7 @@ impl Application {
 
     pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<Self> {
         install_tls_provider();
+        http::raise_open_file_limit();
         let config = Arc::new(config);
         let store = match overrides.store {
             Some(store) => store,
@@ -221,7 +222,7 @@ impl Application {
             adapters,
             adapters_stop,
             maintenance_every,
-            ..
+            metrics,
         } = self;
         match bot.recover_at_start().await {
             Ok(0) => {}
@@ -244,13 +245,15 @@ impl Application {
             tokio::spawn(async move { bot.run_maintenance(maintenance_every, stop).await })
         };
         tracing::info!(address = %listener.local_addr().map_or_else(|_| config.server.listen.to_string(), |a| a.to_string()), "breakwater is serving");
-        axum::serve(
+        http::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            router,
+            config.server.connections,
+            metrics.clone(),
+            config.server.shutdown_grace,
+            stop,
         )
-        .with_graceful_shutdown(stop)
-        .await
-        .context("serving HTTP")?;
+        .await;
         tracing::info!("shutting down: letting running rollbacks finish");
         maintenance_stop.cancel();
         let _ = maintenance.await;

@@ -30,6 +30,7 @@ pub mod actions {
     pub const SUMMARY_POSTED: &str = "summary.posted";
     pub const SUMMARY_DISMISSED: &str = "summary.dismissed";
     pub const DEPLOY_RECORDED: &str = "deploy.recorded";
+    pub const DEPLOY_UPDATED: &str = "deploy.updated";
     pub const ROLLBACK_OFFERED: &str = "rollback.offered";
     pub const ROLLBACK_REQUESTED: &str = "rollback.requested";
     pub const ROLLBACK_DENIED: &str = "rollback.denied";

@@ -122,6 +122,33 @@ pub struct ServerConfig {
     /// How long a running rollback may take to finish on shutdown before it is recorded
     /// as interrupted.
     pub shutdown_grace: Duration,
+    /// Limits on HTTP connections, so that idle or slow clients cannot use up the
+    /// process's file descriptors.
+    pub connections: ConnectionLimits,
+}
+
+/// How long a connection may take and how many may be open (`[server]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A client must send a request's complete headers within this time after starting
+    /// it (or after the previous response); otherwise its connection is closed.
+    pub header_read_timeout: Duration,
+    /// A connection with nothing read or written for this long is closed gracefully, and
+    /// dropped if it stays silent for as long again (a stalled upload).
+    pub idle_timeout: Duration,
+    /// Connections served at once. Beyond it, new connections are not accepted and wait
+    /// in the kernel's listen backlog until one closes (the timeouts above free slots).
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -411,6 +438,7 @@ impl Config {
                 heartbeat_interval: Duration::from_secs(5),
                 heartbeat_timeout: Duration::from_secs(15),
                 shutdown_grace: Duration::from_secs(30),
+                connections: ConnectionLimits::default(),
             },
             database: DatabaseConfig {
                 url: Secret::new(database_url),
@@ -476,6 +504,9 @@ struct RawServer {
     heartbeat_interval: Option<String>,
     heartbeat_timeout: Option<String>,
     shutdown_grace: Option<String>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -939,6 +970,32 @@ impl Validator<'_> {
             raw.shutdown_grace.as_deref(),
             Duration::from_secs(30),
         );
+        let defaults = ConnectionLimits::default();
+        let connections = ConnectionLimits {
+            header_read_timeout: self.duration(
+                "server.header_read_timeout",
+                raw.header_read_timeout.as_deref(),
+                defaults.header_read_timeout,
+            ),
+            idle_timeout: self.duration(
+                "server.idle_timeout",
+                raw.idle_timeout.as_deref(),
+                defaults.idle_timeout,
+            ),
+            max_connections: match raw.max_connections {
+                None => defaults.max_connections,
+                Some(toml::Value::Integer(n)) if (1..=1_000_000).contains(&n) => {
+                    usize::try_from(n).unwrap_or(defaults.max_connections)
+                }
+                Some(other) => {
+                    self.problem(
+                        "server.max_connections",
+                        format!("{other} is not a number of connections from 1 to 1000000"),
+                    );
+                    defaults.max_connections
+                }
+            },
+        };
         Some(ServerConfig {
             listen,
             public_url,
@@ -946,6 +1003,7 @@ impl Validator<'_> {
             heartbeat_interval,
             heartbeat_timeout,
             shutdown_grace,
+            connections,
         })
     }
 
@@ -2129,6 +2187,28 @@ mod tests {
             "checkout-production"
         );
         assert_eq!(service.setting(&None, &env, "{service}"), "checkout");
+    }
+
+    #[test]
+    fn server_connection_limits_have_defaults_and_are_validated() {
+        let config = parse(VALID).expect("valid");
+        assert_eq!(config.server.connections, ConnectionLimits::default());
+        let text = VALID.replace(
+            "[server]",
+            "[server]\nheader_read_timeout = \"5s\"\nidle_timeout = \"30s\"\nmax_connections = 64",
+        );
+        let limits = parse(&text).expect("valid").server.connections;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(30));
+        assert_eq!(limits.max_connections, 64);
+        let text = VALID.replace("[server]", "[server]\nmax_connections = 0");
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("server.max_connections")),
+            "{problems:?}"
+        );
     }
 }
 

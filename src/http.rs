@@ -1,9 +1,12 @@
 //! The HTTP surface: health, metrics, the deploy registry API for CI/CD, and the alert
 //! webhooks. Platform endpoints (Slack, Discord, the console) are merged in by their
 //! adapters. Errors follow one policy: bad input gets a 4xx whose body names the problem;
-//! internal failures are logged and answered with a generic 500; a database that is
-//! unavailable is answered 503 with `Retry-After` and a message naming `database.url`
-//! (logged once per outage, not once per request).
+//! internal failures are logged and answered with a generic 500, and so is a panicking
+//! handler; a database that is unavailable is answered 503 with `Retry-After` and a
+//! message naming `database.url` (logged once per outage, not once per request).
+//! [`serve`] runs the router with header-read and idle timeouts and a cap on open
+//! connections, because `axum::serve` has none and idle clients can exhaust the
+//! process's file descriptors.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -150,12 +153,32 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Wraps the whole router (core and adapters): body limit, request metrics.
+/// Wraps the whole router (core and adapters): panic catching, body limit, request
+/// metrics.
 pub fn finish(router: Router, metrics: Arc<Metrics>) -> Router {
     router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            answer_panic as fn(Box<dyn std::any::Any + Send + 'static>) -> Response,
+        ))
         .layer(middleware::from_fn_with_state(metrics, record_metrics))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// A bug in one handler costs that one response: the panic is logged and answered with
+/// a 500 instead of dropping the connection (and every request pipelined on it).
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    tracing::error!(panic = %message, "a request handler panicked; answered 500");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see breakwater's log",
+    )
+    .into_response()
 }
 
 async fn record_metrics(
@@ -371,50 +394,85 @@ fn nonempty(field: &str, value: Option<String>, max: usize) -> Result<Option<Str
     }
 }
 
+/// The configured service a report or query names, by name or alias (case-insensitive).
+fn configured_service<'a>(
+    config: &'a Config,
+    field: &str,
+    raw: &str,
+) -> Result<&'a crate::config::ServiceConfig, ApiError> {
+    let service =
+        ServiceName::parse(raw).map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))?;
+    config
+        .service(&service)
+        .or_else(|| config.services.iter().find(|s| s.known().is_named(raw)))
+        .ok_or_else(|| {
+            let known: Vec<String> = config.services.iter().map(|s| s.name.to_string()).collect();
+            ApiError::unprocessable(format!(
+                "{field}: \"{service}\" is not configured in breakwater (known: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+}
+
+/// The configured environment of `service` that `raw` names, directly or through the
+/// synonyms alerts are matched with (`prod` for `production`).
+fn configured_environment(
+    service: &crate::config::ServiceConfig,
+    field: &str,
+    raw: &str,
+) -> Result<Environment, ApiError> {
+    let environment =
+        Environment::parse(raw).map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))?;
+    service
+        .known()
+        .environment_named(environment.as_str())
+        .ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "{field}: {} has no environment \"{environment}\" (known: {})",
+                service.name,
+                service
+                    .environments
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+}
+
+/// A validated report: the deploy it describes when it is new, and what it carries for
+/// updating a deploy already recorded.
+struct ValidReport {
+    deploy: Deploy,
+    update: crate::core::deploy::DeployUpdate,
+    times_given: bool,
+}
+
 /// Checks a report against the configured services and turns it into a deploy.
 fn validate_report(
     config: &Config,
     report: DeployReport,
     received_at: DateTime<Utc>,
-) -> Result<Deploy, ApiError> {
-    let service = ServiceName::parse(&report.service)
-        .map_err(|e| ApiError::unprocessable(format!("service: {e}")))?;
-    let environment = Environment::parse(&report.environment)
-        .map_err(|e| ApiError::unprocessable(format!("environment: {e}")))?;
-    let Some(configured) = config.service(&service) else {
-        let known: Vec<String> = config.services.iter().map(|s| s.name.to_string()).collect();
-        return Err(ApiError::unprocessable(format!(
-            "service: {service:?} is not configured in breakwater (known: {})",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        )));
-    };
-    if !configured.environments.contains(&environment) {
-        return Err(ApiError::unprocessable(format!(
-            "environment: {service} has no environment {environment:?} (known: {})",
-            configured
-                .environments
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+) -> Result<ValidReport, ApiError> {
+    let configured = configured_service(config, "service", &report.service)?;
+    let environment = configured_environment(configured, "environment", &report.environment)?;
     let version = report.version.trim().to_owned();
     if version.is_empty() || version.chars().count() > 200 {
         return Err(ApiError::unprocessable("version: must be 1–200 characters"));
     }
-    let status = match report.status.as_deref() {
-        None => DeployStatus::Succeeded,
-        Some(raw) => DeployStatus::parse(raw).ok_or_else(|| {
+    let carried_status = match report.status.as_deref() {
+        None => None,
+        Some(raw) => Some(DeployStatus::parse(raw).ok_or_else(|| {
             ApiError::unprocessable(format!(
                 "status: {raw:?} must be one of started, succeeded, failed"
             ))
-        })?,
+        })?),
     };
+    let status = carried_status.unwrap_or(DeployStatus::Succeeded);
     if let Some(url) = &report.url {
         match url::Url::parse(url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
@@ -423,6 +481,15 @@ fn validate_report(
                     "url: {url:?} is not an http(s) URL"
                 )));
             }
+        }
+    }
+    for (field, at) in [
+        ("started_at", report.started_at),
+        ("finished_at", report.finished_at),
+    ] {
+        if let Some(at) = at {
+            crate::core::clock::check_plausible(at, received_at)
+                .map_err(|e| ApiError::unprocessable(format!("{field}: {e}")))?;
         }
     }
     if let (Some(started), Some(finished)) = (report.started_at, report.finished_at)
@@ -440,6 +507,7 @@ fn validate_report(
             )));
         }
     }
+    let times_given = report.started_at.is_some() || report.finished_at.is_some();
     let started_at = report
         .started_at
         .or(report.finished_at)
@@ -450,7 +518,7 @@ fn validate_report(
             report.finished_at.or(Some(received_at.max(started_at)))
         }
     };
-    Ok(Deploy {
+    let deploy = Deploy {
         target: Target::new(configured.name.clone(), environment),
         version,
         previous_version: nonempty("previous_version", report.previous_version, 200)?,
@@ -466,7 +534,59 @@ fn validate_report(
         config_changes: report.config_changes,
         source: DeploySource::Api,
     }
-    .with_secrets_masked())
+    .with_secrets_masked();
+    let update = crate::core::deploy::DeployUpdate {
+        previous_version: deploy.previous_version.clone(),
+        commit: deploy.commit.clone(),
+        author: deploy.author.clone(),
+        description: deploy.description.clone(),
+        url: deploy.url.clone(),
+        finished_at: report.finished_at,
+        status: carried_status,
+        changes: (!deploy.changes.is_empty()).then(|| deploy.changes.clone()),
+        config_changes: (!deploy.config_changes.is_empty()).then(|| deploy.config_changes.clone()),
+    };
+    Ok(ValidReport {
+        deploy,
+        update,
+        times_given,
+    })
+}
+
+/// The recorded deploy a report is about, if any: the one with the same start when the
+/// report gives one, else (a re-post without times, CI reporting "started" then
+/// "succeeded") the newest deploy of that version.
+async fn recorded_deploy_for(
+    state: &AppState,
+    report: &ValidReport,
+) -> Result<Option<Deploy>, ApiError> {
+    let deploy = &report.deploy;
+    let store = state.bot.store();
+    if !report.times_given {
+        return store
+            .latest_deploy_of_version(&deploy.target, &deploy.version)
+            .await
+            .map_err(ApiError::store);
+    }
+    let Some(just_after) = deploy
+        .started_at
+        .checked_add_signed(chrono::TimeDelta::microseconds(1))
+    else {
+        return Ok(None);
+    };
+    let same_start = store
+        .deploys(&DeployQuery {
+            service: Some(deploy.target.service.clone()),
+            environment: Some(deploy.target.environment.clone()),
+            since: Some(deploy.started_at),
+            before: Some(just_after),
+            limit: 100,
+        })
+        .await
+        .map_err(ApiError::store)?;
+    Ok(same_start
+        .into_iter()
+        .find(|d| d.version == deploy.version && d.started_at == deploy.started_at))
 }
 
 async fn post_deploy(
@@ -476,32 +596,23 @@ async fn post_deploy(
 ) -> Result<Response, ApiError> {
     require_api_token(&state, &headers)?;
     let report: DeployReport = parse_json(&body)?;
-    let explicit_start = report.started_at.is_some() || report.finished_at.is_some();
     let now = Utc::now();
-    let mut deploy = validate_report(&state.config, report, now)?;
-    // A re-post without times (CI reporting "started" then "succeeded") updates the
-    // newest deploy of that version instead of adding another.
-    if !explicit_start
-        && let Some(existing) = state
-            .bot
-            .store()
-            .latest_deploy_of_version(&deploy.target, &deploy.version)
-            .await
-            .map_err(ApiError::store)?
-    {
-        deploy.started_at = existing.started_at;
-        if deploy.status == DeployStatus::Succeeded && existing.finished_at.is_some() {
-            deploy.finished_at = existing.finished_at;
-        }
-    }
+    let report = validate_report(&state.config, report, now)?;
+    let existing = recorded_deploy_for(&state, &report).await?;
+    let (to_record, changed) = match &existing {
+        None => (report.deploy.clone(), Vec::new()),
+        Some(existing) => existing
+            .updated(&report.update, now)
+            .map_err(|e| ApiError::unprocessable(e.to_string()))?,
+    };
     let recorded = state
         .bot
         .store()
-        .record_deploy(&deploy)
+        .record_deploy(&to_record)
         .await
         .map_err(ApiError::store)?;
+    let audit = state.bot.audit();
     if recorded.created {
-        let audit = state.bot.audit();
         audit
             .append(
                 audit
@@ -513,6 +624,32 @@ async fn post_deploy(
                         "status": recorded.deploy.status.as_str(),
                         "author": recorded.deploy.author,
                         "commit": recorded.deploy.commit,
+                    })),
+            )
+            .await
+            .map_err(ApiError::store)?;
+    } else if !changed.is_empty() {
+        let lines: Vec<String> = changed
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {} → {}",
+                    c.field,
+                    c.old.as_deref().unwrap_or("(none)"),
+                    c.new.as_deref().unwrap_or("(none)")
+                )
+            })
+            .collect();
+        audit
+            .append(
+                audit
+                    .entry(actions::DEPLOY_UPDATED)
+                    .target(&recorded.deploy.target)
+                    .details(json!({
+                        "deploy": recorded.id,
+                        "version": recorded.deploy.version,
+                        "changed": lines,
+                        "fields": changed,
                     })),
             )
             .await
@@ -547,16 +684,42 @@ async fn list_deploys(
     require_api_token(&state, &headers)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let service = match query.service.as_deref().filter(|s| !s.is_empty()) {
-        Some(raw) => Some(
-            ServiceName::parse(raw).map_err(|e| ApiError::bad_request(format!("service: {e}")))?,
-        ),
+        Some(raw) => {
+            let given = ServiceName::parse(raw)
+                .map_err(|e| ApiError::bad_request(format!("service: {e}")))?;
+            // An alias finds the deploys stored under the configured name.
+            Some(
+                state
+                    .config
+                    .services
+                    .iter()
+                    .find(|s| s.known().is_named(raw))
+                    .map_or(given, |s| s.name.clone()),
+            )
+        }
         None => None,
     };
     let environment = match query.environment.as_deref().filter(|s| !s.is_empty()) {
-        Some(raw) => Some(
-            Environment::parse(raw)
-                .map_err(|e| ApiError::bad_request(format!("environment: {e}")))?,
-        ),
+        Some(raw) => {
+            let given = Environment::parse(raw)
+                .map_err(|e| ApiError::bad_request(format!("environment: {e}")))?;
+            // `prod` finds what is stored under the configured `production`, as in reports.
+            let services: Vec<&crate::config::ServiceConfig> = match &service {
+                Some(service) => state
+                    .config
+                    .services
+                    .iter()
+                    .filter(|s| s.known().is_named(service.as_str()))
+                    .collect(),
+                None => state.config.services.iter().collect(),
+            };
+            Some(
+                services
+                    .iter()
+                    .find_map(|s| s.known().environment_named(given.as_str()))
+                    .unwrap_or(given),
+            )
+        }
         None => None,
     };
     let limit = match query.limit.as_deref() {
@@ -610,9 +773,13 @@ async fn grafana_webhook(
 
 async fn receive_alerts(
     state: &AppState,
-    alerts: Vec<crate::core::alert::Alert>,
+    mut alerts: Vec<crate::core::alert::Alert>,
 ) -> Result<Response, ApiError> {
     let received = alerts.len();
+    let now = Utc::now();
+    for alert in &mut alerts {
+        clamp_alert_times(alert, now);
+    }
     let handled = state
         .bot
         .handle_webhook_alerts(alerts)
@@ -630,4 +797,345 @@ async fn receive_alerts(
         axum::Json(json!({ "received": received, "recorded": recorded, "held": held }))
             .into_response(),
     )
+}
+
+/// Moves an alert's times from outside into the plausible range instead of refusing it:
+/// Alertmanager would retry a refused notification forever and the alert would never be
+/// shown, while a corrected time costs only precision. The sender's bad clock is logged.
+fn clamp_alert_times(alert: &mut crate::core::alert::Alert, now: DateTime<Utc>) {
+    use crate::core::clock::clamp_plausible;
+    let started_at = clamp_plausible(alert.started_at, now);
+    let ended_at = alert
+        .ended_at
+        .map(|at| clamp_plausible(at, now).max(started_at));
+    if started_at != alert.started_at || ended_at != alert.ended_at {
+        tracing::warn!(
+            alert = %alert.title,
+            starts_at = %alert.started_at,
+            ends_at = ?alert.ended_at,
+            "an alert's times were outside 2000-01-01 .. now + 1 day; recorded with corrected times (check the sender's clock)"
+        );
+        alert.started_at = started_at;
+        alert.ended_at = ended_at;
+    }
+}
+
+// --- serving connections -----------------------------------------------------------------
+
+/// Serves `router` on `listener` until `stop` completes, then lets open requests finish
+/// for at most `drain` before returning.
+///
+/// Unlike `axum::serve`, every connection is limited (`server.header_read_timeout`,
+/// `server.idle_timeout`) and at most `server.max_connections` are open at once. Policy
+/// when the cap is reached: breakwater stops accepting, so new connections wait in the
+/// kernel's listen backlog (they are not refused) and are accepted in arrival order as
+/// soon as a served connection closes; the timeouts guarantee that idle and slow clients
+/// free their slots. This keeps file descriptors for the store and the chat platforms
+/// instead of failing with "Too many open files".
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: crate::config::ConnectionLimits,
+    metrics: Arc<Metrics>,
+    drain: std::time::Duration,
+    stop: impl std::future::Future<Output = ()> + Send,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let connections = tokio_util::task::TaskTracker::new();
+    let closing = tokio_util::sync::CancellationToken::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+    tokio::pin!(stop);
+    let mut at_cap_logged = false;
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if !at_cap_logged {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "HTTP connection cap reached; new connections wait until one closes (server.max_connections)"
+                    );
+                    at_cap_logged = true;
+                }
+                tokio::select! {
+                    () = &mut stop => break,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        // The semaphore is never closed.
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        let (stream, remote) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    drop(slot);
+                    pause_after_accept_error(&error).await;
+                    continue;
+                }
+            },
+        };
+        if slots.available_permits() > 0 {
+            at_cap_logged = false;
+        }
+        let _ = stream.set_nodelay(true);
+        let service = {
+            let router = router.clone();
+            hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                tower::ServiceExt::oneshot(router.clone(), request)
+            })
+        };
+        let builder = builder.clone();
+        let closing = closing.clone();
+        let metrics = metrics.clone();
+        let idle_timeout = limits.idle_timeout;
+        metrics.http_connection(true);
+        connections.spawn(async move {
+            let (io, activity) = ActivityIo::new(stream);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            serve_one(connection, activity, idle_timeout, closing).await;
+            metrics.http_connection(false);
+            drop(slot);
+        });
+    }
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(drain, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections still open after server.shutdown_grace; closing them");
+    }
+}
+
+/// Drives one connection. When nothing has been read or written for `idle_timeout`, or
+/// the server is stopping, it is closed gracefully (a response in progress is finished
+/// first); if it then stays silent for another `idle_timeout` (an upload that stalled
+/// mid-body, a response that never comes) it is dropped, so no client can hold a slot
+/// forever.
+async fn serve_one<S>(
+    connection: hyper::server::conn::http1::Connection<hyper_util::rt::TokioIo<ActivityIo>, S>,
+    activity: Arc<Activity>,
+    idle_timeout: std::time::Duration,
+    closing: tokio_util::sync::CancellationToken,
+) where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = axum::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            () = activity.idle_for(idle_timeout) => {
+                if shutting_down {
+                    tracing::debug!("dropping an HTTP connection that stayed silent after being asked to close (server.idle_timeout)");
+                    return;
+                }
+                shutting_down = true;
+                // The grace period is counted from now.
+                activity.touch();
+                connection.as_mut().graceful_shutdown();
+            }
+            () = closing.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                activity.touch();
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Failing `accept` (most often out of file descriptors) is logged and retried after a
+/// second, the way hyper's own server does: the failure is the host's, and spinning on it
+/// would only burn the CPU that closing connections need.
+async fn pause_after_accept_error(error: &std::io::Error) {
+    if matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "accept error: the HTTP listener cannot take connections; check the open-file limit (ulimit -n) and server.max_connections");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
+
+/// When a connection last read or wrote a byte.
+#[derive(Debug)]
+struct Activity {
+    opened: tokio::time::Instant,
+    /// Milliseconds after `opened`.
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Completes once nothing has been read or written for `timeout`.
+    async fn idle_for(&self, timeout: std::time::Duration) {
+        loop {
+            let last = self.opened
+                + std::time::Duration::from_millis(
+                    self.last_ms.load(std::sync::atomic::Ordering::Relaxed),
+                );
+            let deadline = last + timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A TCP stream that records its last activity, for the idle timeout.
+struct ActivityIo {
+    stream: tokio::net::TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl ActivityIo {
+    fn new(stream: tokio::net::TcpStream) -> (Self, Arc<Activity>) {
+        let activity = Arc::new(Activity {
+            opened: tokio::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        });
+        (
+            Self {
+                stream,
+                activity: activity.clone(),
+            },
+            activity,
+        )
+    }
+}
+
+impl tokio::io::AsyncRead for ActivityIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for ActivityIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Raises the soft open-file limit to the hard one, so that the connection cap rather
+/// than a distribution's default of 1024 decides how many clients are served. Failure
+/// is logged, not fatal: the process still works within the lower limit.
+#[cfg(unix)]
+pub fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited"; an unlimited hard limit is left alone, since asking for an
+    // unlimited soft one fails on Linux.
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
+        return;
+    };
+    if current >= maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(maximum),
+        maximum: Some(maximum),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(
+            from = current,
+            to = maximum,
+            "raised the open-file limit to the hard limit"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            current,
+            "could not raise the open-file limit; connections beyond it fail to be accepted"
+        ),
+    }
+}
+
+/// Open-file limits are a Unix notion; elsewhere there is nothing to raise.
+#[cfg(not(unix))]
+pub fn raise_open_file_limit() {}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use rustix::process::{Resource, getrlimit};
+
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
+        super::raise_open_file_limit();
+        let limit = getrlimit(Resource::Nofile);
+        if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
+            assert_eq!(current, maximum);
+        }
+    }
 }

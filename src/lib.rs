@@ -15,7 +15,7 @@
 //! - [`demo`]: `breakwater demo`: the bot on an embedded configuration with a scripted
 //!   incident, for a first look without any accounts.
 //! - [`http`]: the axum router: health, metrics, deploy API, alert webhooks, platform
-//!   HTTP endpoints.
+//!   HTTP endpoints; and the accept loop that serves it with connection limits.
 //!
 //! Data flows one way: adapters turn the outside world into core events, the core
 //! decides, adapters render the core's replies.

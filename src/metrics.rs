@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -46,6 +47,8 @@ fn latency_histogram() -> Histogram {
 /// All of breakwater's metrics, registered once and shared.
 pub struct Metrics {
     registry: Registry,
+    http_connections_open: Gauge,
+    alerts_unrouted: Counter,
     alerts_received: Family<SourceLabels, Counter>,
     summaries_posted: Family<PlatformLabels, Counter>,
     rollbacks: Family<OutcomeLabels, Counter>,
@@ -69,6 +72,18 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("breakwater");
+        let http_connections_open = Gauge::default();
+        registry.register(
+            "http_connections_open",
+            "HTTP connections being served (at most server.max_connections)",
+            http_connections_open.clone(),
+        );
+        let alerts_unrouted = Counter::default();
+        registry.register(
+            "alerts_unrouted",
+            "Webhook alerts that matched no configured service (see the console's unrouted list)",
+            alerts_unrouted.clone(),
+        );
         let alerts_received = Family::<SourceLabels, Counter>::default();
         registry.register(
             "alerts_received",
@@ -113,6 +128,8 @@ impl Metrics {
         );
         Self {
             registry,
+            http_connections_open,
+            alerts_unrouted,
             alerts_received,
             summaries_posted,
             rollbacks,
@@ -173,6 +190,25 @@ impl Metrics {
                 platform: platform.to_owned(),
             })
             .inc();
+    }
+
+    /// A connection was accepted (`true`) or closed (`false`).
+    pub fn http_connection(&self, opened: bool) {
+        if opened {
+            self.http_connections_open.inc();
+        } else {
+            self.http_connections_open.dec();
+        }
+    }
+
+    /// HTTP connections being served right now.
+    pub fn http_connections_open(&self) -> i64 {
+        self.http_connections_open.get()
+    }
+
+    /// A webhook alert matched no configured service.
+    pub fn alert_unrouted(&self) {
+        self.alerts_unrouted.inc();
     }
 
     /// The Prometheus text exposition.

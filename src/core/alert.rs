@@ -209,6 +209,29 @@ pub struct KnownService {
     pub environments: Vec<Environment>,
 }
 
+impl KnownService {
+    /// The configured environment `word` names, directly or through a common synonym
+    /// (`prod` for `production`): the API accepts what alerts are matched with.
+    pub fn environment_named(&self, word: &str) -> Option<Environment> {
+        match_environment(self, word)
+    }
+
+    /// Whether `word` is this service's name or one of its aliases (case-insensitive).
+    pub fn is_named(&self, word: &str) -> bool {
+        let word = word.trim();
+        self.name.as_str().eq_ignore_ascii_case(word)
+            || self
+                .aliases
+                .iter()
+                .any(|a| a.trim().eq_ignore_ascii_case(word))
+    }
+}
+
+/// The label keys recognition reads a service name from, most specific first.
+pub fn service_label_keys() -> &'static [&'static str] {
+    SERVICE_LABELS
+}
+
 /// What recognition found. An environment is only reported for a recognised service and
 /// only when it is one of that service's environments.
 #[derive(Debug, Clone, PartialEq, Eq)]

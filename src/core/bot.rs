@@ -211,6 +211,8 @@ pub struct Bot {
 
 struct Inner {
     settings: BotSettings,
+    /// Alert names already logged as matching no service (bounded).
+    unrouted: super::unrouted::UnroutedNames,
     recognizer: Recognizer,
     store: Arc<dyn Store>,
     audit: AuditLog,
@@ -257,6 +259,7 @@ impl Bot {
         Self {
             inner: Arc::new(Inner {
                 recognizer,
+                unrouted: super::unrouted::UnroutedNames::default(),
                 store: parts.store,
                 audit: parts.audit,
                 backends: parts.backends,
@@ -326,6 +329,9 @@ impl Bot {
         let mut alerts = alerts.into_iter();
         while let Some(mut alert) = alerts.next() {
             self.inner.recognizer.apply(&mut alert);
+            if alert.service.is_none() {
+                self.note_unrouted(&alert);
+            }
             let held = HeldAlert {
                 claim: None,
                 alert,
@@ -349,6 +355,9 @@ impl Bot {
                     let mut rest = vec![held];
                     rest.extend(alerts.by_ref().map(|mut alert| {
                         self.inner.recognizer.apply(&mut alert);
+                        if alert.service.is_none() {
+                            self.note_unrouted(&alert);
+                        }
                         HeldAlert {
                             claim: None,
                             alert,
@@ -363,6 +372,31 @@ impl Bot {
             }
         }
         Ok(handled)
+    }
+
+    /// Counts a webhook alert that matched no configured service and logs the first of
+    /// each alert name; the thread it opens says the same in chat (see `build_summary`).
+    fn note_unrouted(&self, alert: &Alert) {
+        self.inner.metrics.alert_unrouted();
+        if self.inner.unrouted.first_time(&alert.title) {
+            let known: Vec<String> = self
+                .inner
+                .settings
+                .services
+                .iter()
+                .map(|s| s.name.to_string())
+                .collect();
+            let looked_at: Vec<String> = super::unrouted::service_labels_looked_at(&alert.labels)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect();
+            tracing::warn!(
+                alert = %alert.title,
+                labels = %looked_at.join(", "),
+                known = %known.join(", "),
+                "a webhook alert matched no configured service; add a `service` label to the alert or an alias to [[services]] (logged once per alert name, counted in breakwater_alerts_unrouted_total)"
+            );
+        }
     }
 
     /// A message seen in an alert channel. `event_id` is the platform's delivery id.
@@ -961,7 +995,8 @@ impl Bot {
                 .iter()
                 .map(|s| s.name.clone())
                 .collect();
-            return base(SummaryBody::UnknownService { known });
+            let looked_at = super::unrouted::service_labels_looked_at(&alert.labels);
+            return base(SummaryBody::UnknownService { known, looked_at });
         };
         let Some(environment) = &alert.environment else {
             let known = self
@@ -976,9 +1011,11 @@ impl Bot {
             });
         };
         let target = Target::new(service.clone(), environment.clone());
-        let window_start = alert.started_at
-            - chrono::Duration::from_std(self.inner.settings.policy.lookback)
-                .unwrap_or(chrono::Duration::hours(6));
+        let window_start = crate::core::clock::saturating_sub(
+            alert.started_at,
+            chrono::Duration::from_std(self.inner.settings.policy.lookback)
+                .unwrap_or(chrono::Duration::hours(6)),
+        );
         let (history, mut caveats) = self
             .history(&target, HistoryScope::Window(window_start))
             .await;

@@ -100,15 +100,35 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
     sections.push(Section::Text { text: alert_line });
 
     let (title, text, actions, tone) = match &summary.body {
-        SummaryBody::UnknownService { known } => {
+        SummaryBody::UnknownService { known, looked_at } => {
             let names: Vec<String> = known.iter().map(ToString::to_string).collect();
             let known_text = if names.is_empty() {
                 "none are configured".to_owned()
             } else {
                 names.join(", ")
             };
+            let labels_text = if looked_at.is_empty() {
+                format!(
+                    "It has none of the labels I read a service from ({}), and its text names no service I know.",
+                    crate::core::alert::service_label_keys()
+                        .iter()
+                        .take(4)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                format!(
+                    "Labels I looked at: {}.",
+                    looked_at
+                        .iter()
+                        .map(|(key, value)| format!("{key}={value}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
             let line = format!(
-                "I could not tell which service this alert is about. Services I know: {known_text}."
+                "Not matched to a service: I could not tell which service this alert is about. {labels_text} Services I know: {known_text}."
             );
             sections.push(Section::Text {
                 text: RichText::new().plain(line.clone()),

@@ -333,6 +333,134 @@ impl Deploy {
     }
 }
 
+/// What a later report about a known deploy carries. Absent fields leave the recorded
+/// ones alone: a pipeline that re-posts only `"status": "succeeded"` must not move the
+/// deploy's finish to "now" and make a days-old deploy look like the cause of today's
+/// incident.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeployUpdate {
+    pub previous_version: Option<String>,
+    pub commit: Option<String>,
+    pub author: Option<String>,
+    pub description: Option<String>,
+    pub url: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: Option<DeployStatus>,
+    /// `None` (or an empty list in a report) keeps the recorded list.
+    pub changes: Option<Vec<Change>>,
+    pub config_changes: Option<Vec<ConfigChange>>,
+}
+
+/// One field an update changed, as the audit log shows it: `field: old → new`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    pub field: &'static str,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// Why an update cannot apply to the recorded deploy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    #[error("finished_at: {finished} is before the recorded started_at {started}")]
+    FinishedBeforeStart {
+        finished: DateTime<Utc>,
+        started: DateTime<Utc>,
+    },
+}
+
+impl Deploy {
+    /// This deploy with `update` applied, and what changed. A carried status or finish
+    /// replaces the recorded one; without a finish, `finished_at` is filled with `now` only
+    /// when none was recorded and the status becomes final. Other fields are filled where
+    /// empty.
+    pub fn updated(
+        &self,
+        update: &DeployUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<(Deploy, Vec<FieldChange>), UpdateError> {
+        let mut next = self.clone();
+        let mut changed = Vec::new();
+        // Descriptive fields are filled where empty, never rewritten: who deployed which
+        // commit is settled by the first report that said so.
+        let mut text = |field: &'static str, slot: &mut Option<String>, new: &Option<String>| {
+            if let Some(new) = new
+                && slot.is_none()
+            {
+                changed.push(FieldChange {
+                    field,
+                    old: slot.clone(),
+                    new: Some(new.clone()),
+                });
+                *slot = Some(new.clone());
+            }
+        };
+        text(
+            "previous_version",
+            &mut next.previous_version,
+            &update.previous_version,
+        );
+        text("commit", &mut next.commit, &update.commit);
+        text("author", &mut next.author, &update.author);
+        text("description", &mut next.description, &update.description);
+        text("url", &mut next.url, &update.url);
+        if let Some(status) = update.status
+            && status != next.status
+        {
+            changed.push(FieldChange {
+                field: "status",
+                old: Some(next.status.as_str().to_owned()),
+                new: Some(status.as_str().to_owned()),
+            });
+            next.status = status;
+        }
+        let finished_at = match update.finished_at {
+            Some(finished) if finished < next.started_at => {
+                return Err(UpdateError::FinishedBeforeStart {
+                    finished,
+                    started: next.started_at,
+                });
+            }
+            Some(finished) => Some(finished),
+            None if next.finished_at.is_none() && next.status != DeployStatus::Started => {
+                Some(now.max(next.started_at))
+            }
+            None => next.finished_at,
+        };
+        if finished_at != next.finished_at {
+            changed.push(FieldChange {
+                field: "finished_at",
+                old: next.finished_at.map(|t| t.to_rfc3339()),
+                new: finished_at.map(|t| t.to_rfc3339()),
+            });
+            next.finished_at = finished_at;
+        }
+        if let Some(changes) = &update.changes
+            && next.changes.is_empty()
+            && !changes.is_empty()
+        {
+            changed.push(FieldChange {
+                field: "changes",
+                old: Some(format!("{} commits", next.changes.len())),
+                new: Some(format!("{} commits", changes.len())),
+            });
+            next.changes.clone_from(changes);
+        }
+        if let Some(config_changes) = &update.config_changes
+            && next.config_changes.is_empty()
+            && !config_changes.is_empty()
+        {
+            changed.push(FieldChange {
+                field: "config_changes",
+                old: Some(format!("{} keys", next.config_changes.len())),
+                new: Some(format!("{} keys", config_changes.len())),
+            });
+            next.config_changes.clone_from(config_changes);
+        }
+        Ok((next, changed))
+    }
+}
+
 fn fill(slot: &mut Option<String>, other: &Option<String>) {
     if slot.is_none() {
         slot.clone_from(other);
@@ -342,6 +470,85 @@ fn fill(slot: &mut Option<String>, other: &Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn recorded(finished_at: Option<DateTime<Utc>>, status: DeployStatus) -> Deploy {
+        Deploy {
+            target: Target::new(
+                ServiceName::parse("checkout").expect("ok"),
+                Environment::parse("production").expect("ok"),
+            ),
+            version: "v42".into(),
+            previous_version: Some("v41".into()),
+            revision: None,
+            commit: Some("abc".into()),
+            author: Some("ada".into()),
+            description: None,
+            url: None,
+            started_at: time("2026-11-26T10:00:00Z"),
+            finished_at,
+            status,
+            changes: Vec::new(),
+            config_changes: Vec::new(),
+            source: DeploySource::Api,
+        }
+    }
+
+    fn time(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn an_update_with_only_a_status_keeps_the_recorded_finish() {
+        let finished = time("2026-11-26T10:05:00Z");
+        let deploy = recorded(Some(finished), DeployStatus::Failed);
+        let update = DeployUpdate {
+            status: Some(DeployStatus::Succeeded),
+            ..DeployUpdate::default()
+        };
+        let (next, changed) = deploy
+            .updated(&update, time("2026-11-29T03:00:00Z"))
+            .expect("applies");
+        assert_eq!(next.finished_at, Some(finished));
+        assert_eq!(next.status, DeployStatus::Succeeded);
+        assert_eq!(next.author.as_deref(), Some("ada"));
+        assert_eq!(
+            changed,
+            vec![FieldChange {
+                field: "status",
+                old: Some("failed".into()),
+                new: Some("succeeded".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_final_status_fills_an_empty_finish_with_now() {
+        let deploy = recorded(None, DeployStatus::Started);
+        let now = time("2026-11-26T10:07:00Z");
+        let update = DeployUpdate {
+            status: Some(DeployStatus::Succeeded),
+            ..DeployUpdate::default()
+        };
+        let (next, changed) = deploy.updated(&update, now).expect("applies");
+        assert_eq!(next.finished_at, Some(now));
+        assert_eq!(changed.len(), 2);
+    }
+
+    #[test]
+    fn an_update_finishing_before_the_recorded_start_is_refused() {
+        let deploy = recorded(None, DeployStatus::Started);
+        let update = DeployUpdate {
+            finished_at: Some(time("2026-11-26T09:00:00Z")),
+            ..DeployUpdate::default()
+        };
+        assert!(
+            deploy
+                .updated(&update, time("2026-11-26T10:07:00Z"))
+                .is_err()
+        );
+    }
 
     #[test]
     fn names_compare_case_insensitively() {

@@ -12,3 +12,4 @@ pub mod message;
 pub mod policy;
 pub mod rollback;
 pub mod summary;
+pub mod unrouted;

@@ -29,6 +29,9 @@ pub enum SummaryBody {
     /// The alert names no configured service.
     UnknownService {
         known: Vec<ServiceName>,
+        /// The alert's labels a service is read from (`service=ledger`), as it carried
+        /// them, so the operator sees why nothing matched.
+        looked_at: Vec<(String, String)>,
     },
     /// The service is known but the environment could not be told.
     UnknownEnvironment {
@@ -126,8 +129,11 @@ pub fn human_span(seconds: u64) -> String {
 /// Builds the summary for a firing alert about a known target.
 pub fn summarize(input: SummaryInput<'_>) -> Summary {
     let alert_at = input.alert.started_at;
-    let window_start =
-        alert_at - chrono::Duration::from_std(input.lookback).unwrap_or(chrono::Duration::hours(6));
+    // The alert's time came from outside: shift it without risking an overflow panic.
+    let window_start = crate::core::clock::saturating_sub(
+        alert_at,
+        chrono::Duration::from_std(input.lookback).unwrap_or(chrono::Duration::hours(6)),
+    );
     let in_window = |d: &Deploy| {
         d.is_in_progress() || d.started_at > alert_at || d.effective_at() >= window_start
     };
@@ -223,6 +229,53 @@ fn offer_for(
             )),
         );
     };
+    // The report's own `previous_version` says what ran before the suspect; the deploy
+    // before it by start time may be an older one (a report missed, a redeploy).
+    if let Some(previous) = &suspect.previous_version
+        && *previous != suspect.version
+    {
+        let named = history.iter().find(|d| {
+            d.status == DeployStatus::Succeeded
+                && d.version == *previous
+                && !std::ptr::eq(*d, suspect)
+        });
+        return match named {
+            Some(named) => offer_to(named, suspect, current, target),
+            None if history.iter().any(|d| {
+                d.status == DeployStatus::Succeeded
+                    && d.version != suspect.version
+                    && d.effective_at() <= suspect.started_at
+            }) =>
+            {
+                (
+                    None,
+                    Some(format!(
+                        "The report of {} names {previous} as the version before it, but no successful deploy of {previous} to {target} is in the history, so no rollback is offered.",
+                        suspect.version
+                    )),
+                )
+            }
+            None if *previous != current.version => (
+                Some(Offer {
+                    from: current,
+                    to: Revision::version(previous.clone()),
+                    suspect_version: suspect.version.clone(),
+                    reason: format!(
+                        "{} is the suspect; {previous} ran before it",
+                        suspect.version
+                    ),
+                    to_url: None,
+                }),
+                None,
+            ),
+            None => (
+                None,
+                Some(format!(
+                    "{target} already runs {previous}, the version before the suspect."
+                )),
+            ),
+        };
+    }
     let predecessor = history.iter().find(|d| {
         d.status == DeployStatus::Succeeded
             && d.version != suspect.version
@@ -252,6 +305,16 @@ fn offer_for(
             ),
         };
     };
+    offer_to(predecessor, suspect, current, target)
+}
+
+/// The rollback from what runs now back to `predecessor`, unless that already runs.
+fn offer_to(
+    predecessor: &Deploy,
+    suspect: &Deploy,
+    current: Revision,
+    target: &Target,
+) -> (Option<Offer>, Option<String>) {
     let to = predecessor.as_revision();
     if to.version == current.version {
         return (
@@ -466,6 +529,50 @@ mod tests {
         only.previous_version = Some("v41".into());
         let summary = summarize_history(&[only], Some("v42"));
         assert_eq!(summary.offer.expect("offer").to.version, "v41");
+    }
+
+    #[test]
+    fn the_offered_target_follows_the_reported_previous_version_over_start_order() {
+        // v41 was reported after v42 (a late report, or a redeploy of an old version), but
+        // v43's report says it replaced v42.
+        let mut suspect = deploy("v43", -10);
+        suspect.previous_version = Some("v42".into());
+        let history = [suspect, deploy("v41", -60), deploy("v42", -120)];
+        let summary = summarize_history(&history, Some("v43"));
+        let offer = summary.offer.expect("offer");
+        assert_eq!(offer.to.version, "v42");
+        assert_eq!(offer.reason, "v43 is the suspect; v42 ran before it");
+    }
+
+    #[test]
+    fn a_reported_previous_version_missing_from_history_is_named_instead_of_another_offer() {
+        let mut suspect = deploy("v43", -10);
+        suspect.previous_version = Some("v42".into());
+        let history = [suspect, deploy("v41", -60)];
+        let summary = summarize_history(&history, Some("v43"));
+        assert!(summary.offer.is_none());
+        let reason = summary.no_offer_reason.expect("a reason");
+        assert!(
+            reason.contains("names v42 as the version before it") && reason.contains("v42"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn an_alert_at_the_edge_of_time_does_not_panic_the_summary() {
+        let mut alert = alert();
+        alert.started_at = DateTime::<Utc>::MIN_UTC;
+        let target = target();
+        let history = [deploy("v42", -18)];
+        let summary = summarize(SummaryInput {
+            alert: &alert,
+            target: &target,
+            history: &history,
+            lookback: std::time::Duration::from_secs(6 * 3600),
+            current: None,
+            caveats: vec![],
+        });
+        assert!(matches!(summary.body, SummaryBody::Deploys(_)));
     }
 
     #[test]

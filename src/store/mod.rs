@@ -225,7 +225,8 @@ pub trait Store: Send + Sync {
     // --- deploys -------------------------------------------------------------------------
 
     /// Inserts a deploy, or updates the one with the same (target, version, started_at):
-    /// status, finished_at, and fields that were empty are taken from the new report.
+    /// status and finished_at are set as given (callers apply a report to the recorded
+    /// deploy first, see `Deploy::updated`), fields that were empty are filled.
     async fn record_deploy(&self, deploy: &Deploy) -> StoreResult<RecordedDeploy>;
 
     /// Newest first by start time.

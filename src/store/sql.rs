@@ -647,11 +647,13 @@ where
                 created: true,
             });
         }
-        // A re-post: the report's status and finish win; it fills only what was empty.
+        // A re-post of a known deploy: status and finish are the caller's (the API applies
+        // a report with `Deploy::updated`, which never moves a recorded finish to "now");
+        // other fields are only filled where they were empty.
         let row: DeployRow = sqlx::query_as(concat!(
             "UPDATE deploys SET \
                status = $5, \
-               finished_at = COALESCE($6, finished_at), \
+               finished_at = $6, \
                previous_version = COALESCE(NULLIF(previous_version, ''), $7, previous_version), \
                revision = COALESCE(NULLIF(revision, ''), $8, revision), \
                commit_sha = COALESCE(NULLIF(commit_sha, ''), $9, commit_sha), \

@@ -11,10 +11,12 @@ mod cli;
 mod console;
 mod console_browser;
 mod crash;
+mod deploy_history;
 #[cfg(feature = "discord")]
 mod discord;
 mod outage;
 mod rollback;
+mod server_limits;
 #[cfg(feature = "slack")]
 mod slack;
 mod store;

@@ -64,7 +64,7 @@ impl Follower {
     /// while pages come back full, so that a burst larger than a page is not re-read
     /// forever.
     async fn read_changes(&mut self) {
-        let mut since = self.cursor - OVERLAP;
+        let mut since = crate::core::clock::saturating_sub(self.cursor, OVERLAP);
         loop {
             let changed = match self
                 .console

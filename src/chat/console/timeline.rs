@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::html::escape;
+use crate::core::clock::{saturating_add, saturating_sub};
 use crate::core::deploy::{Deploy, DeploySource, DeployStatus};
 use crate::store::AlertGroup;
 
@@ -41,10 +42,17 @@ pub(crate) fn svg(
         .chain(alerts.iter().map(|a| a.opened_at))
         .min()
         .unwrap_or(now);
-    let start =
-        earliest.min(now - chrono::Duration::hours(MIN_SPAN_HOURS)) - chrono::Duration::minutes(30);
+    // Saturating shifts: a stored time near chrono's limits (an old, unchecked report)
+    // must draw badly rather than panic the page.
+    let start = saturating_sub(
+        earliest.min(saturating_sub(
+            now,
+            chrono::TimeDelta::hours(MIN_SPAN_HOURS),
+        )),
+        chrono::TimeDelta::minutes(30),
+    );
     let mut out = draw(service, View::Overview, deploys, alerts, start, now);
-    let detail_start = now - chrono::Duration::hours(DETAIL_HOURS);
+    let detail_start = saturating_sub(now, chrono::TimeDelta::hours(DETAIL_HOURS));
     let recent_deploys: Vec<Deploy> = deploys
         .iter()
         .filter(|d| d.started_at >= detail_start)
@@ -212,7 +220,11 @@ fn draw(
         WIDTH - RIGHT
     );
     for step in 0..=4 {
-        let at = start + chrono::Duration::seconds((span * f64::from(step) / 4.0) as i64);
+        let at = saturating_add(
+            start,
+            chrono::TimeDelta::try_seconds((span * f64::from(step) / 4.0) as i64)
+                .unwrap_or(chrono::TimeDelta::MAX),
+        );
         let label = if span > 86_400.0 {
             at.format("%b %d %H:%M").to_string()
         } else {
@@ -263,6 +275,22 @@ mod tests {
             config_changes: Vec::new(),
             source: DeploySource::Api,
         }
+    }
+
+    #[test]
+    fn a_deploy_recorded_at_the_edge_of_time_draws_without_panicking() {
+        let now = Utc::now();
+        let mut ancient = deploy("v0", 0, now);
+        ancient.started_at = DateTime::<Utc>::MIN_UTC;
+        let mut future = deploy("v9", 0, now);
+        future.started_at = DateTime::<Utc>::MAX_UTC;
+        let out = svg(
+            "checkout",
+            &[future, ancient, deploy("v2", 30, now)],
+            &[],
+            now,
+        );
+        assert!(out.contains("<svg"), "{out}");
     }
 
     #[test]
