@@ -15,7 +15,8 @@ use breakwater::core::rollback::PlanId;
 use serde_json::json;
 
 use crate::support::argocd::{
-    ARGO_TOKEN, AfterRollback, Entry, FakeArgoCd, application, revision_of,
+    ARGO_TOKEN, AfterRollback, CHART_VERSION, Entry, FakeArgoCd, Shape, application, revision_of,
+    shaped_application,
 };
 use crate::support::{AppOptions, TestApp, actor, spawn_app_with};
 
@@ -551,5 +552,149 @@ async fn argocd_apps_in_other_namespaces_are_addressed_with_app_namespace() {
     assert_eq!(
         fake.seen()[0].query.as_deref(),
         Some("appNamespace=team-storefront")
+    );
+}
+
+// --- rollback truth: the rollback's own operation, never the revision string ------------------
+
+fn rollback_call() -> RollbackCall {
+    RollbackCall {
+        plan_id: PlanId::generate(),
+        target: target(),
+        from: Revision {
+            id: "3".into(),
+            version: "v1.4.0".into(),
+        },
+        to: Revision {
+            id: "2".into(),
+            version: "v1.3.2".into(),
+        },
+        requested_by: actor("console:alice", "Alice"),
+        reason: "error rate".into(),
+        disable_auto_sync: false,
+    }
+}
+
+/// Rolls back through the backend on its own and follows it, returning the outcome, the
+/// progress lines and the number of history entries the application had when the
+/// outcome was known.
+async fn roll_back_and_follow(fake: &FakeArgoCd) -> (Outcome, Vec<String>, usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = registry(&fake.url, dir.path(), "");
+    let backend = registry.get("argo").expect("argo");
+    let operation = backend.rollback(&rollback_call()).await.expect("accepted");
+    let lines = std::sync::Mutex::new(Vec::new());
+    let outcome = backend
+        .wait(&operation, &|line| lines.lock().expect("lock").push(line))
+        .await
+        .expect("followed");
+    let entries = fake.app(APP)["status"]["history"]
+        .as_array()
+        .map_or(0, Vec::len);
+    (outcome, lines.into_inner().expect("lock"), entries)
+}
+
+#[tokio::test]
+async fn argocd_a_helm_repository_chart_sharing_one_revision_is_rolled_back_only_after_its_own_sync_ran()
+ {
+    let fake = FakeArgoCd::start().await;
+    fake.add(shaped_application(
+        APP,
+        &history(),
+        false,
+        Shape::HelmRepositoryChart,
+    ));
+    // The controller is busy: the rollback stays pending for a few reads while the app
+    // still reads Synced to 1.8.2 and Healthy.
+    fake.start_syncs_after_reads(3);
+
+    let (outcome, lines, entries) = roll_back_and_follow(&fake).await;
+
+    assert!(
+        matches!(outcome, Outcome::Succeeded(ref m) if m.contains("Healthy")),
+        "{outcome:?}"
+    );
+    assert_eq!(entries, 4, "success only after the sync added its history entry");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("waiting for Argo CD to start the sync to {CHART_VERSION}")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("Running")), "{lines:?}");
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].body["id"], 2);
+}
+
+#[tokio::test]
+async fn argocd_a_pending_rollback_that_syncs_later_and_ends_degraded_is_a_failure_never_a_success_first()
+ {
+    let (app, fake) = start(Setup::default()).await;
+    fake.add(shaped_application(
+        APP,
+        &history(),
+        false,
+        Shape::HelmRepositoryChart,
+    ));
+    fake.start_syncs_after_reads(3);
+    fake.after_rollback(AfterRollback::Degraded(
+        "Deployment \"storefront\" exceeded its progress deadline".into(),
+    ));
+    let summary = summary_of_an_alert(&app).await;
+    assert!(
+        summary.plain().contains("Suspect v1.4.0"),
+        "{}",
+        summary.plain()
+    );
+
+    app.press(&summary, "Roll back", &alice()).await;
+
+    let detail = app.failed_rollback(&summary).await;
+    assert!(detail.contains("it is Degraded"), "{detail}");
+    assert!(
+        app.audited("rollback.succeeded").await.is_empty(),
+        "never a success before the failure"
+    );
+    assert!(
+        app.chat
+            .messages()
+            .iter()
+            .flat_map(|m| m.history.iter())
+            .all(|m| !m.to_plain().contains("Rolled back storefront")),
+        "no success was ever shown"
+    );
+}
+
+#[tokio::test]
+async fn argocd_a_multi_source_rollback_compares_revisions_and_follows_its_own_operation() {
+    let fake = FakeArgoCd::start().await;
+    fake.add(shaped_application(
+        APP,
+        &history(),
+        false,
+        Shape::MultiSource,
+    ));
+    fake.start_syncs_after_reads(2);
+
+    let (outcome, lines, entries) = roll_back_and_follow(&fake).await;
+
+    assert!(
+        matches!(outcome, Outcome::Succeeded(ref m) if m.contains("Healthy")),
+        "{outcome:?}"
+    );
+    assert_eq!(entries, 4, "success only after the sync added its history entry");
+    let expected = format!("{CHART_VERSION} + {}", &revision_of(2)[..7]);
+    assert!(
+        lines.iter().any(|l| l.contains(&expected)),
+        "{expected} in {lines:?}"
+    );
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].body["id"], 2);
+    let operation = &fake.app(APP)["status"]["operationState"];
+    assert_eq!(
+        operation["syncResult"]["revisions"],
+        json!([CHART_VERSION, revision_of(2)])
     );
 }
