@@ -451,3 +451,64 @@ fn kubernetes_a_context_missing_from_the_kubeconfig_is_refused_at_start() {
         "{error}"
     );
 }
+
+// --- rollback truth: a stuck rollout is the suspect ----------------------------------------
+
+const STUCK: [Rev; 3] = [
+    Rev {
+        revision: 1,
+        tag: "v1.0.0",
+        env: &[("DB_POOL_SIZE", "20")],
+        minutes_ago: 60 * 72,
+        cause: "deploy v1.0.0",
+    },
+    Rev {
+        revision: 2,
+        tag: "v1.1.0",
+        env: &[("DB_POOL_SIZE", "20")],
+        minutes_ago: 120,
+        cause: "deploy v1.1.0",
+    },
+    Rev {
+        revision: 3,
+        tag: "v1.2.0",
+        env: &[("DB_POOL_SIZE", "20")],
+        minutes_ago: 20,
+        cause: "deploy v1.2.0",
+    },
+];
+
+#[tokio::test]
+async fn kubernetes_a_rollout_stuck_past_its_deadline_is_the_suspect_and_the_offer_is_what_rollout_undo_returns_to()
+ {
+    let Cluster { app, fake, .. } = start("5s", &STUCK).await;
+    fake.stick_latest_rollout();
+
+    let summary = summary_of_an_alert(&app).await;
+
+    let text = summary.plain();
+    assert!(text.contains("Suspect v1.2.0"), "{text}");
+    assert!(
+        text.contains("The latest rollout, v1.2.0, failed"),
+        "the summary says the latest rollout failed: {text}"
+    );
+    assert!(
+        summary
+            .button("Roll back orders production to v1.1.0")
+            .is_some(),
+        "kubectl rollout undo goes to v1.1.0: {text}"
+    );
+    app.press(&summary, "Roll back", &alice()).await;
+    app.chat
+        .wait_for_update(
+            &summary.at,
+            "Rolled back orders production from v1.2.0 to v1.1.0",
+        )
+        .await;
+    let patches = fake.patches();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(
+        patches[0].body["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/acme/orders:v1.1.0"
+    );
+}
