@@ -691,11 +691,20 @@ impl Bot {
         let current = match self.current_revision(&target, &history).await {
             Ok(current) => current,
             Err(message) => {
-                caveats.push(Caveat {
-                    message,
-                    blocking: false,
-                    remedy: None,
+                // The history read usually failed the same way (a rejected token, a
+                // deleted application): say it once.
+                let repeated = backend_error_text(&message).is_some_and(|error| {
+                    caveats
+                        .iter()
+                        .any(|c| backend_error_text(&c.message) == Some(error))
                 });
+                if !repeated {
+                    caveats.push(Caveat {
+                        message,
+                        blocking: false,
+                        remedy: None,
+                    });
+                }
                 None
             }
         };
@@ -2495,6 +2504,12 @@ fn describes_a_problem(text: &str) -> bool {
             .to_lowercase()
             .split(|c: char| !c.is_alphanumeric())
             .any(|word| PROBLEM_WORDS.contains(&word))
+}
+
+/// The backend's own words at the end of a caveat ("NAME history unavailable: …",
+/// "Could not read what TARGET runs now from NAME: …"), to say one failure once.
+fn backend_error_text(caveat: &str) -> Option<&str> {
+    caveat.split_once(": ").map(|(_, error)| error)
 }
 
 fn platform_of(press: &Press) -> Platform {

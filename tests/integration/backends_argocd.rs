@@ -698,3 +698,35 @@ async fn argocd_a_multi_source_rollback_compares_revisions_and_follows_its_own_o
         json!([CHART_VERSION, revision_of(2)])
     );
 }
+
+#[tokio::test]
+async fn argocd_a_rejected_token_is_said_once_in_the_summary() {
+    let (app, fake) = start(Setup::default()).await;
+    fake.expire_token();
+
+    let summary = summary_of_an_alert(&app).await;
+
+    let text = summary.plain();
+    assert_eq!(
+        text.matches("Argo CD rejected breakwater's token").count(),
+        1,
+        "{text}"
+    );
+    assert!(summary.button("Roll back").is_none(), "{text}");
+}
+
+#[tokio::test]
+async fn argocd_a_missing_application_is_said_once_in_the_summary() {
+    let (app, fake) = start(Setup::default()).await;
+    fake.remove(APP);
+
+    let summary = summary_of_an_alert(&app).await;
+
+    let text = summary.plain();
+    assert_eq!(
+        text.matches("Argo CD has no application storefront-production")
+            .count(),
+        1,
+        "{text}"
+    );
+}
