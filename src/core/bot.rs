@@ -54,6 +54,11 @@ pub enum HistoryScope {
 }
 /// Summaries cached per alert group; older ones are rebuilt on demand.
 const SUMMARY_CACHE: usize = 1024;
+/// How long a press waits for the backend to re-check what blocks a rollback. The
+/// platforms want an answer within 3 s; a backend slower than this is not waited for,
+/// and its own refusals at the rollback call (auto-sync on, a paused Deployment) still
+/// hold.
+const PRESS_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The parts of the configuration the bot decides with.
 #[derive(Debug, Clone)]
@@ -985,6 +990,12 @@ impl Bot {
         if let Some(reply) = self.refuse_by_policy(press, &plan).await? {
             return Ok(reply);
         }
+        if let Some(reply) = self
+            .refuse_blocked(press, &plan, disable_auto_sync)
+            .await?
+        {
+            return Ok(reply);
+        }
         let needs_confirm_step = !press.confirmed_by_platform
             && self
                 .inner
@@ -1133,6 +1144,88 @@ impl Bot {
         }
     }
 
+    /// Checks again, at the press, what hid or changed the plan's buttons when they were
+    /// drawn: a blocking caveat (Argo CD auto-sync, a paused Deployment, a revision gone
+    /// from the history) hides Roll back, and "Disable auto-sync and roll back" exists
+    /// only while auto-sync is the one blocker and the configuration allows the remedy. A
+    /// plan id taken from another button (Not deploy-related) therefore never rolls back
+    /// what its Roll back button was hidden for. Refusals are private and audited.
+    async fn refuse_blocked(
+        &self,
+        press: &Press,
+        plan: &RollbackPlan,
+        disable_auto_sync: bool,
+    ) -> Result<Option<Reply>, BotError> {
+        let Some(backend) = self.inner.backends.for_target(&plan.target) else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let checked = tokio::time::timeout(
+            PRESS_CHECK_TIMEOUT,
+            backend.caveats(&plan.target, &plan.to),
+        )
+        .await;
+        self.inner.metrics.backend_call(
+            backend.name(),
+            "caveats",
+            matches!(checked, Ok(Ok(_))),
+            started.elapsed(),
+        );
+        let caveats = match checked {
+            Ok(Ok(caveats)) => caveats,
+            // The rollback re-reads the backend and fails loudly if it is down.
+            Ok(Err(error)) => {
+                tracing::warn!(backend = backend.name(), %error, "could not re-check blockers at the press");
+                return Ok(None);
+            }
+            Err(_) => {
+                tracing::warn!(backend = backend.name(), "re-checking blockers at the press timed out");
+                return Ok(None);
+            }
+        };
+        let blockers: Vec<&Caveat> = caveats.iter().filter(|c| c.blocking).collect();
+        let remedied = |c: &&Caveat| {
+            disable_auto_sync && c.remedy == Some(super::backend::Remedy::DisableAutoSync)
+        };
+        let unremedied: Vec<&str> = blockers
+            .iter()
+            .filter(|c| !remedied(c))
+            .map(|c| c.message.as_str())
+            .collect();
+        if !unremedied.is_empty() {
+            return self
+                .deny(
+                    press,
+                    Some(&plan.target),
+                    "blocked",
+                    format!(
+                        "{} cannot be rolled back from here right now: {} Nothing was done.",
+                        plan.target,
+                        unremedied.join(" ")
+                    ),
+                )
+                .await
+                .map(Some);
+        }
+        if disable_auto_sync && blockers.is_empty() {
+            return self
+                .deny(
+                    press,
+                    Some(&plan.target),
+                    "action_not_offered",
+                    format!(
+                        "\"Disable auto-sync and roll back\" is not offered for {}: nothing blocks \
+                         a plain rollback, so there is no automated sync to turn off. Nothing was \
+                         done; use Roll back.",
+                        plan.target
+                    ),
+                )
+                .await
+                .map(Some);
+        }
+        Ok(None)
+    }
+
     async fn press_confirm(&self, press: &Press) -> Result<Reply, BotError> {
         let Some(confirmation) = self.inner.store.confirmation(&press.action.token).await? else {
             return Ok(Reply::ReplaceSource(Message::plain(
@@ -1167,6 +1260,12 @@ impl Bot {
             return Ok(as_replacement(reply));
         }
         if let Some(reply) = self.refuse_by_policy(press, &plan).await? {
+            return Ok(as_replacement(reply));
+        }
+        if let Some(reply) = self
+            .refuse_blocked(press, &plan, confirmation.disable_auto_sync)
+            .await?
+        {
             return Ok(as_replacement(reply));
         }
         let reply = self

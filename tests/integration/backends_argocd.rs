@@ -267,7 +267,7 @@ async fn argocd_auto_sync_without_permission_offers_no_remedy_and_warns_about_th
 }
 
 #[tokio::test]
-async fn argocd_a_forged_remedy_press_is_refused_when_the_config_does_not_allow_it() {
+async fn argocd_a_forged_remedy_press_is_refused_at_the_press_when_nothing_offered_it() {
     let (app, fake) = start(Setup::default()).await;
     let summary = summary_of_an_alert(&app).await;
     let rollback = summary.button("Roll back").expect("button");
@@ -276,15 +276,74 @@ async fn argocd_a_forged_remedy_press_is_refused_when_the_config_does_not_allow_
         rollback.token,
     );
 
-    app.press_action(forged, Some(summary.at.clone()), &alice())
+    let reply = app
+        .press_action(forged, Some(summary.at.clone()), &alice())
         .await;
 
-    let detail = app.failed_rollback(&summary).await;
+    let text = private_text(&reply);
     assert!(
-        detail.contains("allow_disable_autosync = false"),
-        "{detail}"
+        text.contains("\"Disable auto-sync and roll back\" is not offered"),
+        "{text}"
     );
+    assert_denied(&app, "action_not_offered").await;
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
+#[tokio::test]
+async fn argocd_the_not_deploy_related_plan_id_of_an_auto_synced_app_never_rolls_back() {
+    let (app, fake) = start(Setup {
+        auto_sync: true,
+        ..Setup::default()
+    })
+    .await;
+    let summary = summary_of_an_alert(&app).await;
+    assert!(summary.button("Roll back").is_none(), "{}", summary.plain());
+    let dismiss = summary.button("Not deploy-related").expect("button");
+
+    for kind in [
+        breakwater::core::message::ButtonKind::Rollback,
+        breakwater::core::message::ButtonKind::DisableAutoSyncAndRollback,
+    ] {
+        let forged = breakwater::core::message::ButtonAction::new(kind, dismiss.token);
+        let reply = app
+            .press_action(forged, Some(summary.at.clone()), &alice())
+            .await;
+        let text = private_text(&reply);
+        assert!(
+            text.contains("auto-sync is on for storefront-production"),
+            "{text}"
+        );
+        assert!(text.contains("Nothing was done"), "{text}");
+    }
+
+    assert!(
+        fake.writes().is_empty(),
+        "nothing reached Argo CD: {:?}",
+        fake.writes()
+    );
+    let denied = app.audited("rollback.denied").await;
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert!(app.audited("rollback.started").await.is_empty());
+}
+
+fn private_text(reply: &Reply) -> String {
+    match reply {
+        Reply::Private(message) => message.to_plain(),
+        other => panic!("expected a private refusal, got {other:?}"),
+    }
+}
+
+async fn assert_denied(app: &TestApp, reason: &str) {
+    let denied = app.audited("rollback.denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0]
+            .details
+            .contains(&format!("\"reason\":\"{reason}\"")),
+        "{}",
+        denied[0].details
+    );
+    assert_eq!(denied[0].actor, "console:alice");
 }
 
 #[tokio::test]
@@ -343,23 +402,23 @@ async fn argocd_a_deleted_application_fails_as_not_found() {
 }
 
 #[tokio::test]
-async fn argocd_auto_sync_turned_on_after_the_offer_is_refused_by_argo() {
+async fn argocd_auto_sync_turned_on_after_the_offer_is_refused_at_the_press() {
     let (app, fake) = start(Setup::default()).await;
     let summary = summary_of_an_alert(&app).await;
     fake.edit(APP, |app| {
         app["spec"]["syncPolicy"]["automated"] = json!({"selfHeal": true});
     });
 
-    app.press(&summary, "Roll back", &alice()).await;
+    let reply = app.press(&summary, "Roll back", &alice()).await;
 
-    let detail = app.failed_rollback(&summary).await;
+    let text = private_text(&reply);
     assert!(
-        detail.contains("rollback cannot be initiated when auto-sync is enabled"),
-        "{detail}"
+        text.contains("auto-sync is on for storefront-production: a rollback would be reverted"),
+        "{text}"
     );
-    assert!(detail.contains("--sync-policy none"), "{detail}");
-    let calls = app.audited("rollback.backend_call").await;
-    assert!(calls[0].details.contains("\"error_kind\":\"refused\""));
+    assert!(text.contains("--sync-policy none"), "{text}");
+    assert_denied(&app, "blocked").await;
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }
 
 #[tokio::test]

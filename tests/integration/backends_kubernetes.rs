@@ -277,39 +277,59 @@ async fn kubernetes_a_service_account_that_may_not_patch_fails_pointing_at_the_r
 }
 
 #[tokio::test]
-async fn kubernetes_a_revision_garbage_collected_since_the_offer_fails_as_not_found() {
+async fn kubernetes_a_revision_garbage_collected_since_the_offer_is_refused_at_the_press() {
     let Cluster { app, fake, .. } = start("5s", &REVISIONS).await;
     let summary = summary_of_an_alert(&app).await;
     fake.forget_revision(2);
 
-    app.press(&summary, "Roll back", &alice()).await;
+    let reply = app.press(&summary, "Roll back", &alice()).await;
 
-    let detail = app.failed_rollback(&summary).await;
+    let text = private_text(&reply);
     assert!(
-        detail.contains(
-            "revision 2 (v1.3.2) of deployment/orders in namespace shop no longer exists"
-        ),
-        "{detail}"
+        text.contains("Revision 2 of deployment/orders in namespace shop no longer exists"),
+        "{text}"
     );
-    assert!(detail.contains("Deploy v1.3.2 again"), "{detail}");
+    assert!(text.contains("deploy v1.3.2 again instead"), "{text}");
+    assert_denied_as_blocked(&app).await;
     assert!(fake.patches().is_empty());
 }
 
 #[tokio::test]
-async fn kubernetes_a_paused_deployment_is_refused_like_kubectl_refuses_it() {
+async fn kubernetes_a_deployment_paused_after_the_offer_is_refused_at_the_press_like_kubectl_refuses_it()
+ {
     let Cluster { app, fake, .. } = start("5s", &REVISIONS).await;
     let summary = summary_of_an_alert(&app).await;
     fake.edit_deployment(|d| d["spec"]["paused"] = json!(true));
 
-    app.press(&summary, "Roll back", &alice()).await;
+    let reply = app.press(&summary, "Roll back", &alice()).await;
 
-    let detail = app.failed_rollback(&summary).await;
-    assert!(detail.contains("is paused"), "{detail}");
+    let text = private_text(&reply);
+    assert!(text.contains("is paused"), "{text}");
     assert!(
-        detail.contains("kubectl rollout resume deployment/orders -n shop"),
-        "{detail}"
+        text.contains("kubectl rollout resume deployment/orders -n shop"),
+        "{text}"
     );
+    assert_denied_as_blocked(&app).await;
     assert!(fake.patches().is_empty());
+    assert!(app.audited("rollback.started").await.is_empty());
+}
+
+fn private_text(reply: &breakwater::core::event::Reply) -> String {
+    match reply {
+        breakwater::core::event::Reply::Private(message) => message.to_plain(),
+        other => panic!("expected a private refusal, got {other:?}"),
+    }
+}
+
+async fn assert_denied_as_blocked(app: &TestApp) {
+    let denied = app.audited("rollback.denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0].details.contains("\"reason\":\"blocked\""),
+        "{}",
+        denied[0].details
+    );
+    assert_eq!(denied[0].actor, "console:alice");
 }
 
 #[tokio::test]
