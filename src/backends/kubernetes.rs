@@ -84,6 +84,7 @@ pub struct KubernetesBackend {
     context: Option<String>,
     timeout: Duration,
     poll_interval: Duration,
+    allow_insecure_http: bool,
     /// Built on first use: loading credentials may run exec plugins and needs the runtime.
     client: OnceCell<Connection>,
     services: HashMap<ServiceName, ServiceConfig>,
@@ -211,6 +212,18 @@ impl KubernetesBackend {
                         ),
                     });
                 }
+                if !config.allow_insecure_http
+                    && let Some(server) = plain_http_server_with_credentials(
+                        &parsed,
+                        config.context.as_deref(),
+                    )
+                {
+                    return Err(super::BuildError::Kubeconfig {
+                        name: name.to_owned(),
+                        key: "allow_insecure_http",
+                        reason: insecure_http_reason(name, &server),
+                    });
+                }
                 Some((path.clone(), parsed))
             }
             None => None,
@@ -221,6 +234,7 @@ impl KubernetesBackend {
             context: config.context.clone(),
             timeout: config.timeout,
             poll_interval: config.poll_interval,
+            allow_insecure_http: config.allow_insecure_http,
             client: OnceCell::new(),
             services: super::services_by_name(services),
         })
@@ -291,6 +305,13 @@ impl KubernetesBackend {
                     },
                 }?;
                 let cluster_url = config.cluster_url.to_string();
+                if !self.allow_insecure_http
+                    && config.cluster_url.scheme_str() == Some("http")
+                    && sends_credentials(&config.auth_info)
+                {
+                    tracing::error!(backend = %name, %cluster_url, "refusing to send Kubernetes credentials over plain HTTP; set backends.{name}.allow_insecure_http = true to allow it");
+                    return Err(insecure_http_reason(name, &cluster_url));
+                }
                 let client = kube::Client::try_from(config).map_err(|e| {
                     format!(
                         "cannot build a Kubernetes client for {cluster_url} ({}); check \
@@ -607,6 +628,69 @@ impl KubernetesBackend {
                 )
             })
     }
+}
+
+/// Whether a kubeconfig user authenticates with something a plain-HTTP hop could read
+/// and replay: a bearer token, a password, or a plugin that produces one.
+fn sends_credentials(auth: &kube::config::AuthInfo) -> bool {
+    auth.token.is_some()
+        || auth.token_file.is_some()
+        || auth.password.is_some()
+        || auth.exec.is_some()
+        || auth.auth_provider.is_some()
+}
+
+/// The `http://` server of the kubeconfig context breakwater will use, when its user
+/// sends credentials (kubectl refuses a bearer token over plain HTTP).
+fn plain_http_server_with_credentials(
+    kubeconfig: &Kubeconfig,
+    context: Option<&str>,
+) -> Option<String> {
+    let context_name = context.or(kubeconfig.current_context.as_deref())?;
+    let context = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)?
+        .context
+        .as_ref()?;
+    let server = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)?
+        .cluster
+        .as_ref()?
+        .server
+        .clone()?;
+    if !server.to_ascii_lowercase().starts_with("http://") {
+        return None;
+    }
+    let user = context.user.as_deref()?;
+    let auth = kubeconfig
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)?
+        .auth_info
+        .as_ref()?;
+    sends_credentials(auth).then_some(server)
+}
+
+/// Why this backend's kubeconfig would send credentials over plain HTTP, when it exists,
+/// reads, and would.
+pub(crate) fn insecure_http_problem(name: &str, config: &KubernetesBackendConfig) -> Option<String> {
+    if config.allow_insecure_http {
+        return None;
+    }
+    let kubeconfig = Kubeconfig::read_from(config.kubeconfig.as_ref()?).ok()?;
+    plain_http_server_with_credentials(&kubeconfig, config.context.as_deref())
+        .map(|server| insecure_http_reason(name, &server))
+}
+
+fn insecure_http_reason(name: &str, server: &str) -> String {
+    format!(
+        "the API server {server} is plain http://, so its credentials (a bearer token) would \
+         travel in clear text, which kubectl refuses; use https://, or set \
+         backends.{name}.allow_insecure_http = true to accept that on a trusted network"
+    )
 }
 
 /// A controlled ReplicaSet as a revision, if it carries a revision number.

@@ -73,6 +73,7 @@ token = {{ file = "argocd_token" }}
 allow_disable_autosync = {}
 timeout = "{}"
 poll_interval = "20ms"
+allow_insecure_http = true
 
 [[services]]
 name = "storefront"
@@ -508,6 +509,7 @@ url = "{url}"
 token = {{ file = "{}" }}
 timeout = "5s"
 poll_interval = "20ms"
+allow_insecure_http = true
 
 [[services]]
 name = "storefront"
@@ -787,5 +789,52 @@ async fn argocd_a_missing_application_is_said_once_in_the_summary() {
             .count(),
         1,
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn argocd_a_token_over_plain_http_is_refused_by_check_config_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), ARGO_TOKEN).expect("token");
+    let config = |opt_in: &str| {
+        format!(
+            r#"
+[backends.argo]
+kind = "argocd"
+url = "http://argocd.internal"
+token = {{ file = "{}" }}
+{opt_in}
+
+[[services]]
+name = "storefront"
+environments = ["production"]
+backend = "argo"
+"#,
+            dir.path().join("token").display()
+        )
+    };
+    let path = dir.path().join("breakwater.toml");
+    std::fs::write(&path, config("")).expect("write");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_breakwater"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("BREAKWATER_CONFIG")
+        .output()
+        .expect("run");
+
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("backends.argo.url: \"http://argocd.internal\" is plain http://"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backends.argo.allow_insecure_http = true"),
+        "{text}"
+    );
+    assert!(
+        Config::parse(&config("allow_insecure_http = true")).is_ok(),
+        "the operator may opt in"
     );
 }

@@ -66,6 +66,7 @@ kubeconfig = "{}"
 context = "fake-breakwater"
 timeout = "{timeout}"
 poll_interval = "20ms"
+allow_insecure_http = true
 
 [[services]]
 name = "orders"
@@ -531,4 +532,63 @@ async fn kubernetes_a_rollout_stuck_past_its_deadline_is_the_suspect_and_the_off
         patches[0].body["spec"]["template"]["spec"]["containers"][0]["image"],
         "ghcr.io/acme/orders:v1.1.0"
     );
+}
+
+#[tokio::test]
+async fn kubernetes_a_token_to_a_plain_http_api_server_is_refused_unless_allowed() {
+    let fake = FakeKubernetes::start().await;
+    fake.with_revisions(&REVISIONS);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let config = |opt_in: &str| {
+        format!(
+            r#"
+[backends.cluster]
+kind = "kubernetes"
+kubeconfig = "{}"
+context = "fake-breakwater"
+{opt_in}
+
+[[services]]
+name = "orders"
+environments = ["production"]
+backend = "cluster"
+namespace = "{NAMESPACE}"
+"#,
+            kubeconfig.display()
+        )
+    };
+    let path = dir.path().join("breakwater.toml");
+    std::fs::write(&path, config("")).expect("write");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_breakwater"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("BREAKWATER_CONFIG")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&format!(
+            "backends.cluster.allow_insecure_http: the API server {} is plain http://",
+            fake.url
+        )),
+        "{text}"
+    );
+
+    let refused = BackendRegistry::from_config(&Config::parse(&config("")).expect("config"))
+        .expect_err("refused at start");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("backends.cluster.allow_insecure_http: the API server"),
+        "{refused}"
+    );
+    assert!(fake.seen().is_empty(), "no request carried the token");
+
+    let allowed = config("allow_insecure_http = true");
+    let registry = BackendRegistry::from_config(&Config::parse(&allowed).expect("config"))
+        .expect("the operator may opt in");
+    assert!(registry.get("cluster").is_some());
 }
