@@ -744,11 +744,8 @@ impl ArgoCdBackend {
         };
         let status = &application.status;
         let short = handle.label();
-        let waiting = || {
-            FollowState::Running(format!(
-                "waiting for Argo CD to start the sync to {short}"
-            ))
-        };
+        let waiting =
+            || FollowState::Running(format!("waiting for Argo CD to start the sync to {short}"));
         // A fresh operation: not the one shown when the rollback was accepted, and started
         // after it was requested.
         let Some(operation) = status.operation_state.as_ref().filter(|op| {

@@ -445,7 +445,10 @@ fn rollback_outcome(
     after: &[HistoryEntry],
     said: &str,
 ) -> Outcome {
-    let check = format!("Check `helm history {}` before doing anything else", release.release);
+    let check = format!(
+        "Check `helm history {}` before doing anything else",
+        release.release
+    );
     let Some(newest) = after.last().filter(|e| e.revision > newest_before) else {
         return Outcome::Failed(format!(
             "helm said the rollback of {release} to revision {revision} succeeded, but its \
@@ -453,9 +456,9 @@ fn rollback_outcome(
              is known to have been rolled back. {check}"
         ));
     };
-    let ours = after
-        .iter()
-        .find(|e| e.revision > newest_before && e.description.trim() == format!("Rollback to {revision}"));
+    let ours = after.iter().find(|e| {
+        e.revision > newest_before && e.description.trim() == format!("Rollback to {revision}")
+    });
     match ours {
         Some(ours) if ours.revision == newest.revision && ours.status == "deployed" => {
             let mut detail = format!(
@@ -620,7 +623,9 @@ impl DeployBackend for HelmBackend {
             .map(|l| super::snippet(l, 200))
             .unwrap_or_default();
         let outcome = match self.read_history(&release).await {
-            Ok(after) => rollback_outcome(&release, &call.to, revision, newest_before, &after, &said),
+            Ok(after) => {
+                rollback_outcome(&release, &call.to, revision, newest_before, &after, &said)
+            }
             Err(error) => Outcome::Failed(format!(
                 "helm said the rollback of {release} to revision {revision} succeeded, but \
                  breakwater could not read `helm history {}` to see it ({error}). Check it before \

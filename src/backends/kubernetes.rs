@@ -213,10 +213,8 @@ impl KubernetesBackend {
                     });
                 }
                 if !config.allow_insecure_http
-                    && let Some(server) = plain_http_server_with_credentials(
-                        &parsed,
-                        config.context.as_deref(),
-                    )
+                    && let Some(server) =
+                        plain_http_server_with_credentials(&parsed, config.context.as_deref())
                 {
                     return Err(super::BuildError::Kubeconfig {
                         name: name.to_owned(),
@@ -676,7 +674,10 @@ fn plain_http_server_with_credentials(
 
 /// Why this backend's kubeconfig would send credentials over plain HTTP, when it exists,
 /// reads, and would.
-pub(crate) fn insecure_http_problem(name: &str, config: &KubernetesBackendConfig) -> Option<String> {
+pub(crate) fn insecure_http_problem(
+    name: &str,
+    config: &KubernetesBackendConfig,
+) -> Option<String> {
     if config.allow_insecure_http {
         return None;
     }

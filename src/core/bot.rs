@@ -990,10 +990,7 @@ impl Bot {
         if let Some(reply) = self.refuse_by_policy(press, &plan).await? {
             return Ok(reply);
         }
-        if let Some(reply) = self
-            .refuse_blocked(press, &plan, disable_auto_sync)
-            .await?
-        {
+        if let Some(reply) = self.refuse_blocked(press, &plan, disable_auto_sync).await? {
             return Ok(reply);
         }
         let needs_confirm_step = !press.confirmed_by_platform
@@ -1160,11 +1157,9 @@ impl Bot {
             return Ok(None);
         };
         let started = Instant::now();
-        let checked = tokio::time::timeout(
-            PRESS_CHECK_TIMEOUT,
-            backend.caveats(&plan.target, &plan.to),
-        )
-        .await;
+        let checked =
+            tokio::time::timeout(PRESS_CHECK_TIMEOUT, backend.caveats(&plan.target, &plan.to))
+                .await;
         self.inner.metrics.backend_call(
             backend.name(),
             "caveats",
@@ -1179,7 +1174,10 @@ impl Bot {
                 return Ok(None);
             }
             Err(_) => {
-                tracing::warn!(backend = backend.name(), "re-checking blockers at the press timed out");
+                tracing::warn!(
+                    backend = backend.name(),
+                    "re-checking blockers at the press timed out"
+                );
                 return Ok(None);
             }
         };

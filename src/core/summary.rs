@@ -205,7 +205,12 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
     let failed_rollout = live_failure.map(|failed| {
         let healthy_before = offer
             .as_ref()
-            .map(|o| format!(" {} is the last revision that ran healthy before it.", o.to.version))
+            .map(|o| {
+                format!(
+                    " {} is the last revision that ran healthy before it.",
+                    o.to.version
+                )
+            })
             .unwrap_or_default();
         format!(
             "The latest rollout, {}, failed ({}) and is what runs now.{healthy_before}",
@@ -476,8 +481,14 @@ mod tests {
             ("v1.2.0", "v1.1.0")
         );
         let said = summary.failed_rollout.expect("said");
-        assert!(said.starts_with("The latest rollout, v1.2.0, failed"), "{said}");
-        assert!(said.contains("v1.1.0 is the last revision that ran healthy"), "{said}");
+        assert!(
+            said.starts_with("The latest rollout, v1.2.0, failed"),
+            "{said}"
+        );
+        assert!(
+            said.contains("v1.1.0 is the last revision that ran healthy"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -675,7 +675,10 @@ async fn argocd_a_helm_repository_chart_sharing_one_revision_is_rolled_back_only
         matches!(outcome, Outcome::Succeeded(ref m) if m.contains("Healthy")),
         "{outcome:?}"
     );
-    assert_eq!(entries, 4, "success only after the sync added its history entry");
+    assert_eq!(
+        entries, 4,
+        "success only after the sync added its history entry"
+    );
     assert!(
         lines
             .iter()
@@ -744,7 +747,10 @@ async fn argocd_a_multi_source_rollback_compares_revisions_and_follows_its_own_o
         matches!(outcome, Outcome::Succeeded(ref m) if m.contains("Healthy")),
         "{outcome:?}"
     );
-    assert_eq!(entries, 4, "success only after the sync added its history entry");
+    assert_eq!(
+        entries, 4,
+        "success only after the sync added its history entry"
+    );
     let expected = format!("{CHART_VERSION} + {}", &revision_of(2)[..7]);
     assert!(
         lines.iter().any(|l| l.contains(&expected)),

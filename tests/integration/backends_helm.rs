@@ -389,7 +389,9 @@ async fn helm_a_failed_latest_upgrade_is_the_suspect_and_the_offer_is_the_revisi
         .await;
     let succeeded = app.audited("rollback.succeeded").await;
     assert!(
-        succeeded[0].details.contains("as revision 4, which is deployed"),
+        succeeded[0]
+            .details
+            .contains("as revision 4, which is deployed"),
         "{}",
         succeeded[0].details
     );
