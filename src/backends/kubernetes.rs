@@ -28,7 +28,13 @@
 //! Deployment's own revision and last-applied annotations), in one JSON merge patch that
 //! carries the `resourceVersion` read just before: if anything else wrote the Deployment
 //! in between, the API server answers 409 and nothing changes. A paused Deployment is
-//! refused, as kubectl refuses it.
+//! refused, as kubectl refuses it. Success is only claimed after the rollout was seen
+//! through: the new generation observed, the updated replicas available — also when the
+//! Deployment already had the target template (someone applied it a moment before), whose
+//! rollout may still fail.
+//!
+//! A Deployment that talks to an `http://` API server with a token, password or auth
+//! plugin is refused unless `allow_insecure_http = true`, as kubectl refuses it.
 //!
 //! # Permissions
 //!
@@ -1251,12 +1257,12 @@ impl DeployBackend for KubernetesBackend {
                     tracing::info!(backend = %self.name, %deployment, revision = %call.to.id, "patched the Deployment back");
                     return Ok(operation(None));
                 }
+                // Someone already applied that template (another rollback, kubectl): the
+                // rollout it started is still to be observed, so it is followed like ours
+                // rather than reported done.
                 Ok(None) => {
-                    return Ok(operation(Some(Outcome::Succeeded(format!(
-                        "{deployment} already runs the template of revision {}; nothing had to \
-                         change",
-                        call.to.id
-                    )))));
+                    tracing::info!(backend = %self.name, %deployment, revision = %call.to.id, "the Deployment already has the target template; following its rollout");
+                    return Ok(operation(None));
                 }
                 // Something else wrote the Deployment (an autoscaler changing replicas is
                 // common): read it again and retry once if it still runs what was shown.

@@ -592,3 +592,23 @@ namespace = "{NAMESPACE}"
         .expect("the operator may opt in");
     assert!(registry.get("cluster").is_some());
 }
+
+#[tokio::test]
+async fn kubernetes_a_template_someone_else_already_applied_is_followed_and_never_reported_done_unobserved()
+ {
+    let Cluster { app, fake, .. } = start("5s", &REVISIONS).await;
+    let summary = summary_of_an_alert(&app).await;
+    // Someone applies v1.3.2's template just before the press; its rollout then gets stuck.
+    fake.end_rollouts(RolloutEnd::DeadlineExceeded);
+    fake.someone_applies("v1.3.2", REVISIONS[1].env, 20);
+
+    app.press(&summary, "Roll back", &alice()).await;
+
+    let detail = app.failed_rollback(&summary).await;
+    assert!(
+        detail.contains("exceeded its progress deadline rolling back to revision 2"),
+        "{detail}"
+    );
+    assert!(app.audited("rollback.succeeded").await.is_empty());
+    assert!(fake.patches().is_empty(), "the template was already there");
+}

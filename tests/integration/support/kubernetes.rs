@@ -325,6 +325,21 @@ impl FakeKubernetes {
         });
     }
 
+    /// Someone else (kubectl, another tool) sets the Deployment's pod template to this
+    /// tag and environment; the controller observes it only after `unobserved_reads`
+    /// more reads, then rolls it out as it ends rollouts.
+    pub(crate) fn someone_applies(&self, tag: &str, env: &[(&str, &str)], unobserved_reads: u32) {
+        let mut inner = self.lock();
+        inner.resource_version += 1;
+        let version = inner.resource_version.to_string();
+        let deployment = inner.deployment.as_mut().expect("deployment");
+        deployment["spec"]["template"] = pod_template(tag, env);
+        let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+        deployment["metadata"]["generation"] = json!(generation);
+        deployment["metadata"]["resourceVersion"] = json!(version);
+        inner.steps = 4 + unobserved_reads;
+    }
+
     pub(crate) fn remove_deployment(&self) {
         self.lock().deployment = None;
     }
@@ -554,8 +569,8 @@ fn controller_step(inner: &mut Inner) {
     let template = deployment["spec"]["template"].clone();
     let rs_name = format!("orders-{}", hash_of(&template));
     match step {
-        // 4: the spec change is not observed yet.
-        4 => {}
+        // 4 and more: the spec change is not observed yet.
+        4.. => {}
         3 => {
             // Observed: reactivate the ReplicaSet of that template under the next revision.
             let next = inner
