@@ -33,8 +33,8 @@
 //! Deployment already had the target template (someone applied it a moment before), whose
 //! rollout may still fail.
 //!
-//! A Deployment that talks to an `http://` API server with a token, password or auth
-//! plugin is refused unless `allow_insecure_http = true`, as kubectl refuses it.
+//! A kubeconfig that sends a token, password or auth plugin output to an `http://` API
+//! server is refused unless `allow_insecure_http = true`, as kubectl refuses it.
 //!
 //! # Permissions
 //!
