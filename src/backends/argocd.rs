@@ -1267,6 +1267,101 @@ mod tests {
         assert_eq!(entry_version(&branch, "web"), "0123456");
     }
 
+    fn backend() -> ArgoCdBackend {
+        let config = ArgoCdBackendConfig {
+            url: Url::parse("https://argocd.example.com").expect("url"),
+            token: Secret::new("t"),
+            ca_file: None,
+            insecure: false,
+            allow_disable_autosync: false,
+            timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(10),
+            allow_insecure_http: false,
+        };
+        ArgoCdBackend::new("argo", &config, &[]).expect("backend")
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    /// A rollback to chart version 1.8.2, requested at 03:00:00, accepted while the
+    /// previous operation (02:50:00–02:50:40) was shown.
+    fn chart_handle() -> Handle {
+        Handle {
+            app: "web".into(),
+            app_namespace: None,
+            history_id: 2,
+            revision: "1.8.2".into(),
+            revisions: Vec::new(),
+            requested_at: at("2026-11-29T03:00:00Z"),
+            prior_started_at: Some(at("2026-11-29T02:50:00Z")),
+            prior_finished_at: Some(at("2026-11-29T02:50:40Z")),
+        }
+    }
+
+    fn app_with_operation(operation: Value) -> Application {
+        serde_json::from_value(json!({
+            "status": {
+                "sync": {"status": "Synced", "revision": "1.8.2"},
+                "health": {"status": "Healthy"},
+                "operationState": operation,
+                "reconciledAt": "2026-11-29T03:00:05Z"
+            }
+        }))
+        .expect("application")
+    }
+
+    #[test]
+    fn the_operation_shown_when_the_rollback_was_accepted_is_never_its_own() {
+        let app = app_with_operation(json!({
+            "operation": {"sync": {"revision": "1.8.2"}},
+            "phase": "Succeeded",
+            "syncResult": {"revision": "1.8.2"},
+            "startedAt": "2026-11-29T02:50:00Z",
+            "finishedAt": "2026-11-29T02:50:40Z"
+        }));
+        assert_eq!(
+            backend().follow_state(&chart_handle(), &app),
+            FollowState::Running("waiting for Argo CD to start the sync to 1.8.2".into()),
+            "Synced and Healthy at the same revision string proves nothing"
+        );
+    }
+
+    #[test]
+    fn an_automated_sync_to_the_shared_revision_is_not_the_rollback() {
+        let app = app_with_operation(json!({
+            "operation": {"sync": {"revision": "1.8.2"}, "initiatedBy": {"automated": true}},
+            "phase": "Succeeded",
+            "syncResult": {"revision": "1.8.2"},
+            "startedAt": "2026-11-29T03:00:02Z",
+            "finishedAt": "2026-11-29T03:00:04Z"
+        }));
+        let state = backend().follow_state(&chart_handle(), &app);
+        assert!(
+            matches!(state, FollowState::Done(Outcome::Failed(ref m)) if m.starts_with("Argo CD's automated sync started another sync")),
+            "{state:?}"
+        );
+    }
+
+    #[test]
+    fn the_rollbacks_own_succeeded_operation_then_healthy_is_success() {
+        let app = app_with_operation(json!({
+            "operation": {"sync": {"revision": "1.8.2"}, "initiatedBy": {"username": "breakwater"}},
+            "phase": "Succeeded",
+            "syncResult": {"revision": "1.8.2"},
+            "startedAt": "2026-11-29T03:00:02Z",
+            "finishedAt": "2026-11-29T03:00:04Z"
+        }));
+        let state = backend().follow_state(&chart_handle(), &app);
+        assert!(
+            matches!(state, FollowState::Done(Outcome::Succeeded(_))),
+            "{state:?}"
+        );
+    }
+
     #[test]
     fn parents_are_found_by_tracking_label_annotation_or_owner() {
         let app = |metadata: Value| -> Application {
