@@ -2730,4 +2730,14 @@ mod tests {
         assert_eq!(registry[0].revision.as_deref(), Some("7"));
         assert_eq!(registry[1].version, "v1");
     }
+
+    #[test]
+    fn a_rollout_the_backend_saw_fail_is_failed_even_when_ci_reported_it_succeeded() {
+        let mut registry = vec![deploy("v2", 0, DeploySource::Api)];
+        let mut stuck = deploy("v2", 0, DeploySource::Backend);
+        stuck.status = DeployStatus::Failed;
+        merge_history(&mut registry, vec![stuck]);
+        assert_eq!(registry[0].status, DeployStatus::Failed);
+        assert_eq!(registry[0].source, DeploySource::Api);
+    }
 }
