@@ -338,6 +338,8 @@ pub struct ArgoCdBackendConfig {
     pub allow_disable_autosync: bool,
     pub timeout: Duration,
     pub poll_interval: Duration,
+    /// The operator accepts sending the token over a plain `http://` URL.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -347,6 +349,9 @@ pub struct KubernetesBackendConfig {
     pub context: Option<String>,
     pub timeout: Duration,
     pub poll_interval: Duration,
+    /// The operator accepts sending the kubeconfig's credentials to a plain `http://` API
+    /// server, which kubectl refuses.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -614,6 +619,8 @@ struct RawArgoCdBackend {
     allow_disable_autosync: bool,
     timeout: Option<String>,
     poll_interval: Option<String>,
+    #[serde(default)]
+    allow_insecure_http: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -622,6 +629,8 @@ struct RawKubernetesBackend {
     context: Option<String>,
     timeout: Option<String>,
     poll_interval: Option<String>,
+    #[serde(default)]
+    allow_insecure_http: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -1417,6 +1426,19 @@ impl Validator<'_> {
         let raw: RawArgoCdBackend = self.section(path, body)?;
         let url = self.url(&join(path, "url"), &raw.url);
         let token = self.secret(&join(path, "token"), &raw.token);
+        // A bearer token over plain HTTP can be read and replayed by anyone on the path.
+        if url.as_ref().is_some_and(|u| u.scheme() == "http") && !raw.allow_insecure_http {
+            self.problem(
+                join(path, "url"),
+                format!(
+                    "{:?} is plain http://, which would send {} in clear text; use https://, \
+                     or set {} = true to accept that on a trusted network",
+                    raw.url,
+                    join(path, "token"),
+                    join(path, "allow_insecure_http")
+                ),
+            );
+        }
         if raw.insecure && raw.ca_file.is_some() {
             self.problem(
                 join(path, "insecure"),
@@ -1441,6 +1463,7 @@ impl Validator<'_> {
             allow_disable_autosync: raw.allow_disable_autosync,
             timeout,
             poll_interval,
+            allow_insecure_http: raw.allow_insecure_http,
         }))
     }
 
@@ -1461,6 +1484,7 @@ impl Validator<'_> {
             context: raw.context,
             timeout,
             poll_interval,
+            allow_insecure_http: raw.allow_insecure_http,
         }))
     }
 

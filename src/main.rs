@@ -129,6 +129,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Commands::CheckConfig(arg) => match Config::load(&arg.config) {
             Ok(config) => {
+                let refused = breakwater::backends::credential_problems(&config);
+                if !refused.is_empty() {
+                    for problem in refused {
+                        println!("{problem}");
+                    }
+                    return Ok(ExitCode::from(1));
+                }
                 for warning in &config.warnings {
                     println!("warning: {warning}");
                 }

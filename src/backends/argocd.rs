@@ -24,9 +24,13 @@
 //! The version of a history entry is the image tag from its source (Kustomize `images`,
 //! a Helm `image.tag` parameter), else the chart version for a chart source, else the
 //! target revision when it looks like a version, else the short commit. After an Argo CD
-//! rollback the application is `OutOfSync` (Git still says the newer revision), so a
-//! rollback counts as synced when its own sync operation succeeded at the target revision,
-//! or when the sync status is `Synced` at it.
+//! rollback the application is `OutOfSync` (Git still says the newer revision), and the
+//! sync status proves nothing either way: history entries may share one revision string
+//! (a Helm-repository chart with parameter overrides), so a rollback counts as synced only
+//! when its own operation — the first one after the request that is not the one shown when
+//! Argo CD accepted it — succeeded at the entry's `revision` (or, for multi-source
+//! applications, its `revisions`), and as done only when health assessed after that sync
+//! is `Healthy`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -175,6 +179,8 @@ struct AppStatus {
 struct SyncStatus {
     status: String,
     revision: String,
+    /// Multi-source applications: one revision per source, no `revision`.
+    revisions: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,15 +222,19 @@ struct OperationState {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 struct OperationSpec {
     sync: Option<SyncResult>,
+    initiated_by: Option<Initiator>,
 }
 
+/// The revision(s) of a sync operation or its result: `revision` for one source,
+/// `revisions` (one per source) for a multi-source application.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct SyncResult {
     revision: String,
+    revisions: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,14 +245,63 @@ struct ErrorBody {
 }
 
 /// What is stored with the plan to follow a rollback, also after a restart.
+///
+/// Several history entries may share one revision string (a chart from a Helm repository
+/// whose entries differ only in parameter overrides all have the chart version), so the
+/// rollback's own operation is recognised by more than its revision: it is the first
+/// operation that is not the one Argo CD showed when it accepted the rollback, it started
+/// after the request, and no automated sync started it.
 #[derive(Debug, serde::Serialize, Deserialize)]
 struct Handle {
     app: String,
     app_namespace: Option<String>,
     history_id: i64,
-    /// The Git revision of the history entry rolled back to.
+    /// The revision of the history entry rolled back to (Git commit or chart version).
     revision: String,
+    /// Multi-source applications: the entry's revisions, one per source.
+    #[serde(default)]
+    revisions: Vec<String>,
     requested_at: DateTime<Utc>,
+    /// `startedAt` and `finishedAt` of the operation Argo CD showed when it accepted the
+    /// rollback: that operation is never the rollback's own.
+    #[serde(default)]
+    prior_started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    prior_finished_at: Option<DateTime<Utc>>,
+}
+
+impl Handle {
+    /// Whether a sync operation or result went to the revision(s) rolled back to.
+    fn matches(&self, sync: &SyncResult) -> bool {
+        if self.revisions.is_empty() {
+            !self.revision.is_empty() && sync.revision == self.revision
+        } else {
+            sync.revisions == self.revisions
+        }
+    }
+
+    /// The revision(s) rolled back to, short, for people.
+    fn label(&self) -> String {
+        if self.revisions.is_empty() {
+            short_commit(&self.revision).to_owned()
+        } else {
+            self.revisions
+                .iter()
+                .map(|r| short_commit(r))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        }
+    }
+
+    /// Whether this operation state is the one Argo CD showed when it accepted the
+    /// rollback. An operation that started and finished in the very same seconds as that
+    /// one cannot be told apart from it and counts as it: breakwater then waits (and times
+    /// out) rather than claim a success it did not see.
+    fn is_prior(&self, operation: &OperationState) -> bool {
+        self.prior_started_at.is_some()
+            && operation.started_at == self.prior_started_at
+            && operation.finished_at == self.prior_finished_at
+    }
 }
 
 /// What a request was for, which decides what an error means for the person.
@@ -643,89 +702,130 @@ impl ArgoCdBackend {
                 .and_then(|id| id.parse::<i64>().ok())
                 .unwrap_or(i64::MIN)
         };
-        let revision_of = |d: &Deploy| {
+        let at_synced_revision = |d: &Deploy| {
             application
                 .status
                 .history
                 .iter()
                 .find(|e| Some(e.id.to_string()) == d.revision)
-                .map(|e| e.revision.clone())
-                .unwrap_or_default()
+                .is_some_and(|e| {
+                    if sync.revisions.is_empty() {
+                        e.revision == sync.revision
+                    } else {
+                        e.revisions == sync.revisions
+                    }
+                })
         };
-        let synced = (sync.status == "Synced" && !sync.revision.is_empty())
-            .then(|| {
-                deploys
-                    .iter()
-                    .filter(|d| revision_of(d) == sync.revision)
-                    .max_by_key(newest)
-            })
-            .flatten();
+        let synced = (sync.status == "Synced"
+            && !(sync.revision.is_empty() && sync.revisions.is_empty()))
+        .then(|| {
+            deploys
+                .iter()
+                .filter(|d| at_synced_revision(d))
+                .max_by_key(newest)
+        })
+        .flatten();
         synced
             .or_else(|| deploys.iter().max_by_key(newest))
             .map(Deploy::as_revision)
     }
 
     /// Where a followed rollback stands after one read of the application.
+    ///
+    /// Only the rollback's own operation counts: until Argo CD's controller has picked it
+    /// up (it is still the application's pending `operation`), nothing is concluded, and
+    /// an application that is `Synced` to the same revision string proves nothing — the
+    /// entries of a Helm-repository chart share the chart version, and the sync may not
+    /// have run yet.
     fn follow_state(&self, handle: &Handle, application: &Application) -> FollowState {
         let app = AppRef {
             name: handle.app.clone(),
             namespace: handle.app_namespace.clone(),
         };
         let status = &application.status;
-        let short = short_commit(&handle.revision);
-        let operation = status.operation_state.as_ref();
-        let operation_revision = operation
-            .and_then(|op| {
-                op.operation
-                    .as_ref()
-                    .and_then(|o| o.sync.as_ref())
-                    .map(|s| s.revision.clone())
-                    .or_else(|| op.sync_result.as_ref().map(|r| r.revision.clone()))
-            })
-            .unwrap_or_default();
-        let recent = operation
-            .and_then(|op| op.started_at)
-            .is_some_and(|at| at >= handle.requested_at - CLOCK_SKEW);
-        let ours = recent && operation_revision == handle.revision;
-        let phase = operation.map(|op| op.phase.as_str()).unwrap_or("");
-        let op_message = operation
-            .map(|op| super::snippet(&op.message, SNIPPET_CHARS))
-            .unwrap_or_default();
-
-        if recent && !ours && !operation_revision.is_empty() {
+        let short = handle.label();
+        let waiting =
+            || FollowState::Running(format!("waiting for Argo CD to start the sync to {short}"));
+        // A fresh operation: not the one shown when the rollback was accepted, and started
+        // after it was requested.
+        let Some(operation) = status.operation_state.as_ref().filter(|op| {
+            !handle.is_prior(op)
+                && op
+                    .started_at
+                    .is_some_and(|at| at >= handle.requested_at - CLOCK_SKEW)
+        }) else {
+            return waiting();
+        };
+        let spec = operation.operation.as_ref();
+        let requested = spec.and_then(|o| o.sync.as_ref());
+        let automated = spec
+            .and_then(|o| o.initiated_by.as_ref())
+            .is_some_and(|by| by.automated);
+        let ours = !automated
+            && requested
+                .or(operation.sync_result.as_ref())
+                .is_some_and(|sync| handle.matches(sync));
+        if !ours {
+            let to = requested
+                .or(operation.sync_result.as_ref())
+                .map(|sync| {
+                    if sync.revisions.is_empty() {
+                        short_commit(&sync.revision).to_owned()
+                    } else {
+                        sync.revisions
+                            .iter()
+                            .map(|r| short_commit(r))
+                            .collect::<Vec<_>>()
+                            .join(" + ")
+                    }
+                })
+                .filter(|to| !to.is_empty())
+                .unwrap_or_else(|| "an unknown revision".to_owned());
+            let who = if automated {
+                "Argo CD's automated sync".to_owned()
+            } else {
+                "someone".to_owned()
+            };
             return FollowState::Done(Outcome::Failed(format!(
-                "someone started another sync of {app} (to {}) while the rollback to {short} \
+                "{who} started another sync of {app} (to {to}) while the rollback to {short} \
                  was followed; check {} to see what runs now before doing anything else",
-                short_commit(&operation_revision),
                 self.ui_link(&app)
             )));
         }
-        if ours && matches!(phase, "Failed" | "Error") {
+        let phase = operation.phase.as_str();
+        let op_message = super::snippet(&operation.message, SNIPPET_CHARS);
+        if matches!(phase, "Failed" | "Error") {
             return FollowState::Done(Outcome::Failed(format!(
                 "Argo CD's rollback sync of {app} to {short} ended {phase}: {op_message}. Open {} \
                  to see which resources failed; fix them or sync another revision",
                 self.ui_link(&app)
             )));
         }
-        let synced = (ours && phase == "Succeeded")
-            || (status.sync.status == "Synced" && status.sync.revision == handle.revision);
-        if !synced {
-            return FollowState::Running(if ours && !phase.is_empty() {
-                if op_message.is_empty() {
-                    format!("Argo CD sync to {short}: {phase}")
-                } else {
-                    format!("Argo CD sync to {short}: {phase} — {op_message}")
-                }
+        if phase != "Succeeded" {
+            let phase = if phase.is_empty() { "Pending" } else { phase };
+            return FollowState::Running(if op_message.is_empty() {
+                format!("Argo CD sync to {short}: {phase}")
             } else {
-                format!("waiting for Argo CD to start the sync to {short}")
+                format!("Argo CD sync to {short}: {phase} — {op_message}")
             });
         }
+        if let Some(result) = &operation.sync_result
+            && !handle.matches(result)
+        {
+            return FollowState::Done(Outcome::Failed(format!(
+                "Argo CD's rollback sync of {app} ended at {} instead of {short}; check {} to see \
+                 what runs now before doing anything else",
+                if result.revisions.is_empty() {
+                    short_commit(&result.revision).to_owned()
+                } else {
+                    result.revisions.join(" + ")
+                },
+                self.ui_link(&app)
+            )));
+        }
         // Health read before the controller looked at the synced resources is the old one.
-        let assessed = match (
-            status.reconciled_at,
-            operation.and_then(|op| op.finished_at),
-        ) {
-            (Some(reconciled), Some(finished)) if ours => reconciled >= finished,
+        let assessed = match (status.reconciled_at, operation.finished_at) {
+            (Some(reconciled), Some(finished)) => reconciled >= finished,
             _ => true,
         };
         if !assessed {
@@ -1013,20 +1113,20 @@ impl DeployBackend for ArgoCdBackend {
                 }
                 error
             })?;
-        let revision = answer
-            .status
-            .history
-            .iter()
-            .find(|e| e.id == history_id)
-            .map(|e| e.revision.clone())
-            .unwrap_or_default();
-        tracing::info!(backend = %self.name, %app, history_id, %revision, "Argo CD accepted the rollback");
+        let entry = answer.status.history.iter().find(|e| e.id == history_id);
+        let revision = entry.map(|e| e.revision.clone()).unwrap_or_default();
+        let revisions = entry.map(|e| e.revisions.clone()).unwrap_or_default();
+        let prior = answer.status.operation_state.as_ref();
+        tracing::info!(backend = %self.name, %app, history_id, %revision, ?revisions, "Argo CD accepted the rollback");
         let handle = Handle {
             app: app.name.clone(),
             app_namespace: app.namespace.clone(),
             history_id,
             revision,
+            revisions,
             requested_at,
+            prior_started_at: prior.and_then(|op| op.started_at),
+            prior_finished_at: prior.and_then(|op| op.finished_at),
         };
         Ok(Operation {
             target: call.target.clone(),
@@ -1097,7 +1197,7 @@ impl DeployBackend for ArgoCdBackend {
                 format!(
                     "{app} did not become synced and Healthy at {} within {}{}; the rollback may \
                      still be progressing. Check {} before retrying",
-                    short_commit(&handle.revision),
+                    handle.label(),
                     humantime::format_duration(self.timeout),
                     last.map(|l| format!(" (last seen: {l})"))
                         .unwrap_or_default(),
@@ -1165,6 +1265,101 @@ mod tests {
         let branch = entry(json!({"id": 1, "revision": "0123456789abcdef0123",
             "source": {"repoURL": "r", "targetRevision": "main"}}));
         assert_eq!(entry_version(&branch, "web"), "0123456");
+    }
+
+    fn backend() -> ArgoCdBackend {
+        let config = ArgoCdBackendConfig {
+            url: Url::parse("https://argocd.example.com").expect("url"),
+            token: Secret::new("t"),
+            ca_file: None,
+            insecure: false,
+            allow_disable_autosync: false,
+            timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(10),
+            allow_insecure_http: false,
+        };
+        ArgoCdBackend::new("argo", &config, &[]).expect("backend")
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    /// A rollback to chart version 1.8.2, requested at 03:00:00, accepted while the
+    /// previous operation (02:50:00–02:50:40) was shown.
+    fn chart_handle() -> Handle {
+        Handle {
+            app: "web".into(),
+            app_namespace: None,
+            history_id: 2,
+            revision: "1.8.2".into(),
+            revisions: Vec::new(),
+            requested_at: at("2026-11-29T03:00:00Z"),
+            prior_started_at: Some(at("2026-11-29T02:50:00Z")),
+            prior_finished_at: Some(at("2026-11-29T02:50:40Z")),
+        }
+    }
+
+    fn app_with_operation(operation: Value) -> Application {
+        serde_json::from_value(json!({
+            "status": {
+                "sync": {"status": "Synced", "revision": "1.8.2"},
+                "health": {"status": "Healthy"},
+                "operationState": operation,
+                "reconciledAt": "2026-11-29T03:00:05Z"
+            }
+        }))
+        .expect("application")
+    }
+
+    #[test]
+    fn the_operation_shown_when_the_rollback_was_accepted_is_never_its_own() {
+        let app = app_with_operation(json!({
+            "operation": {"sync": {"revision": "1.8.2"}},
+            "phase": "Succeeded",
+            "syncResult": {"revision": "1.8.2"},
+            "startedAt": "2026-11-29T02:50:00Z",
+            "finishedAt": "2026-11-29T02:50:40Z"
+        }));
+        assert_eq!(
+            backend().follow_state(&chart_handle(), &app),
+            FollowState::Running("waiting for Argo CD to start the sync to 1.8.2".into()),
+            "Synced and Healthy at the same revision string proves nothing"
+        );
+    }
+
+    #[test]
+    fn an_automated_sync_to_the_shared_revision_is_not_the_rollback() {
+        let app = app_with_operation(json!({
+            "operation": {"sync": {"revision": "1.8.2"}, "initiatedBy": {"automated": true}},
+            "phase": "Succeeded",
+            "syncResult": {"revision": "1.8.2"},
+            "startedAt": "2026-11-29T03:00:02Z",
+            "finishedAt": "2026-11-29T03:00:04Z"
+        }));
+        let state = backend().follow_state(&chart_handle(), &app);
+        assert!(
+            matches!(state, FollowState::Done(Outcome::Failed(ref m)) if m.starts_with("Argo CD's automated sync started another sync")),
+            "{state:?}"
+        );
+    }
+
+    #[test]
+    fn the_rollbacks_own_succeeded_operation_then_healthy_is_success() {
+        let app = app_with_operation(json!({
+            "operation": {"sync": {"revision": "1.8.2"}, "initiatedBy": {"username": "breakwater"}},
+            "phase": "Succeeded",
+            "syncResult": {"revision": "1.8.2"},
+            "startedAt": "2026-11-29T03:00:02Z",
+            "finishedAt": "2026-11-29T03:00:04Z"
+        }));
+        let state = backend().follow_state(&chart_handle(), &app);
+        assert!(
+            matches!(state, FollowState::Done(Outcome::Succeeded(_))),
+            "{state:?}"
+        );
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! command backend does) and its operation is already finished: there is nothing to
 //! follow, and nothing to resume after a restart. breakwater stops helm itself only if it
 //! overruns its timeout by a margin. A failure quotes the last lines of helm's stderr.
+//! An exit status of 0 is not taken on its word: the rollback succeeded only when `helm
+//! history` then shows a new newest revision "Rollback to N" that is `deployed`.
+//!
+//! The current release is the newest revision, as for helm itself: after a failed
+//! upgrade (its manifests applied, `--wait` timed out) that is the failed one, the suspect,
+//! and the offer is the revision before it that ran healthy — where `helm rollback` with
+//! no revision goes.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -428,6 +435,60 @@ impl HelmBackend {
     }
 }
 
+/// What a `helm rollback` that exited 0 did, by the history it left: success only when
+/// the newest revision is a new one, records "Rollback to N" and is `deployed`.
+fn rollback_outcome(
+    release: &ReleaseRef,
+    to: &Revision,
+    revision: i64,
+    newest_before: i64,
+    after: &[HistoryEntry],
+    said: &str,
+) -> Outcome {
+    let check = format!(
+        "Check `helm history {}` before doing anything else",
+        release.release
+    );
+    let Some(newest) = after.last().filter(|e| e.revision > newest_before) else {
+        return Outcome::Failed(format!(
+            "helm said the rollback of {release} to revision {revision} succeeded, but its \
+             history shows no new revision (the newest is still {newest_before}), so nothing \
+             is known to have been rolled back. {check}"
+        ));
+    };
+    let ours = after.iter().find(|e| {
+        e.revision > newest_before && e.description.trim() == format!("Rollback to {revision}")
+    });
+    match ours {
+        Some(ours) if ours.revision == newest.revision && ours.status == "deployed" => {
+            let mut detail = format!(
+                "helm rolled {release} back to revision {revision} ({}) as revision {}, which is \
+                 deployed and ready",
+                to.version, ours.revision
+            );
+            if !said.is_empty() {
+                detail.push_str(&format!(": {said}"));
+            }
+            Outcome::Succeeded(detail)
+        }
+        Some(ours) if ours.revision == newest.revision => Outcome::Failed(format!(
+            "helm's rollback of {release} to revision {revision} became revision {}, which helm \
+             shows as {}, not deployed. {check}",
+            ours.revision, ours.status
+        )),
+        Some(ours) => Outcome::Failed(format!(
+            "helm rolled {release} back to revision {revision} as revision {}, but revision {} \
+             ({}, {}) was made after it: someone deployed again. {check}",
+            ours.revision, newest.revision, newest.description, newest.status
+        )),
+        None => Outcome::Failed(format!(
+            "helm said the rollback of {release} to revision {revision} succeeded, but the new \
+             revision {} is \"{}\" ({}), not the rollback. {check}",
+            newest.revision, newest.description, newest.status
+        )),
+    }
+}
+
 /// The version a revision is known by: its app version, else its chart version.
 fn base_version(entry: &HistoryEntry) -> String {
     if !entry.app_version.is_empty() {
@@ -496,12 +557,10 @@ impl DeployBackend for HelmBackend {
         let release = self.release_ref(target);
         let entries = self.read_history(&release).await?;
         let deploys = self.deploys(target, &entries);
-        let deployed = entries
-            .iter()
-            .rev()
-            .find(|e| e.status == "deployed")
-            .or(entries.last())
-            .map(|e| e.revision.to_string());
+        // Helm's current release is its newest revision, whatever its status: a `helm
+        // upgrade --wait` that timed out left its manifests applied and its revision
+        // `failed`, and `helm rollback` without a revision goes back from it.
+        let deployed = entries.last().map(|e| e.revision.to_string());
         Ok(deployed.and_then(|revision| {
             deploys
                 .iter()
@@ -541,6 +600,12 @@ impl DeployBackend for HelmBackend {
                 ),
             )
         })?;
+        // The newest revision before: the rollback must add a newer one.
+        let newest_before = self
+            .read_history(&release)
+            .await?
+            .last()
+            .map_or(0, |e| e.revision);
         let started_at = Utc::now();
         let limit = self.rollback_limit();
         tracing::info!(backend = %self.name, release = %release, revision, "running helm rollback");
@@ -557,19 +622,23 @@ impl DeployBackend for HelmBackend {
             .rfind(|l| !l.is_empty())
             .map(|l| super::snippet(l, 200))
             .unwrap_or_default();
-        let mut detail = format!(
-            "helm rolled {release} back to revision {revision} ({}) and it is ready",
-            call.to.version
-        );
-        if !said.is_empty() {
-            detail.push_str(&format!(": {said}"));
-        }
+        let outcome = match self.read_history(&release).await {
+            Ok(after) => {
+                rollback_outcome(&release, &call.to, revision, newest_before, &after, &said)
+            }
+            Err(error) => Outcome::Failed(format!(
+                "helm said the rollback of {release} to revision {revision} succeeded, but \
+                 breakwater could not read `helm history {}` to see it ({error}). Check it before \
+                 doing anything else",
+                release.release
+            )),
+        };
         Ok(Operation {
             target: call.target.clone(),
             to: call.to.clone(),
             started_at,
             handle: serde_json::json!({ "release": release.release, "revision": revision }),
-            finished: Some(Outcome::Succeeded(detail)),
+            finished: Some(outcome),
         })
     }
 

@@ -28,7 +28,13 @@
 //! Deployment's own revision and last-applied annotations), in one JSON merge patch that
 //! carries the `resourceVersion` read just before: if anything else wrote the Deployment
 //! in between, the API server answers 409 and nothing changes. A paused Deployment is
-//! refused, as kubectl refuses it.
+//! refused, as kubectl refuses it. Success is only claimed after the rollout was seen
+//! through: the new generation observed, the updated replicas available — also when the
+//! Deployment already had the target template (someone applied it a moment before), whose
+//! rollout may still fail.
+//!
+//! A kubeconfig that sends a token, password or auth plugin output to an `http://` API
+//! server is refused unless `allow_insecure_http = true`, as kubectl refuses it.
 //!
 //! # Permissions
 //!
@@ -84,6 +90,7 @@ pub struct KubernetesBackend {
     context: Option<String>,
     timeout: Duration,
     poll_interval: Duration,
+    allow_insecure_http: bool,
     /// Built on first use: loading credentials may run exec plugins and needs the runtime.
     client: OnceCell<Connection>,
     services: HashMap<ServiceName, ServiceConfig>,
@@ -211,6 +218,16 @@ impl KubernetesBackend {
                         ),
                     });
                 }
+                if !config.allow_insecure_http
+                    && let Some(server) =
+                        plain_http_server_with_credentials(&parsed, config.context.as_deref())
+                {
+                    return Err(super::BuildError::Kubeconfig {
+                        name: name.to_owned(),
+                        key: "allow_insecure_http",
+                        reason: insecure_http_reason(name, &server),
+                    });
+                }
                 Some((path.clone(), parsed))
             }
             None => None,
@@ -221,6 +238,7 @@ impl KubernetesBackend {
             context: config.context.clone(),
             timeout: config.timeout,
             poll_interval: config.poll_interval,
+            allow_insecure_http: config.allow_insecure_http,
             client: OnceCell::new(),
             services: super::services_by_name(services),
         })
@@ -291,6 +309,13 @@ impl KubernetesBackend {
                     },
                 }?;
                 let cluster_url = config.cluster_url.to_string();
+                if !self.allow_insecure_http
+                    && config.cluster_url.scheme_str() == Some("http")
+                    && sends_credentials(&config.auth_info)
+                {
+                    tracing::error!(backend = %name, %cluster_url, "refusing to send Kubernetes credentials over plain HTTP; set backends.{name}.allow_insecure_http = true to allow it");
+                    return Err(insecure_http_reason(name, &cluster_url));
+                }
                 let client = kube::Client::try_from(config).map_err(|e| {
                     format!(
                         "cannot build a Kubernetes client for {cluster_url} ({}); check \
@@ -607,6 +632,72 @@ impl KubernetesBackend {
                 )
             })
     }
+}
+
+/// Whether a kubeconfig user authenticates with something a plain-HTTP hop could read
+/// and replay: a bearer token, a password, or a plugin that produces one.
+fn sends_credentials(auth: &kube::config::AuthInfo) -> bool {
+    auth.token.is_some()
+        || auth.token_file.is_some()
+        || auth.password.is_some()
+        || auth.exec.is_some()
+        || auth.auth_provider.is_some()
+}
+
+/// The `http://` server of the kubeconfig context breakwater will use, when its user
+/// sends credentials (kubectl refuses a bearer token over plain HTTP).
+fn plain_http_server_with_credentials(
+    kubeconfig: &Kubeconfig,
+    context: Option<&str>,
+) -> Option<String> {
+    let context_name = context.or(kubeconfig.current_context.as_deref())?;
+    let context = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)?
+        .context
+        .as_ref()?;
+    let server = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)?
+        .cluster
+        .as_ref()?
+        .server
+        .clone()?;
+    if !server.to_ascii_lowercase().starts_with("http://") {
+        return None;
+    }
+    let user = context.user.as_deref()?;
+    let auth = kubeconfig
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)?
+        .auth_info
+        .as_ref()?;
+    sends_credentials(auth).then_some(server)
+}
+
+/// Why this backend's kubeconfig would send credentials over plain HTTP, when it exists,
+/// reads, and would.
+pub(crate) fn insecure_http_problem(
+    name: &str,
+    config: &KubernetesBackendConfig,
+) -> Option<String> {
+    if config.allow_insecure_http {
+        return None;
+    }
+    let kubeconfig = Kubeconfig::read_from(config.kubeconfig.as_ref()?).ok()?;
+    plain_http_server_with_credentials(&kubeconfig, config.context.as_deref())
+        .map(|server| insecure_http_reason(name, &server))
+}
+
+fn insecure_http_reason(name: &str, server: &str) -> String {
+    format!(
+        "the API server {server} is plain http://, so its credentials (a bearer token) would \
+         travel in clear text, which kubectl refuses; use https://, or set \
+         backends.{name}.allow_insecure_http = true to accept that on a trusted network"
+    )
 }
 
 /// A controlled ReplicaSet as a revision, if it carries a revision number.
@@ -1166,12 +1257,12 @@ impl DeployBackend for KubernetesBackend {
                     tracing::info!(backend = %self.name, %deployment, revision = %call.to.id, "patched the Deployment back");
                     return Ok(operation(None));
                 }
+                // Someone already applied that template (another rollback, kubectl): the
+                // rollout it started is still to be observed, so it is followed like ours
+                // rather than reported done.
                 Ok(None) => {
-                    return Ok(operation(Some(Outcome::Succeeded(format!(
-                        "{deployment} already runs the template of revision {}; nothing had to \
-                         change",
-                        call.to.id
-                    )))));
+                    tracing::info!(backend = %self.name, %deployment, revision = %call.to.id, "the Deployment already has the target template; following its rollout");
+                    return Ok(operation(None));
                 }
                 // Something else wrote the Deployment (an autoscaler changing replicas is
                 // common): read it again and retry once if it still runs what was shown.

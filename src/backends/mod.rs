@@ -159,6 +159,25 @@ impl std::fmt::Debug for BackendRegistry {
     }
 }
 
+/// Credentials the configuration would send in clear text, each as `KEY.PATH: problem`,
+/// for `check-config`. Argo CD URLs are checked with the rest of the configuration; a
+/// Kubernetes backend's API server comes from its kubeconfig, read here when it exists (a
+/// missing one is reported when breakwater starts).
+pub fn credential_problems(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, backend) in &config.backends {
+        #[cfg(feature = "kubernetes")]
+        if let BackendConfig::Kubernetes(c) = backend
+            && let Some(reason) = kubernetes::insecure_http_problem(name, c)
+        {
+            problems.push(format!("backends.{name}.allow_insecure_http: {reason}"));
+        }
+        #[cfg(not(feature = "kubernetes"))]
+        let _ = (name, backend);
+    }
+    problems
+}
+
 pub(crate) fn services_by_name(services: &[ServiceConfig]) -> HashMap<ServiceName, ServiceConfig> {
     services
         .iter()

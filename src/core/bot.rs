@@ -54,6 +54,11 @@ pub enum HistoryScope {
 }
 /// Summaries cached per alert group; older ones are rebuilt on demand.
 const SUMMARY_CACHE: usize = 1024;
+/// How long a press waits for the backend to re-check what blocks a rollback. The
+/// platforms want an answer within 3 s; a backend slower than this is not waited for,
+/// and its own refusals at the rollback call (auto-sync on, a paused Deployment) still
+/// hold.
+const PRESS_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The parts of the configuration the bot decides with.
 #[derive(Debug, Clone)]
@@ -1022,11 +1027,20 @@ impl Bot {
         let current = match self.current_revision(&target, &history).await {
             Ok(current) => current,
             Err(message) => {
-                caveats.push(Caveat {
-                    message,
-                    blocking: false,
-                    remedy: None,
+                // The history read usually failed the same way (a rejected token, a
+                // deleted application): say it once.
+                let repeated = backend_error_text(&message).is_some_and(|error| {
+                    caveats
+                        .iter()
+                        .any(|c| backend_error_text(&c.message) == Some(error))
                 });
+                if !repeated {
+                    caveats.push(Caveat {
+                        message,
+                        blocking: false,
+                        remedy: None,
+                    });
+                }
                 None
             }
         };
@@ -1307,6 +1321,9 @@ impl Bot {
         if let Some(reply) = self.refuse_by_policy(press, &plan).await? {
             return Ok(reply);
         }
+        if let Some(reply) = self.refuse_blocked(press, &plan, disable_auto_sync).await? {
+            return Ok(reply);
+        }
         let needs_confirm_step = !press.confirmed_by_platform
             && self
                 .inner
@@ -1455,6 +1472,89 @@ impl Bot {
         }
     }
 
+    /// Checks again, at the press, what hid or changed the plan's buttons when they were
+    /// drawn: a blocking caveat (Argo CD auto-sync, a paused Deployment, a revision gone
+    /// from the history) hides Roll back, and "Disable auto-sync and roll back" exists
+    /// only while auto-sync is the one blocker and the configuration allows the remedy. A
+    /// plan id taken from another button (Not deploy-related) therefore never rolls back
+    /// what its Roll back button was hidden for. Refusals are private and audited.
+    async fn refuse_blocked(
+        &self,
+        press: &Press,
+        plan: &RollbackPlan,
+        disable_auto_sync: bool,
+    ) -> Result<Option<Reply>, BotError> {
+        let Some(backend) = self.inner.backends.for_target(&plan.target) else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let checked =
+            tokio::time::timeout(PRESS_CHECK_TIMEOUT, backend.caveats(&plan.target, &plan.to))
+                .await;
+        self.inner.metrics.backend_call(
+            backend.name(),
+            "caveats",
+            matches!(checked, Ok(Ok(_))),
+            started.elapsed(),
+        );
+        let caveats = match checked {
+            Ok(Ok(caveats)) => caveats,
+            // The rollback re-reads the backend and fails loudly if it is down.
+            Ok(Err(error)) => {
+                tracing::warn!(backend = backend.name(), %error, "could not re-check blockers at the press");
+                return Ok(None);
+            }
+            Err(_) => {
+                tracing::warn!(
+                    backend = backend.name(),
+                    "re-checking blockers at the press timed out"
+                );
+                return Ok(None);
+            }
+        };
+        let blockers: Vec<&Caveat> = caveats.iter().filter(|c| c.blocking).collect();
+        let remedied = |c: &&Caveat| {
+            disable_auto_sync && c.remedy == Some(super::backend::Remedy::DisableAutoSync)
+        };
+        let unremedied: Vec<&str> = blockers
+            .iter()
+            .filter(|c| !remedied(c))
+            .map(|c| c.message.as_str())
+            .collect();
+        if !unremedied.is_empty() {
+            return self
+                .deny(
+                    press,
+                    Some(&plan.target),
+                    "blocked",
+                    format!(
+                        "{} cannot be rolled back from here right now: {} Nothing was done.",
+                        plan.target,
+                        unremedied.join(" ")
+                    ),
+                )
+                .await
+                .map(Some);
+        }
+        if disable_auto_sync && blockers.is_empty() {
+            return self
+                .deny(
+                    press,
+                    Some(&plan.target),
+                    "action_not_offered",
+                    format!(
+                        "\"Disable auto-sync and roll back\" is not offered for {}: nothing blocks \
+                         a plain rollback, so there is no automated sync to turn off. Nothing was \
+                         done; use Roll back.",
+                        plan.target
+                    ),
+                )
+                .await
+                .map(Some);
+        }
+        Ok(None)
+    }
+
     async fn press_confirm(&self, press: &Press) -> Result<Reply, BotError> {
         let Some(confirmation) = self.inner.store.confirmation(&press.action.token).await? else {
             return Ok(Reply::ReplaceSource(Message::plain(
@@ -1489,6 +1589,12 @@ impl Bot {
             return Ok(as_replacement(reply));
         }
         if let Some(reply) = self.refuse_by_policy(press, &plan).await? {
+            return Ok(as_replacement(reply));
+        }
+        if let Some(reply) = self
+            .refuse_blocked(press, &plan, confirmation.disable_auto_sync)
+            .await?
+        {
             return Ok(as_replacement(reply));
         }
         let reply = self
@@ -2916,6 +3022,12 @@ fn describes_a_problem(text: &str) -> bool {
             .any(|word| PROBLEM_WORDS.contains(&word))
 }
 
+/// The backend's own words at the end of a caveat ("NAME history unavailable: …",
+/// "Could not read what TARGET runs now from NAME: …"), to say one failure once.
+fn backend_error_text(caveat: &str) -> Option<&str> {
+    caveat.split_once(": ").map(|(_, error)| error)
+}
+
 fn platform_of(press: &Press) -> Platform {
     press
         .message
@@ -3036,5 +3148,15 @@ mod tests {
         assert_eq!(registry.len(), 2);
         assert_eq!(registry[0].revision.as_deref(), Some("7"));
         assert_eq!(registry[1].version, "v1");
+    }
+
+    #[test]
+    fn a_rollout_the_backend_saw_fail_is_failed_even_when_ci_reported_it_succeeded() {
+        let mut registry = vec![deploy("v2", 0, DeploySource::Api)];
+        let mut stuck = deploy("v2", 0, DeploySource::Backend);
+        stuck.status = DeployStatus::Failed;
+        merge_history(&mut registry, vec![stuck]);
+        assert_eq!(registry[0].status, DeployStatus::Failed);
+        assert_eq!(registry[0].source, DeploySource::Api);
     }
 }

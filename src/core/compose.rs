@@ -199,6 +199,11 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                         .plain(format!("+{} more deploys in the window", deploys.more)),
                 });
             }
+            if let Some(line) = &deploys.failed_rollout {
+                sections.push(Section::Context {
+                    text: RichText::new().plain(format!("⚠️ {line}")),
+                });
+            }
             for caveat in &deploys.caveats {
                 sections.push(Section::Context {
                     text: RichText::new().plain(format!("⚠️ {}", caveat.message)),

@@ -330,6 +330,11 @@ impl Deploy {
         if self.changes.is_empty() {
             self.changes.clone_from(&from_backend.changes);
         }
+        // CI reports a deploy as succeeded once it applied it; the backend saw whether the
+        // rollout then failed or got stuck (a progress deadline, a `helm --wait` timeout).
+        if from_backend.status == DeployStatus::Failed {
+            self.status = DeployStatus::Failed;
+        }
     }
 }
 

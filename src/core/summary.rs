@@ -57,6 +57,9 @@ pub struct DeploySummary {
     pub offer: Option<Offer>,
     /// Why no rollback is offered, when none is.
     pub no_offer_reason: Option<String>,
+    /// Said when the latest rollout failed but runs (the suspect), with the revision
+    /// that ran healthy before it.
+    pub failed_rollout: Option<String>,
     pub caveats: Vec<Caveat>,
 }
 
@@ -139,16 +142,27 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
     };
     let window: Vec<&Deploy> = input.history.iter().filter(|d| in_window(d)).collect();
 
-    let suspect = window
+    // A rollout that failed or got stuck but changed what runs (a Deployment past its
+    // progress deadline, a `helm upgrade --wait` that timed out with its manifests applied)
+    // is the prime suspect: it is what `kubectl rollout undo` and `helm rollback` undo.
+    let live_failure = window
         .iter()
         .filter(|d| d.started_at <= alert_at)
-        .filter(|d| {
-            d.is_in_progress()
-                || (d.status == DeployStatus::Succeeded
-                    && d.finished_at.is_none_or(|f| f <= alert_at))
-        })
+        .filter(|d| is_live_failure(d, input.current.as_ref()))
         .max_by_key(|d| d.effective_at())
         .copied();
+    let suspect = live_failure.or_else(|| {
+        window
+            .iter()
+            .filter(|d| d.started_at <= alert_at)
+            .filter(|d| {
+                d.is_in_progress()
+                    || (d.status == DeployStatus::Succeeded
+                        && d.finished_at.is_none_or(|f| f <= alert_at))
+            })
+            .max_by_key(|d| d.effective_at())
+            .copied()
+    });
 
     let entries: Vec<DeployEntry> = window
         .iter()
@@ -194,6 +208,22 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
         ),
         Some(suspect) => offer_for(input.history, suspect, input.current.clone(), input.target),
     };
+    let failed_rollout = live_failure.map(|failed| {
+        let healthy_before = offer
+            .as_ref()
+            .map(|o| {
+                format!(
+                    " {} is the last revision that ran healthy before it.",
+                    o.to.version
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "The latest rollout, {}, failed ({}) and is what runs now.{healthy_before}",
+            failed.version,
+            relative_to_alert(failed.effective_at(), alert_at)
+        )
+    });
 
     Summary {
         alert_title: input.alert.title.clone(),
@@ -209,9 +239,19 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
             current: input.current,
             offer,
             no_offer_reason,
+            failed_rollout,
             caveats: input.caveats,
         })),
     }
+}
+
+/// A deploy whose rollout failed (or got stuck) and which is nevertheless what runs now:
+/// it changed what runs, unlike a CI deploy that failed before touching anything.
+fn is_live_failure(deploy: &Deploy, current: Option<&Revision>) -> bool {
+    deploy.status == DeployStatus::Failed
+        && current.is_some_and(|c| {
+            c.version == deploy.version || deploy.revision.as_deref() == Some(c.id.as_str())
+        })
 }
 
 /// The rollback from what runs now to the newest successful deploy before the suspect.
@@ -489,6 +529,29 @@ mod tests {
         let summary = summarize_history(&history, Some("v42"));
         assert!(!summary.entries[0].suspect && summary.entries[1].suspect);
         assert_eq!(summary.offer.expect("offer").to.version, "v41");
+    }
+
+    #[test]
+    fn a_failed_rollout_that_runs_is_the_prime_suspect_and_the_offer_is_the_last_healthy_one() {
+        let mut stuck = deploy("v1.2.0", -10);
+        stuck.status = DeployStatus::Failed;
+        let history = [stuck, deploy("v1.1.0", -120), deploy("v1.0.0", -2000)];
+        let summary = summarize_history(&history, Some("v1.2.0"));
+        assert!(summary.entries[0].suspect && !summary.entries[1].suspect);
+        let offer = summary.offer.expect("offer");
+        assert_eq!(
+            (offer.from.version.as_str(), offer.to.version.as_str()),
+            ("v1.2.0", "v1.1.0")
+        );
+        let said = summary.failed_rollout.expect("said");
+        assert!(
+            said.starts_with("The latest rollout, v1.2.0, failed"),
+            "{said}"
+        );
+        assert!(
+            said.contains("v1.1.0 is the last revision that ran healthy"),
+            "{said}"
+        );
     }
 
     #[test]

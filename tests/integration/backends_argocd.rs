@@ -15,7 +15,8 @@ use breakwater::core::rollback::PlanId;
 use serde_json::json;
 
 use crate::support::argocd::{
-    ARGO_TOKEN, AfterRollback, Entry, FakeArgoCd, application, revision_of,
+    ARGO_TOKEN, AfterRollback, CHART_VERSION, Entry, FakeArgoCd, Shape, application, revision_of,
+    shaped_application,
 };
 use crate::support::{AppOptions, TestApp, actor, spawn_app_with};
 
@@ -72,6 +73,7 @@ token = {{ file = "argocd_token" }}
 allow_disable_autosync = {}
 timeout = "{}"
 poll_interval = "20ms"
+allow_insecure_http = true
 
 [[services]]
 name = "storefront"
@@ -266,7 +268,7 @@ async fn argocd_auto_sync_without_permission_offers_no_remedy_and_warns_about_th
 }
 
 #[tokio::test]
-async fn argocd_a_forged_remedy_press_is_refused_when_the_config_does_not_allow_it() {
+async fn argocd_a_forged_remedy_press_is_refused_at_the_press_when_nothing_offered_it() {
     let (app, fake) = start(Setup::default()).await;
     let summary = summary_of_an_alert(&app).await;
     let rollback = summary.button("Roll back").expect("button");
@@ -275,15 +277,74 @@ async fn argocd_a_forged_remedy_press_is_refused_when_the_config_does_not_allow_
         rollback.token,
     );
 
-    app.press_action(forged, Some(summary.at.clone()), &alice())
+    let reply = app
+        .press_action(forged, Some(summary.at.clone()), &alice())
         .await;
 
-    let detail = app.failed_rollback(&summary).await;
+    let text = private_text(&reply);
     assert!(
-        detail.contains("allow_disable_autosync = false"),
-        "{detail}"
+        text.contains("\"Disable auto-sync and roll back\" is not offered"),
+        "{text}"
     );
+    assert_denied(&app, "action_not_offered").await;
     assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
+#[tokio::test]
+async fn argocd_the_not_deploy_related_plan_id_of_an_auto_synced_app_never_rolls_back() {
+    let (app, fake) = start(Setup {
+        auto_sync: true,
+        ..Setup::default()
+    })
+    .await;
+    let summary = summary_of_an_alert(&app).await;
+    assert!(summary.button("Roll back").is_none(), "{}", summary.plain());
+    let dismiss = summary.button("Not deploy-related").expect("button");
+
+    for kind in [
+        breakwater::core::message::ButtonKind::Rollback,
+        breakwater::core::message::ButtonKind::DisableAutoSyncAndRollback,
+    ] {
+        let forged = breakwater::core::message::ButtonAction::new(kind, dismiss.token);
+        let reply = app
+            .press_action(forged, Some(summary.at.clone()), &alice())
+            .await;
+        let text = private_text(&reply);
+        assert!(
+            text.contains("auto-sync is on for storefront-production"),
+            "{text}"
+        );
+        assert!(text.contains("Nothing was done"), "{text}");
+    }
+
+    assert!(
+        fake.writes().is_empty(),
+        "nothing reached Argo CD: {:?}",
+        fake.writes()
+    );
+    let denied = app.audited("rollback.denied").await;
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert!(app.audited("rollback.started").await.is_empty());
+}
+
+fn private_text(reply: &Reply) -> String {
+    match reply {
+        Reply::Private(message) => message.to_plain(),
+        other => panic!("expected a private refusal, got {other:?}"),
+    }
+}
+
+async fn assert_denied(app: &TestApp, reason: &str) {
+    let denied = app.audited("rollback.denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0]
+            .details
+            .contains(&format!("\"reason\":\"{reason}\"")),
+        "{}",
+        denied[0].details
+    );
+    assert_eq!(denied[0].actor, "console:alice");
 }
 
 #[tokio::test]
@@ -342,23 +403,23 @@ async fn argocd_a_deleted_application_fails_as_not_found() {
 }
 
 #[tokio::test]
-async fn argocd_auto_sync_turned_on_after_the_offer_is_refused_by_argo() {
+async fn argocd_auto_sync_turned_on_after_the_offer_is_refused_at_the_press() {
     let (app, fake) = start(Setup::default()).await;
     let summary = summary_of_an_alert(&app).await;
     fake.edit(APP, |app| {
         app["spec"]["syncPolicy"]["automated"] = json!({"selfHeal": true});
     });
 
-    app.press(&summary, "Roll back", &alice()).await;
+    let reply = app.press(&summary, "Roll back", &alice()).await;
 
-    let detail = app.failed_rollback(&summary).await;
+    let text = private_text(&reply);
     assert!(
-        detail.contains("rollback cannot be initiated when auto-sync is enabled"),
-        "{detail}"
+        text.contains("auto-sync is on for storefront-production: a rollback would be reverted"),
+        "{text}"
     );
-    assert!(detail.contains("--sync-policy none"), "{detail}");
-    let calls = app.audited("rollback.backend_call").await;
-    assert!(calls[0].details.contains("\"error_kind\":\"refused\""));
+    assert!(text.contains("--sync-policy none"), "{text}");
+    assert_denied(&app, "blocked").await;
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
 }
 
 #[tokio::test]
@@ -448,6 +509,7 @@ url = "{url}"
 token = {{ file = "{}" }}
 timeout = "5s"
 poll_interval = "20ms"
+allow_insecure_http = true
 
 [[services]]
 name = "storefront"
@@ -551,5 +613,234 @@ async fn argocd_apps_in_other_namespaces_are_addressed_with_app_namespace() {
     assert_eq!(
         fake.seen()[0].query.as_deref(),
         Some("appNamespace=team-storefront")
+    );
+}
+
+// --- rollback truth: the rollback's own operation, never the revision string ------------------
+
+fn rollback_call() -> RollbackCall {
+    RollbackCall {
+        plan_id: PlanId::generate(),
+        target: target(),
+        from: Revision {
+            id: "3".into(),
+            version: "v1.4.0".into(),
+        },
+        to: Revision {
+            id: "2".into(),
+            version: "v1.3.2".into(),
+        },
+        requested_by: actor("console:alice", "Alice"),
+        reason: "error rate".into(),
+        disable_auto_sync: false,
+    }
+}
+
+/// Rolls back through the backend on its own and follows it, returning the outcome, the
+/// progress lines and the number of history entries the application had when the
+/// outcome was known.
+async fn roll_back_and_follow(fake: &FakeArgoCd) -> (Outcome, Vec<String>, usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = registry(&fake.url, dir.path(), "");
+    let backend = registry.get("argo").expect("argo");
+    let operation = backend.rollback(&rollback_call()).await.expect("accepted");
+    let lines = std::sync::Mutex::new(Vec::new());
+    let outcome = backend
+        .wait(&operation, &|line| lines.lock().expect("lock").push(line))
+        .await
+        .expect("followed");
+    let entries = fake.app(APP)["status"]["history"]
+        .as_array()
+        .map_or(0, Vec::len);
+    (outcome, lines.into_inner().expect("lock"), entries)
+}
+
+#[tokio::test]
+async fn argocd_a_helm_repository_chart_sharing_one_revision_is_rolled_back_only_after_its_own_sync_ran()
+ {
+    let fake = FakeArgoCd::start().await;
+    fake.add(shaped_application(
+        APP,
+        &history(),
+        false,
+        Shape::HelmRepositoryChart,
+    ));
+    // The controller is busy: the rollback stays pending for a few reads while the app
+    // still reads Synced to 1.8.2 and Healthy.
+    fake.start_syncs_after_reads(3);
+
+    let (outcome, lines, entries) = roll_back_and_follow(&fake).await;
+
+    assert!(
+        matches!(outcome, Outcome::Succeeded(ref m) if m.contains("Healthy")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        entries, 4,
+        "success only after the sync added its history entry"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("waiting for Argo CD to start the sync to {CHART_VERSION}")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("Running")), "{lines:?}");
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].body["id"], 2);
+}
+
+#[tokio::test]
+async fn argocd_a_pending_rollback_that_syncs_later_and_ends_degraded_is_a_failure_never_a_success_first()
+ {
+    let (app, fake) = start(Setup::default()).await;
+    fake.add(shaped_application(
+        APP,
+        &history(),
+        false,
+        Shape::HelmRepositoryChart,
+    ));
+    fake.start_syncs_after_reads(3);
+    fake.after_rollback(AfterRollback::Degraded(
+        "Deployment \"storefront\" exceeded its progress deadline".into(),
+    ));
+    let summary = summary_of_an_alert(&app).await;
+    assert!(
+        summary.plain().contains("Suspect v1.4.0"),
+        "{}",
+        summary.plain()
+    );
+
+    app.press(&summary, "Roll back", &alice()).await;
+
+    let detail = app.failed_rollback(&summary).await;
+    assert!(detail.contains("it is Degraded"), "{detail}");
+    assert!(
+        app.audited("rollback.succeeded").await.is_empty(),
+        "never a success before the failure"
+    );
+    assert!(
+        app.chat
+            .messages()
+            .iter()
+            .flat_map(|m| m.history.iter())
+            .all(|m| !m.to_plain().contains("Rolled back storefront")),
+        "no success was ever shown"
+    );
+}
+
+#[tokio::test]
+async fn argocd_a_multi_source_rollback_compares_revisions_and_follows_its_own_operation() {
+    let fake = FakeArgoCd::start().await;
+    fake.add(shaped_application(
+        APP,
+        &history(),
+        false,
+        Shape::MultiSource,
+    ));
+    fake.start_syncs_after_reads(2);
+
+    let (outcome, lines, entries) = roll_back_and_follow(&fake).await;
+
+    assert!(
+        matches!(outcome, Outcome::Succeeded(ref m) if m.contains("Healthy")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        entries, 4,
+        "success only after the sync added its history entry"
+    );
+    let expected = format!("{CHART_VERSION} + {}", &revision_of(2)[..7]);
+    assert!(
+        lines.iter().any(|l| l.contains(&expected)),
+        "{expected} in {lines:?}"
+    );
+    let writes = fake.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].body["id"], 2);
+    let operation = &fake.app(APP)["status"]["operationState"];
+    assert_eq!(
+        operation["syncResult"]["revisions"],
+        json!([CHART_VERSION, revision_of(2)])
+    );
+}
+
+#[tokio::test]
+async fn argocd_a_rejected_token_is_said_once_in_the_summary() {
+    let (app, fake) = start(Setup::default()).await;
+    fake.expire_token();
+
+    let summary = summary_of_an_alert(&app).await;
+
+    let text = summary.plain();
+    assert_eq!(
+        text.matches("Argo CD rejected breakwater's token").count(),
+        1,
+        "{text}"
+    );
+    assert!(summary.button("Roll back").is_none(), "{text}");
+}
+
+#[tokio::test]
+async fn argocd_a_missing_application_is_said_once_in_the_summary() {
+    let (app, fake) = start(Setup::default()).await;
+    fake.remove(APP);
+
+    let summary = summary_of_an_alert(&app).await;
+
+    let text = summary.plain();
+    assert_eq!(
+        text.matches("Argo CD has no application storefront-production")
+            .count(),
+        1,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn argocd_a_token_over_plain_http_is_refused_by_check_config_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), ARGO_TOKEN).expect("token");
+    let config = |opt_in: &str| {
+        format!(
+            r#"
+[backends.argo]
+kind = "argocd"
+url = "http://argocd.internal"
+token = {{ file = "{}" }}
+{opt_in}
+
+[[services]]
+name = "storefront"
+environments = ["production"]
+backend = "argo"
+"#,
+            dir.path().join("token").display()
+        )
+    };
+    let path = dir.path().join("breakwater.toml");
+    std::fs::write(&path, config("")).expect("write");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_breakwater"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("BREAKWATER_CONFIG")
+        .output()
+        .expect("run");
+
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("backends.argo.url: \"http://argocd.internal\" is plain http://"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backends.argo.allow_insecure_http = true"),
+        "{text}"
+    );
+    assert!(
+        Config::parse(&config("allow_insecure_http = true")).is_ok(),
+        "the operator may opt in"
     );
 }

@@ -312,3 +312,105 @@ async fn helm_a_missing_release_shows_why_in_the_summary_and_offers_nothing() {
     );
     assert!(summary.button("Roll back").is_none(), "{text}");
 }
+
+// --- rollback truth: a failed latest upgrade, and success only when helm history shows it --
+
+fn failed_upgrade_history() -> [Release; 3] {
+    [
+        Release {
+            revision: 1,
+            status: "superseded",
+            chart: "web-2.0.0",
+            app_version: "5.0.0",
+            description: "Install complete",
+            minutes_ago: 60 * 72,
+        },
+        Release {
+            revision: 2,
+            status: "deployed",
+            chart: "web-2.1.0",
+            app_version: "5.1.0",
+            description: "Upgrade complete",
+            minutes_ago: 180,
+        },
+        Release {
+            revision: 3,
+            status: "failed",
+            chart: "web-2.2.0",
+            app_version: "5.2.0",
+            description: "Upgrade \"web-production\" failed: context deadline exceeded",
+            minutes_ago: 15,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn helm_a_failed_latest_upgrade_is_the_suspect_and_the_offer_is_the_revision_helm_rollback_returns_to()
+ {
+    let helm = FakeHelm::new();
+    helm.history(&failed_upgrade_history());
+    let [one, mut two, three] = failed_upgrade_history();
+    two.status = "superseded";
+    helm.history_after_rollback(&[
+        one,
+        two,
+        three,
+        Release {
+            revision: 4,
+            status: "deployed",
+            chart: "web-2.1.0",
+            app_version: "5.1.0",
+            description: "Rollback to 2",
+            minutes_ago: 0,
+        },
+    ]);
+    let app = start(&helm, "7s").await;
+
+    let summary = summary_of_an_alert(&app).await;
+
+    let text = summary.plain();
+    assert!(text.contains("Suspect 5.2.0"), "{text}");
+    assert!(
+        text.contains("The latest rollout, 5.2.0, failed"),
+        "the summary says the latest rollout failed: {text}"
+    );
+    assert!(
+        summary
+            .button("Roll back web production to 5.1.0")
+            .is_some(),
+        "{text}"
+    );
+    app.press(&summary, "Roll back", &alice()).await;
+    app.chat
+        .wait_for_update(
+            &summary.at,
+            "Rolled back web production from 5.2.0 to 5.1.0",
+        )
+        .await;
+    let succeeded = app.audited("rollback.succeeded").await;
+    assert!(
+        succeeded[0]
+            .details
+            .contains("as revision 4, which is deployed"),
+        "{}",
+        succeeded[0].details
+    );
+    let rollbacks = helm.rollbacks();
+    assert_eq!(rollbacks.len(), 1);
+    assert_eq!(rollbacks[0][..3], ["rollback", "web-production", "2"]);
+}
+
+#[tokio::test]
+async fn helm_a_rollback_that_exits_0_without_a_new_deployed_revision_is_not_a_success() {
+    let helm = fake();
+    // helm claims success, but its history never changes.
+    helm.history_after_rollback(&before());
+    let app = start(&helm, "7s").await;
+    let summary = summary_of_an_alert(&app).await;
+
+    app.press(&summary, "Roll back", &alice()).await;
+
+    let detail = app.failed_rollback(&summary).await;
+    assert!(detail.contains("shows no new revision"), "{detail}");
+    assert!(app.audited("rollback.succeeded").await.is_empty());
+}

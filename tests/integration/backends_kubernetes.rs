@@ -66,6 +66,7 @@ kubeconfig = "{}"
 context = "fake-breakwater"
 timeout = "{timeout}"
 poll_interval = "20ms"
+allow_insecure_http = true
 
 [[services]]
 name = "orders"
@@ -277,39 +278,59 @@ async fn kubernetes_a_service_account_that_may_not_patch_fails_pointing_at_the_r
 }
 
 #[tokio::test]
-async fn kubernetes_a_revision_garbage_collected_since_the_offer_fails_as_not_found() {
+async fn kubernetes_a_revision_garbage_collected_since_the_offer_is_refused_at_the_press() {
     let Cluster { app, fake, .. } = start("5s", &REVISIONS).await;
     let summary = summary_of_an_alert(&app).await;
     fake.forget_revision(2);
 
-    app.press(&summary, "Roll back", &alice()).await;
+    let reply = app.press(&summary, "Roll back", &alice()).await;
 
-    let detail = app.failed_rollback(&summary).await;
+    let text = private_text(&reply);
     assert!(
-        detail.contains(
-            "revision 2 (v1.3.2) of deployment/orders in namespace shop no longer exists"
-        ),
-        "{detail}"
+        text.contains("Revision 2 of deployment/orders in namespace shop no longer exists"),
+        "{text}"
     );
-    assert!(detail.contains("Deploy v1.3.2 again"), "{detail}");
+    assert!(text.contains("deploy v1.3.2 again instead"), "{text}");
+    assert_denied_as_blocked(&app).await;
     assert!(fake.patches().is_empty());
 }
 
 #[tokio::test]
-async fn kubernetes_a_paused_deployment_is_refused_like_kubectl_refuses_it() {
+async fn kubernetes_a_deployment_paused_after_the_offer_is_refused_at_the_press_like_kubectl_refuses_it()
+ {
     let Cluster { app, fake, .. } = start("5s", &REVISIONS).await;
     let summary = summary_of_an_alert(&app).await;
     fake.edit_deployment(|d| d["spec"]["paused"] = json!(true));
 
-    app.press(&summary, "Roll back", &alice()).await;
+    let reply = app.press(&summary, "Roll back", &alice()).await;
 
-    let detail = app.failed_rollback(&summary).await;
-    assert!(detail.contains("is paused"), "{detail}");
+    let text = private_text(&reply);
+    assert!(text.contains("is paused"), "{text}");
     assert!(
-        detail.contains("kubectl rollout resume deployment/orders -n shop"),
-        "{detail}"
+        text.contains("kubectl rollout resume deployment/orders -n shop"),
+        "{text}"
     );
+    assert_denied_as_blocked(&app).await;
     assert!(fake.patches().is_empty());
+    assert!(app.audited("rollback.started").await.is_empty());
+}
+
+fn private_text(reply: &breakwater::core::event::Reply) -> String {
+    match reply {
+        breakwater::core::event::Reply::Private(message) => message.to_plain(),
+        other => panic!("expected a private refusal, got {other:?}"),
+    }
+}
+
+async fn assert_denied_as_blocked(app: &TestApp) {
+    let denied = app.audited("rollback.denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0].details.contains("\"reason\":\"blocked\""),
+        "{}",
+        denied[0].details
+    );
+    assert_eq!(denied[0].actor, "console:alice");
 }
 
 #[tokio::test]
@@ -450,4 +471,144 @@ fn kubernetes_a_context_missing_from_the_kubeconfig_is_refused_at_start() {
             .starts_with("backends.cluster.context: \"staging\" is not a context"),
         "{error}"
     );
+}
+
+// --- rollback truth: a stuck rollout is the suspect ----------------------------------------
+
+const STUCK: [Rev; 3] = [
+    Rev {
+        revision: 1,
+        tag: "v1.0.0",
+        env: &[("DB_POOL_SIZE", "20")],
+        minutes_ago: 60 * 72,
+        cause: "deploy v1.0.0",
+    },
+    Rev {
+        revision: 2,
+        tag: "v1.1.0",
+        env: &[("DB_POOL_SIZE", "20")],
+        minutes_ago: 120,
+        cause: "deploy v1.1.0",
+    },
+    Rev {
+        revision: 3,
+        tag: "v1.2.0",
+        env: &[("DB_POOL_SIZE", "20")],
+        minutes_ago: 20,
+        cause: "deploy v1.2.0",
+    },
+];
+
+#[tokio::test]
+async fn kubernetes_a_rollout_stuck_past_its_deadline_is_the_suspect_and_the_offer_is_what_rollout_undo_returns_to()
+ {
+    let Cluster { app, fake, .. } = start("5s", &STUCK).await;
+    fake.stick_latest_rollout();
+
+    let summary = summary_of_an_alert(&app).await;
+
+    let text = summary.plain();
+    assert!(text.contains("Suspect v1.2.0"), "{text}");
+    assert!(
+        text.contains("The latest rollout, v1.2.0, failed"),
+        "the summary says the latest rollout failed: {text}"
+    );
+    assert!(
+        summary
+            .button("Roll back orders production to v1.1.0")
+            .is_some(),
+        "kubectl rollout undo goes to v1.1.0: {text}"
+    );
+    app.press(&summary, "Roll back", &alice()).await;
+    app.chat
+        .wait_for_update(
+            &summary.at,
+            "Rolled back orders production from v1.2.0 to v1.1.0",
+        )
+        .await;
+    let patches = fake.patches();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(
+        patches[0].body["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/acme/orders:v1.1.0"
+    );
+}
+
+#[tokio::test]
+async fn kubernetes_a_token_to_a_plain_http_api_server_is_refused_unless_allowed() {
+    let fake = FakeKubernetes::start().await;
+    fake.with_revisions(&REVISIONS);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let config = |opt_in: &str| {
+        format!(
+            r#"
+[backends.cluster]
+kind = "kubernetes"
+kubeconfig = "{}"
+context = "fake-breakwater"
+{opt_in}
+
+[[services]]
+name = "orders"
+environments = ["production"]
+backend = "cluster"
+namespace = "{NAMESPACE}"
+"#,
+            kubeconfig.display()
+        )
+    };
+    let path = dir.path().join("breakwater.toml");
+    std::fs::write(&path, config("")).expect("write");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_breakwater"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("BREAKWATER_CONFIG")
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&format!(
+            "backends.cluster.allow_insecure_http: the API server {} is plain http://",
+            fake.url
+        )),
+        "{text}"
+    );
+
+    let refused = BackendRegistry::from_config(&Config::parse(&config("")).expect("config"))
+        .expect_err("refused at start");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("backends.cluster.allow_insecure_http: the API server"),
+        "{refused}"
+    );
+    assert!(fake.seen().is_empty(), "no request carried the token");
+
+    let allowed = config("allow_insecure_http = true");
+    let registry = BackendRegistry::from_config(&Config::parse(&allowed).expect("config"))
+        .expect("the operator may opt in");
+    assert!(registry.get("cluster").is_some());
+}
+
+#[tokio::test]
+async fn kubernetes_a_template_someone_else_already_applied_is_followed_and_never_reported_done_unobserved()
+ {
+    let Cluster { app, fake, .. } = start("5s", &REVISIONS).await;
+    let summary = summary_of_an_alert(&app).await;
+    // Someone applies v1.3.2's template just before the press; its rollout then gets stuck.
+    fake.end_rollouts(RolloutEnd::DeadlineExceeded);
+    fake.someone_applies("v1.3.2", REVISIONS[1].env, 20);
+
+    app.press(&summary, "Roll back", &alice()).await;
+
+    let detail = app.failed_rollback(&summary).await;
+    assert!(
+        detail.contains("exceeded its progress deadline rolling back to revision 2"),
+        "{detail}"
+    );
+    assert!(app.audited("rollback.succeeded").await.is_empty());
+    assert!(fake.patches().is_empty(), "the template was already there");
 }

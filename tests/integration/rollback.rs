@@ -814,3 +814,51 @@ async fn a_command_backend_that_exits_1_fails_the_rollback_with_its_stderr_shown
         failed.plain()
     );
 }
+
+#[tokio::test]
+async fn a_freeze_window_is_checked_again_at_the_press_and_refuses_privately_with_its_reason() {
+    let now = chrono::Utc::now();
+    let app = spawn_app_with(AppOptions {
+        extra_config: format!(
+            r#"
+[policy]
+rollback_allowed = ["console:alice"]
+cooldown = "0s"
+
+[[policy.freeze]]
+start = "{}"
+end = "{}"
+environments = ["production"]
+reason = "Black Friday change freeze"
+"#,
+            (now - chrono::Duration::hours(1)).to_rfc3339(),
+            (now + chrono::Duration::hours(1)).to_rfc3339()
+        ),
+        ..AppOptions::default()
+    })
+    .await;
+    app.deploy("checkout", "production", "v41", 300).await;
+    app.deploy("checkout", "production", "v42", 18).await;
+    app.fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = app.summary().await;
+
+    let reply = app
+        .press(&summary, "Roll back", &actor("console:alice", "Alice"))
+        .await;
+
+    let text = private_text(&reply);
+    assert!(text.contains("Black Friday change freeze"), "{text}");
+    let denied = app.audited("rollback.denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0].details.contains("\"reason\":\"freeze\""),
+        "{}",
+        denied[0].details
+    );
+    assert!(app.audited("rollback.started").await.is_empty());
+    assert!(
+        app.receiver.calls().is_empty(),
+        "nothing reached the backend"
+    );
+}

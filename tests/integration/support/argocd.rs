@@ -51,8 +51,15 @@ struct AppState {
 
 #[derive(Debug, Clone)]
 enum Step {
+    /// The rollback is still the application's pending `operation`: the controller has
+    /// not picked it up, and nothing else about the application changed.
+    Pending,
     Running,
-    Synced { history_id: i64, revision: String },
+    /// The sync to this history entry succeeded; it becomes history entry `history_id`.
+    Synced {
+        history_id: i64,
+        entry: Value,
+    },
     Health(Value),
 }
 
@@ -62,6 +69,9 @@ struct Inner {
     token_valid: bool,
     may_sync: bool,
     after: AfterRollback,
+    /// Reads during which a rollback stays a pending operation before the controller
+    /// starts it.
+    pending_reads: usize,
 }
 
 pub(crate) struct FakeArgoCd {
@@ -91,28 +101,97 @@ fn source(name: &str, tag: &str) -> Value {
     })
 }
 
+/// The chart version every history entry of a Helm-repository application shares.
+pub(crate) const CHART_VERSION: &str = "1.8.2";
+
+/// A chart from a Helm repository with the image tag as a parameter override, as Argo CD
+/// Image Updater writes it: only the override differs between history entries.
+fn chart_source(tag: &str) -> Value {
+    json!({
+        "repoURL": "https://charts.example.com/acme",
+        "chart": "storefront",
+        "targetRevision": CHART_VERSION,
+        "helm": {"parameters": [{"name": "image.tag", "value": tag, "forceString": true}]}
+    })
+}
+
+/// What an application deploys from, in Argo CD's shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One Git source with a Kustomize image override; each entry its own commit.
+    Git,
+    /// One Helm-repository chart; every entry has `revision` [`CHART_VERSION`].
+    HelmRepositoryChart,
+    /// `sources`: the chart plus a Git repository of values; entries have `revisions`
+    /// and no `revision`.
+    MultiSource,
+}
+
+impl Shape {
+    /// The spec's source(s) for this tag, as `(key, value)`.
+    fn sources(self, name: &str, tag: &str) -> (&'static str, Value) {
+        match self {
+            Self::Git => ("source", source(name, tag)),
+            Self::HelmRepositoryChart => ("source", chart_source(tag)),
+            Self::MultiSource => (
+                "sources",
+                json!([chart_source(tag), {
+                    "repoURL": "https://git.example.com/acme/values.git",
+                    "targetRevision": "main",
+                    "ref": "values"
+                }]),
+            ),
+        }
+    }
+
+    /// The revision(s) of a history entry, as `(key, value)`.
+    fn revisions(self, id: i64) -> (&'static str, Value) {
+        match self {
+            Self::Git => ("revision", json!(revision_of(id))),
+            Self::HelmRepositoryChart => ("revision", json!(CHART_VERSION)),
+            Self::MultiSource => ("revisions", json!([CHART_VERSION, revision_of(id)])),
+        }
+    }
+}
+
 /// An `Application` as `GET /api/v1/applications/{name}` returns it.
 pub(crate) fn application(name: &str, history: &[Entry], auto_sync: bool) -> Value {
+    shaped_application(name, history, auto_sync, Shape::Git)
+}
+
+/// An `Application` of the given shape.
+pub(crate) fn shaped_application(
+    name: &str,
+    history: &[Entry],
+    auto_sync: bool,
+    shape: Shape,
+) -> Value {
     let now = Utc::now();
     let entries: Vec<Value> = history
         .iter()
         .map(|e| {
             let deployed = now - Duration::minutes(e.minutes_ago);
+            let (source_key, sources) = shape.sources(name, e.tag);
+            let (revision_key, revisions) = shape.revisions(e.id);
             json!({
                 "id": e.id,
-                "revision": revision_of(e.id),
+                revision_key: revisions,
                 "deployedAt": deployed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "deployStartedAt": (deployed - Duration::seconds(40)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "source": source(name, e.tag),
+                source_key: sources,
                 "initiatedBy": {"username": e.by},
             })
         })
         .collect();
     let last = history.last().expect("history");
+    let (source_key, last_sources) = shape.sources(name, last.tag);
+    let (revision_key, last_revisions) = shape.revisions(last.id);
     let mut sync_policy = json!({"syncOptions": ["CreateNamespace=true"]});
     if auto_sync {
         sync_policy["automated"] = json!({"prune": true, "selfHeal": true});
     }
+    let destination =
+        json!({"server": "https://kubernetes.default.svc", "namespace": "storefront"});
     json!({
         "metadata": {
             "name": name,
@@ -125,29 +204,28 @@ pub(crate) fn application(name: &str, history: &[Entry], auto_sync: bool) -> Val
         },
         "spec": {
             "project": "default",
-            "source": source(name, last.tag),
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": "storefront"},
+            source_key: last_sources.clone(),
+            "destination": destination.clone(),
             "syncPolicy": sync_policy
         },
         "status": {
             "sync": {
                 "status": "Synced",
-                "revision": revision_of(last.id),
-                "comparedTo": {"source": source(name, last.tag),
-                    "destination": {"server": "https://kubernetes.default.svc", "namespace": "storefront"}}
+                revision_key: last_revisions.clone(),
+                "comparedTo": {source_key: last_sources.clone(), "destination": destination}
             },
             "health": {"status": "Healthy"},
             "history": entries,
             "operationState": {
-                "operation": {"sync": {"revision": revision_of(last.id)}, "initiatedBy": {"username": last.by}},
+                "operation": {"sync": {revision_key: last_revisions.clone()}, "initiatedBy": {"username": last.by}},
                 "phase": "Succeeded",
                 "message": "successfully synced (all tasks run)",
-                "syncResult": {"revision": revision_of(last.id), "source": source(name, last.tag)},
+                "syncResult": {revision_key: last_revisions, source_key: last_sources},
                 "startedAt": (now - Duration::minutes(last.minutes_ago) - Duration::seconds(40)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "finishedAt": (now - Duration::minutes(last.minutes_ago)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             },
             "reconciledAt": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "sourceType": "Kustomize",
+            "sourceType": if shape == Shape::Git { "Kustomize" } else { "Helm" },
             "summary": {"images": [format!("ghcr.io/acme/storefront:{}", last.tag)]}
         }
     })
@@ -175,6 +253,7 @@ impl FakeArgoCd {
                 token_valid: true,
                 may_sync: true,
                 after: AfterRollback::Healthy,
+                pending_reads: 0,
             }),
         });
         let router = Router::new().fallback(handle).with_state(fake.clone());
@@ -223,6 +302,12 @@ impl FakeArgoCd {
         self.lock().after = after;
     }
 
+    /// A rollback stays Argo CD's pending `operation` for this many reads before the
+    /// controller starts its sync, as when the controller is busy.
+    pub(crate) fn start_syncs_after_reads(&self, reads: usize) {
+        self.lock().pending_reads = reads;
+    }
+
     pub(crate) fn seen(&self) -> Vec<Seen> {
         self.lock().seen.clone()
     }
@@ -267,6 +352,7 @@ async fn handle(
     };
     let after = inner.after.clone();
     let may_sync = inner.may_sync;
+    let pending_reads = inner.pending_reads;
     let Some(state) = inner.apps.get_mut(name) else {
         return grpc_error(
             StatusCode::NOT_FOUND,
@@ -328,9 +414,16 @@ async fn handle(
                     &format!("application {name} does not have deployment with id {id}"),
                 );
             };
-            let revision = entry["revision"].as_str().expect("revision").to_owned();
+            // Argo CD's RollbackApplication: a sync to the entry's revision and source, or
+            // for a multi-source application its revisions and sources.
+            let mut sync = json!({"syncStrategy": {"apply": {}}});
+            for key in ["revision", "revisions", "source", "sources"] {
+                if !entry[key].is_null() {
+                    sync[key] = entry[key].clone();
+                }
+            }
             state.app["operation"] = json!({
-                "sync": {"revision": revision, "source": entry["source"], "syncStrategy": {"apply": {}}},
+                "sync": sync,
                 "initiatedBy": {"username": "breakwater"},
                 "retry": {}
             });
@@ -338,13 +431,12 @@ async fn handle(
                 .as_array()
                 .map(|h| h.iter().filter_map(|e| e["id"].as_i64()).max().unwrap_or(0) + 1)
                 .unwrap_or(1);
-            state.steps = vec![
-                Step::Running,
-                Step::Synced {
-                    history_id: next_id,
-                    revision: revision.clone(),
-                },
-            ];
+            state.steps = vec![Step::Pending; pending_reads];
+            state.steps.push(Step::Running);
+            state.steps.push(Step::Synced {
+                history_id: next_id,
+                entry,
+            });
             match after {
                 AfterRollback::Healthy => {
                     state.steps.push(Step::Health(json!({"status": "Progressing",
@@ -399,33 +491,33 @@ fn advance(state: &mut AppState) {
             });
             app["status"]["health"] = json!({"status": "Progressing"});
         }
-        Step::Synced {
-            history_id,
-            revision,
-        } => {
-            let source = app["status"]["history"]
-                .as_array()
-                .and_then(|h| h.iter().find(|e| e["revision"] == revision.as_str()))
-                .map(|e| e["source"].clone())
-                .unwrap_or(Value::Null);
+        Step::Pending => {}
+        Step::Synced { history_id, entry } => {
             let state_op = &mut app["status"]["operationState"];
             state_op["phase"] = json!("Succeeded");
             state_op["message"] = json!("successfully synced (all tasks run)");
-            state_op["syncResult"] = json!({"revision": revision, "source": source});
-            state_op["finishedAt"] = json!(now);
-            if let Some(history) = app["status"]["history"].as_array_mut() {
-                history.push(json!({
-                    "id": history_id,
-                    "revision": revision,
-                    "deployedAt": now,
-                    "deployStartedAt": now,
-                    "source": source,
-                    "initiatedBy": {"username": "breakwater"},
-                }));
+            let mut result = json!({});
+            for key in ["revision", "revisions", "source", "sources"] {
+                if !entry[key].is_null() {
+                    result[key] = entry[key].clone();
+                }
             }
-            // Git still points at the newer revision.
+            state_op["syncResult"] = result;
+            state_op["finishedAt"] = json!(now);
+            let mut deployed = entry.clone();
+            deployed["id"] = json!(history_id);
+            deployed["deployedAt"] = json!(now);
+            deployed["deployStartedAt"] = json!(now);
+            deployed["initiatedBy"] = json!({"username": "breakwater"});
+            if let Some(history) = app["status"]["history"].as_array_mut() {
+                history.push(deployed);
+            }
+            // The spec still says the newer state: for a Git source, the branch's head.
             app["status"]["sync"]["status"] = json!("OutOfSync");
-            app["status"]["sync"]["revision"] = json!(HEAD);
+            let git = app["spec"]["source"].is_object() && app["spec"]["source"]["chart"].is_null();
+            if git {
+                app["status"]["sync"]["revision"] = json!(HEAD);
+            }
         }
         Step::Health(health) if health.get("phase").is_some() => {
             let state_op = &mut app["status"]["operationState"];

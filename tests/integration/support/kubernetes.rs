@@ -276,6 +276,70 @@ impl FakeKubernetes {
         }));
     }
 
+    /// The newest revision's rollout got stuck, as the deployment controller reports it:
+    /// its ReplicaSet scaled to 1 pod that never became available, the previous one still
+    /// serving with 3, and `Progressing=False` with `ProgressDeadlineExceeded`.
+    pub(crate) fn stick_latest_rollout(&self) {
+        let mut inner = self.lock();
+        let count = inner
+            .replica_sets
+            .iter()
+            .filter(|rs| rs["metadata"]["ownerReferences"][0]["uid"] == DEPLOYMENT_UID)
+            .count();
+        let owned = inner
+            .replica_sets
+            .iter_mut()
+            .filter(|rs| rs["metadata"]["ownerReferences"][0]["uid"] == DEPLOYMENT_UID);
+        let mut newest_name = String::new();
+        for (i, rs) in owned.enumerate() {
+            let (replicas, available) = match count - i {
+                1 => (1, 0),
+                2 => (3, 3),
+                _ => (0, 0),
+            };
+            if count - i == 1 {
+                newest_name = rs["metadata"]["name"].as_str().unwrap_or("").to_owned();
+            }
+            rs["spec"]["replicas"] = json!(replicas);
+            rs["status"]["replicas"] = json!(replicas);
+            rs["status"]["readyReplicas"] = json!(available);
+            rs["status"]["availableReplicas"] = json!(available);
+        }
+        inner.resource_version += 1;
+        let version = inner.resource_version.to_string();
+        let deployment = inner.deployment.as_mut().expect("deployment");
+        let generation = deployment["metadata"]["generation"].clone();
+        deployment["metadata"]["resourceVersion"] = json!(version);
+        deployment["status"] = json!({
+            "observedGeneration": generation,
+            "replicas": 4, "updatedReplicas": 1, "readyReplicas": 3, "availableReplicas": 3,
+            "unavailableReplicas": 1,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                 "message": "Deployment has minimum availability.",
+                 "lastUpdateTime": stamp(15), "lastTransitionTime": stamp(60)},
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                 "message": format!("ReplicaSet \"{newest_name}\" has timed out progressing."),
+                 "lastUpdateTime": stamp(10), "lastTransitionTime": stamp(10)}
+            ]
+        });
+    }
+
+    /// Someone else (kubectl, another tool) sets the Deployment's pod template to this
+    /// tag and environment; the controller observes it only after `unobserved_reads`
+    /// more reads, then rolls it out as it ends rollouts.
+    pub(crate) fn someone_applies(&self, tag: &str, env: &[(&str, &str)], unobserved_reads: u32) {
+        let mut inner = self.lock();
+        inner.resource_version += 1;
+        let version = inner.resource_version.to_string();
+        let deployment = inner.deployment.as_mut().expect("deployment");
+        deployment["spec"]["template"] = pod_template(tag, env);
+        let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+        deployment["metadata"]["generation"] = json!(generation);
+        deployment["metadata"]["resourceVersion"] = json!(version);
+        inner.steps = 4 + unobserved_reads;
+    }
+
     pub(crate) fn remove_deployment(&self) {
         self.lock().deployment = None;
     }
@@ -505,8 +569,8 @@ fn controller_step(inner: &mut Inner) {
     let template = deployment["spec"]["template"].clone();
     let rs_name = format!("orders-{}", hash_of(&template));
     match step {
-        // 4: the spec change is not observed yet.
-        4 => {}
+        // 4 and more: the spec change is not observed yet.
+        4.. => {}
         3 => {
             // Observed: reactivate the ReplicaSet of that template under the next revision.
             let next = inner
