@@ -16,9 +16,12 @@ use crate::core::deploy::{Deploy, Environment, ServiceName, Target};
 use crate::core::message::{Message, MessageRef};
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 
+mod backup;
 mod postgres;
 mod sql;
 mod sqlite;
+
+pub use backup::{BackupError, backup_sqlite};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
