@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -52,6 +53,8 @@ pub struct Metrics {
     backend_calls: Family<BackendLabels, Histogram, fn() -> Histogram>,
     http_requests: Family<HttpLabels, Histogram, fn() -> Histogram>,
     chat_errors: Family<PlatformLabels, Counter>,
+    discord_gateway_lease: Gauge,
+    rollbacks_running: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,6 +114,18 @@ impl Metrics {
             "Failed chat platform calls, by platform",
             chat_errors.clone(),
         );
+        let discord_gateway_lease = Gauge::default();
+        registry.register(
+            "discord_gateway_lease",
+            "1 on the replica that holds the Discord gateway session, 0 on the others",
+            discord_gateway_lease.clone(),
+        );
+        let rollbacks_running = Gauge::default();
+        registry.register(
+            "rollbacks_running",
+            "Rollbacks this replica is running or following now",
+            rollbacks_running.clone(),
+        );
         Self {
             registry,
             alerts_received,
@@ -119,6 +134,8 @@ impl Metrics {
             backend_calls,
             http_requests,
             chat_errors,
+            discord_gateway_lease,
+            rollbacks_running,
         }
     }
 
@@ -173,6 +190,15 @@ impl Metrics {
                 platform: platform.to_owned(),
             })
             .inc();
+    }
+
+    pub fn set_discord_gateway_lease(&self, held: bool) {
+        self.discord_gateway_lease.set(i64::from(held));
+    }
+
+    pub fn set_rollbacks_running(&self, running: usize) {
+        self.rollbacks_running
+            .set(i64::try_from(running).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

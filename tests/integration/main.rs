@@ -10,8 +10,13 @@ mod backends_kubernetes;
 mod cli;
 mod console;
 mod console_browser;
+#[cfg(feature = "kubernetes")]
+mod deploy_manifests;
 #[cfg(feature = "discord")]
 mod discord;
+#[cfg(feature = "discord")]
+mod discord_gateway;
+mod operations;
 mod rollback;
 #[cfg(feature = "slack")]
 mod slack;
