@@ -353,10 +353,11 @@ fn the_config_map_passes_check_config() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_breakwater"));
     command.args(["check-config", "--config"]).arg(&path);
     for name in placeholders(&text) {
-        let value = if name == "DATABASE_URL" {
-            "postgres://breakwater@postgres.db:5432/breakwater".to_owned()
-        } else {
-            format!("{}-0123456789abcdef0123456789abcdef", name.to_lowercase())
+        let value = match name.as_str() {
+            "DATABASE_URL" => "postgres://breakwater@postgres.db:5432/breakwater".to_owned(),
+            "SLACK_BOT_TOKEN" => "xoxb-1-2-3".to_owned(),
+            "SLACK_APP_TOKEN" => "xapp-1-2-3".to_owned(),
+            _ => format!("{}-0123456789abcdef0123456789abcdef", name.to_lowercase()),
         };
         command.env(name, value);
     }

@@ -17,6 +17,8 @@ mod discord;
 #[cfg(feature = "discord")]
 mod discord_gateway;
 mod operations;
+#[cfg(feature = "discord")]
+mod replicas;
 mod rollback;
 #[cfg(feature = "slack")]
 mod slack;

@@ -1,0 +1,229 @@
+//! Several processes of the real binary on one PostgreSQL database, as on Kubernetes:
+//! they start at once on a fresh schema (one migrates, the others wait), exactly one of
+//! them holds the Discord gateway session, and another takes it over after the holder is
+//! killed with SIGKILL. Skips without `BREAKWATER_TEST_POSTGRES_URL`.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use breakwater::core::rollback::PlanId;
+use sqlx::Connection;
+
+use crate::support::fake_discord::{ALERT_CHANNEL, APPLICATION_ID, FakeDiscord, GUILD_ID};
+
+const TOKEN: &str = "test-discord-token";
+
+/// A running `breakwater serve`, killed (SIGKILL) when dropped.
+struct Replica {
+    child: Child,
+    address: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Replica {
+    /// Starts `serve` and waits for its "breakwater is serving" line (JSON logs) to learn
+    /// the address it bound.
+    async fn start(config: &Path) -> Replica {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_breakwater"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("BREAKWATER_LOG_FORMAT", "json")
+            .env("RUST_LOG", "breakwater=info,warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start breakwater serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut address_tx = Some(address_tx);
+                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("breakwater is serving")
+                        && let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
+                        && let Some(address) = entry["fields"]["address"].as_str()
+                        && let Some(tx) = address_tx.take()
+                    {
+                        let _ = tx.send(address.to_owned());
+                    }
+                    log.lock().expect("lock").push(line);
+                }
+            });
+        }
+        let address = tokio::time::timeout(Duration::from_secs(60), address_rx)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("the replica did not start: {:#?}", log.lock().expect("lock")));
+        Replica {
+            child,
+            address: format!("http://{address}"),
+            log,
+        }
+    }
+
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.address))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
+    fn logs(&self) -> String {
+        self.log.lock().expect("lock").join("\n")
+    }
+
+    async fn holds_gateway(&self) -> bool {
+        self.metric("breakwater_discord_gateway_lease").await == Some(1.0)
+    }
+
+    async fn ready(&self) -> bool {
+        reqwest::get(format!("{}/readyz", self.address))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    }
+}
+
+/// Which replicas say they hold the gateway lease, once exactly one does.
+async fn the_one_holder(replicas: &[&Replica]) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut holders = Vec::new();
+        for (i, replica) in replicas.iter().enumerate() {
+            if replica.holds_gateway().await {
+                holders.push(i);
+            }
+        }
+        if holders.len() == 1 {
+            return holders[0];
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected exactly one gateway holder, saw {holders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fresh schema on the test database, and a `database.url` whose connections use it.
+async fn fresh_schema(url: &str) -> (String, String) {
+    let schema = format!("bw_replicas_{}", PlanId::generate());
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let database_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    (schema, database_url)
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .expect("drop schema");
+}
+
+#[tokio::test]
+async fn one_replica_holds_the_discord_gateway_and_another_takes_over_after_kill_9() {
+    let Ok(url) = std::env::var("BREAKWATER_TEST_POSTGRES_URL") else {
+        eprintln!("skipping: BREAKWATER_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let (schema, database_url) = fresh_schema(&url).await;
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("discord_token"), TOKEN).expect("write");
+    std::fs::write(dir.path().join("database_url"), &database_url).expect("write");
+    let config = dir.path().join("breakwater.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "2s"
+
+[database]
+url = {{ file = "database_url" }}
+
+[discord]
+mode = "gateway"
+token = {{ file = "discord_token" }}
+application_id = "{APPLICATION_ID}"
+guild_id = "{GUILD_ID}"
+alert_channels = ["{ALERT_CHANNEL}"]
+api_url = "{api_url}"
+"#,
+            api_url = fake.api_url()
+        ),
+    )
+    .expect("write config");
+
+    // Three replicas starting at once on a fresh schema: all come up (one migrated it).
+    let (a, b, c) = tokio::join!(
+        Replica::start(&config),
+        Replica::start(&config),
+        Replica::start(&config)
+    );
+    let mut replicas = vec![a, b, c];
+    fake.wait_until_ready().await;
+    let holder = the_one_holder(&replicas.iter().collect::<Vec<_>>()).await;
+    assert_eq!(fake.identifies().len(), 1, "one gateway session for the cluster");
+    assert_eq!(fake.connections(), 1);
+    for replica in &replicas {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !replica.ready().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a replica never became ready: {}",
+                replica.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // SIGKILL: no chance to release the lease; another replica takes over once it expires.
+    let killed_at = tokio::time::Instant::now();
+    let mut dead = replicas.remove(holder);
+    dead.child.kill().expect("kill -9");
+    let _ = dead.child.wait();
+    // The lease lasts 10 s and standbys try every 3 s: allow well beyond that.
+    let deadline = killed_at + Duration::from_secs(40);
+    while fake.identifies().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no replica took the gateway over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fake.wait_until_ready().await;
+    eprintln!(
+        "gateway taken over {:.1} s after kill -9",
+        killed_at.elapsed().as_secs_f64()
+    );
+    the_one_holder(&replicas.iter().collect::<Vec<_>>()).await;
+    assert_eq!(fake.identifies().len(), 2, "exactly one replica took over");
+    drop(dead);
+    drop(replicas);
+    drop_schema(&url, &schema).await;
+}
