@@ -1,6 +1,7 @@
 //! Persistence behind one trait: deploys, alerts and their groups, rollback plans with
-//! conditional state transitions, processed-event claims, and the audit chain. SQLite
-//! (default) and PostgreSQL (several replicas) implement it and pass the same tests.
+//! conditional state transitions, processed-event claims, the audit chain, and leases (a
+//! role one replica holds at a time). SQLite (default) and PostgreSQL (several replicas)
+//! implement it and pass the same tests. `backup` copies a SQLite store online.
 //!
 //! Times are stored as integer microseconds since the Unix epoch and structured values
 //! as JSON text, so both databases hold the same bytes and compare times the same way.

@@ -68,7 +68,10 @@ fn kubernetes_dir() -> PathBuf {
 
 fn kustomization() -> Value {
     let path = kubernetes_dir().join("kustomization.yaml");
-    documents(&path).into_iter().next().expect("a kustomization")
+    documents(&path)
+        .into_iter()
+        .next()
+        .expect("a kustomization")
 }
 
 fn load_manifests() -> Manifests {
@@ -81,7 +84,11 @@ fn load_manifests() -> Manifests {
         .collect();
     files.sort();
     for path in files {
-        let file = path.file_name().expect("name").to_string_lossy().into_owned();
+        let file = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         for document in documents(&path) {
             let kind = document["kind"].as_str().unwrap_or_default().to_owned();
             match kind.as_str() {
@@ -144,7 +151,9 @@ fn placeholders(text: &str) -> BTreeSet<String> {
     for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
         let mut rest = line;
         while let Some(start) = rest.find("${") {
-            let Some(end) = rest[start..].find('}') else { break };
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
             names.insert(rest[start + 2..start + end].to_owned());
             rest = &rest[start + end..];
         }
@@ -187,11 +196,15 @@ fn the_kustomization_lists_every_manifest_and_generates_the_config_map() {
     let generator = &kustomization["configMapGenerator"][0];
     assert_eq!(generator["name"], "breakwater-config");
     assert_eq!(generator["files"][0], "breakwater.toml");
-    let volumes = pod(deployment(&load_manifests())).volumes.clone().unwrap_or_default();
+    let volumes = pod(deployment(&load_manifests()))
+        .volumes
+        .clone()
+        .unwrap_or_default();
     assert!(
-        volumes
-            .iter()
-            .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == "breakwater-config")),
+        volumes.iter().any(|v| v
+            .config_map
+            .as_ref()
+            .is_some_and(|c| c.name == "breakwater-config")),
         "the Deployment mounts the generated ConfigMap"
     );
 }
@@ -207,7 +220,10 @@ fn probes_and_ports_match_the_routes_and_server_listen() {
         .iter()
         .find(|p| p.name.as_deref() == Some("http"))
         .expect("a port named http");
-    assert_eq!(http.container_port, port, "containerPort = server.listen's port");
+    assert_eq!(
+        http.container_port, port,
+        "containerPort = server.listen's port"
+    );
     let probe_target = |probe: &Option<k8s_openapi::api::core::v1::Probe>, name: &str| {
         let action = probe
             .as_ref()
@@ -219,12 +235,25 @@ fn probes_and_ports_match_the_routes_and_server_listen() {
         }
         action.path.unwrap_or_default()
     };
-    assert_eq!(probe_target(&container.readiness_probe, "readiness"), "/readyz");
-    assert_eq!(probe_target(&container.liveness_probe, "liveness"), "/healthz");
-    assert_eq!(probe_target(&container.startup_probe, "startup"), "/healthz");
+    assert_eq!(
+        probe_target(&container.readiness_probe, "readiness"),
+        "/readyz"
+    );
+    assert_eq!(
+        probe_target(&container.liveness_probe, "liveness"),
+        "/healthz"
+    );
+    assert_eq!(
+        probe_target(&container.startup_probe, "startup"),
+        "/healthz"
+    );
 
     let service = &manifests.services[0];
-    let service_ports = service.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
+    let service_ports = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
     assert_eq!(
         service_ports[0].target_port,
         Some(IntOrString::String("http".to_owned()))
@@ -255,7 +284,12 @@ fn probes_and_ports_match_the_routes_and_server_listen() {
         assert!(egress_ports.contains(needed), "egress to port {needed}");
     }
     for ingress in &manifests.ingresses {
-        for rule in ingress.spec.as_ref().and_then(|s| s.rules.clone()).unwrap_or_default() {
+        for rule in ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.rules.clone())
+            .unwrap_or_default()
+        {
             for path in rule.http.map(|h| h.paths).unwrap_or_default() {
                 let backend = path.backend.service.expect("a service backend");
                 assert_eq!(backend.name, "breakwater");
@@ -279,10 +313,16 @@ fn the_deployment_runs_several_hardened_replicas_on_postgres() {
     let uid = pod_security.run_as_user.expect("a numeric user");
     assert!(uid > 0);
     assert_eq!(
-        pod_security.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        pod_security
+            .seccomp_profile
+            .as_ref()
+            .map(|p| p.type_.as_str()),
         Some("RuntimeDefault")
     );
-    let security = container.security_context.as_ref().expect("container securityContext");
+    let security = container
+        .security_context
+        .as_ref()
+        .expect("container securityContext");
     assert_eq!(security.allow_privilege_escalation, Some(false));
     assert_eq!(security.read_only_root_filesystem, Some(true));
     assert_eq!(
@@ -290,8 +330,18 @@ fn the_deployment_runs_several_hardened_replicas_on_postgres() {
         Some(vec!["ALL".to_owned()])
     );
     let resources = container.resources.as_ref().expect("resources");
-    assert!(resources.requests.as_ref().is_some_and(|r| r.contains_key("memory")));
-    assert!(resources.limits.as_ref().is_some_and(|l| l.contains_key("memory")));
+    assert!(
+        resources
+            .requests
+            .as_ref()
+            .is_some_and(|r| r.contains_key("memory"))
+    );
+    assert!(
+        resources
+            .limits
+            .as_ref()
+            .is_some_and(|l| l.contains_key("memory"))
+    );
 
     // The same user as the image, so the data directory's owner matches.
     assert_eq!(dockerfile_user(), uid);
@@ -299,7 +349,9 @@ fn the_deployment_runs_several_hardened_replicas_on_postgres() {
     // SIGTERM comes after preStop; the grace period covers both and shutdown_grace.
     let config = config_map_toml();
     let shutdown_grace = humantime::parse_duration(
-        config["server"]["shutdown_grace"].as_str().expect("server.shutdown_grace"),
+        config["server"]["shutdown_grace"]
+            .as_str()
+            .expect("server.shutdown_grace"),
     )
     .expect("a duration")
     .as_secs();
@@ -309,7 +361,9 @@ fn the_deployment_runs_several_hardened_replicas_on_postgres() {
         .and_then(|l| l.pre_stop.as_ref())
         .and_then(|h| h.sleep.as_ref())
         .map_or(0, |s| s.seconds);
-    let grace = pod.termination_grace_period_seconds.expect("terminationGracePeriodSeconds");
+    let grace = pod
+        .termination_grace_period_seconds
+        .expect("terminationGracePeriodSeconds");
     assert!(
         grace > i64::try_from(shutdown_grace).expect("secs") + pre_stop,
         "terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop} + shutdown_grace {shutdown_grace}"
@@ -337,11 +391,24 @@ fn the_deployment_runs_several_hardened_replicas_on_postgres() {
     }
 
     // The budget and the Service select these pods.
-    let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     let budget = manifests.budgets[0].spec.as_ref().expect("spec");
-    let selected = budget.selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
+    let selected = budget
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
+        .unwrap_or_default();
     assert!(selected.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let service = manifests.services[0].spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+    let service = manifests.services[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
     assert!(!service.is_empty() && service.iter().all(|(k, v)| labels.get(k) == Some(v)));
 }
 
@@ -374,14 +441,19 @@ fn the_config_map_passes_check_config() {
 #[test]
 fn the_readme_secret_command_names_every_secret_the_config_reads() {
     let readme = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
-    let start = readme.find("kubectl -n breakwater create secret generic breakwater").expect("the README shows the secret");
+    let start = readme
+        .find("kubectl -n breakwater create secret generic breakwater")
+        .expect("the README shows the secret");
     let command: String = readme[start..]
         .lines()
         .take_while(|line| !line.trim().is_empty() && !line.starts_with("```"))
         .collect::<Vec<_>>()
         .join("\n");
     for name in placeholders(&read(&kubernetes_dir().join("breakwater.toml"))) {
-        assert!(command.contains(&format!("{name}=")), "{name} missing from:\n{command}");
+        assert!(
+            command.contains(&format!("{name}=")),
+            "{name} missing from:\n{command}"
+        );
     }
 }
 
@@ -396,10 +468,11 @@ fn dockerfile_user() -> i64 {
     let user = text
         .lines()
         .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("a USER line");
     let uid = user.split(':').next().unwrap_or_default().trim();
-    uid.parse().unwrap_or_else(|_| panic!("USER {user} is not numeric"))
+    uid.parse()
+        .unwrap_or_else(|_| panic!("USER {user} is not numeric"))
 }
 
 #[test]
@@ -418,7 +491,10 @@ fn the_image_runs_serve_as_a_numeric_non_root_user_with_the_documented_paths() {
     let manifests = load_manifests();
     let container = container(deployment(&manifests));
     assert_eq!(container.args.clone().unwrap_or_default(), ["serve"]);
-    assert!(container.command.is_none(), "the image's entrypoint is used");
+    assert!(
+        container.command.is_none(),
+        "the image's entrypoint is used"
+    );
 }
 
 fn unit_path() -> PathBuf {
@@ -491,8 +567,15 @@ fn kubectl_renders_the_kustomization_where_kubectl_is_installed() {
         .arg(kubernetes_dir())
         .output()
         .expect("run kubectl kustomize");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let rendered = String::from_utf8_lossy(&output.stdout);
     assert!(rendered.contains("kind: ConfigMap"));
-    assert!(rendered.contains("name: breakwater-config-"), "hashed ConfigMap name");
+    assert!(
+        rendered.contains("name: breakwater-config-"),
+        "hashed ConfigMap name"
+    );
 }

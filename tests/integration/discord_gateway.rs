@@ -105,14 +105,22 @@ async fn rejected_identify_fails_the_adapter(code: u16, named: &str) {
     let reason = body["problems"]["discord"].as_str().unwrap_or_default();
     assert!(reason.contains(named), "{reason:?} should name {named}");
     // The rest of the bot keeps working: a deploy report is accepted and listed.
-    let response = app.post_deploy(serde_json::json!({
-        "service": "checkout", "environment": "production", "version": "v43"
-    }))
-    .await;
+    let response = app
+        .post_deploy(serde_json::json!({
+            "service": "checkout", "environment": "production", "version": "v43"
+        }))
+        .await;
     assert_eq!(response.status().as_u16(), 201);
     let (_, body) = readyz(&app).await;
-    assert_eq!(body["chat"]["discord"], "failed", "final, not retried: {body}");
-    assert_eq!(fake.identifies().len(), 1, "exactly one IDENTIFY, no retry loop");
+    assert_eq!(
+        body["chat"]["discord"], "failed",
+        "final, not retried: {body}"
+    );
+    assert_eq!(
+        fake.identifies().len(),
+        1,
+        "exactly one IDENTIFY, no retry loop"
+    );
     assert_eq!(fake.connections(), 1);
     app.stop().await;
 }
@@ -156,6 +164,9 @@ async fn the_gateway_lease_holder_is_shown_in_metrics() {
         metrics.contains("breakwater_discord_gateway_lease 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("breakwater_rollbacks_running 0"), "{metrics}");
+    assert!(
+        metrics.contains("breakwater_rollbacks_running 0"),
+        "{metrics}"
+    );
     app.stop().await;
 }

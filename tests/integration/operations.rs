@@ -39,7 +39,10 @@ fn version_names_the_release_and_the_commit_it_was_built_from() {
     assert!(output.status.success());
     let version = text(&output);
     assert!(
-        version.starts_with(&format!("breakwater {} (commit ", env!("CARGO_PKG_VERSION"))),
+        version.starts_with(&format!(
+            "breakwater {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{version}"
     );
     let commit = version
@@ -83,7 +86,11 @@ async fn backup_writes_a_consistent_copy_while_the_bot_runs() {
         .output()
         .expect("run verify");
     assert!(verify.status.success(), "{}", text(&verify));
-    assert!(text(&verify).contains("audit chain intact"), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("audit chain intact"),
+        "{}",
+        text(&verify)
+    );
     app.stop().await;
 }
 
@@ -99,7 +106,11 @@ async fn backup_never_overwrites_a_file() {
         .output()
         .expect("run backup");
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output).contains("already exists"), "{}", text(&output));
+    assert!(
+        text(&output).contains("already exists"),
+        "{}",
+        text(&output)
+    );
     assert_eq!(std::fs::read_to_string(&existing).expect("read"), "keep me");
     app.stop().await;
 }
@@ -113,7 +124,10 @@ fn backup_of_a_postgres_store_names_pg_dump() {
         .arg(dir.path().join("copy.db"))
         .arg("--config")
         .arg(&config)
-        .env("BW_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env(
+            "BW_TEST_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/none",
+        )
         .output()
         .expect("run backup");
     assert_eq!(output.status.code(), Some(1));
@@ -178,7 +192,11 @@ alert_channels = ["C0ALERTS"]
         .arg(&config)
         .output()
         .expect("run check-config");
-    assert_eq!(serve_check.status.code(), Some(1), "serve would refuse this");
+    assert_eq!(
+        serve_check.status.code(),
+        Some(1),
+        "serve would refuse this"
+    );
 
     let verify = breakwater(&["audit", "verify", "--config"])
         .arg(&config)

@@ -1,7 +1,9 @@
 //! Several processes of the real binary on one PostgreSQL database, as on Kubernetes:
 //! they start at once on a fresh schema (one migrates, the others wait), exactly one of
-//! them holds the Discord gateway session, and another takes it over after the holder is
-//! killed with SIGKILL. Skips without `BREAKWATER_TEST_POSTGRES_URL`.
+//! them holds the Discord gateway session and another takes it over after the holder is
+//! killed with SIGKILL, and confirms pressed on different replicas at once run one
+//! rollback. (A rollback whose runner is killed mid-way is adopted by another replica:
+//! `crash.rs`.) Skips without `BREAKWATER_TEST_POSTGRES_URL`.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -12,7 +14,14 @@ use std::time::Duration;
 use breakwater::core::rollback::PlanId;
 use sqlx::Connection;
 
-use crate::support::fake_discord::{ALERT_CHANNEL, APPLICATION_ID, FakeDiscord, GUILD_ID};
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+
+use crate::support::fake_discord::{
+    ALERT_CHANNEL, APPLICATION_ID, DiscordUser, FakeDiscord, GUILD_ID, ONCALL_ROLE,
+    apply_callback_to, text_of,
+};
+use crate::support::{API_TOKEN, BACKEND_SECRET, Behaviour, Receiver, WEBHOOK_TOKEN, alertmanager};
 
 const TOKEN: &str = "test-discord-token";
 
@@ -50,7 +59,10 @@ impl Replica {
             let log = log.clone();
             std::thread::spawn(move || {
                 let mut address_tx = Some(address_tx);
-                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
                     if line.contains("breakwater is serving")
                         && let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
                         && let Some(address) = entry["fields"]["address"].as_str()
@@ -66,7 +78,12 @@ impl Replica {
             .await
             .ok()
             .and_then(Result::ok)
-            .unwrap_or_else(|| panic!("the replica did not start: {:#?}", log.lock().expect("lock")));
+            .unwrap_or_else(|| {
+                panic!(
+                    "the replica did not start: {:#?}",
+                    log.lock().expect("lock")
+                )
+            });
         Replica {
             child,
             address: format!("http://{address}"),
@@ -137,10 +154,12 @@ async fn fresh_schema(url: &str) -> (String, String) {
 
 async fn drop_schema(url: &str, schema: &str) {
     let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-        .execute(&mut conn)
-        .await
-        .expect("drop schema");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("drop schema");
 }
 
 #[tokio::test]
@@ -188,7 +207,11 @@ api_url = "{api_url}"
     let mut replicas = vec![a, b, c];
     fake.wait_until_ready().await;
     let holder = the_one_holder(&replicas.iter().collect::<Vec<_>>()).await;
-    assert_eq!(fake.identifies().len(), 1, "one gateway session for the cluster");
+    assert_eq!(
+        fake.identifies().len(),
+        1,
+        "one gateway session for the cluster"
+    );
     assert_eq!(fake.connections(), 1);
     for replica in &replicas {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -224,6 +247,182 @@ api_url = "{api_url}"
     the_one_holder(&replicas.iter().collect::<Vec<_>>()).await;
     assert_eq!(fake.identifies().len(), 2, "exactly one replica took over");
     drop(dead);
+    drop(replicas);
+    drop_schema(&url, &schema).await;
+}
+
+/// Sends a signed interaction to one replica's `/discord/interactions`; applies Discord's
+/// view of the answer to the fake.
+async fn interact(
+    replica: &Replica,
+    key: &SigningKey,
+    fake: &FakeDiscord,
+    interaction: &Value,
+) -> Value {
+    let body = serde_json::to_vec(interaction).expect("json");
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let signature = hex::encode(key.sign(&[timestamp.as_bytes(), &body].concat()).to_bytes());
+    let response = reqwest::Client::new()
+        .post(format!("{}/discord/interactions", replica.address))
+        .header("content-type", "application/json")
+        .header("x-signature-ed25519", signature)
+        .header("x-signature-timestamp", timestamp)
+        .body(body)
+        .send()
+        .await
+        .expect("interaction");
+    assert_eq!(response.status(), 200, "interaction refused");
+    let answer: Value = response.json().await.expect("json answer");
+    apply_callback_to(fake, interaction, &answer);
+    answer
+}
+
+#[tokio::test]
+async fn confirms_pressed_on_three_replicas_at_once_run_one_rollback() {
+    let Ok(url) = std::env::var("BREAKWATER_TEST_POSTGRES_URL") else {
+        eprintln!("skipping: BREAKWATER_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let (schema, database_url) = fresh_schema(&url).await;
+    let fake = FakeDiscord::start().await;
+    let receiver = Receiver::start(BACKEND_SECRET).await;
+    receiver.behave(Behaviour::Succeed {
+        delay: Duration::from_millis(200),
+    });
+    let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (file, value) in [
+        ("discord_token", TOKEN),
+        ("database_url", database_url.as_str()),
+        ("api_token", API_TOKEN),
+        ("webhook_token", WEBHOOK_TOKEN),
+        ("backend_secret", BACKEND_SECRET),
+    ] {
+        std::fs::write(dir.path().join(file), value).expect("write");
+    }
+    let config = dir.path().join("breakwater.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "2s"
+
+[database]
+url = {{ file = "database_url" }}
+
+[api]
+token = {{ file = "api_token" }}
+
+[webhooks]
+token = {{ file = "webhook_token" }}
+
+[backends.deployer]
+kind = "webhook"
+url = "{receiver}/rollback"
+secret = {{ file = "backend_secret" }}
+timeout = "5s"
+poll_interval = "50ms"
+
+[[services]]
+name = "checkout"
+environments = ["production"]
+backend = "deployer"
+
+[discord]
+mode = "http"
+token = {{ file = "discord_token" }}
+application_id = "{APPLICATION_ID}"
+public_key = "{public_key}"
+guild_id = "{GUILD_ID}"
+alert_channels = ["{ALERT_CHANNEL}"]
+api_url = "{api_url}"
+
+[policy]
+rollback_allowed = ["discord:role:{ONCALL_ROLE}"]
+cooldown = "0s"
+"#,
+            receiver = receiver.url,
+            public_key = hex::encode(key.verifying_key().to_bytes()),
+            api_url = fake.api_url(),
+        ),
+    )
+    .expect("write config");
+    let (a, b, c) = tokio::join!(
+        Replica::start(&config),
+        Replica::start(&config),
+        Replica::start(&config)
+    );
+    let replicas = [a, b, c];
+    let http = reqwest::Client::new();
+
+    // CI reports to one replica, Alertmanager notifies another.
+    for (version, minutes_ago) in [("v41", 300), ("v42", 18)] {
+        let finished = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+        let response = http
+            .post(format!("{}/api/v1/deploys", replicas[0].address))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({
+                "service": "checkout", "environment": "production", "version": version,
+                "started_at": finished - chrono::Duration::minutes(2),
+                "finished_at": finished, "status": "succeeded",
+            }))
+            .send()
+            .await
+            .expect("deploy report");
+        assert!(response.status().is_success());
+    }
+    let response = http
+        .post(format!("{}/webhooks/alertmanager", replicas[1].address))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&alertmanager(
+            "HighErrorRate",
+            "checkout",
+            "production",
+            "firing",
+        ))
+        .send()
+        .await
+        .expect("alert");
+    assert_eq!(response.status(), 200);
+    let summary = fake.wait_for_text("recent deploys").await;
+
+    // Roll back, pressed on the third replica; its private Confirm step.
+    let alice = DiscordUser::new("2000000000000000001", "Alice", &[ONCALL_ROLE]);
+    let roll_back = summary.button("Roll back").expect("a Roll back button");
+    let press = fake.component_interaction(&alice, &summary, &roll_back);
+    interact(&replicas[2], &key, &fake, &press).await;
+    let confirmation = fake.response_to(&press).expect("the confirmation");
+    let confirm = confirmation.button("Confirm").expect("Confirm");
+
+    // Nine confirms at once, three on each replica.
+    let presses: Vec<(usize, Value)> = (0..9)
+        .map(|i| {
+            (
+                i % 3,
+                fake.component_interaction(&alice, &confirmation, &confirm),
+            )
+        })
+        .collect();
+    let answers = futures::future::join_all(
+        presses
+            .iter()
+            .map(|(replica, press)| interact(&replicas[*replica], &key, &fake, press)),
+    )
+    .await;
+    let started = answers
+        .iter()
+        .filter(|answer| text_of(&answer["data"]).contains("Rolling back checkout production"))
+        .count();
+    assert_eq!(started, 1, "{answers:#?}");
+    fake.wait_for_update(&summary.id, "Rolled back checkout production")
+        .await;
+    assert_eq!(
+        receiver.calls().len(),
+        1,
+        "one backend call for the cluster"
+    );
     drop(replicas);
     drop_schema(&url, &schema).await;
 }

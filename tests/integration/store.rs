@@ -1929,20 +1929,48 @@ const LEASE: &str = "discord-gateway";
 
 async fn a_free_lease_is_taken_and_renewed_by_its_holder_only(db: &mut TestStore) {
     let store = &db.store;
-    assert!(store.acquire_lease(LEASE, "a", at(0), at(1)).await.expect("take"));
     assert!(
-        !store.acquire_lease(LEASE, "b", at(0), at(1)).await.expect("contend"),
+        store
+            .acquire_lease(LEASE, "a", at(0), at(1))
+            .await
+            .expect("take")
+    );
+    assert!(
+        !store
+            .acquire_lease(LEASE, "b", at(0), at(1))
+            .await
+            .expect("contend"),
         "another holder must wait for the lease to expire"
     );
-    assert!(store.acquire_lease(LEASE, "a", at(0), at(2)).await.expect("renew"));
+    assert!(
+        store
+            .acquire_lease(LEASE, "a", at(0), at(2))
+            .await
+            .expect("renew")
+    );
     // Renewed to minute 2, so still a's at minute 1.
-    assert!(!store.acquire_lease(LEASE, "b", at(1), at(3)).await.expect("contend"));
+    assert!(
+        !store
+            .acquire_lease(LEASE, "b", at(1), at(3))
+            .await
+            .expect("contend")
+    );
     // Other leases are independent.
-    assert!(store.acquire_lease("other", "b", at(1), at(3)).await.expect("take other"));
+    assert!(
+        store
+            .acquire_lease("other", "b", at(1), at(3))
+            .await
+            .expect("take other")
+    );
 }
 
 async fn an_expired_lease_is_taken_over_by_exactly_one_contender(db: &mut TestStore) {
-    assert!(db.store.acquire_lease(LEASE, "dead", at(0), at(1)).await.expect("take"));
+    assert!(
+        db.store
+            .acquire_lease(LEASE, "dead", at(0), at(1))
+            .await
+            .expect("take")
+    );
     let mut stores = Vec::new();
     for _ in 0..3 {
         stores.push(db.another().await);
@@ -1957,15 +1985,38 @@ async fn an_expired_lease_is_taken_over_by_exactly_one_contender(db: &mut TestSt
         .map(|r| r.expect("contend"))
         .collect();
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
-    assert!(!db.store.acquire_lease(LEASE, "dead", at(2), at(3)).await.expect("late renew"));
+    assert!(
+        !db.store
+            .acquire_lease(LEASE, "dead", at(2), at(3))
+            .await
+            .expect("late renew")
+    );
 }
 
 async fn a_released_lease_is_free_at_once(db: &mut TestStore) {
-    assert!(db.store.acquire_lease(LEASE, "a", at(0), at(10)).await.expect("take"));
-    db.store.release_lease(LEASE, "b").await.expect("release by another");
-    assert!(!db.store.acquire_lease(LEASE, "b", at(1), at(11)).await.expect("still a's"));
+    assert!(
+        db.store
+            .acquire_lease(LEASE, "a", at(0), at(10))
+            .await
+            .expect("take")
+    );
+    db.store
+        .release_lease(LEASE, "b")
+        .await
+        .expect("release by another");
+    assert!(
+        !db.store
+            .acquire_lease(LEASE, "b", at(1), at(11))
+            .await
+            .expect("still a's")
+    );
     db.store.release_lease(LEASE, "a").await.expect("release");
-    assert!(db.store.acquire_lease(LEASE, "b", at(1), at(11)).await.expect("take"));
+    assert!(
+        db.store
+            .acquire_lease(LEASE, "b", at(1), at(11))
+            .await
+            .expect("take")
+    );
 }
 
 /// Several replicas starting at once on a fresh database: sqlx's PostgreSQL migrator

@@ -101,7 +101,9 @@ enum LeaseState {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Session {
@@ -121,9 +123,9 @@ impl Session {
             )),
             LeaseState::Standby => AdapterStatus::Connected,
             LeaseState::Held if self.session_up() => AdapterStatus::Connected,
-            LeaseState::Held => AdapterStatus::Disconnected(
-                "the gateway session is down; reconnecting".to_owned(),
-            ),
+            LeaseState::Held => {
+                AdapterStatus::Disconnected("the gateway session is down; reconnecting".to_owned())
+            }
         }
     }
 
@@ -287,7 +289,9 @@ impl Gateway {
             {
                 Ok(true) => held_until = tokio::time::Instant::now() + LEASE_TTL,
                 Ok(false) => {
-                    tracing::warn!("another replica took the Discord gateway lease; closing this replica's session");
+                    tracing::warn!(
+                        "another replica took the Discord gateway lease; closing this replica's session"
+                    );
                     lost.cancel();
                     return;
                 }
