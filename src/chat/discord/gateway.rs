@@ -614,6 +614,66 @@ mod tests {
     }
 
     #[test]
+    fn closes_discord_says_not_to_reconnect_on_are_final_and_name_the_setting() {
+        let reason = |error: GatewayError| fatal_reason(&serenity::Error::Gateway(error));
+        assert!(
+            reason(GatewayError::InvalidAuthentication)
+                .is_some_and(|r| r.contains("discord.token") && r.contains("4004"))
+        );
+        assert!(
+            reason(GatewayError::DisallowedGatewayIntents)
+                .is_some_and(|r| r.contains("Message Content Intent") && r.contains("4014"))
+        );
+        assert!(reason(GatewayError::InvalidGatewayIntents).is_some());
+        // Everything else is retried: a dropped session, a heartbeat lost, Discord down.
+        assert_eq!(reason(GatewayError::HeartbeatFailed), None);
+        assert_eq!(reason(GatewayError::Closed(None)), None);
+    }
+
+    #[test]
+    fn readiness_by_lease_and_failure() {
+        let session = Session::default();
+        assert_eq!(
+            session.status().label(),
+            "disconnected",
+            "before the first lease attempt"
+        );
+        session.set_lease(LeaseState::Standby);
+        assert_eq!(
+            session.status(),
+            AdapterStatus::Connected,
+            "a standby replica serves REST and HTTP interactions"
+        );
+        session.set_lease(LeaseState::Held);
+        assert_eq!(
+            session.status().label(),
+            "disconnected",
+            "holding the lease is not a session: no shard runner yet"
+        );
+        session.set_lease(LeaseState::Unknown("pool timed out".to_owned()));
+        assert!(
+            session
+                .status()
+                .reason()
+                .is_some_and(|r| r.contains("pool timed out"))
+        );
+        session.fail("Discord rejected discord.token".to_owned());
+        session.set_lease(LeaseState::Standby);
+        assert_eq!(
+            session.status(),
+            AdapterStatus::Failed("Discord rejected discord.token".to_owned()),
+            "final, whatever the lease does"
+        );
+    }
+
+    #[test]
+    fn lease_holders_differ_between_processes_and_name_the_host() {
+        let (a, b) = (lease_holder(), lease_holder());
+        assert_ne!(a, b);
+        assert!(a.contains(&format!("/{}/", std::process::id())), "{a}");
+    }
+
+    #[test]
     fn the_intents_are_guild_messages_and_message_content() {
         assert_eq!(intents().bits(), 33280);
     }
