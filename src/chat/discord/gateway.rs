@@ -261,10 +261,12 @@ impl Gateway {
                 false
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot take the Discord gateway lease (database.url)");
-                self.handler
-                    .session
-                    .set_lease(LeaseState::Unknown(error.to_string()));
+                // Once per outage, not every attempt: the store's own errors say more.
+                let session = &self.handler.session;
+                if !matches!(*lock(&session.lease), LeaseState::Unknown(_)) {
+                    tracing::warn!(%error, "cannot take the Discord gateway lease; retrying every {}s (database.url)", LEASE_RENEW.as_secs());
+                }
+                session.set_lease(LeaseState::Unknown(error.to_string()));
                 false
             }
         }
