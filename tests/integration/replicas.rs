@@ -163,7 +163,7 @@ async fn drop_schema(url: &str, schema: &str) {
 }
 
 #[tokio::test]
-async fn one_replica_holds_the_discord_gateway_and_another_takes_over_after_kill_9() {
+async fn one_replica_holds_the_discord_gateway_another_takes_over_after_kill_9_or_sigterm() {
     let Ok(url) = std::env::var("BREAKWATER_TEST_POSTGRES_URL") else {
         eprintln!("skipping: BREAKWATER_TEST_POSTGRES_URL not set");
         return;
@@ -244,8 +244,57 @@ api_url = "{api_url}"
         "gateway taken over {:.1} s after kill -9",
         killed_at.elapsed().as_secs_f64()
     );
-    the_one_holder(&replicas.iter().collect::<Vec<_>>()).await;
+    let second = the_one_holder(&replicas.iter().collect::<Vec<_>>()).await;
     assert_eq!(fake.identifies().len(), 2, "exactly one replica took over");
+
+    // SIGTERM: a clean stop gives the lease up on the way out, so the last replica does
+    // not wait for it to expire.
+    let mut stopped = replicas.remove(second);
+    let pid = stopped.child.id();
+    let terminated_at = tokio::time::Instant::now();
+    let terminated = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(terminated.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = stopped.child.wait().expect("wait");
+        (stopped, status)
+    });
+    let (stopped, status) = tokio::time::timeout(Duration::from_secs(30), exit)
+        .await
+        .expect("a clean stop")
+        .expect("join");
+    assert!(status.success(), "{status:?}: {}", stopped.logs());
+    let mut conn = sqlx::PgConnection::connect(&database_url)
+        .await
+        .expect("connect");
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT holder FROM leases WHERE name = 'discord-gateway'")
+            .fetch_optional(&mut conn)
+            .await
+            .expect("read the lease");
+    assert!(
+        holder
+            .as_deref()
+            .is_none_or(|h| !h.contains(&format!("/{pid}/"))),
+        "the stopped replica still holds the lease: {holder:?}"
+    );
+    let _ = conn.close().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while fake.identifies().len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the last replica did not take the gateway over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "gateway taken over {:.1} s after SIGTERM",
+        terminated_at.elapsed().as_secs_f64()
+    );
+    the_one_holder(&replicas.iter().collect::<Vec<_>>()).await;
+    drop(stopped);
     drop(dead);
     drop(replicas);
     drop_schema(&url, &schema).await;
