@@ -4,8 +4,8 @@
 //!
 //! One replica per bot token holds the gateway session: it holds the
 //! [`DISCORD_GATEWAY_LEASE`] in the store, renewed every [`LEASE_RENEW`], and connects
-//! only while it does. The others stand by (they still post over REST and serve
-//! `/discord/interactions`) and try to take the lease every [`LEASE_RENEW`]; a dead
+//! only while it does. The others stand by (they still post over REST; presses reach
+//! the holder over the gateway) and try to take the lease every [`LEASE_RENEW`]; a dead
 //! holder's lease expires after [`LEASE_TTL`], so another replica takes over within
 //! about `LEASE_TTL + LEASE_RENEW`. A holder that cannot renew (the store is down) closes
 //! its session once its lease has run out by its own clock, so two sessions never
@@ -108,8 +108,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Session {
     /// The adapter's state for `/readyz`. A standby replica counts as connected: it posts
-    /// over REST and serves interactions over HTTP; `/metrics` says which replica holds
-    /// the gateway (`breakwater_discord_gateway_lease`).
+    /// over REST and serves the rest of the bot; `/metrics` says which replica holds the
+    /// gateway (`breakwater_discord_gateway_lease`).
     pub(crate) fn status(&self) -> AdapterStatus {
         if let Some(reason) = lock(&self.failed).clone() {
             return AdapterStatus::Failed(reason);
@@ -644,7 +644,7 @@ mod tests {
         assert_eq!(
             session.status(),
             AdapterStatus::Connected,
-            "a standby replica serves REST and HTTP interactions"
+            "a standby replica posts over REST and serves the rest of the bot"
         );
         session.set_lease(LeaseState::Held);
         assert_eq!(
