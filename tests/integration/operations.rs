@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use sqlx::Connection;
 
-use crate::support::spawn_app;
+use crate::support::{AppOptions, actor, spawn_app, spawn_app_with};
 
 fn breakwater(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_breakwater"));
@@ -226,4 +226,83 @@ fn audit_commands_still_report_a_bad_database_setting_by_key_path() {
     let shown = text(&output);
     assert!(shown.contains("database.url"), "{shown}");
     assert!(shown.contains("database.urll: unknown key"), "{shown}");
+}
+
+async fn rollbacks_running(app: &crate::support::TestApp) -> String {
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .find(|l| l.starts_with("breakwater_rollbacks_running "))
+        .unwrap_or_else(|| panic!("no rollbacks_running gauge in:\n{metrics}"))
+        .to_owned()
+}
+
+/// A rollback through a command that waits for the test's go-ahead: while it runs,
+/// `/metrics` counts it on this replica; once it is done, not any more.
+#[tokio::test]
+async fn metrics_count_the_rollbacks_this_replica_is_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    let extra_config = format!(
+        r#"
+[backends.script]
+kind = "command"
+argv = ["/bin/sh", "-c", "touch started; while [ ! -e release ]; do sleep 0.05; done"]
+timeout = "60s"
+working_dir = "{work}"
+
+[[services]]
+name = "ledger"
+environments = ["production"]
+backend = "script"
+"#,
+        work = work.display()
+    );
+    let app = spawn_app_with(AppOptions {
+        extra_config,
+        dir: Some(dir),
+        ..AppOptions::default()
+    })
+    .await;
+    app.deploy("ledger", "production", "v1", 300).await;
+    app.deploy("ledger", "production", "v2", 18).await;
+    assert_eq!(
+        rollbacks_running(&app).await,
+        "breakwater_rollbacks_running 0"
+    );
+    app.fire_alert("HighErrorRate", "ledger", "production")
+        .await;
+    let summary = app.summary().await;
+    app.press(&summary, "Roll back", &actor("console:alice", "Alice"))
+        .await;
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !work.join("started").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        rollbacks_running(&app).await,
+        "breakwater_rollbacks_running 1"
+    );
+
+    std::fs::write(work.join("release"), "").expect("release");
+    app.chat.wait_for_update(&summary.at, "Rolled back").await;
+    assert_eq!(
+        rollbacks_running(&app).await,
+        "breakwater_rollbacks_running 0"
+    );
+    app.stop().await;
 }
