@@ -300,9 +300,14 @@ backend = "script"
 
     std::fs::write(work.join("release"), "").expect("release");
     app.chat.wait_for_update(&summary.at, "Rolled back").await;
-    assert_eq!(
-        rollbacks_running(&app).await,
-        "breakwater_rollbacks_running 0"
-    );
+    // The run ends just after its outcome is shown.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rollbacks_running(&app).await != "breakwater_rollbacks_running 0" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the finished rollback is still counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     app.stop().await;
 }
