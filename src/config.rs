@@ -1980,6 +1980,70 @@ pub fn default_runner_id(listen: SocketAddr) -> String {
     }
 }
 
+// ----------------------------------------------------------------------------------------
+// The configuration of the offline commands.
+
+/// What `audit verify`, `audit export` and `backup` need: the database and the audit key.
+/// Only `[database]` and `[audit]` are read, so these commands run from a backup job or an
+/// auditor's shell without any chat or API secret in the environment, while a mistake in
+/// those two sections is still reported with its key path.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub database: DatabaseConfig,
+    pub audit: AuditConfig,
+}
+
+impl StoreConfig {
+    /// Reads `[database]` and `[audit]` of a configuration file, ignoring the other sections.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse_with(
+            &text,
+            &EnvSecrets {
+                base: base.to_owned(),
+            },
+        )
+    }
+
+    /// As [`StoreConfig::load`], from TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(
+            text,
+            &EnvSecrets {
+                base: PathBuf::from("."),
+            },
+        )
+    }
+
+    fn parse_with(text: &str, secrets: &dyn SecretResolver) -> Result<Self, ConfigError> {
+        let mut v = Validator {
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            secrets,
+        };
+        let mut table: toml::Table = match text.parse() {
+            Ok(table) => table,
+            Err(error) => {
+                let error: toml::de::Error = error;
+                return Err(ConfigError::Invalid(vec![Problem {
+                    path: String::new(),
+                    message: format!("invalid TOML: {}", error.message()),
+                }]));
+            }
+        };
+        let database = v.database(table.remove("database"));
+        let audit = v.audit(table.remove("audit"));
+        match database {
+            Some(database) if v.problems.is_empty() => Ok(Self { database, audit }),
+            _ => Err(ConfigError::Invalid(v.problems)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -257,6 +257,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state
+        .metrics
+        .set_rollbacks_running(state.bot.rollbacks_running());
     (
         [(
             header::CONTENT_TYPE,

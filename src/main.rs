@@ -7,15 +7,23 @@ use std::process::ExitCode;
 use anyhow::Context;
 use breakwater::app::Application;
 use breakwater::audit::{AuditLog, AuditSealer, ExportFormat};
-use breakwater::config::{Config, DEFAULT_CONFIG_PATH};
+use breakwater::config::{Config, DEFAULT_CONFIG_PATH, StoreConfig};
 use breakwater::core::clock::SystemClock;
 use breakwater::demo::{Demo, DemoError, DemoOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `breakwater --version`: the release and the commit it was built from (see `build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BREAKWATER_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "breakwater",
-    version,
+    version = VERSION,
     about = "Incident-response chat bot: deploy summaries for alerts and one-click, audited rollbacks"
 )]
 struct Cli {
@@ -49,6 +57,15 @@ enum Commands {
     /// Read a password from standard input and print its argon2id hash, for
     /// console.users[].password_hash.
     HashPassword,
+    /// Write a consistent copy of a SQLite store to FILE while the bot keeps running
+    /// (PostgreSQL: use pg_dump).
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where the copy goes; must not exist yet.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// The tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -91,8 +108,10 @@ fn init_logging() {
     }
 }
 
-fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
-    Config::load(&arg.config).map_err(|error| {
+/// The database and audit sections only: what the offline commands need, so that they
+/// run without the chat and API secrets of `serve`.
+fn load_store_config(arg: &ConfigArg) -> Result<StoreConfig, ExitCode> {
+    StoreConfig::load(&arg.config).map_err(|error| {
         eprintln!("{}: {error}", arg.config.display());
         ExitCode::from(1)
     })
@@ -114,9 +133,12 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Commands::Serve(arg) => {
-            let config = match load(&arg) {
+            let config = match Config::load(&arg.config) {
                 Ok(config) => config,
-                Err(code) => return Ok(code),
+                Err(error) => {
+                    eprintln!("{}: {error}", arg.config.display());
+                    return Ok(ExitCode::from(1));
+                }
             };
             for warning in &config.warnings {
                 tracing::warn!("{}: {warning}", arg.config.display());
@@ -155,6 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Commands::Audit { command } => audit(command).await,
+        Commands::Backup { config, to } => backup(&config, &to).await,
         Commands::Demo { listen, data } => demo(listen, data).await,
         Commands::HashPassword => hash_password(),
     }
@@ -219,7 +242,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     let arg = match &command {
         AuditCommand::Verify(arg) | AuditCommand::Export { config: arg, .. } => arg,
     };
-    let config = match load(arg) {
+    let config = match load_store_config(arg) {
         Ok(config) => config,
         Err(code) => return Ok(code),
     };
@@ -265,6 +288,23 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             log.export(format, since, &mut out).await?;
             std::io::Write::flush(&mut out)?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn backup(arg: &ConfigArg, to: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = match load_store_config(arg) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    match breakwater::store::backup_sqlite(config.database.url.expose(), to).await {
+        Ok(()) => {
+            println!("backup written to {}", to.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::from(1))
         }
     }
 }

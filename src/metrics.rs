@@ -55,6 +55,8 @@ pub struct Metrics {
     backend_calls: Family<BackendLabels, Histogram, fn() -> Histogram>,
     http_requests: Family<HttpLabels, Histogram, fn() -> Histogram>,
     chat_errors: Family<PlatformLabels, Counter>,
+    discord_gateway_lease: Gauge,
+    rollbacks_running: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -126,6 +128,18 @@ impl Metrics {
             "Failed chat platform calls, by platform",
             chat_errors.clone(),
         );
+        let discord_gateway_lease = Gauge::default();
+        registry.register(
+            "discord_gateway_lease",
+            "1 on the replica that holds the Discord gateway session, 0 on the others",
+            discord_gateway_lease.clone(),
+        );
+        let rollbacks_running = Gauge::default();
+        registry.register(
+            "rollbacks_running",
+            "Rollbacks this replica is running or following now",
+            rollbacks_running.clone(),
+        );
         Self {
             registry,
             http_connections_open,
@@ -136,6 +150,8 @@ impl Metrics {
             backend_calls,
             http_requests,
             chat_errors,
+            discord_gateway_lease,
+            rollbacks_running,
         }
     }
 
@@ -209,6 +225,15 @@ impl Metrics {
     /// A webhook alert matched no configured service.
     pub fn alert_unrouted(&self) {
         self.alerts_unrouted.inc();
+    }
+
+    pub fn set_discord_gateway_lease(&self, held: bool) {
+        self.discord_gateway_lease.set(i64::from(held));
+    }
+
+    pub fn set_rollbacks_running(&self, running: usize) {
+        self.rollbacks_running
+            .set(i64::try_from(running).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

@@ -303,6 +303,15 @@ impl Bot {
         &self.inner.store
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Rollbacks this process is running or following now (for `/metrics`).
+    pub fn rollbacks_running(&self) -> usize {
+        lock(&self.inner.running).len()
+    }
+
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
     }

@@ -1,6 +1,7 @@
 //! Persistence behind one trait: deploys, alerts and their groups, rollback plans with
-//! conditional state transitions, processed-event claims, and the audit chain. SQLite
-//! (default) and PostgreSQL (several replicas) implement it and pass the same tests.
+//! conditional state transitions, processed-event claims, the audit chain, and leases (a
+//! role one replica holds at a time). SQLite (default) and PostgreSQL (several replicas)
+//! implement it and pass the same tests. `backup` copies a SQLite store online.
 //!
 //! Times are stored as integer microseconds since the Unix epoch and structured values
 //! as JSON text, so both databases hold the same bytes and compare times the same way.
@@ -16,9 +17,14 @@ use crate::core::deploy::{Deploy, Environment, ServiceName, Target};
 use crate::core::message::{Message, MessageRef};
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 
+mod backup;
+mod lease;
 mod postgres;
 mod sql;
 mod sqlite;
+
+pub use backup::{BackupError, backup_sqlite};
+pub use lease::DISCORD_GATEWAY_LEASE;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -430,6 +436,23 @@ pub trait Store: Send + Sync {
 
     /// Forgets sessions that expired before `before`.
     async fn prune_console_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    // --- leases --------------------------------------------------------------------------
+
+    /// Takes or renews the lease `name` for `holder` until `until`: true when it was free,
+    /// expired before `now`, or already `holder`'s; false while another holder's lease is
+    /// current. Replicas compare expiry by their own clocks, so keep them in sync (NTP).
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Gives the lease up at once if `holder` holds it (a graceful stop), so that another
+    /// replica takes over without waiting for it to expire.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
 }
 
 /// Opens the store a `database.url` names: `sqlite:…` (the default, one process) or

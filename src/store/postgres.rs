@@ -383,4 +383,18 @@ impl Store for PostgresStore {
     async fn prune_console_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         Q::prune_console_sessions(&mut *self.conn().await?, before).await
     }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        Q::acquire_lease(&mut *self.conn().await?, name, holder, now, until).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        Q::release_lease(&mut *self.conn().await?, name, holder).await
+    }
 }

@@ -392,4 +392,18 @@ impl Store for SqliteStore {
     async fn prune_console_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         Q::prune_console_sessions(&mut *self.write().await?, before).await
     }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        Q::acquire_lease(&mut *self.write().await?, name, holder, now, until).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        Q::release_lease(&mut *self.write().await?, name, holder).await
+    }
 }

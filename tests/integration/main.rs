@@ -12,9 +12,16 @@ mod console;
 mod console_browser;
 mod crash;
 mod deploy_history;
+#[cfg(feature = "kubernetes")]
+mod deploy_manifests;
 #[cfg(feature = "discord")]
 mod discord;
+#[cfg(feature = "discord")]
+mod discord_gateway;
+mod operations;
 mod outage;
+#[cfg(feature = "discord")]
+mod replicas;
 mod rollback;
 mod server_limits;
 #[cfg(feature = "slack")]

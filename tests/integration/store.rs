@@ -225,6 +225,9 @@ store_tests!(
     a_console_session_is_found_until_it_expires,
     a_deleted_console_session_is_gone,
     expired_console_sessions_are_pruned,
+    a_free_lease_is_taken_and_renewed_by_its_holder_only,
+    an_expired_lease_is_taken_over_by_exactly_one_contender,
+    a_released_lease_is_free_at_once,
 );
 
 // --- fixtures --------------------------------------------------------------------------------
@@ -2017,4 +2020,146 @@ async fn expired_console_sessions_are_pruned(db: &mut TestStore) {
             .expect("read")
             .is_some()
     );
+}
+
+// --- leases ------------------------------------------------------------------------------------
+
+const LEASE: &str = "discord-gateway";
+
+async fn a_free_lease_is_taken_and_renewed_by_its_holder_only(db: &mut TestStore) {
+    let store = &db.store;
+    assert!(
+        store
+            .acquire_lease(LEASE, "a", at(0), at(1))
+            .await
+            .expect("take")
+    );
+    assert!(
+        !store
+            .acquire_lease(LEASE, "b", at(0), at(1))
+            .await
+            .expect("contend"),
+        "another holder must wait for the lease to expire"
+    );
+    assert!(
+        store
+            .acquire_lease(LEASE, "a", at(0), at(2))
+            .await
+            .expect("renew")
+    );
+    // Renewed to minute 2, so still a's at minute 1.
+    assert!(
+        !store
+            .acquire_lease(LEASE, "b", at(1), at(3))
+            .await
+            .expect("contend")
+    );
+    // Other leases are independent.
+    assert!(
+        store
+            .acquire_lease("other", "b", at(1), at(3))
+            .await
+            .expect("take other")
+    );
+}
+
+async fn an_expired_lease_is_taken_over_by_exactly_one_contender(db: &mut TestStore) {
+    assert!(
+        db.store
+            .acquire_lease(LEASE, "dead", at(0), at(1))
+            .await
+            .expect("take")
+    );
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(db.another().await);
+    }
+    let attempts = stores.iter().enumerate().map(|(i, store)| {
+        let holder = format!("replica-{i}");
+        async move { store.acquire_lease(LEASE, &holder, at(2), at(3)).await }
+    });
+    let won: Vec<bool> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("contend"))
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    assert!(
+        !db.store
+            .acquire_lease(LEASE, "dead", at(2), at(3))
+            .await
+            .expect("late renew")
+    );
+}
+
+async fn a_released_lease_is_free_at_once(db: &mut TestStore) {
+    assert!(
+        db.store
+            .acquire_lease(LEASE, "a", at(0), at(10))
+            .await
+            .expect("take")
+    );
+    db.store
+        .release_lease(LEASE, "b")
+        .await
+        .expect("release by another");
+    assert!(
+        !db.store
+            .acquire_lease(LEASE, "b", at(1), at(11))
+            .await
+            .expect("still a's")
+    );
+    db.store.release_lease(LEASE, "a").await.expect("release");
+    assert!(
+        db.store
+            .acquire_lease(LEASE, "b", at(1), at(11))
+            .await
+            .expect("take")
+    );
+}
+
+/// Several replicas starting at once on a fresh database: sqlx's PostgreSQL migrator
+/// holds an advisory lock for the whole run, so one migrates and the others wait, then
+/// find the schema current.
+#[tokio::test]
+async fn replicas_starting_at_once_on_a_fresh_postgres_schema_migrate_it_once() {
+    let Ok(url) = std::env::var("BREAKWATER_TEST_POSTGRES_URL") else {
+        eprintln!("skipping: BREAKWATER_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let schema = format!("bw_test_{}", PlanId::generate());
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await
+            .expect("create schema");
+    }
+    let starts = (0..3).map(|_| PostgresStore::connect_in_schema(&url, &schema));
+    let stores: Vec<PostgresStore> = join_all(starts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("every replica starts"))
+        .collect();
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        let applied: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT version FROM {schema}._sqlx_migrations ORDER BY version"
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .expect("migrations table");
+        let expected: Vec<i64> = (1..=applied.len() as i64).collect();
+        assert_eq!(applied, expected, "each migration applied exactly once");
+        assert!(applied.contains(&4), "the lease table's migration ran");
+    }
+    for store in &stores {
+        assert!(store.acquire_lease(LEASE, "r", at(0), at(1)).await.is_ok());
+    }
+    for store in stores {
+        store.close().await;
+    }
+    drop_schema(&url, &schema).await;
 }

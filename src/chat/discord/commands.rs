@@ -10,7 +10,7 @@ use serenity::all::{
     CreateCommand, CreateCommandOption, GuildId, Http,
 };
 
-use super::rest::Rest;
+use super::rest::{Rest, RestError};
 use crate::chat::Lane;
 use crate::core::alert::KnownService;
 use crate::core::event::Command;
@@ -104,9 +104,9 @@ impl Registration {
         }
     }
 
-    pub(crate) async fn register_once(&self) {
+    pub(crate) async fn register_once(&self) -> Result<(), RestError> {
         if self.started.swap(true, Ordering::SeqCst) {
-            return;
+            return Ok(());
         }
         let result = self
             .rest
@@ -115,14 +115,18 @@ impl Registration {
             })
             .await;
         match result {
-            Ok(()) => tracing::info!(
-                guild = ?self.guild_id,
-                "registered /breakwater {}",
-                if self.guild_id.is_some() { "in the guild" } else { "globally" }
-            ),
+            Ok(()) => {
+                tracing::info!(
+                    guild = ?self.guild_id,
+                    "registered /breakwater {}",
+                    if self.guild_id.is_some() { "in the guild" } else { "globally" }
+                );
+                Ok(())
+            }
             Err(error) => {
                 tracing::error!(%error, "could not register /breakwater (does the invite include the applications.commands scope?)");
                 self.started.store(false, Ordering::SeqCst);
+                Err(error)
             }
         }
     }

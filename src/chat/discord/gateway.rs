@@ -1,18 +1,33 @@
 //! The gateway connection (serenity's client and shard runner): messages in the alert
 //! channels become the core's channel messages, interactions are answered through the
-//! interaction callback, and readiness follows the shard's stage. serenity reconnects
-//! and resumes on its own; an event replayed by a resume (or seen by two replicas) is
-//! claimed once by the core under its Discord id.
+//! interaction callback, and readiness follows the session's real state.
+//!
+//! One replica per bot token holds the gateway session: it holds the
+//! [`DISCORD_GATEWAY_LEASE`] in the store, renewed every [`LEASE_RENEW`], and connects
+//! only while it does. The others stand by (they still post over REST; presses reach
+//! the holder over the gateway) and try to take the lease every [`LEASE_RENEW`]; a dead
+//! holder's lease expires after [`LEASE_TTL`], so another replica takes over within
+//! about `LEASE_TTL + LEASE_RENEW`. A holder that cannot renew (the store is down) closes
+//! its session once its lease has run out by its own clock, so two sessions never
+//! overlap by more than the replicas' clock skew.
+//!
+//! serenity reconnects and resumes on its own; an event replayed by a resume (or seen by
+//! two replicas during a takeover) is claimed once by the core under its Discord id.
+//! Discord's closes 4004 (authentication failed), 4013 and 4014 (intents) are final:
+//! Discord's documentation says not to reconnect, so the adapter reports `failed` with
+//! the setting to fix and connects no more until restarted.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::Utc;
 use serenity::all::{
-    ClientBuilder, ConnectionStage, Context, Embed, EventHandler, GatewayIntents, Interaction,
-    Message as DiscordMessage, MessageType, Ready, ResumedEvent, ShardStageUpdateEvent,
+    ClientBuilder, ConnectionStage, Context, Embed, EventHandler, GatewayError, GatewayIntents,
+    Interaction, Message as DiscordMessage, MessageType, Ready, ResumedEvent, ShardManager,
+    ShardStageUpdateEvent,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,63 +36,344 @@ use url::Url;
 use super::commands::Registration;
 use super::interactions::Interactions;
 use super::rest::{self, Rest};
-use crate::chat::Lane;
+use crate::chat::{AdapterStatus, Lane};
 use crate::core::bot::Bot;
 use crate::core::event::{Attachment, ChannelMessage, MessageAuthor};
 use crate::core::message::{MessageRef, Platform};
+use crate::store::{DISCORD_GATEWAY_LEASE, Store};
+
+/// How long a gateway lease lasts without renewal: a dead holder's session is taken over
+/// this long after its last renewal (plus up to one [`LEASE_RENEW`]).
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// How often the holder renews its lease and the others try to take it.
+pub(crate) const LEASE_RENEW: Duration = Duration::from_secs(3);
 
 /// Guild messages and their content (the privileged intent): 512 | 32768.
 pub(crate) fn intents() -> GatewayIntents {
     GatewayIntents::GUILD_MESSAGES | GatewayIntents::MESSAGE_CONTENT
 }
 
-/// The gateway client, restarted with a back-off if serenity gives up.
+/// This process's name on the leases it holds: host (the pod name on Kubernetes), process
+/// id and a random part, so that two processes never share one.
+pub(crate) fn lease_holder() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!(
+        "{host}/{}/{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Where this replica's gateway session stands: the lease, serenity's shard runner, and
+/// a final refusal by Discord. Read by `/readyz` through [`Session::status`].
+#[derive(Default)]
+pub(crate) struct Session {
+    lease: Mutex<LeaseState>,
+    /// The running client's shard manager: its runner table is the truth about the
+    /// session (a runner exists and its stage is `Connected`).
+    shards: Mutex<Option<Arc<ShardManager>>>,
+    /// What the last look at the runner table (or READY/RESUMED/stage events) said, for
+    /// when the table is locked by serenity at the moment `/readyz` asks.
+    connected: AtomicBool,
+    /// Why Discord refused for good; set once, never cleared in this process.
+    failed: Mutex<Option<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum LeaseState {
+    #[default]
+    Starting,
+    /// Another replica holds the gateway session.
+    Standby,
+    Held,
+    /// The store could not be asked.
+    Unknown(String),
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Session {
+    /// The adapter's state for `/readyz`. A standby replica counts as connected: it posts
+    /// over REST and serves the rest of the bot; `/metrics` says which replica holds the
+    /// gateway (`breakwater_discord_gateway_lease`).
+    pub(crate) fn status(&self) -> AdapterStatus {
+        if let Some(reason) = lock(&self.failed).clone() {
+            return AdapterStatus::Failed(reason);
+        }
+        match lock(&self.lease).clone() {
+            LeaseState::Starting => {
+                AdapterStatus::Disconnected("not connected to the gateway yet".to_owned())
+            }
+            LeaseState::Unknown(reason) => AdapterStatus::Disconnected(format!(
+                "cannot take the Discord gateway lease in the store: {reason}"
+            )),
+            LeaseState::Standby => AdapterStatus::Connected,
+            LeaseState::Held if self.session_up() => AdapterStatus::Connected,
+            LeaseState::Held => {
+                AdapterStatus::Disconnected("the gateway session is down; reconnecting".to_owned())
+            }
+        }
+    }
+
+    /// Whether serenity's shard runner exists and has a live session. The runner is gone
+    /// while serenity restarts a shard (after a close it could not resume), and its stage
+    /// is not `Connected` until READY or RESUMED.
+    fn session_up(&self) -> bool {
+        let Some(shards) = lock(&self.shards).clone() else {
+            return false;
+        };
+        match shards.runners.try_lock() {
+            Ok(runners) => {
+                let up = !runners.is_empty()
+                    && runners
+                        .values()
+                        .all(|runner| runner.stage == ConnectionStage::Connected);
+                self.connected.store(up, Ordering::SeqCst);
+                up
+            }
+            Err(_) => self.connected.load(Ordering::SeqCst),
+        }
+    }
+
+    fn set_lease(&self, state: LeaseState) {
+        *lock(&self.lease) = state;
+    }
+
+    fn set_shards(&self, shards: Option<Arc<ShardManager>>) {
+        self.connected.store(false, Ordering::SeqCst);
+        *lock(&self.shards) = shards;
+    }
+
+    /// Stops for good: Discord said not to reconnect. Logged once, naming what to fix.
+    pub(crate) fn fail(&self, reason: String) {
+        tracing::error!("Discord adapter stopped: {reason}");
+        *lock(&self.failed) = Some(reason);
+    }
+
+    pub(crate) fn has_failed(&self) -> bool {
+        lock(&self.failed).is_some()
+    }
+}
+
+/// What ends one run of serenity's client.
+enum ClientEnd {
+    /// Stopping, or the lease was lost: not an error.
+    Stopped,
+    /// Discord refused in a way retrying cannot fix: the reason names the setting.
+    Fatal(String),
+    /// Anything else: connect again after a pause.
+    Retry,
+}
+
+/// The errors after which Discord's documentation says not to reconnect, with what the
+/// operator has to change.
+fn fatal_reason(error: &serenity::Error) -> Option<String> {
+    match error {
+        serenity::Error::Gateway(GatewayError::InvalidAuthentication) => Some(
+            "Discord rejected discord.token (gateway close 4004, authentication failed): set a valid bot token and restart"
+                .to_owned(),
+        ),
+        serenity::Error::Gateway(GatewayError::DisallowedGatewayIntents) => Some(
+            "Discord refused the Message Content intent (gateway close 4014): enable \"Message Content Intent\" under Bot → Privileged Gateway Intents in the Discord Developer Portal, then restart"
+                .to_owned(),
+        ),
+        serenity::Error::Gateway(GatewayError::InvalidGatewayIntents) => Some(
+            "Discord refused the gateway intents (gateway close 4013); this is a bug in breakwater, please report it"
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// The gateway client under the lease, restarted with a back-off if serenity gives up.
 #[derive(Clone)]
 pub(crate) struct Gateway {
     pub(crate) token: String,
     pub(crate) api_url: Url,
     pub(crate) application_id: Option<u64>,
     pub(crate) handler: Arc<Handler>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) holder: String,
 }
 
 impl Gateway {
     pub(crate) async fn run(self, stop: CancellationToken) {
-        let mut pause = Duration::from_secs(1);
+        let session = self.handler.session.clone();
+        let metrics = self.handler.bot.metrics().clone();
         loop {
-            let http = match rest::build_http(&self.token, &self.api_url, self.application_id) {
-                Ok(http) => http,
-                Err(error) => {
-                    tracing::error!(%error, "cannot start the Discord gateway");
+            // Stand by until the lease is ours.
+            if !self.take_lease().await {
+                metrics.set_discord_gateway_lease(false);
+                tokio::select! {
+                    () = tokio::time::sleep(LEASE_RENEW) => continue,
+                    () = stop.cancelled() => return,
+                }
+            }
+            session.set_lease(LeaseState::Held);
+            metrics.set_discord_gateway_lease(true);
+            tracing::info!(holder = %self.holder, "holding the Discord gateway lease");
+            let lost = stop.child_token();
+            let renewing = tokio::spawn(self.clone().renew_lease(lost.clone()));
+            self.connect_while_held(lost.clone()).await;
+            lost.cancel();
+            let _ = renewing.await;
+            metrics.set_discord_gateway_lease(false);
+            if stop.is_cancelled() {
+                if let Err(error) = self
+                    .store
+                    .release_lease(DISCORD_GATEWAY_LEASE, &self.holder)
+                    .await
+                {
+                    tracing::warn!(%error, "could not release the Discord gateway lease; another replica takes over when it expires");
+                }
+                return;
+            }
+            session.set_lease(LeaseState::Starting);
+        }
+    }
+
+    /// One attempt to take (or keep) the lease; records what it found for `/readyz`.
+    async fn take_lease(&self) -> bool {
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(LEASE_TTL).unwrap_or_default();
+        match self
+            .store
+            .acquire_lease(DISCORD_GATEWAY_LEASE, &self.holder, now, until)
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                self.handler.session.set_lease(LeaseState::Standby);
+                false
+            }
+            Err(error) => {
+                // Once per outage, not every attempt: the store's own errors say more.
+                let session = &self.handler.session;
+                if !matches!(*lock(&session.lease), LeaseState::Unknown(_)) {
+                    tracing::warn!(%error, "cannot take the Discord gateway lease; retrying every {}s (database.url)", LEASE_RENEW.as_secs());
+                }
+                session.set_lease(LeaseState::Unknown(error.to_string()));
+                false
+            }
+        }
+    }
+
+    /// Renews the lease every [`LEASE_RENEW`] until `lost` is cancelled; cancels `lost`
+    /// itself when another replica has the lease, or when renewals failed for as long as
+    /// the last good one lasts.
+    async fn renew_lease(self, lost: CancellationToken) {
+        let mut held_until = tokio::time::Instant::now() + LEASE_TTL;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(LEASE_RENEW) => {}
+                () = lost.cancelled() => return,
+            }
+            let now = Utc::now();
+            let until = now + chrono::Duration::from_std(LEASE_TTL).unwrap_or_default();
+            match self
+                .store
+                .acquire_lease(DISCORD_GATEWAY_LEASE, &self.holder, now, until)
+                .await
+            {
+                Ok(true) => held_until = tokio::time::Instant::now() + LEASE_TTL,
+                Ok(false) => {
+                    tracing::warn!(
+                        "another replica took the Discord gateway lease; closing this replica's session"
+                    );
+                    lost.cancel();
                     return;
                 }
-            };
-            let client = ClientBuilder::new_with_http(http, intents())
-                .event_handler_arc(self.handler.clone())
-                .await;
-            match client {
-                Ok(mut client) => {
-                    let shards = client.shard_manager.clone();
-                    tokio::select! {
-                        result = client.start() => match result {
-                            Ok(()) => tracing::warn!("the Discord gateway closed"),
-                            Err(error) => tracing::error!(%error, "the Discord gateway failed"),
-                        },
-                        () = stop.cancelled() => {
-                            shards.shutdown_all().await;
-                            self.handler.connected.store(false, Ordering::SeqCst);
-                            return;
-                        }
-                    }
+                Err(error) if tokio::time::Instant::now() + LEASE_RENEW >= held_until => {
+                    tracing::error!(%error, "cannot renew the Discord gateway lease (database.url); closing the session before it expires");
+                    lost.cancel();
+                    return;
                 }
-                Err(error) => tracing::error!(%error, "cannot build the Discord client"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot renew the Discord gateway lease (database.url); retrying");
+                }
             }
-            self.handler.connected.store(false, Ordering::SeqCst);
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = stop.cancelled() => return,
-            }
-            pause = (pause * 2).min(Duration::from_secs(300));
         }
+    }
+
+    /// serenity's client, restarted with a back-off when it ends, until `lost` is
+    /// cancelled or Discord refuses for good (then it waits for `lost` without connecting,
+    /// still holding the lease so that the standby replicas do not spend identifies on
+    /// the same refusal).
+    async fn connect_while_held(&self, lost: CancellationToken) {
+        let session = &self.handler.session;
+        let mut pause = Duration::from_secs(1);
+        while !session.has_failed() {
+            match self.run_client(&lost).await {
+                ClientEnd::Stopped => return,
+                ClientEnd::Fatal(reason) => session.fail(reason),
+                ClientEnd::Retry => {
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = lost.cancelled() => return,
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(300));
+                }
+            }
+        }
+        lost.cancelled().await;
+    }
+
+    async fn run_client(&self, lost: &CancellationToken) -> ClientEnd {
+        let session = &self.handler.session;
+        let http = match rest::build_http(&self.token, &self.api_url, self.application_id) {
+            Ok(http) => http,
+            Err(error) => return ClientEnd::Fatal(format!("discord.api_url: {error}")),
+        };
+        let client = ClientBuilder::new_with_http(http, intents())
+            .event_handler_arc(self.handler.clone())
+            .await;
+        let mut client = match client {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "cannot build the Discord client");
+                return ClientEnd::Retry;
+            }
+        };
+        let shards = client.shard_manager.clone();
+        session.set_shards(Some(shards.clone()));
+        let end = tokio::select! {
+            result = client.start() => match result {
+                Ok(()) => {
+                    tracing::warn!("the Discord gateway closed; reconnecting");
+                    ClientEnd::Retry
+                }
+                Err(error) => match fatal_reason(&error) {
+                    Some(reason) => ClientEnd::Fatal(reason),
+                    None => {
+                        tracing::error!(%error, "the Discord gateway failed; reconnecting");
+                        ClientEnd::Retry
+                    }
+                },
+            },
+            () = lost.cancelled() => {
+                shards.shutdown_all().await;
+                ClientEnd::Stopped
+            }
+        };
+        if matches!(end, ClientEnd::Fatal(_)) {
+            shards.shutdown_all().await;
+        }
+        session.set_shards(None);
+        end
     }
 }
 
@@ -89,7 +385,7 @@ pub(crate) struct Handler {
     pub(crate) alert_channels: HashSet<u64>,
     /// The bot's own user id, from READY, to leave its own posts alone.
     pub(crate) bot_user: AtomicU64,
-    pub(crate) connected: Arc<AtomicBool>,
+    pub(crate) session: Arc<Session>,
     pub(crate) registration: Arc<Registration>,
     pub(crate) tasks: TaskTracker,
 }
@@ -99,19 +395,23 @@ impl EventHandler for Handler {
     async fn ready(&self, _ctx: Context, ready: Ready) {
         self.bot_user.store(ready.user.id.get(), Ordering::SeqCst);
         self.rest.http.set_application_id(ready.application.id);
-        self.connected.store(true, Ordering::SeqCst);
+        self.session.connected.store(true, Ordering::SeqCst);
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to the Discord gateway");
         let registration = self.registration.clone();
-        self.tasks
-            .spawn(async move { registration.register_once().await });
+        self.tasks.spawn(async move {
+            // Failures are logged by the registration and retried at the next READY.
+            let _ = registration.register_once().await;
+        });
     }
 
     async fn resume(&self, _ctx: Context, _event: ResumedEvent) {
-        self.connected.store(true, Ordering::SeqCst);
+        self.session.connected.store(true, Ordering::SeqCst);
+        tracing::info!("resumed the Discord gateway session");
     }
 
     async fn shard_stage_update(&self, _ctx: Context, event: ShardStageUpdateEvent) {
-        self.connected
+        self.session
+            .connected
             .store(event.new == ConnectionStage::Connected, Ordering::SeqCst);
     }
 
@@ -313,6 +613,66 @@ mod tests {
         assert!(!seen.author.is_bot);
         assert_eq!(seen.author.name.as_deref(), Some("Ada"));
         assert_eq!(seen.text, "checkout prod is throwing 500s");
+    }
+
+    #[test]
+    fn closes_discord_says_not_to_reconnect_on_are_final_and_name_the_setting() {
+        let reason = |error: GatewayError| fatal_reason(&serenity::Error::Gateway(error));
+        assert!(
+            reason(GatewayError::InvalidAuthentication)
+                .is_some_and(|r| r.contains("discord.token") && r.contains("4004"))
+        );
+        assert!(
+            reason(GatewayError::DisallowedGatewayIntents)
+                .is_some_and(|r| r.contains("Message Content Intent") && r.contains("4014"))
+        );
+        assert!(reason(GatewayError::InvalidGatewayIntents).is_some());
+        // Everything else is retried: a dropped session, a heartbeat lost, Discord down.
+        assert_eq!(reason(GatewayError::HeartbeatFailed), None);
+        assert_eq!(reason(GatewayError::Closed(None)), None);
+    }
+
+    #[test]
+    fn readiness_by_lease_and_failure() {
+        let session = Session::default();
+        assert_eq!(
+            session.status().label(),
+            "disconnected",
+            "before the first lease attempt"
+        );
+        session.set_lease(LeaseState::Standby);
+        assert_eq!(
+            session.status(),
+            AdapterStatus::Connected,
+            "a standby replica posts over REST and serves the rest of the bot"
+        );
+        session.set_lease(LeaseState::Held);
+        assert_eq!(
+            session.status().label(),
+            "disconnected",
+            "holding the lease is not a session: no shard runner yet"
+        );
+        session.set_lease(LeaseState::Unknown("pool timed out".to_owned()));
+        assert!(
+            session
+                .status()
+                .reason()
+                .is_some_and(|r| r.contains("pool timed out"))
+        );
+        session.fail("Discord rejected discord.token".to_owned());
+        session.set_lease(LeaseState::Standby);
+        assert_eq!(
+            session.status(),
+            AdapterStatus::Failed("Discord rejected discord.token".to_owned()),
+            "final, whatever the lease does"
+        );
+    }
+
+    #[test]
+    fn lease_holders_differ_between_processes_and_name_the_host() {
+        let (a, b) = (lease_holder(), lease_holder());
+        assert_ne!(a, b);
+        assert!(a.contains(&format!("/{}/", std::process::id())), "{a}");
     }
 
     #[test]

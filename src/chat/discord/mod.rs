@@ -21,7 +21,6 @@ mod rest;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use serenity::all::AutoArchiveDuration;
@@ -53,6 +52,7 @@ pub struct DiscordAdapter {
     gateway: Option<gateway::Gateway>,
     endpoint: Option<Arc<http::Endpoint>>,
     registration: Arc<commands::Registration>,
+    session: Arc<gateway::Session>,
 }
 
 impl DiscordAdapter {
@@ -67,7 +67,7 @@ impl DiscordAdapter {
         let http = rest::build_http(token, &config.api_url, config.application_id)
             .map_err(DiscordError::ApiUrl)?;
         let rest = Arc::new(Rest::new(Arc::new(http), RetryPolicy::default()));
-        let connected = Arc::new(AtomicBool::new(config.mode == DiscordMode::Http));
+        let session = Arc::new(gateway::Session::default());
         let chat = Arc::new(DiscordChat {
             rest: rest.clone(),
             alert_channels: config.alert_channels.clone(),
@@ -75,7 +75,8 @@ impl DiscordAdapter {
                 .iter()
                 .filter_map(|s| s.discord_channel.map(|c| (s.name.clone(), c)))
                 .collect(),
-            connected: connected.clone(),
+            session: session.clone(),
+            mode: config.mode,
         });
         let interactions = Arc::new(Interactions::new(
             bot.clone(),
@@ -83,12 +84,15 @@ impl DiscordAdapter {
             interactions::DEFER_AFTER,
         ));
         let registration = Arc::new(commands::Registration::new(rest.clone(), config.guild_id));
+        let store = bot.store().clone();
         let (gateway, endpoint) = match config.mode {
             DiscordMode::Gateway => (
                 Some(gateway::Gateway {
                     token: token.to_owned(),
                     api_url: config.api_url.clone(),
                     application_id: config.application_id,
+                    store,
+                    holder: gateway::lease_holder(),
                     handler: Arc::new(gateway::Handler {
                         bot,
                         rest,
@@ -99,7 +103,7 @@ impl DiscordAdapter {
                             .copied()
                             .collect::<HashSet<_>>(),
                         bot_user: Default::default(),
-                        connected,
+                        session: session.clone(),
                         registration: registration.clone(),
                         tasks,
                     }),
@@ -124,6 +128,7 @@ impl DiscordAdapter {
             gateway,
             endpoint,
             registration,
+            session,
         })
     }
 
@@ -147,9 +152,17 @@ impl DiscordAdapter {
             }
             _ => {
                 let registration = self.registration.clone();
+                let session = self.session.clone();
                 tasks.spawn(async move {
                     tokio::select! {
-                        () = registration.register_once() => {}
+                        result = registration.register_once() => {
+                            // The token is checked here in http mode: a 401 is final.
+                            if let Err(RestError::Rejected { status: 401, .. }) = result {
+                                session.fail(
+                                    "Discord rejected discord.token (401 Unauthorized on registering /breakwater): set a valid bot token and restart".to_owned(),
+                                );
+                            }
+                        }
                         () = stop.cancelled() => {}
                     }
                 });
@@ -163,7 +176,8 @@ pub struct DiscordChat {
     rest: Arc<Rest>,
     alert_channels: Vec<u64>,
     service_channels: HashMap<ServiceName, u64>,
-    connected: Arc<AtomicBool>,
+    session: Arc<gateway::Session>,
+    mode: DiscordMode,
 }
 
 fn channel_id(raw: &str) -> Result<ChannelId, ChatError> {
@@ -283,10 +297,12 @@ impl Chat for DiscordChat {
     }
 
     fn status(&self) -> AdapterStatus {
-        if self.connected.load(Ordering::SeqCst) {
-            AdapterStatus::Connected
-        } else {
-            AdapterStatus::Disconnected("not connected to the gateway yet".to_owned())
+        match self.mode {
+            DiscordMode::Gateway => self.session.status(),
+            DiscordMode::Http => match self.session.status() {
+                failed @ AdapterStatus::Failed(_) => failed,
+                _ => AdapterStatus::Connected,
+            },
         }
     }
 

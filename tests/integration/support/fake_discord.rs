@@ -163,6 +163,13 @@ struct Gateway {
     ready: bool,
     /// Replay from this sequence number on the next RESUME even if the client has it.
     replay_from: Option<u64>,
+    /// New connections are accepted and dropped at once (Discord's gateway unreachable).
+    refusing: bool,
+    /// Connections dropped while refusing.
+    refused: usize,
+    /// An IDENTIFY is answered with this close code instead of READY (4004: bad token,
+    /// 4014: disallowed intents).
+    reject_identify: Option<u16>,
 }
 
 #[derive(Default)]
@@ -384,6 +391,32 @@ impl FakeDiscord {
                 let _ = client.send(Frame::text(json!({"op": 7, "d": null}).to_string()));
             }
         });
+    }
+
+    /// Closes the session with `code` (e.g. 4000, unknown error, which a client may
+    /// resume); with `refuse_reconnects`, new connections are dropped until
+    /// [`FakeDiscord::accept_connections`].
+    pub(crate) fn close_session(&self, code: u16, refuse_reconnects: bool) {
+        self.with(|s| {
+            s.gateway.ready = false;
+            s.gateway.refusing = refuse_reconnects;
+            if let Some(client) = s.gateway.client.take() {
+                let _ = client.send(close_frame(code));
+            }
+        });
+    }
+
+    pub(crate) fn refused_connections(&self) -> usize {
+        self.with(|s| s.gateway.refused)
+    }
+
+    pub(crate) fn accept_connections(&self) {
+        self.with(|s| s.gateway.refusing = false);
+    }
+
+    /// Every IDENTIFY from now on is answered by closing with `code`.
+    pub(crate) fn reject_identify_with(&self, code: u16) {
+        self.with(|s| s.gateway.reject_identify = Some(code));
     }
 
     /// A message someone posts in `channel` (`MESSAGE_CREATE`); returns its id.
@@ -1053,11 +1086,26 @@ async fn register_commands(
 
 // --- the gateway websocket -----------------------------------------------------------------
 
+fn close_frame(code: u16) -> Frame {
+    Frame::Close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: code.into(),
+        reason: "closed by the fake gateway".into(),
+    }))
+}
+
 async fn accept_gateway(listener: tokio::net::TcpListener, state: Shared) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
+        {
+            let mut s = state.lock().expect("lock");
+            if s.gateway.refusing {
+                s.gateway.refused += 1;
+                drop(stream);
+                continue;
+            }
+        }
         let state = state.clone();
         tokio::spawn(async move {
             if let Ok(socket) = tokio_tungstenite::accept_async(stream).await {
@@ -1105,6 +1153,10 @@ async fn serve_gateway(
             // Identify → READY.
             Some(2) => {
                 s.gateway.identifies.push(payload["d"].clone());
+                if let Some(code) = s.gateway.reject_identify {
+                    let _ = sender.send(close_frame(code));
+                    continue;
+                }
                 s.gateway.log.clear();
                 s.gateway.seq = 0;
                 s.gateway.replay_from = None;
