@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -38,6 +39,12 @@ struct HttpLabels {
     status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    platform: String,
+    queue: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms … ~65 s
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -52,6 +59,8 @@ pub struct Metrics {
     backend_calls: Family<BackendLabels, Histogram, fn() -> Histogram>,
     http_requests: Family<HttpLabels, Histogram, fn() -> Histogram>,
     chat_errors: Family<PlatformLabels, Counter>,
+    chat_queue_peak: Family<QueueLabels, Gauge>,
+    chat_dropped: Family<QueueLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,8 +120,22 @@ impl Metrics {
             "Failed chat platform calls, by platform",
             chat_errors.clone(),
         );
+        let chat_queue_peak = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "chat_queue_peak",
+            "The most items a chat queue (channel, private_replies, interactions, events) held at once since start; never above its bound",
+            chat_queue_peak.clone(),
+        );
+        let chat_dropped = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "chat_dropped",
+            "Chat sends dropped by a queue's policy (private replies when full or late)",
+            chat_dropped.clone(),
+        );
         Self {
             registry,
+            chat_queue_peak,
+            chat_dropped,
             alerts_received,
             summaries_posted,
             rollbacks,
@@ -173,6 +196,26 @@ impl Metrics {
                 platform: platform.to_owned(),
             })
             .inc();
+    }
+
+    /// The gauge a chat queue raises to the most items it held at once.
+    pub fn chat_queue_peak(&self, platform: &str, queue: &str) -> Gauge {
+        self.chat_queue_peak
+            .get_or_create(&QueueLabels {
+                platform: platform.to_owned(),
+                queue: queue.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The counter of sends a chat queue dropped by its policy.
+    pub fn chat_dropped(&self, platform: &str, queue: &str) -> Counter {
+        self.chat_dropped
+            .get_or_create(&QueueLabels {
+                platform: platform.to_owned(),
+                queue: queue.to_owned(),
+            })
+            .clone()
     }
 
     /// The Prometheus text exposition.

@@ -218,6 +218,11 @@ impl Bot {
         &self.inner.settings
     }
 
+    /// For adapters that report their own queues.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
     }

@@ -957,3 +957,68 @@ async fn an_alert_storm_is_grouped_into_threads_within_the_rate_limit_and_fully_
         );
     }
 }
+
+// --- hostile text -------------------------------------------------------------------------
+
+/// Every string on the wire to Slack's `chat.*` methods: `text`, every block's text,
+/// fields, context elements.
+fn strings_in(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(text) => out.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| strings_in(item, out)),
+        Value::Object(fields) => fields.values().for_each(|field| strings_in(field, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn mentions_and_links_from_alerts_and_deploy_authors_are_escaped_on_the_wire() {
+    let slack = spawn_slack(Mode::Http).await;
+    slack.app.deploy("checkout", "production", "v41", 300).await;
+    let finished = chrono::Utc::now() - chrono::Duration::minutes(18);
+    let response = slack
+        .app
+        .post_deploy(json!({
+            "service": "checkout", "environment": "production", "version": "v42",
+            "author": "<!here> <@U0123ABCD>",
+            "started_at": finished - chrono::Duration::minutes(2),
+            "finished_at": finished, "status": "succeeded",
+        }))
+        .await;
+    assert!(response.status().is_success());
+    let (_, summary) = slack
+        .alert_in_channel(json!({
+            "user": ALICE.id,
+            "text": "LedgerDown <!channel> <@U0123ABCD> <http://evil.example|click me> checkout production is throwing 500s",
+        }))
+        .await;
+    assert!(summary.text().contains("v42"), "{}", summary.text());
+    let mut sent = Vec::new();
+    for method in ["chat.postMessage", "chat.update", "chat.postEphemeral"] {
+        for call in slack.fake.calls(method) {
+            strings_in(&call.params, &mut sent);
+        }
+    }
+    let fallback = summary.json["text"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        fallback.contains("&lt;") || !fallback.contains('<'),
+        "{fallback}"
+    );
+    for text in &sent {
+        for raw in [
+            "<!channel>",
+            "<!here>",
+            "<@U0123ABCD>",
+            "<http://evil.example",
+        ] {
+            assert!(
+                !text.contains(raw),
+                "{raw} went to Slack unescaped in {text:?}"
+            );
+        }
+    }
+    assert!(
+        sent.iter().any(|t| t.contains("&lt;!here&gt;")),
+        "the deploy author is shown, escaped: {sent:?}"
+    );
+}
