@@ -517,7 +517,7 @@ impl PrivateLane {
             metric.inc();
         }
         // One line per thousand, not one per press of a flood.
-        if dropped == 1 || dropped % 1000 == 0 {
+        if dropped == 1 || dropped.is_multiple_of(1000) {
             tracing::warn!(platform = %self.platform, what, why, dropped, "dropping private replies");
         } else {
             tracing::debug!(platform = %self.platform, what, why, "dropped a private reply");
