@@ -1288,3 +1288,27 @@ async fn socket_mode_backs_off_while_slack_closes_before_hello() {
         );
     }
 }
+
+#[tokio::test]
+async fn socket_mode_backs_off_while_slack_hangs_up_right_after_hello() {
+    const HUNG_UP: usize = 4;
+    const FIRST_PAUSE: Duration = Duration::from_millis(20);
+    let slack = spawn_slack_with(Mode::Socket, "reconnect_backoff = \"20ms\"", |fake| {
+        fake.close_after_hello(HUNG_UP)
+    })
+    .await;
+    // The connection after the hang-ups stays.
+    slack.fake.wait_for_hello(HUNG_UP + 1).await;
+    slack.wait_until_ready().await;
+    let opens = slack.fake.calls("apps.connections.open");
+    assert_eq!(opens.len(), HUNG_UP + 1);
+    for (attempt, pair) in opens.windows(2).enumerate() {
+        let least = FIRST_PAUSE * 2u32.pow(u32::try_from(attempt).expect("small"));
+        assert!(
+            pair[1].at - pair[0].at >= least,
+            "attempt {} came {:?} after the previous one, under the backoff of {least:?}",
+            attempt + 1,
+            pair[1].at - pair[0].at
+        );
+    }
+}

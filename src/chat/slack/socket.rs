@@ -6,11 +6,11 @@
 //! tasks — Slack's 3-second deadline is never at risk and an envelope is never lost to a
 //! slow handler. `hello` marks the adapter ready; `disconnect` (`refresh_requested`,
 //! `warning`, `link_disabled`) and dropped sockets close the connection and open a fresh
-//! one; a connection that ends before `hello` is followed by an exponential backoff
-//! (`slack.reconnect_backoff`, doubling to 30 s), and a token Slack refuses stops the
-//! adapter (`/readyz` shows `failed` and names the setting). Envelopes Slack sent but
-//! did not see acknowledged are redelivered on the new connection and collapse through the
-//! store's event claims.
+//! one; a connection that ends before `hello`, or soon after it, is followed by an
+//! exponential backoff (`slack.reconnect_backoff`, doubling to 30 s), and a token Slack
+//! refuses stops the adapter (`/readyz` shows `failed` and names the setting). Envelopes
+//! Slack sent but did not see acknowledged are redelivered on the new connection and
+//! collapse through the store's event claims.
 //!
 //! This is tokio-tungstenite rather than slack-morphism's Socket Mode listener: that
 //! listener acknowledges only after the handler returns and drops envelopes its typed
@@ -58,8 +58,9 @@ pub(crate) struct SocketMode {
 /// Why a connection ended.
 enum Ended {
     Stopped,
-    /// Slack asked for a fresh connection, or closed this one.
-    Reconnect(String),
+    /// Slack asked for a fresh connection (`disconnect`).
+    Refresh(String),
+    /// Slack closed this connection, or it failed.
     Failed(String),
     /// Slack refused `slack.app_token`; the reason says how.
     Rejected(String),
@@ -67,6 +68,10 @@ enum Ended {
 
 /// The longest pause between two connection attempts.
 const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+/// A session that said `hello` and lasted this long was healthy: the backoff starts over.
+/// A Slack that says `hello` and hangs up at once is in trouble and is backed off from.
+const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 
 impl SocketMode {
     fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
@@ -81,9 +86,10 @@ impl SocketMode {
     /// Keeps one connection open until `stop`, or until Slack refuses a token.
     ///
     /// `apps.connections.open` is a Tier 1 method (a few calls a minute): every connection
-    /// that ends before `hello` — refused, dropped, closed by a Slack in trouble — waits
-    /// out an exponential backoff before the next, and only a session that said `hello`
-    /// resets it. Each reconnect is logged with its reason.
+    /// that ends before `hello` or soon after — refused, dropped, closed by a Slack in
+    /// trouble — waits out an exponential backoff before the next; only a healthy session
+    /// (Slack's own `disconnect`, or [`HEALTHY_SESSION`] long) resets it. Each reconnect
+    /// is logged with its reason.
     pub(crate) async fn run(self, stop: CancellationToken) {
         let mut backoff = self.backoff();
         // Learn who the bot is before reading any channel, so its own posts are known. A
@@ -95,11 +101,14 @@ impl SocketMode {
             return;
         }
         loop {
+            let began = tokio::time::Instant::now();
             let (ended, said_hello) = tokio::select! {
                 ended = self.connect_once() => ended,
                 () = stop.cancelled() => (Ended::Stopped, false),
             };
-            if said_hello {
+            let refreshed = matches!(ended, Ended::Refresh(_));
+            let healthy = said_hello && (refreshed || began.elapsed() >= HEALTHY_SESSION);
+            if healthy {
                 backoff = self.backoff();
             }
             let (reason, pause) = match ended {
@@ -111,11 +120,13 @@ impl SocketMode {
                     self.status.fail(reason);
                     return;
                 }
-                // Slack's routine refresh of a healthy session: reconnect at once.
-                Ended::Reconnect(reason) if said_hello => (reason, Duration::ZERO),
-                Ended::Reconnect(reason) | Ended::Failed(reason) => {
+                // Slack's routine refresh, or the first drop of a long session: at once.
+                Ended::Refresh(reason) | Ended::Failed(reason) if healthy => {
+                    (reason, Duration::ZERO)
+                }
+                Ended::Refresh(reason) | Ended::Failed(reason) => {
                     let reason = if said_hello {
-                        reason
+                        format!("{reason} (right after hello)")
                     } else {
                         format!("{reason} (before hello)")
                     };
@@ -171,7 +182,7 @@ impl SocketMode {
         let ended = loop {
             let frame = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
                 Err(_) => break Ended::Failed("no frame from Slack for a minute".to_owned()),
-                Ok(None) => break Ended::Reconnect("Slack closed the connection".to_owned()),
+                Ok(None) => break Ended::Failed("Slack closed the connection".to_owned()),
                 Ok(Some(Err(error))) => break Ended::Failed(error.to_string()),
                 Ok(Some(Ok(frame))) => frame,
             };
@@ -184,7 +195,7 @@ impl SocketMode {
                     continue;
                 }
                 Frame::Close(close) => {
-                    break Ended::Reconnect(match close {
+                    break Ended::Failed(match close {
                         Some(close) => format!(
                             "Slack closed the connection ({} {})",
                             close.code, close.reason
@@ -214,7 +225,7 @@ impl SocketMode {
                     said_hello = true;
                 }
                 "disconnect" => {
-                    break Ended::Reconnect(format!(
+                    break Ended::Refresh(format!(
                         "Slack asked to reconnect ({})",
                         envelope.reason.as_deref().unwrap_or("no reason given")
                     ));

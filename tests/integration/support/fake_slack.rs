@@ -161,6 +161,8 @@ struct Socket {
     /// How many more connections are accepted and closed (1011) before `hello`, as Slack
     /// does in an incident.
     close_before_hello: usize,
+    /// How many more connections are closed (1011) right after `hello`.
+    close_after_hello: usize,
 }
 
 #[derive(Default)]
@@ -239,6 +241,11 @@ impl FakeSlack {
     /// `hello`.
     pub(crate) fn close_before_hello(&self, count: usize) {
         self.with(|s| s.socket.close_before_hello = count);
+    }
+
+    /// The next `count` Socket Mode connections say `hello` and are closed (1011) at once.
+    pub(crate) fn close_after_hello(&self, count: usize) {
+        self.with(|s| s.socket.close_after_hello = count);
     }
 
     /// How many connections were closed before `hello` so far.
@@ -872,6 +879,22 @@ async fn serve_socket(stream: tokio::net::TcpStream, state: Arc<Mutex<Recorded>>
             close_socket(&state);
             return;
         }
+    }
+    let hang_up = {
+        let mut s = state.lock().expect("lock");
+        let hang_up = s.socket.close_after_hello > 0;
+        s.socket.close_after_hello = s.socket.close_after_hello.saturating_sub(1);
+        hang_up
+    };
+    if hang_up {
+        let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Error,
+            reason: "server error".into(),
+        };
+        let _ = sink.send(Frame::Close(Some(close))).await;
+        let _ = sink.close().await;
+        close_socket(&state);
+        return;
     }
     // Slack pings its Socket Mode clients every few seconds.
     let mut ping = tokio::time::interval(Duration::from_secs(5));
