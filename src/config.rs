@@ -182,6 +182,10 @@ pub struct SlackConfig {
     pub signing_secret: Option<Secret>,
     pub api_url: Url,
     pub alert_channels: Vec<String>,
+    /// The first pause before Socket Mode reconnects after a connection that failed or
+    /// ended before Slack's `hello`; it doubles up to 30 s and resets after a healthy
+    /// session.
+    pub reconnect_backoff: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -533,6 +537,7 @@ struct RawSlack {
     api_url: Option<String>,
     #[serde(default)]
     alert_channels: Vec<String>,
+    reconnect_backoff: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1117,6 +1122,11 @@ impl Validator<'_> {
                 );
             }
         }
+        let reconnect_backoff = self.duration(
+            "slack.reconnect_backoff",
+            raw.reconnect_backoff.as_deref(),
+            Duration::from_secs(1),
+        );
         Some(SlackConfig {
             mode,
             bot_token: bot_token?,
@@ -1124,6 +1134,7 @@ impl Validator<'_> {
             signing_secret,
             api_url,
             alert_channels: raw.alert_channels,
+            reconnect_backoff,
         })
     }
 

@@ -39,6 +39,12 @@ struct HttpLabels {
     status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    platform: String,
+    queue: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms … ~65 s
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -57,6 +63,8 @@ pub struct Metrics {
     chat_errors: Family<PlatformLabels, Counter>,
     discord_gateway_lease: Gauge,
     rollbacks_running: Gauge,
+    chat_queue_peak: Family<QueueLabels, Gauge>,
+    chat_dropped: Family<QueueLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -140,10 +148,24 @@ impl Metrics {
             "Rollbacks this replica is running or following now",
             rollbacks_running.clone(),
         );
+        let chat_queue_peak = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "chat_queue_peak",
+            "The most items a chat queue (channel, private_replies, interactions, events) held at once since start; never above its bound",
+            chat_queue_peak.clone(),
+        );
+        let chat_dropped = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "chat_dropped",
+            "Chat sends dropped by a queue's policy (private replies when full or late)",
+            chat_dropped.clone(),
+        );
         Self {
             registry,
             http_connections_open,
             alerts_unrouted,
+            chat_queue_peak,
+            chat_dropped,
             alerts_received,
             summaries_posted,
             rollbacks,
@@ -234,6 +256,26 @@ impl Metrics {
     pub fn set_rollbacks_running(&self, running: usize) {
         self.rollbacks_running
             .set(i64::try_from(running).unwrap_or(i64::MAX));
+    }
+
+    /// The gauge a chat queue raises to the most items it held at once.
+    pub fn chat_queue_peak(&self, platform: &str, queue: &str) -> Gauge {
+        self.chat_queue_peak
+            .get_or_create(&QueueLabels {
+                platform: platform.to_owned(),
+                queue: queue.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The counter of sends a chat queue dropped by its policy.
+    pub fn chat_dropped(&self, platform: &str, queue: &str) -> Counter {
+        self.chat_dropped
+            .get_or_create(&QueueLabels {
+                platform: platform.to_owned(),
+                queue: queue.to_owned(),
+            })
+            .clone()
     }
 
     /// The Prometheus text exposition.

@@ -1,5 +1,6 @@
 //! One outgoing queue per channel, shared by every platform that limits how fast a bot may
-//! post in a channel (Slack: about one message per second per channel).
+//! post in a channel (Slack: about one message per second per channel), and a separate
+//! lane for private replies, which the platforms limit differently.
 //!
 //! - Sends to one channel take turns, spaced by the platform's rate; channels never wait
 //!   for each other.
@@ -10,14 +11,35 @@
 //!   holding the channel's turn: nothing is dropped, and nothing else in the channel races
 //!   into the same limit. Transient failures are retried with exponential backoff; refusals
 //!   are returned at once.
+//!
+//! # Bounds and what happens when they are reached
+//!
+//! - **Channel queues** hold at most [`CHANNEL_QUEUE_BOUND`] sends each. What goes through
+//!   them is never dropped: alert threads, summaries, rollback progress and outcomes. A
+//!   send that finds its channel's queue full waits for room; its caller holds a place in a
+//!   bounded inbound set (channel events, interactions), so the pressure travels back to
+//!   the platform (503 + `Retry-After` over HTTP, a slower Socket Mode reader) instead of
+//!   into memory. The audit log is never behind any of these queues: the core writes it
+//!   before it asks for a message.
+//! - **Merged**: pending edits of one message collapse, the newest content goes out once
+//!   (the caller's `skip`, see [`Outbox::send_unless`]).
+//! - **Private replies** (only the person who pressed or typed sees them: Slack's
+//!   `chat.postEphemeral` and `response_url`) never wait in a channel's queue; they have
+//!   their own [`PrivateLane`]: at most [`PRIVATE_REPLIES_BOUND`] waiting or under way,
+//!   paced by the method's own limit, and **dropped** when the lane is full or when they
+//!   could not go out within [`PRIVATE_REPLY_TTL`] — a "not one of breakwater's buttons"
+//!   reply minutes late helps nobody, while the press itself is already audited.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::sync::Notify;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::{ChatError, Lane};
@@ -59,12 +81,29 @@ impl Default for RetryPolicy {
     }
 }
 
+/// At most this many sends wait in (or are under way from) one channel's queue. At
+/// Slack's one message per second that is four minutes of posts: more would only be
+/// delivered too late to matter, so the producers are slowed down instead.
+pub const CHANNEL_QUEUE_BOUND: usize = 256;
+
 /// The per-channel queues of one platform.
 pub struct Outbox {
     platform: Platform,
     spacing: Duration,
     retry: RetryPolicy,
+    bound: usize,
     queues: Mutex<HashMap<String, Arc<Queue>>>,
+    /// Raised to the longest any channel's queue has been.
+    peak: Option<Gauge>,
+}
+
+/// Raises `gauge` to `now` if that is more than it shows.
+fn raise(gauge: Option<&Gauge>, now: usize) {
+    if let Some(gauge) = gauge {
+        gauge
+            .inner()
+            .fetch_max(i64::try_from(now).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,19 +115,54 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Outbox {
     /// `spacing` is the least time between two sends to one channel.
     pub fn new(platform: Platform, spacing: Duration, retry: RetryPolicy) -> Self {
+        Self::with_bound(platform, spacing, retry, CHANNEL_QUEUE_BOUND)
+    }
+
+    /// Like [`Outbox::new`] with `bound` sends per channel queue instead of
+    /// [`CHANNEL_QUEUE_BOUND`].
+    pub fn with_bound(
+        platform: Platform,
+        spacing: Duration,
+        retry: RetryPolicy,
+        bound: usize,
+    ) -> Self {
         Self {
             platform,
             spacing,
             retry,
+            bound: bound.max(1),
             queues: Mutex::new(HashMap::new()),
+            peak: None,
         }
+    }
+
+    /// Reports the longest channel queue to `gauge` (a metric).
+    pub fn reporting_peak(mut self, gauge: Gauge) -> Self {
+        self.peak = Some(gauge);
+        self
     }
 
     fn queue(&self, channel: &str) -> Arc<Queue> {
         lock(&self.queues)
             .entry(channel.to_owned())
-            .or_insert_with(|| Arc::new(Queue::default()))
+            .or_insert_with(|| Arc::new(Queue::new(self.bound)))
             .clone()
+    }
+
+    /// Sends waiting in or under way from `channel`'s queue; never more than the bound.
+    pub fn queued(&self, channel: &str) -> usize {
+        lock(&self.queues)
+            .get(channel)
+            .map_or(0, |queue| queue.len())
+    }
+
+    /// The longest channel queue right now.
+    pub fn longest_queue(&self) -> usize {
+        lock(&self.queues)
+            .values()
+            .map(|queue| queue.len())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Waits for `channel`'s turn in `lane`, then runs `attempt` until it succeeds, is
@@ -125,6 +199,12 @@ impl Outbox {
         Fut: Future<Output = Result<T, SendFailure>>,
     {
         let queue = self.queue(channel);
+        // A full queue slows the caller down; nothing that goes through a channel is
+        // dropped (see the module doc).
+        let Ok(_place) = queue.room.clone().acquire_owned().await else {
+            return Err(self.unavailable(format!("{what}: the channel queue is closed")));
+        };
+        raise(self.peak.as_ref(), queue.len());
         let turn = queue.wait_turn(lane).await;
         if let Some(done) = skip() {
             return Ok(done);
@@ -176,10 +256,12 @@ impl Outbox {
 
 /// One channel's turn-taking: who waits in which lane, whether a send is under way, and
 /// when the next one may start.
-#[derive(Default)]
 struct Queue {
     state: Mutex<QueueState>,
     changed: Notify,
+    /// One permit per place in the queue.
+    room: Arc<Semaphore>,
+    bound: usize,
 }
 
 #[derive(Default)]
@@ -210,6 +292,19 @@ impl QueueState {
 }
 
 impl Queue {
+    fn new(bound: usize) -> Self {
+        Self {
+            state: Mutex::new(QueueState::default()),
+            changed: Notify::new(),
+            room: Arc::new(Semaphore::new(bound)),
+            bound,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bound.saturating_sub(self.room.available_permits())
+    }
+
     async fn wait_turn(self: &Arc<Self>, lane: Lane) -> Turn {
         let ticket = {
             let mut state = lock(&self.state);
@@ -295,6 +390,191 @@ impl Drop for Turn {
     fn drop(&mut self) {
         if !self.finished {
             self.release(None);
+        }
+    }
+}
+
+/// At most this many private replies wait or are under way on one platform; more are
+/// dropped at once (see the module doc).
+pub const PRIVATE_REPLIES_BOUND: usize = 128;
+
+/// A private reply that cannot go out within this long is dropped: the person has moved
+/// on, and a late "nothing was done" only confuses.
+pub const PRIVATE_REPLY_TTL: Duration = Duration::from_secs(30);
+
+/// How a private reply's method is limited by the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivatePace {
+    /// Counted against the lane's per-minute budget (Slack's `chat.postEphemeral`: Web
+    /// API Tier 4, 100+ calls per minute per workspace).
+    Budgeted,
+    /// Not counted (Slack's `response_url`: up to five uses within 30 minutes of the one
+    /// interaction it came with, no workspace-wide budget).
+    PerInteraction,
+}
+
+/// Why a private reply did not go out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivateError {
+    /// Left out by the lane's policy; trying another way would be left out too.
+    #[error("private reply dropped: {0}")]
+    Dropped(&'static str),
+    #[error(transparent)]
+    Failed(#[from] ChatError),
+}
+
+/// Private replies of one platform: bounded, paced by their own limit, never behind a
+/// channel's queue, dropped when full or late.
+pub struct PrivateLane {
+    platform: Platform,
+    places: Arc<Semaphore>,
+    bound: usize,
+    ttl: Duration,
+    per_minute: u32,
+    budget: Mutex<Budget>,
+    retry: RetryPolicy,
+    dropped: AtomicU64,
+    peak: Option<Gauge>,
+    dropped_metric: Option<Counter>,
+}
+
+/// A token bucket that hands out future send times: `tokens` goes negative while sends
+/// are booked ahead of the refill.
+struct Budget {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl PrivateLane {
+    /// `per_minute` sends of [`PrivatePace::Budgeted`] methods (bursts up to that many),
+    /// at most `bound` replies at once, each dropped when still not sent after `ttl`.
+    pub fn new(
+        platform: Platform,
+        per_minute: u32,
+        bound: usize,
+        ttl: Duration,
+        retry: RetryPolicy,
+    ) -> Self {
+        let per_minute = per_minute.max(1);
+        Self {
+            platform,
+            places: Arc::new(Semaphore::new(bound.max(1))),
+            bound: bound.max(1),
+            ttl,
+            per_minute,
+            budget: Mutex::new(Budget {
+                tokens: f64::from(per_minute),
+                refilled: Instant::now(),
+            }),
+            retry,
+            dropped: AtomicU64::new(0),
+            peak: None,
+            dropped_metric: None,
+        }
+    }
+
+    /// Reports the most replies in flight to `peak` and each drop to `dropped` (metrics).
+    pub fn reporting(mut self, peak: Gauge, dropped: Counter) -> Self {
+        self.peak = Some(peak);
+        self.dropped_metric = Some(dropped);
+        self
+    }
+
+    /// Private replies waiting or under way; never more than the bound.
+    pub fn in_flight(&self) -> usize {
+        self.bound.saturating_sub(self.places.available_permits())
+    }
+
+    /// Private replies dropped since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Books the next send time within the budget, or `None` when it would come after
+    /// `deadline` (then nothing is booked).
+    fn book(&self, deadline: Instant) -> Option<Instant> {
+        let mut budget = lock(&self.budget);
+        let now = Instant::now();
+        let per_second = f64::from(self.per_minute) / 60.0;
+        let refill = (now - budget.refilled).as_secs_f64() * per_second;
+        budget.tokens = (budget.tokens + refill).min(f64::from(self.per_minute));
+        budget.refilled = now;
+        let at = if budget.tokens >= 1.0 {
+            now
+        } else {
+            now + Duration::from_secs_f64((1.0 - budget.tokens) / per_second)
+        };
+        if at > deadline {
+            return None;
+        }
+        budget.tokens -= 1.0;
+        Some(at)
+    }
+
+    fn drop_reply(&self, what: &str, why: &'static str) -> PrivateError {
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(metric) = &self.dropped_metric {
+            metric.inc();
+        }
+        // One line per thousand, not one per press of a flood.
+        if dropped == 1 || dropped.is_multiple_of(1000) {
+            tracing::warn!(platform = %self.platform, what, why, dropped, "dropping private replies");
+        } else {
+            tracing::debug!(platform = %self.platform, what, why, "dropped a private reply");
+        }
+        PrivateError::Dropped(why)
+    }
+
+    /// Sends one private reply: a place in the lane now or dropped, then the budget, then
+    /// `attempt` until it succeeds, is refused, or the reply's time is up.
+    pub async fn send<T, F, Fut>(
+        &self,
+        what: &str,
+        pace: PrivatePace,
+        mut attempt: F,
+    ) -> Result<T, PrivateError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SendFailure>>,
+    {
+        let deadline = Instant::now() + self.ttl;
+        let Ok(_place) = self.places.clone().try_acquire_owned() else {
+            return Err(self.drop_reply(what, "too many private replies waiting"));
+        };
+        raise(self.peak.as_ref(), self.in_flight());
+        if pace == PrivatePace::Budgeted {
+            match self.book(deadline) {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => return Err(self.drop_reply(what, "over the method's rate limit")),
+            }
+        }
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.first_pause)
+            .with_max_delay(self.retry.max_pause)
+            .with_max_times(self.retry.transient_attempts.saturating_sub(1))
+            .with_jitter()
+            .build();
+        loop {
+            let pause = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(SendFailure::Refused(error)) => return Err(PrivateError::Failed(error)),
+                Err(SendFailure::RateLimited { retry_after }) => {
+                    retry_after.unwrap_or(self.retry.default_retry_after)
+                }
+                Err(SendFailure::Transient(reason)) => match backoff.next() {
+                    Some(pause) => pause,
+                    None => {
+                        return Err(PrivateError::Failed(ChatError::Unavailable {
+                            platform: self.platform,
+                            reason: format!("{what}: {reason}"),
+                        }));
+                    }
+                },
+            };
+            if Instant::now() + pause > deadline {
+                return Err(self.drop_reply(what, "not sent within its time to live"));
+            }
+            tokio::time::sleep(pause).await;
         }
     }
 }
@@ -490,5 +770,151 @@ mod tests {
             .expect("joined")
             .expect("the line moved on");
         assert_eq!(sent.names(), ["first", "next"]);
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_queue_makes_senders_wait_and_drops_nothing() {
+        let outbox = Arc::new(Outbox::with_bound(
+            Platform::Slack,
+            Duration::from_millis(1),
+            RetryPolicy::default(),
+            3,
+        ));
+        let sent = Arc::new(Sent::default());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let mut sends = Vec::new();
+        for i in 0..10 {
+            let (outbox, sent, gate) = (outbox.clone(), sent.clone(), gate.clone());
+            sends.push(tokio::spawn(async move {
+                outbox
+                    .send("C1", Lane::Alerts, "summary", || {
+                        let (sent, gate) = (sent.clone(), gate.clone());
+                        async move {
+                            // Slack is slow: each send waits for the test to let it through.
+                            let _ = gate.acquire().await.map(|p| p.forget());
+                            sent.record(&format!("summary-{i}"));
+                            Ok(())
+                        }
+                    })
+                    .await
+            }));
+        }
+        // Every sender has either joined the queue or is waiting for room.
+        while outbox.queued("C1") < 3 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(outbox.queued("C1"), 3, "the queue stays within its bound");
+        gate.add_permits(10);
+        for send in sends {
+            send.await.expect("joined").expect("sent");
+        }
+        assert_eq!(sent.names().len(), 10, "nothing was dropped");
+        assert_eq!(outbox.queued("C1"), 0);
+    }
+
+    fn lane(per_minute: u32, bound: usize, ttl: Duration) -> Arc<PrivateLane> {
+        Arc::new(PrivateLane::new(
+            Platform::Slack,
+            per_minute,
+            bound,
+            ttl,
+            RetryPolicy {
+                first_pause: Duration::from_millis(1),
+                max_pause: Duration::from_millis(5),
+                ..RetryPolicy::default()
+            },
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_private_reply_goes_out_at_once_when_the_lane_is_quiet() {
+        let lane = lane(100, 4, Duration::from_secs(30));
+        let result = lane
+            .send("chat.postEphemeral", PrivatePace::Budgeted, || async {
+                Ok("sent")
+            })
+            .await;
+        assert_eq!(result, Ok("sent"));
+        assert_eq!(lane.dropped(), 0);
+        assert_eq!(lane.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_private_replies_stays_within_the_bound_and_the_rest_are_dropped() {
+        let lane = lane(100, 8, Duration::from_secs(30));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let mut replies = Vec::new();
+        for _ in 0..1000 {
+            let (lane, gate) = (lane.clone(), gate.clone());
+            replies.push(tokio::spawn(async move {
+                lane.send("response_url", PrivatePace::PerInteraction, || {
+                    let gate = gate.clone();
+                    async move {
+                        let _ = gate.acquire().await.map(|p| p.forget());
+                        Ok(())
+                    }
+                })
+                .await
+            }));
+        }
+        while lane.dropped() < 992 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(lane.in_flight(), 8);
+        gate.add_permits(1000);
+        let mut delivered = 0;
+        for reply in replies {
+            match reply.await.expect("joined") {
+                Ok(()) => delivered += 1,
+                Err(error) => assert!(matches!(error, PrivateError::Dropped(_)), "{error}"),
+            }
+        }
+        assert_eq!(delivered, 8);
+        assert_eq!(lane.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn budgeted_replies_beyond_the_rate_are_dropped_once_they_would_be_late() {
+        // 60 a minute: a burst of 60, then one a second, which a 50 ms lifetime never
+        // reaches.
+        let lane = lane(60, 1000, Duration::from_millis(50));
+        let mut replies = Vec::new();
+        for _ in 0..100 {
+            let lane = lane.clone();
+            replies.push(tokio::spawn(async move {
+                lane.send("chat.postEphemeral", PrivatePace::Budgeted, || async {
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        let mut delivered = 0;
+        for reply in replies {
+            if reply.await.expect("joined").is_ok() {
+                delivered += 1;
+            }
+        }
+        assert_eq!(delivered, 60);
+        assert_eq!(lane.dropped(), 40);
+    }
+
+    #[tokio::test]
+    async fn a_private_reply_rate_limited_past_its_lifetime_is_dropped() {
+        let lane = lane(100, 4, Duration::from_millis(50));
+        let result: Result<(), _> = lane
+            .send("chat.postEphemeral", PrivatePace::Budgeted, || async {
+                Err(SendFailure::RateLimited {
+                    retry_after: Some(Duration::from_secs(3)),
+                })
+            })
+            .await;
+        assert!(
+            matches!(result, Err(PrivateError::Dropped(_))),
+            "{result:?}"
+        );
+        assert_eq!(lane.dropped(), 1);
     }
 }

@@ -303,6 +303,7 @@ impl Bot {
         &self.inner.store
     }
 
+    /// For adapters that report their own queues, and the `/metrics` handler.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }

@@ -898,3 +898,104 @@ async fn a_gateway_press_and_confirm_roll_back_once_and_show_the_outcome() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(discord.app.receiver.calls().len(), 1);
 }
+
+// --- hostile text -------------------------------------------------------------------------
+
+/// Every string in a JSON value.
+fn strings_in(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(text) => out.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| strings_in(item, out)),
+        Value::Object(fields) => fields.values().for_each(|field| strings_in(field, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_message_on_the_wire_parses_no_mentions_and_outside_text_cannot_ping() {
+    let discord = spawn_discord("http").await;
+    discord
+        .app
+        .deploy("checkout", "production", "v41", 300)
+        .await;
+    let finished = chrono::Utc::now() - chrono::Duration::minutes(18);
+    let response = discord
+        .app
+        .post_deploy(json!({
+            "service": "checkout", "environment": "production", "version": "v42",
+            "author": "@everyone <@2000000000000000002>",
+            "started_at": finished - chrono::Duration::minutes(2),
+            "finished_at": finished, "status": "succeeded",
+        }))
+        .await;
+    assert!(response.status().is_success());
+    discord
+        .app
+        .fire_alert("LedgerDown @everyone @here", "checkout", "production")
+        .await;
+    let summary = discord.summary().await;
+    // A press, its ephemeral confirmation, the confirm that replaces it, the outcome.
+    let confirmation = discord.press_rollback(&alice(), &summary).await;
+    let mut answers = vec![
+        discord
+            .fake
+            .callbacks()
+            .last()
+            .map(|c| c.body.clone())
+            .expect("the press's answer"),
+    ];
+    let confirm_id = confirmation.button("Confirm").expect("Confirm");
+    let confirm = discord
+        .fake
+        .component_interaction(&alice(), &confirmation, &confirm_id);
+    answers.push(discord.interact(&confirm).await);
+    discord
+        .fake
+        .wait_for_update(&summary.id, "Rolled back checkout production")
+        .await;
+
+    let mut bodies: Vec<(&str, Value)> = discord.fake.message_bodies();
+    bodies.extend(
+        answers
+            .into_iter()
+            .map(|answer| ("interaction response", answer["data"].clone())),
+    );
+    let carrying: Vec<&(&str, Value)> = bodies
+        .iter()
+        .filter(|(_, body)| body.get("content").is_some() || body.get("embeds").is_some())
+        .collect();
+    assert!(
+        carrying.iter().any(|(route, _)| *route == "create message")
+            && carrying.iter().any(|(route, _)| *route == "edit message")
+            && carrying
+                .iter()
+                .any(|(route, _)| *route == "interaction response"),
+        "creates, edits and interaction responses were seen: {bodies:?}"
+    );
+    for (route, body) in carrying {
+        let allowed = &body["allowed_mentions"];
+        assert_eq!(
+            allowed["parse"],
+            json!([]),
+            "{route} parses no mentions: {body}"
+        );
+        for list in ["users", "roles"] {
+            assert!(
+                allowed[list].is_null() || allowed[list] == json!([]),
+                "{route} allows no {list}: {body}"
+            );
+        }
+        let mut texts = Vec::new();
+        strings_in(body, &mut texts);
+        for text in texts {
+            for ping in ["@everyone", "@here", "<@2000000000000000002>"] {
+                assert!(!text.contains(ping), "{route} carries {ping:?}: {text:?}");
+            }
+        }
+    }
+    let shown = discord.fake.message(&summary.id).expect("summary").text();
+    assert!(
+        shown.contains("@\u{200B}everyone"),
+        "the author is shown, defused: {shown}"
+    );
+}

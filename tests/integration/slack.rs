@@ -27,7 +27,20 @@ struct SlackApp {
 }
 
 async fn spawn_slack(mode: Mode) -> SlackApp {
+    let slack = spawn_slack_with(mode, "", |_| {}).await;
+    slack.wait_until_ready().await;
+    slack
+}
+
+/// The app against a fake Slack that `prepare` set up first, with `slack_extra` appended
+/// to `[slack]`; not waiting for the adapter to be ready.
+async fn spawn_slack_with(
+    mode: Mode,
+    slack_extra: &str,
+    prepare: impl FnOnce(&FakeSlack),
+) -> SlackApp {
     let fake = FakeSlack::start().await;
+    prepare(&fake);
     let dir = tempfile::tempdir().expect("tempdir");
     for (file, secret) in [
         ("slack_bot_token", BOT_TOKEN),
@@ -45,6 +58,7 @@ app_token = {{ file = "{{dir}}/slack_app_token" }}
 signing_secret = {{ file = "{{dir}}/slack_signing_secret" }}
 api_url = "{api_url}"
 alert_channels = ["{ALERT_CHANNEL}"]
+{slack_extra}
 
 [policy]
 rollback_allowed = ["slack:usergroup:{ONCALL_GROUP}"]
@@ -62,9 +76,7 @@ cooldown = "0s"
         ..AppOptions::default()
     })
     .await;
-    let slack = SlackApp { app, fake, mode };
-    slack.wait_until_ready().await;
-    slack
+    SlackApp { app, fake, mode }
 }
 
 impl SlackApp {
@@ -954,6 +966,349 @@ async fn an_alert_storm_is_grouped_into_threads_within_the_rate_limit_and_fully_
             pair[1] - pair[0] >= Duration::from_millis(990),
             "two writes in one channel {:?} apart",
             pair[1] - pair[0]
+        );
+    }
+}
+
+// --- hostile text -------------------------------------------------------------------------
+
+/// Every string on the wire to Slack's `chat.*` methods: `text`, every block's text,
+/// fields, context elements.
+fn strings_in(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(text) => out.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| strings_in(item, out)),
+        Value::Object(fields) => fields.values().for_each(|field| strings_in(field, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn mentions_and_links_from_alerts_and_deploy_authors_are_escaped_on_the_wire() {
+    let slack = spawn_slack(Mode::Http).await;
+    slack.app.deploy("checkout", "production", "v41", 300).await;
+    let finished = chrono::Utc::now() - chrono::Duration::minutes(18);
+    let response = slack
+        .app
+        .post_deploy(json!({
+            "service": "checkout", "environment": "production", "version": "v42",
+            "author": "<!here> <@U0123ABCD>",
+            "started_at": finished - chrono::Duration::minutes(2),
+            "finished_at": finished, "status": "succeeded",
+        }))
+        .await;
+    assert!(response.status().is_success());
+    let (_, summary) = slack
+        .alert_in_channel(json!({
+            "user": ALICE.id,
+            "text": "LedgerDown <!channel> <@U0123ABCD> <http://evil.example|click me> checkout production is throwing 500s",
+        }))
+        .await;
+    assert!(summary.text().contains("v42"), "{}", summary.text());
+    let mut sent = Vec::new();
+    for method in ["chat.postMessage", "chat.update", "chat.postEphemeral"] {
+        for call in slack.fake.calls(method) {
+            strings_in(&call.params, &mut sent);
+        }
+    }
+    let fallback = summary.json["text"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        fallback.contains("&lt;") || !fallback.contains('<'),
+        "{fallback}"
+    );
+    for text in &sent {
+        for raw in [
+            "<!channel>",
+            "<!here>",
+            "<@U0123ABCD>",
+            "<http://evil.example",
+        ] {
+            assert!(
+                !text.contains(raw),
+                "{raw} went to Slack unescaped in {text:?}"
+            );
+        }
+    }
+    assert!(
+        sent.iter().any(|t| t.contains("&lt;!here&gt;")),
+        "the deploy author is shown, escaped: {sent:?}"
+    );
+}
+
+// --- floods, refused tokens, reconnects ---------------------------------------------------
+
+impl SlackApp {
+    async fn readyz(&self) -> Value {
+        self.app
+            .http
+            .get(format!("{}/readyz", self.app.address))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Waits until `/readyz` shows Slack as `state`; returns the body.
+    async fn wait_for_slack_state(&self, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let body = self.readyz().await;
+            if body["chat"]["slack"] == state {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Slack never {state}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A sample of `/metrics`: the value of the first line of `name` with every label in
+    /// `labels`.
+    async fn metric(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        let text = self
+            .app
+            .http
+            .get(format!("{}/metrics", self.app.address))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")))
+            .find(|line| labels.iter().all(|label| line.contains(label)))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    }
+
+    /// Posts a signed `block_actions` payload; the status and `Retry-After`.
+    async fn post_interaction(&self, payload: &Value) -> (u16, Option<String>) {
+        let body = format!(
+            "payload={}",
+            url::form_urlencoded::byte_serialize(payload.to_string().as_bytes())
+                .collect::<String>()
+        );
+        let response = self
+            .signed_post(
+                "/slack/interactions",
+                "application/x-www-form-urlencoded",
+                body.into_bytes(),
+                &[],
+            )
+            .await;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (response.status().as_u16(), retry_after)
+    }
+}
+
+/// A button on someone else's message that is not breakwater's.
+fn foreign_button() -> Value {
+    json!({"action_id": "poll-vote-yes", "value": "yes", "text": {"type": "plain_text", "text": "Yes"}})
+}
+
+#[tokio::test]
+async fn a_flood_of_foreign_button_presses_stays_within_the_queue_bounds_and_alerts_still_get_summaries()
+ {
+    let slack = spawn_slack(Mode::Http).await;
+    slack.deploys().await;
+    let posted = slack.fake.post_in_channel(
+        ALERT_CHANNEL,
+        json!({"user": BOB.id, "text": "lunch poll: pizza?"}),
+    );
+    let poll_ts = posted["event"]["ts"].as_str().expect("ts").to_owned();
+    let poll = slack
+        .fake
+        .message(ALERT_CHANNEL, &poll_ts)
+        .expect("the poll is stored");
+
+    // Not flooded: the private answer arrives.
+    let (status, _) = slack
+        .post_interaction(&slack.fake.press(&MALLORY, &poll, &foreign_button()))
+        .await;
+    assert_eq!(status, 200);
+    slack
+        .fake
+        .wait_for_ephemeral(MALLORY.id, "not one of breakwater's")
+        .await;
+
+    // Flooded: 1,500 presses, 32 at a time.
+    use futures::StreamExt;
+    let presses: Vec<Value> = (0..1500)
+        .map(|_| slack.fake.press(&MALLORY, &poll, &foreign_button()))
+        .collect();
+    let answers: Vec<(u16, Option<String>)> = futures::stream::iter(presses.iter())
+        .map(|payload| slack.post_interaction(payload))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for (status, retry_after) in &answers {
+        match status {
+            200 => {}
+            503 => assert!(retry_after.is_some(), "a 503 says when to retry"),
+            other => panic!("a press answered {other}"),
+        }
+    }
+    let interactions = slack
+        .metric("breakwater_chat_queue_peak", &["queue=\"interactions\""])
+        .await
+        .expect("the interaction set's peak is a metric");
+    let private = slack
+        .metric("breakwater_chat_queue_peak", &["queue=\"private_replies\""])
+        .await
+        .expect("the private lane's peak is a metric");
+    let channel = slack
+        .metric("breakwater_chat_queue_peak", &["queue=\"channel\""])
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        (1.0..=256.0).contains(&interactions),
+        "interactions in flight {interactions}"
+    );
+    assert!(
+        (1.0..=128.0).contains(&private),
+        "private replies in flight {private}"
+    );
+    assert!(channel <= 256.0, "channel queue {channel}");
+    let dropped = slack
+        .metric(
+            "breakwater_chat_dropped_total",
+            &["queue=\"private_replies\""],
+        )
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        dropped > 0.0,
+        "beyond postEphemeral's budget, late private replies are dropped"
+    );
+    // The private replies never waited behind the channel's one message a second: the
+    // burst Slack allows (100 a minute) went out.
+    slack
+        .fake
+        .wait_for("100 private replies", |fake| {
+            (fake.ephemerals().len() >= 100).then_some(())
+        })
+        .await;
+
+    // An alert in the same channel still gets its summary.
+    let (_, summary) = slack
+        .alert_in_channel(fixture_event("alertmanager_slack_firing"))
+        .await;
+    assert!(summary.text().contains("v42"), "{}", summary.text());
+}
+
+#[tokio::test]
+async fn a_revoked_bot_token_stops_the_slack_adapter_and_readyz_names_the_setting() {
+    let slack = spawn_slack_with(Mode::Http, "", |fake| {
+        fake.refuse("auth.test", "token_revoked")
+    })
+    .await;
+    let body = slack.wait_for_slack_state("failed").await;
+    assert_eq!(body["ready"], false);
+    let reason = body["problems"]["slack"].as_str().unwrap_or_default();
+    assert!(reason.contains("slack.bot_token"), "{body}");
+    assert!(reason.contains("token_revoked"), "{body}");
+    // The rest of the bot keeps working.
+    slack.app.deploy("checkout", "production", "v41", 30).await;
+    let health = slack
+        .app
+        .http
+        .get(format!("{}/healthz", slack.app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(health.status(), 200);
+    // A signed event is still acknowledged, and asks Slack nothing more.
+    slack
+        .deliver_event(
+            &slack
+                .fake
+                .post_in_channel(ALERT_CHANNEL, fixture_event("alertmanager_slack_firing")),
+        )
+        .await;
+    slack.app.bot.settle().await;
+    assert_eq!(
+        slack.fake.calls("auth.test").len(),
+        1,
+        "a refused token is not retried"
+    );
+    assert_eq!(
+        slack.wait_for_slack_state("failed").await["chat"]["slack"],
+        "failed"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_app_token_stops_socket_mode_without_a_retry_loop() {
+    let slack = spawn_slack_with(Mode::Socket, "", |fake| {
+        fake.refuse("apps.connections.open", "invalid_auth")
+    })
+    .await;
+    let body = slack.wait_for_slack_state("failed").await;
+    let reason = body["problems"]["slack"].as_str().unwrap_or_default();
+    assert!(reason.contains("slack.app_token"), "{body}");
+    assert!(reason.contains("invalid_auth"), "{body}");
+    assert_eq!(slack.fake.calls("apps.connections.open").len(), 1);
+    assert_eq!(slack.fake.connections(), 0);
+}
+
+#[tokio::test]
+async fn socket_mode_backs_off_while_slack_closes_before_hello() {
+    const CLOSED: usize = 5;
+    const FIRST_PAUSE: Duration = Duration::from_millis(20);
+    let slack = spawn_slack_with(Mode::Socket, "reconnect_backoff = \"20ms\"", |fake| {
+        fake.close_before_hello(CLOSED)
+    })
+    .await;
+    slack.wait_until_ready().await;
+    assert_eq!(slack.fake.closed_before_hello(), CLOSED);
+    let opens = slack.fake.calls("apps.connections.open");
+    assert_eq!(
+        opens.len(),
+        CLOSED + 1,
+        "one apps.connections.open per connection, none in between"
+    );
+    // Each attempt after a connection that ended before hello waited at least the
+    // doubling backoff: 20, 40, 80, 160, 320 ms.
+    for (attempt, pair) in opens.windows(2).enumerate() {
+        let least = FIRST_PAUSE * 2u32.pow(u32::try_from(attempt).expect("small"));
+        assert!(
+            pair[1].at - pair[0].at >= least,
+            "attempt {} came {:?} after the previous one, under the backoff of {least:?}",
+            attempt + 1,
+            pair[1].at - pair[0].at
+        );
+    }
+}
+
+#[tokio::test]
+async fn socket_mode_backs_off_while_slack_hangs_up_right_after_hello() {
+    const HUNG_UP: usize = 4;
+    const FIRST_PAUSE: Duration = Duration::from_millis(20);
+    let slack = spawn_slack_with(Mode::Socket, "reconnect_backoff = \"20ms\"", |fake| {
+        fake.close_after_hello(HUNG_UP)
+    })
+    .await;
+    // The connection after the hang-ups stays.
+    slack.fake.wait_for_hello(HUNG_UP + 1).await;
+    slack.wait_until_ready().await;
+    let opens = slack.fake.calls("apps.connections.open");
+    assert_eq!(opens.len(), HUNG_UP + 1);
+    for (attempt, pair) in opens.windows(2).enumerate() {
+        let least = FIRST_PAUSE * 2u32.pow(u32::try_from(attempt).expect("small"));
+        assert!(
+            pair[1].at - pair[0].at >= least,
+            "attempt {} came {:?} after the previous one, under the backoff of {least:?}",
+            attempt + 1,
+            pair[1].at - pair[0].at
         );
     }
 }

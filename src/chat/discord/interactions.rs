@@ -300,8 +300,11 @@ async fn within_deadline(
         }
         Err(_) => Answer {
             first: match deferral {
+                // The deferred message is filled in later; it parses no mentions either.
                 Deferral::NewEphemeral => CreateInteractionResponse::Defer(
-                    CreateInteractionResponseMessage::new().ephemeral(true),
+                    CreateInteractionResponseMessage::new()
+                        .ephemeral(true)
+                        .allowed_mentions(serenity::all::CreateAllowedMentions::new()),
                 ),
                 Deferral::OnSource => CreateInteractionResponse::Acknowledge,
             },

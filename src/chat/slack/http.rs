@@ -125,6 +125,17 @@ fn unauthorized(error: SignatureError) -> Response {
         .into_response()
 }
 
+/// A bounded set is full (see [`EventBacklog`](super::inbound::EventBacklog)): refused
+/// before anything was acknowledged, so nothing is lost.
+fn busy(reason: &'static str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "1")],
+        reason,
+    )
+        .into_response()
+}
+
 fn bad_request(reason: String) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -166,16 +177,11 @@ async fn events(
                     .into_response();
             }
             let Some(place) = endpoint.inbound.backlog.try_enter() else {
-                tracing::warn!(
+                tracing::debug!(
                     event = callback.event_id,
                     "too many channel events in progress: asking Slack to redeliver"
                 );
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(axum::http::header::RETRY_AFTER, "1")],
-                    "too many events in progress; redeliver later",
-                )
-                    .into_response();
+                return busy("too many events in progress; redeliver later");
             };
             endpoint.inbound.spawn_event(callback, place);
             StatusCode::OK.into_response()
@@ -205,7 +211,11 @@ async fn interactions(
     };
     match serde_json::from_str::<Interaction>(&payload) {
         Ok(interaction) => {
-            endpoint.inbound.spawn_interaction(interaction);
+            let Some(place) = endpoint.inbound.interactions.try_enter() else {
+                tracing::debug!("too many presses in progress: refusing one with 503");
+                return busy("too many interactions in progress; try again");
+            };
+            endpoint.inbound.spawn_interaction(interaction, place);
             StatusCode::OK.into_response()
         }
         Err(error) => bad_request(format!("not a Slack interaction payload: {error}")),
@@ -225,7 +235,11 @@ async fn commands(
         .collect();
     match serde_json::from_value::<SlashCommand>(serde_json::Value::Object(fields)) {
         Ok(command) => {
-            endpoint.inbound.spawn_command(command);
+            let Some(place) = endpoint.inbound.interactions.try_enter() else {
+                tracing::debug!("too many commands in progress: refusing one with 503");
+                return busy("too many interactions in progress; try again");
+            };
+            endpoint.inbound.spawn_command(command, place);
             StatusCode::OK.into_response()
         }
         Err(error) => bad_request(format!("not a Slack slash command: {error}")),

@@ -16,8 +16,10 @@ use super::SlackChat;
 use super::commands::SlashCommand;
 use super::identity::Identity;
 use super::render::LINK_ACTION_PREFIX;
+use super::web;
 use super::web::{BotIdentity, Web};
-use crate::chat::Lane;
+use crate::chat::outbox::{PrivateError, SendFailure};
+use crate::chat::{AdapterStatus, ChatError, Lane};
 use crate::core::bot::Bot;
 use crate::core::event::{Attachment, ChannelMessage, CommandRequest, MessageAuthor, Press, Reply};
 use crate::core::message::{ButtonAction, ButtonKind, Message, MessageRef, Platform};
@@ -148,45 +150,115 @@ pub(crate) struct Inbound {
     pub(crate) me: OnceCell<BotIdentity>,
     pub(crate) tasks: TaskTracker,
     pub(crate) backlog: EventBacklog,
+    /// Button presses and slash commands acknowledged but not yet answered.
+    pub(crate) interactions: EventBacklog,
 }
 
-/// Channel events acknowledged but not yet handled. Each waits on the store and Slack's
-/// API; during a flood faster than SQLite can commit they would pile up without end and
-/// take the bot's memory with them. Past the bound, HTTP deliveries get 503 (Slack
-/// redelivers them) and the Socket Mode reader waits for room before reading on (Slack
-/// redelivers what it sees unacknowledged). Button presses and commands are not bounded:
-/// they come from people and must never be turned away.
+/// Deliveries acknowledged but not yet handled: one set for channel events, one for
+/// button presses and slash commands. Each waits on the store and Slack's API; during a
+/// flood faster than they can be handled they would pile up without end and take the
+/// bot's memory with them (127,000 presses in 5 s once took it to 2 GB). Past the bound,
+/// HTTP deliveries get 503 + `Retry-After` (Slack redelivers events; a person's client
+/// shows the press failed and they press again) and the Socket Mode reader waits for room
+/// before reading on (Slack redelivers what it sees unacknowledged).
 #[derive(Clone)]
-pub(crate) struct EventBacklog(Arc<tokio::sync::Semaphore>);
+pub(crate) struct EventBacklog {
+    places: Arc<tokio::sync::Semaphore>,
+    bound: usize,
+    peak: Option<prometheus_client::metrics::gauge::Gauge>,
+}
 
 /// At most this many channel events are handled at once.
 pub(crate) const EVENT_BACKLOG: usize = 1024;
 
+/// At most this many presses and commands are handled at once. Far above what people
+/// press by hand; a press of a foreign button is answered (or its private reply dropped)
+/// in milliseconds, so only a flood fills it.
+pub(crate) const INTERACTION_BACKLOG: usize = 256;
+
 impl EventBacklog {
     pub(crate) fn new(bound: usize) -> Self {
-        Self(Arc::new(tokio::sync::Semaphore::new(bound)))
+        Self {
+            places: Arc::new(tokio::sync::Semaphore::new(bound)),
+            bound,
+            peak: None,
+        }
+    }
+
+    /// Reports the most deliveries held at once to `gauge` (a metric).
+    pub(crate) fn reporting_peak(
+        mut self,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
+        self.peak = Some(gauge);
+        self
+    }
+
+    fn entered(
+        &self,
+        place: tokio::sync::OwnedSemaphorePermit,
+    ) -> tokio::sync::OwnedSemaphorePermit {
+        if let Some(gauge) = &self.peak {
+            let held = self.bound.saturating_sub(self.places.available_permits());
+            gauge.inner().fetch_max(
+                i64::try_from(held).unwrap_or(i64::MAX),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        place
     }
 
     /// A place in the backlog now, or `None` when it is full.
     pub(crate) fn try_enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.0.clone().try_acquire_owned().ok()
+        let place = self.places.clone().try_acquire_owned().ok()?;
+        Some(self.entered(place))
     }
 
     /// A place in the backlog, waiting for one.
     pub(crate) async fn enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.0.clone().acquire_owned().await.ok()
+        let place = self.places.clone().acquire_owned().await.ok()?;
+        Some(self.entered(place))
     }
 }
 
 impl Inbound {
-    /// Who the bot is (`auth.test`), asked once.
+    /// Who the bot is (`auth.test`), asked until Slack answers. A token Slack refuses
+    /// fails the adapter for good: one error naming `slack.bot_token`, `/readyz` shows
+    /// it, and nothing asks again.
+    pub(crate) async fn identify(&self) -> Result<&BotIdentity, SendFailure> {
+        if let Some(me) = self.me.get() {
+            return Ok(me);
+        }
+        if let AdapterStatus::Failed(reason) = self.chat.status.get() {
+            return Err(SendFailure::Refused(ChatError::Refused {
+                platform: Platform::Slack,
+                reason,
+            }));
+        }
+        let identified = self.me.get_or_try_init(|| self.web.identity()).await;
+        if let Err(failure) = &identified
+            && let Some(code) = web::rejected_credentials(failure)
+        {
+            let reason = format!(
+                "Slack refused slack.bot_token ({code}) at auth.test: set a valid bot token (xoxb-…) and restart"
+            );
+            tracing::error!(
+                "{reason}; the Slack adapter is stopped, the rest of breakwater keeps running"
+            );
+            self.chat.status.fail(reason);
+        }
+        identified
+    }
+
+    /// Who the bot is, or `None` (logged) while Slack cannot say.
     pub(crate) async fn me(&self) -> Option<&BotIdentity> {
-        match self.me.get_or_try_init(|| self.web.identity()).await {
+        match self.identify().await {
             Ok(me) => Some(me),
-            Err(error) => {
-                tracing::error!(
-                    ?error,
-                    "auth.test failed: cannot tell the bot's own posts apart"
+            Err(_) if self.chat.status.has_failed() => None,
+            Err(failure) => {
+                tracing::warn!(
+                    error = %web::describe(&failure),
+                    "auth.test failed: cannot tell the bot's own posts apart yet"
                 );
                 None
             }
@@ -207,16 +279,30 @@ impl Inbound {
         });
     }
 
-    pub(crate) fn spawn_interaction(self: &Arc<Self>, interaction: Interaction) {
+    /// Handles an acknowledged press in the background, holding `place` in the
+    /// interaction set until it is answered.
+    pub(crate) fn spawn_interaction(
+        self: &Arc<Self>,
+        interaction: Interaction,
+        place: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let inbound = self.clone();
-        self.tasks
-            .spawn(async move { inbound.interaction(interaction).await });
+        self.tasks.spawn(async move {
+            inbound.interaction(interaction).await;
+            drop(place);
+        });
     }
 
-    pub(crate) fn spawn_command(self: &Arc<Self>, command: SlashCommand) {
+    pub(crate) fn spawn_command(
+        self: &Arc<Self>,
+        command: SlashCommand,
+        place: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let inbound = self.clone();
-        self.tasks
-            .spawn(async move { inbound.command(command).await });
+        self.tasks.spawn(async move {
+            inbound.command(command).await;
+            drop(place);
+        });
     }
 
     /// A message in an alert channel, top-level, by a person, a bot or an integration, but
@@ -365,10 +451,13 @@ impl Inbound {
                     )
                     .await;
                 match (sent, &interaction.response_url) {
-                    (Err(error), Some(url)) => {
+                    // Refused (not in the channel, say): the response_url still works.
+                    (Err(PrivateError::Failed(error)), Some(url)) => {
                         tracing::debug!(%error, "postEphemeral failed; answering through response_url");
-                        self.chat.respond(channel, url, &message, false).await
+                        self.chat.respond(url, &message, false).await
                     }
+                    // Dropped by the private lane's policy: so would the other way be.
+                    (Err(PrivateError::Dropped(_)), _) => return,
                     (sent, _) => sent,
                 }
             }
@@ -381,7 +470,10 @@ impl Inbound {
                         thread: pressed_thread(interaction).map(str::to_owned),
                     };
                     use crate::chat::Chat;
-                    self.chat.update(&target, &message, Lane::Interactive).await
+                    self.chat
+                        .update(&target, &message, Lane::Interactive)
+                        .await
+                        .map_err(PrivateError::Failed)
                 }
                 None => return,
             },
@@ -390,7 +482,8 @@ impl Inbound {
                 return;
             }
         };
-        if let Err(error) = result {
+        // Dropped replies are counted and logged by the private lane.
+        if let Err(PrivateError::Failed(error)) = result {
             tracing::warn!(%error, "could not answer a Slack interaction");
         }
     }
@@ -419,18 +512,14 @@ impl Inbound {
             Reply::Private(message) | Reply::ReplaceSource(message) => message,
         };
         let sent = match &command.response_url {
-            Some(url) => {
-                self.chat
-                    .respond(&command.channel_id, url, &message, false)
-                    .await
-            }
+            Some(url) => self.chat.respond(url, &message, false).await,
             None => {
                 self.chat
                     .ephemeral(&command.channel_id, &command.user_id, None, &message)
                     .await
             }
         };
-        if let Err(error) = sent {
+        if let Err(PrivateError::Failed(error)) = sent {
             tracing::warn!(%error, "could not answer a slash command");
         }
     }

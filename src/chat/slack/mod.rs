@@ -23,7 +23,6 @@ mod socket;
 mod web;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -36,7 +35,10 @@ use self::inbound::Inbound;
 use self::web::Web;
 use slack_morphism::prelude::SlackMessageContent;
 
-use crate::chat::outbox::{Outbox, RetryPolicy, SendFailure};
+use crate::chat::outbox::{
+    Outbox, PRIVATE_REPLIES_BOUND, PRIVATE_REPLY_TTL, PrivateError, PrivateLane, PrivatePace,
+    RetryPolicy, SendFailure,
+};
 use crate::chat::{AdapterStatus, Chat, ChatError, Lane};
 use crate::config::{ServiceConfig, SlackConfig, SlackMode};
 use crate::core::bot::Bot;
@@ -48,6 +50,42 @@ pub use self::http::{SignatureError, sign, verify_signature};
 /// Slack's posting rate per channel: about one message per second
 /// (https://docs.slack.dev/apis/web-api/rate-limits).
 pub const CHANNEL_SPACING: Duration = Duration::from_secs(1);
+
+/// `chat.postEphemeral` is a Tier 4 method: 100+ calls per minute per workspace
+/// (https://docs.slack.dev/reference/methods/chat.postEphemeral).
+pub const EPHEMERALS_PER_MINUTE: u32 = 100;
+
+/// The adapter's state as `/readyz` shows it, shared by the parts that connect.
+#[derive(Clone)]
+pub(crate) struct StatusCell(Arc<Mutex<AdapterStatus>>);
+
+impl StatusCell {
+    fn new(initial: AdapterStatus) -> Self {
+        Self(Arc::new(Mutex::new(initial)))
+    }
+
+    pub(crate) fn get(&self) -> AdapterStatus {
+        lock(&self.0).clone()
+    }
+
+    /// Sets the state unless the adapter has already failed for good: a rejected token
+    /// stays the operator's to fix.
+    pub(crate) fn set(&self, status: AdapterStatus) {
+        let mut current = lock(&self.0);
+        if !matches!(*current, AdapterStatus::Failed(_)) {
+            *current = status;
+        }
+    }
+
+    /// Stops the adapter for good; `reason` names the setting to fix.
+    pub(crate) fn fail(&self, reason: String) {
+        *lock(&self.0) = AdapterStatus::Failed(reason);
+    }
+
+    pub(crate) fn has_failed(&self) -> bool {
+        matches!(self.get(), AdapterStatus::Failed(_))
+    }
+}
 
 /// Why the adapter could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -86,17 +124,32 @@ impl SlackAdapter {
             )
             .map_err(SlackError::Client)?,
         );
-        let connected = Arc::new(AtomicBool::new(false));
+        let status = StatusCell::new(AdapterStatus::Disconnected(
+            "starting: not connected to Slack yet".to_owned(),
+        ));
+        let metrics = bot.metrics().clone();
         let chat = Arc::new(SlackChat {
             web: web.clone(),
-            outbox: Outbox::new(Platform::Slack, CHANNEL_SPACING, RetryPolicy::default()),
+            outbox: Outbox::new(Platform::Slack, CHANNEL_SPACING, RetryPolicy::default())
+                .reporting_peak(metrics.chat_queue_peak("slack", "channel")),
+            private: PrivateLane::new(
+                Platform::Slack,
+                EPHEMERALS_PER_MINUTE,
+                PRIVATE_REPLIES_BOUND,
+                PRIVATE_REPLY_TTL,
+                RetryPolicy::default(),
+            )
+            .reporting(
+                metrics.chat_queue_peak("slack", "private_replies"),
+                metrics.chat_dropped("slack", "private_replies"),
+            ),
             edits: Mutex::new(HashMap::new()),
             alert_channels: config.alert_channels.clone(),
             service_channels: services
                 .iter()
                 .filter_map(|s| s.slack_channel.clone().map(|c| (s.name.clone(), c)))
                 .collect(),
-            connected: connected.clone(),
+            status: status.clone(),
         });
         let usergroups = identity::usergroups_in(&bot.settings().policy);
         let inbound = Arc::new(Inbound {
@@ -104,7 +157,10 @@ impl SlackAdapter {
             chat: chat.clone(),
             web: web.clone(),
             identity: identity::Identity::new(web.clone(), usergroups),
-            backlog: inbound::EventBacklog::new(inbound::EVENT_BACKLOG),
+            backlog: inbound::EventBacklog::new(inbound::EVENT_BACKLOG)
+                .reporting_peak(metrics.chat_queue_peak("slack", "events")),
+            interactions: inbound::EventBacklog::new(inbound::INTERACTION_BACKLOG)
+                .reporting_peak(metrics.chat_queue_peak("slack", "interactions")),
             alert_channels: config
                 .alert_channels
                 .iter()
@@ -122,7 +178,8 @@ impl SlackAdapter {
                     Some(socket::SocketMode {
                         web,
                         inbound: inbound.clone(),
-                        connected,
+                        status,
+                        first_pause: config.reconnect_backoff,
                     }),
                     None,
                 )
@@ -170,13 +227,23 @@ impl SlackAdapter {
             }
             _ => {
                 let inbound = self.inbound.clone();
-                let connected = self.chat.connected.clone();
+                let status = self.chat.status.clone();
                 tasks.spawn(async move {
                     let mut pause = Duration::from_millis(200);
                     loop {
-                        if inbound.me().await.is_some() {
-                            connected.store(true, Ordering::SeqCst);
-                            return;
+                        match inbound.identify().await {
+                            Ok(_) => {
+                                tracing::info!("Slack bot token accepted (auth.test); http mode ready");
+                                status.set(AdapterStatus::Connected);
+                                return;
+                            }
+                            // A refused token is fatal (`Inbound::identify` said so).
+                            Err(_) if status.has_failed() => return,
+                            Err(failure) => {
+                                let reason = format!("auth.test: {}", web::describe(&failure));
+                                tracing::warn!(%reason, ?pause, "Slack Web API not reachable; trying again");
+                                status.set(AdapterStatus::Disconnected(reason));
+                            }
                         }
                         tokio::select! {
                             () = tokio::time::sleep(pause) => {}
@@ -214,7 +281,9 @@ pub struct SlackChat {
     edits: Mutex<HashMap<(String, String), Edits>>,
     alert_channels: Vec<String>,
     service_channels: HashMap<ServiceName, String>,
-    connected: Arc<AtomicBool>,
+    /// Private replies: their own bounded lane, never a channel's queue.
+    private: PrivateLane,
+    status: StatusCell,
 }
 
 impl SlackChat {
@@ -225,10 +294,10 @@ impl SlackChat {
         user: &str,
         thread_ts: Option<&str>,
         message: &Message,
-    ) -> Result<(), ChatError> {
+    ) -> Result<(), PrivateError> {
         let content = render::render(message);
-        self.outbox
-            .send(channel, Lane::Interactive, "chat.postEphemeral", || {
+        self.private
+            .send("chat.postEphemeral", PrivatePace::Budgeted, || {
                 self.web
                     .post_ephemeral(channel, user, thread_ts, content.clone())
             })
@@ -238,14 +307,13 @@ impl SlackChat {
     /// Answers through a `response_url` (ephemeral unless `replace_original`).
     async fn respond(
         &self,
-        channel: &str,
         response_url: &Url,
         message: &Message,
         replace_original: bool,
-    ) -> Result<(), ChatError> {
+    ) -> Result<(), PrivateError> {
         let content = render::render(message);
-        self.outbox
-            .send(channel, Lane::Interactive, "response_url", || {
+        self.private
+            .send("response_url", PrivatePace::PerInteraction, || {
                 self.web
                     .respond(response_url, content.clone(), replace_original)
             })
@@ -272,11 +340,7 @@ impl Chat for SlackChat {
     }
 
     fn status(&self) -> AdapterStatus {
-        if self.connected.load(Ordering::SeqCst) {
-            AdapterStatus::Connected
-        } else {
-            AdapterStatus::Disconnected("not connected to the gateway yet".to_owned())
-        }
+        self.status.get()
     }
 
     async fn post(

@@ -70,9 +70,11 @@ pub(crate) fn render(message: &Message) -> SlackMessageContent {
         blocks.push(SlackActionsBlock::new(elements).into());
     }
     blocks.extend(status);
-    let mut text = message.text.clone();
+    // The fallback is what notifications show and what Slack parses for mentions and
+    // links: it is escaped like every block, or an alert title could ping the channel.
+    let mut text = escape(&message.text);
     if let Some(status) = &message.status {
-        text = format!("{text}\n{status}");
+        text = format!("{text}\n{}", mrkdwn(status));
     }
     SlackMessageContent::new()
         .with_text(clip(&text, MAX_FALLBACK))
@@ -305,6 +307,20 @@ mod tests {
         assert_eq!(
             mrkdwn(&text),
             "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;*x*"
+        );
+    }
+
+    #[test]
+    fn the_fallback_text_cannot_mention_or_link() {
+        let message = Message {
+            text: "LedgerDown <!channel> <@U0123ABCD> <http://evil.example|click me> & co".into(),
+            status: Some(RichText::new().plain("by <!here>")),
+            ..Message::default()
+        };
+        let rendered = json(&message);
+        assert_eq!(
+            rendered["text"],
+            "LedgerDown &lt;!channel&gt; &lt;@U0123ABCD&gt; &lt;http://evil.example|click me&gt; &amp; co\nby &lt;!here&gt;"
         );
     }
 

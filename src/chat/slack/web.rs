@@ -55,6 +55,40 @@ fn classify(error: SlackClientError) -> SendFailure {
     }
 }
 
+/// `ok: false` errors that mean Slack refuses the token itself: no retry fixes them, the
+/// operator must (https://docs.slack.dev/reference/methods/auth.test#errors).
+const CREDENTIAL_ERRORS: &[&str] = &[
+    "invalid_auth",
+    "not_authed",
+    "token_revoked",
+    "token_expired",
+    "account_inactive",
+];
+
+/// The Slack error code when `failure` says the token was refused.
+pub(crate) fn rejected_credentials(failure: &SendFailure) -> Option<&str> {
+    match failure {
+        SendFailure::Refused(ChatError::Refused { reason, .. })
+            if CREDENTIAL_ERRORS.contains(&reason.as_str()) =>
+        {
+            Some(reason)
+        }
+        _ => None,
+    }
+}
+
+/// A failure in words, for logs and `/readyz`.
+pub(crate) fn describe(failure: &SendFailure) -> String {
+    match failure {
+        SendFailure::RateLimited { retry_after } => match retry_after {
+            Some(pause) => format!("rate limited for {pause:?}"),
+            None => "rate limited".to_owned(),
+        },
+        SendFailure::Transient(reason) => reason.clone(),
+        SendFailure::Refused(error) => error.to_string(),
+    }
+}
+
 fn refused(reason: String) -> ChatError {
     ChatError::Refused {
         platform: Platform::Slack,

@@ -179,6 +179,9 @@ struct Recorded {
     /// Thread id → (parent channel, name).
     threads: HashMap<String, (String, String)>,
     callbacks: Vec<Callback>,
+    /// Every request body that carries a message (create, edit, callback, follow-up,
+    /// `@original` edit), by route, as it came over the wire.
+    message_bodies: Vec<(&'static str, Value)>,
     registrations: Vec<(String, Value)>,
     faults: HashMap<RouteKind, usize>,
     rate_limited: usize,
@@ -288,6 +291,11 @@ impl FakeDiscord {
 
     pub(crate) fn callbacks(&self) -> Vec<Callback> {
         self.with(|s| s.callbacks.clone())
+    }
+
+    /// The message-carrying request bodies the bot sent, by route.
+    pub(crate) fn message_bodies(&self) -> Vec<(&'static str, Value)> {
+        self.state.lock().expect("lock").message_bodies.clone()
     }
 
     pub(crate) fn registrations(&self) -> Vec<(String, Value)> {
@@ -744,6 +752,7 @@ async fn create_message(
     }
     let body = parse_body(&body);
     let mut s = state.lock().expect("lock");
+    s.message_bodies.push(("create message", body.clone()));
     if let Some(limited) = take_fault(&mut s, RouteKind::CreateMessage) {
         return limited;
     }
@@ -800,6 +809,7 @@ async fn edit_message(
     }
     let body = parse_body(&body);
     let mut s = state.lock().expect("lock");
+    s.message_bodies.push(("edit message", body.clone()));
     if let Some(limited) = take_fault(&mut s, RouteKind::EditMessage) {
         return limited;
     }
@@ -885,6 +895,8 @@ async fn interaction_callback(
 ) -> Response {
     let body = parse_body(&body);
     let mut s = state.lock().expect("lock");
+    s.message_bodies
+        .push(("interaction callback", body.clone()));
     if let Some(limited) = take_fault(&mut s, RouteKind::Callback) {
         return limited;
     }
@@ -1009,6 +1021,7 @@ async fn edit_original(
     }
     let body = parse_body(&body);
     let mut s = state.lock().expect("lock");
+    s.message_bodies.push(("edit original", body.clone()));
     match find_original(&mut s, &token) {
         Some(stored) => {
             apply_edit(stored, &body);
@@ -1035,6 +1048,7 @@ async fn create_followup(
 ) -> Response {
     let body = parse_body(&body);
     let mut s = state.lock().expect("lock");
+    s.message_bodies.push(("follow-up", body.clone()));
     let id = next_id(&mut s);
     let channel = s
         .interactions

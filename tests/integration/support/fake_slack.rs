@@ -158,6 +158,11 @@ struct Socket {
     acked: HashSet<String>,
     /// Acknowledgements that named no envelope sent, or came twice.
     bad_acks: Vec<String>,
+    /// How many more connections are accepted and closed (1011) before `hello`, as Slack
+    /// does in an incident.
+    close_before_hello: usize,
+    /// How many more connections are closed (1011) right after `hello`.
+    close_after_hello: usize,
 }
 
 #[derive(Default)]
@@ -172,6 +177,8 @@ struct Recorded {
     rate_limited: usize,
     /// Channels the bot is not a member of.
     not_in_channel: HashSet<String>,
+    /// Method → the `ok: false` error it answers for every token (a revoked token).
+    refusals: HashMap<String, &'static str>,
     socket: Socket,
 }
 
@@ -222,6 +229,28 @@ impl FakeSlack {
     /// The next `count` calls of `method` get `429` with `Retry-After: 1`.
     pub(crate) fn rate_limit(&self, method: &str, count: usize) {
         self.with(|s| s.rate_limits.insert(method.to_owned(), count));
+    }
+
+    /// Every call of `method` from now on gets `{"ok": false, "error": error}`, as Slack
+    /// answers a revoked or wrong token (`invalid_auth`, `token_revoked`, …).
+    pub(crate) fn refuse(&self, method: &str, error: &'static str) {
+        self.with(|s| s.refusals.insert(method.to_owned(), error));
+    }
+
+    /// The next `count` Socket Mode connections are accepted and closed (1011) before
+    /// `hello`.
+    pub(crate) fn close_before_hello(&self, count: usize) {
+        self.with(|s| s.socket.close_before_hello = count);
+    }
+
+    /// The next `count` Socket Mode connections say `hello` and are closed (1011) at once.
+    pub(crate) fn close_after_hello(&self, count: usize) {
+        self.with(|s| s.socket.close_after_hello = count);
+    }
+
+    /// How many connections were closed before `hello` so far.
+    pub(crate) fn closed_before_hello(&self) -> usize {
+        self.with(|s| s.socket.connections - s.socket.hellos)
     }
 
     pub(crate) fn rate_limited(&self) -> usize {
@@ -645,6 +674,9 @@ async fn web_api(
         )
             .into_response();
     }
+    if let Some(error) = s.refusals.get(&method) {
+        return slack_error(error);
+    }
     let expected = if method == "apps.connections.open" {
         APP_TOKEN
     } else {
@@ -792,6 +824,24 @@ async fn serve_socket(stream: tokio::net::TcpStream, state: Arc<Mutex<Recorded>>
         return;
     };
     let (mut sink, mut source) = socket.split();
+    let refused = {
+        let mut s = state.lock().expect("lock");
+        let refused = s.socket.close_before_hello > 0;
+        if refused {
+            s.socket.close_before_hello -= 1;
+            s.socket.connections += 1;
+        }
+        refused
+    };
+    if refused {
+        let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Error,
+            reason: "server error".into(),
+        };
+        let _ = sink.send(Frame::Close(Some(close))).await;
+        let _ = sink.close().await;
+        return;
+    }
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     // Slack sends hello first, then whatever was not acknowledged on earlier connections.
     let backlog: Vec<String> = {
@@ -829,6 +879,22 @@ async fn serve_socket(stream: tokio::net::TcpStream, state: Arc<Mutex<Recorded>>
             close_socket(&state);
             return;
         }
+    }
+    let hang_up = {
+        let mut s = state.lock().expect("lock");
+        let hang_up = s.socket.close_after_hello > 0;
+        s.socket.close_after_hello = s.socket.close_after_hello.saturating_sub(1);
+        hang_up
+    };
+    if hang_up {
+        let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Error,
+            reason: "server error".into(),
+        };
+        let _ = sink.send(Frame::Close(Some(close))).await;
+        let _ = sink.close().await;
+        close_socket(&state);
+        return;
     }
     // Slack pings its Socket Mode clients every few seconds.
     let mut ping = tokio::time::interval(Duration::from_secs(5));
