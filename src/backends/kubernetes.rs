@@ -54,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
+use super::toolkit::{Follow, Look};
 use super::{VersionSource, distinct_versions, error_chain, image_tag};
 use crate::config::{KubernetesBackendConfig, ServiceConfig};
 use crate::core::backend::{
@@ -1297,89 +1298,72 @@ impl DeployBackend for KubernetesBackend {
             name: handle.deployment.clone(),
             version_from: VersionFrom::Image,
         };
-        let mut last: Option<String> = None;
-        let follow = async {
-            let mut failures = 0;
-            loop {
-                match self.get_deployment(&deployment, Phase::Follow).await {
-                    Ok(object) => {
-                        failures = 0;
-                        let template = object
-                            .spec
-                            .as_ref()
-                            .map(|spec| template_value(&spec.template))
-                            .unwrap_or(Value::Null);
-                        if template != handle.template {
-                            return Ok(Outcome::Failed(format!(
-                                "{deployment} was changed again by someone else while the \
-                                 rollback to revision {} was followed; check `kubectl rollout \
-                                 history deployment/{} -n {}` to see what runs now",
-                                handle.revision, deployment.name, deployment.namespace
-                            )));
-                        }
-                        match rollout_status(&object) {
-                            Rollout::Complete(detail) => {
-                                return Ok(Outcome::Succeeded(format!(
-                                    "{deployment} rolled out the template of revision {}: {detail}",
-                                    handle.revision
-                                )));
-                            }
-                            Rollout::DeadlineExceeded(message) => {
-                                return Ok(Outcome::Failed(format!(
-                                    "{deployment} exceeded its progress deadline rolling back to \
-                                     revision {}{}. Its new pods are not becoming available: check \
-                                     `kubectl get pods -n {}` and `kubectl describe deployment/{} \
-                                     -n {}`; the earlier revision may be broken too",
-                                    handle.revision,
-                                    if message.is_empty() {
-                                        String::new()
-                                    } else {
-                                        format!(" ({message})")
-                                    },
-                                    deployment.namespace,
-                                    deployment.name,
-                                    deployment.namespace
-                                )));
-                            }
-                            Rollout::Progressing(line) => {
-                                if last.as_ref() != Some(&line) {
-                                    progress(line.clone());
-                                    last = Some(line);
-                                }
-                            }
-                        }
-                    }
-                    Err(error)
-                        if matches!(
-                            error.kind,
-                            BackendErrorKind::Unavailable | BackendErrorKind::Timeout
-                        ) && failures < FOLLOW_READ_FAILURES =>
-                    {
-                        failures += 1;
-                        tracing::warn!(backend = %self.name, %deployment, %error, "reading the Deployment failed; retrying");
-                    }
-                    Err(error) => return Err(error),
-                }
-                tokio::time::sleep(self.poll_interval).await;
-            }
+        let follow = Follow {
+            backend: &self.name,
+            subject: &deployment,
+            every: self.poll_interval,
+            within: self.timeout,
+            tolerated_read_failures: FOLLOW_READ_FAILURES,
         };
-        match tokio::time::timeout(self.timeout, follow).await {
-            Ok(result) => result,
-            Err(_) => Err(BackendError::new(
-                BackendErrorKind::Timeout,
-                format!(
-                    "the rollout of {deployment} back to revision {} did not finish within {}{}; \
-                     it may still be progressing. Check `kubectl rollout status deployment/{} -n \
-                     {}` before retrying",
-                    handle.revision,
-                    humantime::format_duration(self.timeout),
-                    last.map(|l| format!(" (last seen: {l})"))
-                        .unwrap_or_default(),
-                    deployment.name,
-                    deployment.namespace
-                ),
-            )),
-        }
+        follow
+            .until(
+                progress,
+                || async {
+                    let object = self.get_deployment(&deployment, Phase::Follow).await?;
+                    let template = object
+                        .spec
+                        .as_ref()
+                        .map(|spec| template_value(&spec.template))
+                        .unwrap_or(Value::Null);
+                    if template != handle.template {
+                        return Ok(Look::Done(Outcome::Failed(format!(
+                            "{deployment} was changed again by someone else while the \
+                             rollback to revision {} was followed; check `kubectl rollout \
+                             history deployment/{} -n {}` to see what runs now",
+                            handle.revision, deployment.name, deployment.namespace
+                        ))));
+                    }
+                    Ok(match rollout_status(&object) {
+                        Rollout::Complete(detail) => Look::Done(Outcome::Succeeded(format!(
+                            "{deployment} rolled out the template of revision {}: {detail}",
+                            handle.revision
+                        ))),
+                        Rollout::DeadlineExceeded(message) => Look::Done(Outcome::Failed(format!(
+                            "{deployment} exceeded its progress deadline rolling back to \
+                                 revision {}{}. Its new pods are not becoming available: check \
+                                 `kubectl get pods -n {}` and `kubectl describe deployment/{} \
+                                 -n {}`; the earlier revision may be broken too",
+                            handle.revision,
+                            if message.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({message})")
+                            },
+                            deployment.namespace,
+                            deployment.name,
+                            deployment.namespace
+                        ))),
+                        Rollout::Progressing(line) => Look::running(line),
+                    })
+                },
+                |last| {
+                    BackendError::new(
+                        BackendErrorKind::Timeout,
+                        format!(
+                            "the rollout of {deployment} back to revision {} did not finish \
+                             within {}{}; it may still be progressing. Check `kubectl rollout \
+                             status deployment/{} -n {}` before retrying",
+                            handle.revision,
+                            humantime::format_duration(self.timeout),
+                            last.map(|l| format!(" (last seen: {l})"))
+                                .unwrap_or_default(),
+                            deployment.name,
+                            deployment.namespace
+                        ),
+                    )
+                },
+            )
+            .await
     }
 }
 
