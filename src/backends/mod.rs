@@ -11,7 +11,7 @@ pub mod helm;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod simulated;
-mod toolkit;
+pub(crate) mod toolkit;
 pub mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
