@@ -999,3 +999,73 @@ async fn every_message_on_the_wire_parses_no_mentions_and_outside_text_cannot_pi
         "the author is shown, defused: {shown}"
     );
 }
+
+// --- private replies that follow the plan -----------------------------------------------
+
+#[tokio::test]
+async fn the_private_rolling_back_reply_is_replaced_by_the_outcome() {
+    let discord = spawn_discord("http").await;
+    discord.deploys().await;
+    discord
+        .app
+        .fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = discord.summary().await;
+    let confirmation = discord.press_rollback(&alice(), &summary).await;
+    let confirm_id = confirmation.button("Confirm").expect("Confirm");
+    let confirm = discord
+        .fake
+        .component_interaction(&alice(), &confirmation, &confirm_id);
+    discord.interact(&confirm).await;
+
+    let settled = discord
+        .fake
+        .wait_for_update(&confirmation.id, "The thread has the details.")
+        .await;
+    let text = settled.text();
+    assert!(
+        text.contains("✅ Rolled back checkout production from v42 to v41"),
+        "{text}"
+    );
+    assert!(!text.contains("Rolling back"), "{text}");
+    assert!(settled.buttons().is_empty());
+    assert!(
+        discord
+            .fake
+            .message_bodies()
+            .iter()
+            .any(|(route, _)| *route == "edit original"),
+        "edited through PATCH /webhooks/{{application}}/{{token}}/messages/@original"
+    );
+}
+
+#[tokio::test]
+async fn a_confirm_step_left_open_stops_offering_confirm_once_someone_else_rolled_back() {
+    let discord = spawn_discord("http").await;
+    discord.deploys().await;
+    discord
+        .app
+        .fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = discord.summary().await;
+    let bobs_step = discord.press_rollback(&bob(), &summary).await;
+    assert!(bobs_step.button("Confirm").is_some());
+
+    let confirmation = discord.press_rollback(&alice(), &summary).await;
+    let confirm_id = confirmation.button("Confirm").expect("Confirm");
+    let confirm = discord
+        .fake
+        .component_interaction(&alice(), &confirmation, &confirm_id);
+    discord.interact(&confirm).await;
+
+    let settled = discord
+        .fake
+        .wait_for_update(&bobs_step.id, "The thread has the details.")
+        .await;
+    assert!(
+        settled.buttons().is_empty(),
+        "no Confirm button is left: {}",
+        settled.text()
+    );
+    assert!(settled.text().contains("by Alice"), "{}", settled.text());
+}
