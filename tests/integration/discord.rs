@@ -1069,3 +1069,43 @@ async fn a_confirm_step_left_open_stops_offering_confirm_once_someone_else_rolle
     );
     assert!(settled.text().contains("by Alice"), "{}", settled.text());
 }
+
+#[tokio::test]
+async fn a_resolved_incident_turns_the_alert_post_and_the_summary_green_without_buttons() {
+    let discord = spawn_discord("http").await;
+    discord.deploys().await;
+    discord
+        .app
+        .fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let post = discord.fake.wait_for_text("🚨").await;
+    let summary = discord.summary().await;
+    assert!(summary.button("Roll back").is_some());
+
+    let response = discord
+        .app
+        .post_webhook(
+            "/webhooks/alertmanager",
+            &crate::support::alertmanager("HighErrorRate", "checkout", "production", "resolved"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let header = discord.fake.wait_for_update(&post.id, "✅").await;
+    assert!(!header.text().contains('🚨'), "{}", header.text());
+    let resolved = discord
+        .fake
+        .wait_for_update(&summary.id, "No rollback button: the alert resolved at")
+        .await;
+    assert!(
+        resolved.text().contains("✅ Resolved at"),
+        "{}",
+        resolved.text()
+    );
+    assert!(resolved.buttons().is_empty(), "{}", resolved.text());
+    assert_eq!(
+        resolved.json["embeds"][0]["color"].as_u64(),
+        Some(0x57F287),
+        "the success colour, no longer red"
+    );
+}
