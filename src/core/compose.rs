@@ -1213,5 +1213,26 @@ mod tests {
             assert!(!message.text.contains("thread"), "{}", message.text);
             assert_eq!(message.tone, Tone::Danger);
         }
+
+        #[test]
+        fn the_deploys_command_names_the_end_of_each_deploy_with_its_zone_and_links_commits() {
+            let repository =
+                Repository::parse("https://gitlab.com/acme/checkout", None).expect("ok");
+            let message = deploy_list(
+                "Recent deploys of checkout",
+                &[deploy("v42", "e4f5a6b", -19)],
+                at(1),
+                &|_| Some(repository.clone()),
+            );
+            let plain = message.to_plain();
+            assert!(
+                plain.contains("v42 by ada · finished 14:56 UTC, 20 min ago · succeeded"),
+                "{plain}"
+            );
+            assert!(
+                plain.contains("<https://gitlab.com/acme/checkout/-/commit/e4f5a6b>"),
+                "{plain}"
+            );
+        }
     }
 }
