@@ -445,17 +445,17 @@ impl Inbound {
     /// the `response_url`); a replacement updates the pressed message.
     async fn answer_press(&self, interaction: &Interaction, reply: Reply) {
         let channel = interaction_channel(interaction);
+        let ephemeral_source = interaction
+            .response_url
+            .as_ref()
+            .filter(|_| on_ephemeral(interaction));
         let result = match (reply, &channel) {
             (Reply::None, _) => return,
             // A press on an ephemeral message (a plan answered privately) is answered in
             // its place, where the outcome replaces it later.
-            (Reply::Private(message), Some(_))
-                if on_ephemeral(interaction) && interaction.response_url.is_some() =>
-            {
-                match &interaction.response_url {
-                    Some(url) => self.chat.respond(url, &message, true).await,
-                    None => return,
-                }
+            (Reply::Private(message), Some(_)) if ephemeral_source.is_some() => {
+                let Some(url) = ephemeral_source else { return };
+                self.chat.respond(url, &message, true).await
             }
             (Reply::Private(message), Some(channel)) => {
                 let sent = self
