@@ -1051,6 +1051,13 @@ impl Bot {
                 return;
             }
         };
+        if let Some(resolved_at) = group.resolved_at {
+            // Confirm steps still open say, like the summary, that the alert is over.
+            for plan in plans.iter().filter(|p| p.state.is_open()) {
+                let message = compose::prompt_after_resolution(plan, resolved_at);
+                self.replace_private_replies(plan, message).await;
+            }
+        }
         for plan in plans
             .into_iter()
             .filter(|p| p.state == PlanState::Succeeded && p.verified_at.is_none())
@@ -2001,11 +2008,13 @@ impl Bot {
     /// The plan is over: its private replies (Confirm steps nobody answered, "Rolling
     /// back…") are replaced by its outcome where the platform allows.
     async fn settle_private_replies(&self, plan: &RollbackPlan) {
+        self.replace_private_replies(plan, compose::private_outcome(plan, self.now()))
+            .await;
+    }
+
+    /// Replaces every private reply kept for `plan` with `message`, once.
+    async fn replace_private_replies(&self, plan: &RollbackPlan, message: Message) {
         let replies = lock(&self.inner.private_replies).take(&plan.id);
-        if replies.is_empty() {
-            return;
-        }
-        let message = compose::private_outcome(plan, self.now());
         for reply in replies {
             let Some(chat) = self.inner.chats.get(reply.platform) else {
                 continue;

@@ -638,6 +638,18 @@ pub fn private_outcome(plan: &RollbackPlan, now: DateTime<Utc>) -> Message {
     Message::plain(text).with_tone(tone)
 }
 
+/// What an open Confirm step becomes once the alert its plan was offered for resolved:
+/// no Confirm button, and how to get a rollback anyway.
+pub fn prompt_after_resolution(plan: &RollbackPlan, resolved_at: DateTime<Utc>) -> Message {
+    Message::plain(format!(
+        "The alert resolved at {}, so this rollback of {} is no longer offered here. Use /breakwater rollback {} {} if it is still needed.",
+        clock(resolved_at),
+        plan.target,
+        plan.target.service,
+        plan.target.environment
+    ))
+}
+
 /// A message about a plan that stands on its own (commands, stale re-offers).
 pub fn plan_message(
     plan: &RollbackPlan,

@@ -1109,3 +1109,38 @@ async fn a_resolved_incident_turns_the_alert_post_and_the_summary_green_without_
         "the success colour, no longer red"
     );
 }
+
+#[tokio::test]
+async fn a_confirm_step_left_open_says_so_once_the_alert_resolved() {
+    let discord = spawn_discord("http").await;
+    discord.deploys().await;
+    discord
+        .app
+        .fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = discord.summary().await;
+    let step = discord.press_rollback(&bob(), &summary).await;
+    assert!(step.button("Confirm").is_some());
+
+    let response = discord
+        .app
+        .post_webhook(
+            "/webhooks/alertmanager",
+            &crate::support::alertmanager("HighErrorRate", "checkout", "production", "resolved"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let settled = discord
+        .fake
+        .wait_for_update(&step.id, "is no longer offered here")
+        .await;
+    assert!(settled.buttons().is_empty(), "{}", settled.text());
+    assert!(
+        settled
+            .text()
+            .contains("Use /breakwater rollback checkout production if it is still needed."),
+        "{}",
+        settled.text()
+    );
+}
