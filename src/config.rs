@@ -17,6 +17,7 @@ use url::Url;
 use crate::core::alert::KnownService;
 use crate::core::deploy::{Environment, ServiceName};
 use crate::core::policy::{FreezeWindow, Policy, Principal};
+use crate::core::repository::{Repository, RepositoryError};
 
 /// Where `serve` looks when neither `--config` nor `$BREAKWATER_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/breakwater.toml";
@@ -255,6 +256,8 @@ pub struct ServiceConfig {
     pub deployment: Option<String>,
     pub release: Option<String>,
     pub version_from: Option<String>,
+    /// `repository` (+ `repository_kind`): where commits and compares of its deploys link.
+    pub repository: Option<Repository>,
 }
 
 impl ServiceConfig {
@@ -590,6 +593,8 @@ struct RawService {
     deployment: Option<String>,
     release: Option<String>,
     version_from: Option<String>,
+    repository: Option<String>,
+    repository_kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1594,6 +1599,25 @@ impl Validator<'_> {
                     format!("{channel:?} is not a channel id like C0123ABCD"),
                 );
             }
+            let repository = match (&raw.repository, &raw.repository_kind) {
+                (Some(url), kind) => Repository::parse(url, kind.as_deref())
+                    .map_err(|error| {
+                        let key = match error {
+                            RepositoryError::BadKind(_) => "repository_kind",
+                            _ => "repository",
+                        };
+                        self.problem(join(&path, key), error.to_string());
+                    })
+                    .ok(),
+                (None, Some(_)) => {
+                    self.problem(
+                        join(&path, "repository_kind"),
+                        "is set but repository is not: set repository = \"https://HOST/OWNER/NAME\"",
+                    );
+                    None
+                }
+                (None, None) => None,
+            };
             let service = ServiceConfig {
                 name,
                 environments,
@@ -1609,6 +1633,7 @@ impl Validator<'_> {
                 deployment: raw.deployment,
                 release: raw.release,
                 version_from: raw.version_from,
+                repository,
             };
             self.service_backend_keys(&path, &service, backends);
             services.push(service);
@@ -2306,6 +2331,36 @@ mod tests {
             problems
                 .iter()
                 .any(|p| p.contains("server.max_connections")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_repository_is_read_with_its_kind_inferred_from_the_host() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\nrepository = \"https://github.com/acme/checkout\"",
+        );
+        let config = parse(&text).expect("valid");
+        let repository = config.services[0].repository.as_ref().expect("set");
+        assert_eq!(
+            repository.commit_url("abc123").as_deref(),
+            Some("https://github.com/acme/checkout/commit/abc123")
+        );
+    }
+
+    #[test]
+    fn a_self_hosted_repository_without_a_kind_is_refused_naming_the_key() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\nrepository = \"https://git.acme.internal/acme/checkout\"",
+        );
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("services[0] (checkout).repository:")
+                    && p.contains("repository_kind")),
             "{problems:?}"
         );
     }

@@ -28,3 +28,4 @@ mod server_limits;
 mod slack;
 mod store;
 mod support;
+mod threads;
