@@ -90,7 +90,22 @@ async fn the_example_configuration_is_valid() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("audit-key");
     std::fs::write(&key, "k".repeat(40)).expect("write");
-    let example = std::fs::read_to_string(concat!(
+    // The files and programs the example names, under the temporary directory, since
+    // check-config checks that they exist.
+    let host = dir.path().join("host");
+    for directory in ["usr/local/bin", "srv/deploy", "etc/breakwater"] {
+        std::fs::create_dir_all(host.join(directory)).expect("mkdir");
+    }
+    for file in ["etc/breakwater/argocd-ca.pem", "etc/breakwater/kubeconfig"] {
+        std::fs::write(host.join(file), "").expect("write");
+    }
+    for program in ["usr/local/bin/rollback", "usr/local/bin/helm"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(host.join(program), "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(host.join(program), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let mut example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/config/breakwater.toml"
     ))
@@ -99,6 +114,12 @@ async fn the_example_configuration_is_valid() {
         "/run/secrets/breakwater-audit-key",
         &key.display().to_string(),
     );
+    for prefix in ["/usr/local/bin/", "/srv/deploy", "/etc/breakwater/"] {
+        example = example.replace(
+            &format!("\"{prefix}"),
+            &format!("\"{}{prefix}", host.display()),
+        );
+    }
     let path = dir.path().join("breakwater.toml");
     std::fs::write(&path, example).expect("write");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_breakwater"))
