@@ -489,6 +489,55 @@ async fn serve_says_a_file_that_is_not_a_database_is_not_one() {
     );
 }
 
+#[cfg(unix)]
+/// `breakwater ARGS` as a user whom file permissions apply to: as root (which they do
+/// not bind) through `setpriv` as `nobody`; `None` when that is not possible here.
+async fn run_unprivileged(args: &[&str]) -> Option<Output> {
+    if !rustix::process::geteuid().is_root() {
+        return Some(run(args, &[]).await);
+    }
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())?;
+    let output = tokio::process::Command::new(setpriv)
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_breakwater"))
+        .args(args)
+        .env_remove("BREAKWATER_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("run breakwater");
+    Some(output)
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn serve_names_a_sqlite_directory_it_may_not_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, path) = config_file("[database]\nurl = \"sqlite://{dir}/locked/breakwater.db\"\n");
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).expect("mkdir");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let Some(output) = run_unprivileged(&["serve", "--config", &path.display().to_string()]).await
+    else {
+        eprintln!("skipping: running as root without setpriv to drop privileges");
+        return;
+    };
+
+    let dir = dir.path().display();
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: cannot open the database sqlite://{dir}/locked/breakwater.db: permission \
+             denied on {dir}/locked; let the user breakwater runs as read and write it, or change \
+             the path in database.url\n"
+        )
+    );
+}
+
 #[tokio::test]
 async fn serve_names_a_refused_postgres_connection_without_the_password() {
     let output = serve_with_database("postgres://breakwater:hunter2@127.0.0.1:1/app").await;
