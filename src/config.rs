@@ -916,6 +916,7 @@ impl<'a> Validator<'a> {
                 default_runner_id(listen)
             }
         };
+        let problems_before = self.problems.len();
         let interval = self.duration(
             "server.heartbeat_interval",
             raw.heartbeat_interval.as_deref(),
@@ -926,7 +927,8 @@ impl<'a> Validator<'a> {
             raw.heartbeat_timeout.as_deref(),
             Duration::from_secs(15),
         );
-        if timeout < interval * 2 {
+        // Compared only when both were read: a bad one is already reported.
+        if timeout < interval * 2 && self.problems.len() == problems_before {
             self.problem(
                 "server.heartbeat_timeout",
                 format!(
@@ -1143,6 +1145,8 @@ impl<'a> Validator<'a> {
 
     fn slack(&mut self, value: toml::Value) -> Option<SlackConfig> {
         let raw: RawSlack = self.section("slack", value)?;
+        // With a mode that is not one, what that mode would require is not asked for too.
+        let mut mode_known = true;
         let mode = match raw.mode.as_deref().unwrap_or("socket") {
             "socket" => SlackMode::Socket,
             "http" => SlackMode::Http,
@@ -1151,6 +1155,7 @@ impl<'a> Validator<'a> {
                     "slack.mode",
                     format!("{other:?} must be \"socket\" or \"http\""),
                 );
+                mode_known = false;
                 SlackMode::Socket
             }
         };
@@ -1167,7 +1172,7 @@ impl<'a> Validator<'a> {
             self.problem("slack.bot_token", "must be a bot token starting with xoxb-");
         }
         let app_token = self.optional_secret("slack.app_token", raw.app_token.as_ref());
-        if mode == SlackMode::Socket {
+        if mode == SlackMode::Socket && mode_known {
             match &app_token {
                 None if raw.app_token.is_none() => self.problem(
                     "slack.app_token",
@@ -1355,7 +1360,7 @@ impl<'a> Validator<'a> {
                 }
             })
             .collect::<Vec<_>>();
-        if raw.trusted_proxy_header.is_some() && trusted_proxies.is_empty() {
+        if raw.trusted_proxy_header.is_some() && raw.trusted_proxies.is_empty() {
             self.problem(
                 "console.trusted_proxies",
                 "is required with trusted_proxy_header: the header is only believed from these addresses",
@@ -2337,6 +2342,45 @@ mod tests {
         assert!(
             problems[0].starts_with("services[0].aliases:"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_slack_mode_is_not_then_held_to_socket_mode() {
+        let problems = parse(&VALID.replace(
+            "app_token = \"${SLACK_APP_TOKEN}\"",
+            "mode = \"htpp\"\n        signing_secret = \"${HOOK_SECRET}\"",
+        ))
+        .expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["slack.mode: \"htpp\" must be \"socket\" or \"http\"".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_bad_heartbeat_interval_is_not_then_compared_with_the_timeout() {
+        let problems = parse(&VALID.replace(
+            "listen = \"0.0.0.0:9000\"",
+            "listen = \"0.0.0.0:9000\"\n        heartbeat_interval = \"often\"\n        heartbeat_timeout = \"8s\"",
+        ))
+        .expect_err("invalid");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("server.heartbeat_interval:"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_not_then_reported_missing() {
+        let problems = parse(&format!(
+            "{VALID}\n[console]\ntrusted_proxy_header = \"X-User\"\ntrusted_proxies = [\"proxy\"]\n"
+        ))
+        .expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["console.trusted_proxies[0]: \"proxy\" is not an IP address".to_owned()]
         );
     }
 
