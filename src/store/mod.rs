@@ -1,7 +1,8 @@
 //! Persistence behind one trait: deploys, alerts and their groups, rollback plans with
 //! conditional state transitions, processed-event claims, the audit chain, and leases (a
 //! role one replica holds at a time). SQLite (default) and PostgreSQL (several replicas)
-//! implement it and pass the same tests. `backup` copies a SQLite store online.
+//! implement it and pass the same tests. `backup` copies a SQLite store online; `open`
+//! turns a database that cannot be opened into one line with the cause and the fix.
 //!
 //! Times are stored as integer microseconds since the Unix epoch and structured values
 //! as JSON text, so both databases hold the same bytes and compare times the same way.
