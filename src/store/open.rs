@@ -51,6 +51,8 @@ pub enum OpenCause {
         .0.display()
     )]
     ReadOnly(PathBuf),
+    #[error("{} does not exist; correct the path in database.url", .0.display())]
+    FileMissing(PathBuf),
     #[error(
         "{} is a directory; database.url must name a file, such as sqlite://{}/breakwater.db",
         .0.display(),
@@ -192,6 +194,25 @@ pub async fn check(url: &str) -> Result<(), OpenError> {
         .map_err(|error| fail(sqlite_cause(&path, &StoreError::from(error))))
 }
 
+/// Why a command that reads an existing SQLite database and never creates one (`backup`)
+/// could not open the one `url` names.
+pub(super) fn existing_sqlite(url: &str, error: &sqlx::Error) -> OpenError {
+    let path = SqliteConnectOptions::from_str(url)
+        .map(|options| options.get_filename().to_owned())
+        .ok();
+    let cause = match path {
+        Some(path) if directory_of(&path).is_dir() && !path.exists() => {
+            OpenCause::FileMissing(shown(&path))
+        }
+        Some(path) => sqlite_driver_cause(&path, error),
+        None => OpenCause::Other(driver_message(error)),
+    };
+    OpenError {
+        url: redact(url),
+        cause,
+    }
+}
+
 fn postgres_options(url: &str) -> Result<PgConnectOptions, OpenError> {
     url.parse().map_err(|error| OpenError {
         url: redact(url),
@@ -280,13 +301,17 @@ fn file_problem(path: &Path) -> Option<OpenCause> {
 /// SQLite failed although the file and directory looked usable: the directory may refuse
 /// the new file (or the journal beside it), or the file is not a database.
 fn sqlite_cause(path: &Path, error: &StoreError) -> OpenCause {
+    store_cause(error, |error| sqlite_driver_cause(path, error))
+}
+
+fn sqlite_driver_cause(path: &Path, error: &sqlx::Error) -> OpenCause {
     if let Some(cause) = file_problem(path) {
         return cause;
     }
     if let Err(io) = tempfile::tempfile_in(directory_of(path)) {
         return io_cause(&directory_of(path), &io);
     }
-    store_cause(error, |error| match error {
+    match error {
         sqlx::Error::Database(db) => match db.code().and_then(|c| c.parse::<i64>().ok()) {
             // SQLITE_READONLY, SQLITE_NOTADB (primary codes, in the low byte).
             Some(code) if code & 0xff == 8 => OpenCause::ReadOnly(shown(path)),
@@ -294,7 +319,7 @@ fn sqlite_cause(path: &Path, error: &StoreError) -> OpenCause {
             _ => OpenCause::Other(db.message().to_owned()),
         },
         other => OpenCause::Other(driver_message(other)),
-    })
+    }
 }
 
 /// The cause in a store error: the driver's error as `driver` reads it, or a migration

@@ -539,6 +539,34 @@ async fn serve_names_a_sqlite_directory_it_may_not_write() {
 }
 
 #[tokio::test]
+async fn backup_names_a_database_file_that_does_not_exist() {
+    let (dir, path) = config_file("[database]\nurl = \"sqlite://{dir}/breakwatr.db\"\n");
+    let to = dir.path().join("copy.db");
+
+    let output = run(
+        &[
+            "backup",
+            "--config",
+            &path.display().to_string(),
+            "--to",
+            &to.display().to_string(),
+        ],
+        &[],
+    )
+    .await;
+
+    let dir = dir.path().display();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: cannot open the database sqlite://{dir}/breakwatr.db: {dir}/breakwatr.db does \
+             not exist; correct the path in database.url\n"
+        )
+    );
+}
+
+#[tokio::test]
 async fn serve_names_a_refused_postgres_connection_without_the_password() {
     let output = serve_with_database("postgres://breakwater:hunter2@127.0.0.1:1/app").await;
 
