@@ -68,9 +68,8 @@ impl Application {
         let config = Arc::new(config);
         let store = match overrides.store {
             Some(store) => store,
-            None => crate::store::connect(config.database.url.expose())
-                .await
-                .context("opening the database (database.url)")?,
+            // The error is already one line naming database.url, the cause and the fix.
+            None => crate::store::connect(config.database.url.expose()).await?,
         };
         let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let sealer = AuditSealer::new(

@@ -19,6 +19,9 @@ use crate::core::deploy::{Environment, ServiceName};
 use crate::core::policy::{FreezeWindow, Policy, Principal};
 use crate::core::repository::{Repository, RepositoryError};
 
+mod files;
+mod suggest;
+
 /// Where `serve` looks when neither `--config` nor `$BREAKWATER_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/breakwater.toml";
 
@@ -61,7 +64,7 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("{}", read_message(path, source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -76,11 +79,43 @@ impl ConfigError {
             Self::Read { path, source } => {
                 vec![Problem {
                     path: String::new(),
-                    message: format!("cannot read {}: {source}", path.display()),
+                    message: read_message(path, source),
                 }]
             }
             Self::Invalid(problems) => problems.clone(),
         }
+    }
+}
+
+/// Why the configuration file cannot be read; a missing one says how to name another,
+/// since the default path is relative to the directory breakwater was started in.
+fn read_message(path: &Path, error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        let place = match std::path::absolute(path) {
+            Ok(absolute) if path.is_relative() => {
+                format!("{} ({})", path.display(), absolute.display())
+            }
+            _ => path.display().to_string(),
+        };
+        format!(
+            "configuration file {place} not found; pass --config FILE or set BREAKWATER_CONFIG \
+             (default: {DEFAULT_CONFIG_PATH})"
+        )
+    } else {
+        format!(
+            "cannot read the configuration file {}: {}",
+            path.display(),
+            io_message(error)
+        )
+    }
+}
+
+/// An I/O error's words without the trailing "(os error N)", for messages to operators.
+pub(crate) fn io_message(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
     }
 }
 
@@ -420,11 +455,7 @@ impl Config {
     }
 
     fn parse_with(text: &str, secrets: &dyn SecretResolver) -> Result<Self, ConfigError> {
-        let mut v = Validator {
-            problems: Vec::new(),
-            warnings: Vec::new(),
-            secrets,
-        };
+        let mut v = Validator::new(secrets);
         let config = v.config(text);
         match config {
             Some(mut config) if v.problems.is_empty() => {
@@ -500,7 +531,16 @@ impl SecretResolver for EnvSecrets {
         };
         std::fs::read_to_string(&full)
             .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|e| format!("cannot read secret file {}: {e}", full.display()))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    format!("secret file {} does not exist", full.display())
+                }
+                _ => format!(
+                    "cannot read secret file {}: {}",
+                    full.display(),
+                    io_message(&e)
+                ),
+            })
     }
 }
 
@@ -697,6 +737,12 @@ struct Validator<'a> {
     problems: Vec<Problem>,
     warnings: Vec<Problem>,
     secrets: &'a dyn SecretResolver,
+    /// Every `[backends.NAME]` written, with its kind when that is one breakwater knows,
+    /// including those with problems: a service naming a broken backend is not told the
+    /// backend does not exist (one mistake, one problem).
+    declared_backends: BTreeMap<String, Option<String>>,
+    /// The names of every `[[services]]` written, valid or not, in lower case.
+    declared_services: HashSet<String>,
 }
 
 const SECTIONS: &[&str] = &[
@@ -713,7 +759,17 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    fn new(secrets: &'a dyn SecretResolver) -> Self {
+        Self {
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            secrets,
+            declared_backends: BTreeMap::new(),
+            declared_services: HashSet::new(),
+        }
+    }
+
     fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
@@ -728,21 +784,40 @@ impl Validator<'_> {
         });
     }
 
-    /// Deserializes one value, reporting unknown keys and the first type error by path.
+    /// Deserializes one value, reporting unknown keys (with the nearest known one) and the
+    /// first type error by path. A required key reported missing because it was misspelt
+    /// is reported once, as the misspelling.
     fn section<T: DeserializeOwned>(&mut self, path: &str, value: toml::Value) -> Option<T> {
-        let mut unknown: Vec<String> = Vec::new();
-        let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+        let mut unknown: Vec<(String, String, Option<&'static str>)> = Vec::new();
+        let mut record = |p: serde_ignored::Path<'_>| {
+            let steps = suggest::steps(&p);
+            let (word, known) = match steps.split_last() {
+                Some((suggest::Step::Key(word), parents)) => {
+                    (word.clone(), suggest::known_keys::<T>(parents))
+                }
+                _ => (p.to_string(), None),
+            };
+            let nearest = known.and_then(|known| suggest::nearest(&word, known));
+            let message = suggest::unknown_key_message(&word, known);
+            unknown.push((p.to_string(), message, nearest));
+        };
         let result: Result<T, _> =
             serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record));
-        for key in unknown {
-            self.problem(join(path, &key), "unknown key");
+        let suggested: Vec<&'static str> = unknown.iter().filter_map(|(_, _, n)| *n).collect();
+        for (key, message, _) in unknown {
+            self.problem(join(path, &key), message);
         }
         match result {
             Ok(value) => Some(value),
             Err(error) => {
                 let at = error.path().to_string();
                 let message = error.inner().message().to_owned();
-                self.problem(join(path, &at), message);
+                let misspelt = suggested
+                    .iter()
+                    .any(|key| message == format!("missing field `{key}`"));
+                if !misspelt {
+                    self.problem(join(path, &at), message);
+                }
                 None
             }
         }
@@ -767,10 +842,11 @@ impl Validator<'_> {
         let keys: Vec<String> = table.keys().cloned().collect();
         for key in keys {
             if !SECTIONS.contains(&key.as_str()) {
-                self.problem(
-                    key.clone(),
-                    format!("unknown section (known: {})", SECTIONS.join(", ")),
-                );
+                let message = match suggest::nearest(&key, SECTIONS) {
+                    Some(section) => format!("unknown section `{key}` — did you mean `{section}`?"),
+                    None => format!("unknown section (known: {})", SECTIONS.join(", ")),
+                };
+                self.problem(key.clone(), message);
             }
         }
         let mut take = |name: &str| table.remove(name);
@@ -845,6 +921,7 @@ impl Validator<'_> {
                 default_runner_id(listen)
             }
         };
+        let problems_before = self.problems.len();
         let interval = self.duration(
             "server.heartbeat_interval",
             raw.heartbeat_interval.as_deref(),
@@ -855,7 +932,8 @@ impl Validator<'_> {
             raw.heartbeat_timeout.as_deref(),
             Duration::from_secs(15),
         );
-        if timeout < interval * 2 {
+        // Compared only when both were read: a bad one is already reported.
+        if timeout < interval * 2 && self.problems.len() == problems_before {
             self.problem(
                 "server.heartbeat_timeout",
                 format!(
@@ -1072,6 +1150,8 @@ impl Validator<'_> {
 
     fn slack(&mut self, value: toml::Value) -> Option<SlackConfig> {
         let raw: RawSlack = self.section("slack", value)?;
+        // With a mode that is not one, what that mode would require is not asked for too.
+        let mut mode_known = true;
         let mode = match raw.mode.as_deref().unwrap_or("socket") {
             "socket" => SlackMode::Socket,
             "http" => SlackMode::Http,
@@ -1080,6 +1160,7 @@ impl Validator<'_> {
                     "slack.mode",
                     format!("{other:?} must be \"socket\" or \"http\""),
                 );
+                mode_known = false;
                 SlackMode::Socket
             }
         };
@@ -1096,7 +1177,7 @@ impl Validator<'_> {
             self.problem("slack.bot_token", "must be a bot token starting with xoxb-");
         }
         let app_token = self.optional_secret("slack.app_token", raw.app_token.as_ref());
-        if mode == SlackMode::Socket {
+        if mode == SlackMode::Socket && mode_known {
             match &app_token {
                 None if raw.app_token.is_none() => self.problem(
                     "slack.app_token",
@@ -1284,7 +1365,7 @@ impl Validator<'_> {
                 }
             })
             .collect::<Vec<_>>();
-        if raw.trusted_proxy_header.is_some() && trusted_proxies.is_empty() {
+        if raw.trusted_proxy_header.is_some() && raw.trusted_proxies.is_empty() {
             self.problem(
                 "console.trusted_proxies",
                 "is required with trusted_proxy_header: the header is only believed from these addresses",
@@ -1311,6 +1392,14 @@ impl Validator<'_> {
     }
 
     fn backends(&mut self, value: Option<toml::Value>) -> BTreeMap<String, BackendConfig> {
+        const KINDS: &[&str] = &[
+            "webhook",
+            "command",
+            "simulated",
+            "argocd",
+            "kubernetes",
+            "helm",
+        ];
         let mut backends = BTreeMap::new();
         let Some(value) = value else { return backends };
         let toml::Value::Table(table) = value else {
@@ -1319,6 +1408,7 @@ impl Validator<'_> {
         };
         for (name, value) in table {
             let path = format!("backends.{name}");
+            self.declared_backends.insert(name.clone(), None);
             let toml::Value::Table(mut body) = value else {
                 self.problem(path, "must be a table with a kind");
                 continue;
@@ -1334,6 +1424,10 @@ impl Validator<'_> {
                 }
             };
             let body = toml::Value::Table(body);
+            if KINDS.contains(&kind.as_str()) {
+                self.declared_backends
+                    .insert(name.clone(), Some(kind.clone()));
+            }
             let backend = match kind.as_str() {
                 "webhook" => self.webhook_backend(&path, body),
                 "command" => self.command_backend(&path, body),
@@ -1533,6 +1627,9 @@ impl Validator<'_> {
         let mut names_seen: HashMap<String, String> = HashMap::new();
         for (i, item) in items.into_iter().enumerate() {
             let path = format!("services[{i}]");
+            if let Some(name) = item.get("name").and_then(toml::Value::as_str) {
+                self.declared_services.insert(name.to_lowercase());
+            }
             let Some(raw) = self.section::<RawService>(&path, item) else {
                 continue;
             };
@@ -1651,7 +1748,8 @@ impl Validator<'_> {
         let mut chosen = BTreeMap::new();
         let path = join(path, "backend");
         let check = |v: &mut Self, at: &str, name: &str| -> bool {
-            if backends.contains_key(name) {
+            // A backend with problems of its own is still the one meant.
+            if backends.contains_key(name) || v.declared_backends.contains_key(name) {
                 true
             } else {
                 let known: Vec<&str> = backends.keys().map(String::as_str).collect();
@@ -1721,12 +1819,21 @@ impl Validator<'_> {
         service: &ServiceConfig,
         backends: &BTreeMap<String, BackendConfig>,
     ) {
-        let kinds: HashSet<&str> = service
-            .backends
-            .values()
-            .filter_map(|name| backends.get(name))
-            .map(BackendConfig::kind)
-            .collect();
+        let mut kinds: HashSet<String> = HashSet::new();
+        // Whether the kinds are known: not when a backend is unnamed, misnamed or of an
+        // unknown kind, already reported, so the service's keys cannot be judged by them.
+        let mut judged = service.backends.len() >= service.environments.len();
+        for name in service.backends.values() {
+            match (backends.get(name), self.declared_backends.get(name)) {
+                (Some(backend), _) => {
+                    kinds.insert(backend.kind().to_owned());
+                }
+                (None, Some(Some(kind))) => {
+                    kinds.insert(kind.clone());
+                }
+                (None, _) => judged = false,
+            }
+        }
         let keys: [(&str, bool, &[&str]); 6] = [
             ("app", service.app.is_some(), &["argocd"]),
             (
@@ -1748,7 +1855,7 @@ impl Validator<'_> {
             ),
         ];
         for (key, set, fits) in keys {
-            if set && !kinds.iter().any(|kind| fits.contains(kind)) {
+            if set && judged && !kinds.iter().any(|kind| fits.contains(&kind.as_str())) {
                 self.problem(
                     join(path, key),
                     format!("only applies to {} backends", fits.join(" and ")),
@@ -1851,7 +1958,13 @@ impl Validator<'_> {
                 .services
                 .iter()
                 .filter_map(|s| match ServiceName::parse(s) {
-                    Ok(name) if services.iter().any(|c| c.name == name) => Some(name),
+                    // A service with problems of its own is still the one meant.
+                    Ok(name)
+                        if services.iter().any(|c| c.name == name)
+                            || self.declared_services.contains(&s.to_lowercase()) =>
+                    {
+                        Some(name)
+                    }
                     Ok(name) => {
                         self.problem(
                             join(&path, "services"),
@@ -2056,11 +2169,7 @@ impl StoreConfig {
     }
 
     fn parse_with(text: &str, secrets: &dyn SecretResolver) -> Result<Self, ConfigError> {
-        let mut v = Validator {
-            problems: Vec::new(),
-            warnings: Vec::new(),
-            secrets,
-        };
+        let mut v = Validator::new(secrets);
         let mut table: toml::Table = match text.parse() {
             Ok(table) => table,
             Err(error) => {
@@ -2181,9 +2290,131 @@ mod tests {
     fn unknown_keys_are_reported_with_their_path() {
         let problems =
             parse(&VALID.replace("lookback = \"3h\"", "lookbak = \"3h\"")).expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["policy.lookbak: unknown key `lookbak` — did you mean `lookback`?".to_owned()]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_far_from_any_known_one_lists_the_known_keys() {
+        let problems =
+            parse(&VALID.replace("timeout = \"5m\"", "colour = \"red\"")).expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec![
+                "backends.deployer.colour: unknown key `colour` (known: url, secret, timeout, \
+                 poll_interval)"
+                    .to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_misspelt_required_key_is_one_problem_not_two() {
+        let problems =
+            parse(&VALID.replace("secret = \"${HOOK_SECRET}\"", "secrt = \"${HOOK_SECRET}\""))
+                .expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec![
+                "backends.deployer.secrt: unknown key `secrt` — did you mean `secret`?".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_service_naming_a_backend_with_a_bad_key_is_not_told_the_backend_is_missing() {
+        let problems =
+            parse(&VALID.replace("timeout = \"5m\"", "timeout = 5")).expect_err("invalid");
+        assert_eq!(
+            problems.len(),
+            1,
+            "only the bad key is a problem: {problems:?}"
+        );
         assert!(
-            problems.contains(&"policy.lookbak: unknown key".to_owned()),
+            problems[0].starts_with("backends.deployer.timeout:"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_unset_secret_is_one_problem_and_keys_still_fit_their_backend() {
+        let text = VALID.replace(
+            "[backends.deployer]\n        kind = \"webhook\"\n        url = \"https://deployer.internal/rollback\"\n        secret = \"${HOOK_SECRET}\"\n        timeout = \"5m\"",
+            "[backends.deployer]\n        kind = \"argocd\"\n        url = \"https://argocd.internal\"\n        token = \"${ARGOCD_TOKEN}\"",
+        )
+        .replace("backend = \"deployer\"", "backend = \"deployer\"\n        app = \"checkout-{environment}\"");
+        let problems = parse(&text).expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec![
+                "backends.deployer.token: environment variable ARGOCD_TOKEN is not set".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_freeze_naming_a_service_with_a_problem_is_not_told_the_service_is_missing() {
+        let text = VALID
+            .replace("aliases = [\"checkout-svc\"]", "aliases = \"checkout-svc\"")
+            .replace(
+                "environments = [\"production\"]\n        reason",
+                "services = [\"checkout\"]\n        reason",
+            );
+        let problems = parse(&text).expect_err("invalid");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("services[0].aliases:"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_slack_mode_is_not_then_held_to_socket_mode() {
+        let problems = parse(&VALID.replace(
+            "app_token = \"${SLACK_APP_TOKEN}\"",
+            "mode = \"htpp\"\n        signing_secret = \"${HOOK_SECRET}\"",
+        ))
+        .expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["slack.mode: \"htpp\" must be \"socket\" or \"http\"".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_bad_heartbeat_interval_is_not_then_compared_with_the_timeout() {
+        let problems = parse(&VALID.replace(
+            "listen = \"0.0.0.0:9000\"",
+            "listen = \"0.0.0.0:9000\"\n        heartbeat_interval = \"often\"\n        heartbeat_timeout = \"8s\"",
+        ))
+        .expect_err("invalid");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("server.heartbeat_interval:"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_not_then_reported_missing() {
+        let problems = parse(&format!(
+            "{VALID}\n[console]\ntrusted_proxy_header = \"X-User\"\ntrusted_proxies = [\"proxy\"]\n"
+        ))
+        .expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["console.trusted_proxies[0]: \"proxy\" is not an IP address".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_misspelt_section_is_answered_with_the_nearest_one() {
+        let problems = parse("[servr]\nlisten = \"x\"").expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["servr: unknown section `servr` — did you mean `server`?".to_owned()]
         );
     }
 
