@@ -2028,15 +2028,15 @@ impl Validator<'_> {
             None => (None, None),
             Some(flux) => {
                 let secret = self.long_secret("sources.flux.secret", &flux.secret);
-                let environment =
-                    flux.environment
-                        .and_then(|raw| match Environment::parse(&raw) {
-                            Ok(environment) => Some(environment),
-                            Err(error) => {
-                                self.problem("sources.flux.environment", error.to_string());
-                                None
-                            }
-                        });
+                let environment = flux
+                    .environment
+                    .and_then(|raw| match Environment::parse(&raw) {
+                        Ok(environment) => Some(environment),
+                        Err(error) => {
+                            self.problem("sources.flux.environment", error.to_string());
+                            None
+                        }
+                    });
                 (secret, environment)
             }
         };
@@ -2072,7 +2072,11 @@ impl Validator<'_> {
                 Shape::FluxObject => segments.len() <= 2,
             };
             let allowed = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '{' | '}');
-            if !fits || segments.iter().any(|s| s.is_empty() || !s.chars().all(allowed)) {
+            if !fits
+                || segments
+                    .iter()
+                    .any(|s| s.is_empty() || !s.chars().all(allowed))
+            {
                 v.problem(join(path, key), format!("{value:?} {}", shape.expected()));
                 return None;
             }
@@ -2089,10 +2093,30 @@ impl Validator<'_> {
             Some(value.to_owned())
         };
         ServiceSources {
-            github_repository: check(self, "github_repository", &raw.github_repository, Shape::OwnerName),
-            gitlab_project: check(self, "gitlab_project", &raw.gitlab_project, Shape::GroupPath),
-            flux_kustomization: check(self, "flux_kustomization", &raw.flux_kustomization, Shape::FluxObject),
-            flux_helmrelease: check(self, "flux_helmrelease", &raw.flux_helmrelease, Shape::FluxObject),
+            github_repository: check(
+                self,
+                "github_repository",
+                &raw.github_repository,
+                Shape::OwnerName,
+            ),
+            gitlab_project: check(
+                self,
+                "gitlab_project",
+                &raw.gitlab_project,
+                Shape::GroupPath,
+            ),
+            flux_kustomization: check(
+                self,
+                "flux_kustomization",
+                &raw.flux_kustomization,
+                Shape::FluxObject,
+            ),
+            flux_helmrelease: check(
+                self,
+                "flux_helmrelease",
+                &raw.flux_helmrelease,
+                Shape::FluxObject,
+            ),
         }
     }
 
@@ -2576,7 +2600,11 @@ mod runner_identity_tests {
         assert!(config.sources.github_secret.is_some());
         assert!(config.sources.gitlab_token.is_none());
         assert_eq!(
-            config.sources.flux_environment.as_ref().map(Environment::as_str),
+            config
+                .sources
+                .flux_environment
+                .as_ref()
+                .map(Environment::as_str),
             Some("production")
         );
         assert_eq!(
@@ -2612,9 +2640,8 @@ mod runner_identity_tests {
         ) + "\n[[services]]\nname = \"payments\"\nenvironments = [\"production\"]\nbackend = \"deployer\"\ngithub_repository = \"Acme/Shop\"\n";
         let problems = parse(&text).expect_err("invalid");
         assert!(
-            problems
-                .iter()
-                .any(|p| p.contains("github_repository: \"Acme/Shop\" is already used by service checkout")),
+            problems.iter().any(|p| p
+                .contains("github_repository: \"Acme/Shop\" is already used by service checkout")),
             "{problems:?}"
         );
     }

@@ -887,7 +887,10 @@ fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn source_unauthorized(source: crate::sources::Source, error: crate::sources::AuthError) -> ApiError {
+fn source_unauthorized(
+    source: crate::sources::Source,
+    error: crate::sources::AuthError,
+) -> ApiError {
     tracing::info!(source = source.as_str(), %error, "refused an unauthenticated deploy event");
     ApiError::unauthorized(error.to_string())
 }
@@ -905,9 +908,17 @@ async fn github_webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     use crate::sources::{Source, github};
-    let secret = source_secret(&state.config.sources.github_secret, "GitHub", "sources.github.secret")?;
-    github::verify(header_value(&headers, github::SIGNATURE_HEADER), secret, &body)
-        .map_err(|e| source_unauthorized(Source::Github, e))?;
+    let secret = source_secret(
+        &state.config.sources.github_secret,
+        "GitHub",
+        "sources.github.secret",
+    )?;
+    github::verify(
+        header_value(&headers, github::SIGNATURE_HEADER),
+        secret,
+        &body,
+    )
+    .map_err(|e| source_unauthorized(Source::Github, e))?;
     state.metrics.deploy_event_received(Source::Github.as_str());
     let parsed = github::parse(header_value(&headers, github::EVENT_HEADER), &body)
         .map_err(source_payload)?;
@@ -920,12 +931,20 @@ async fn gitlab_webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     use crate::sources::{Source, gitlab};
-    let token = source_secret(&state.config.sources.gitlab_token, "GitLab", "sources.gitlab.token")?;
+    let token = source_secret(
+        &state.config.sources.gitlab_token,
+        "GitLab",
+        "sources.gitlab.token",
+    )?;
     gitlab::verify(header_value(&headers, gitlab::TOKEN_HEADER), token)
         .map_err(|e| source_unauthorized(Source::Gitlab, e))?;
     state.metrics.deploy_event_received(Source::Gitlab.as_str());
-    let parsed = gitlab::parse(header_value(&headers, gitlab::EVENT_HEADER), &body, Utc::now())
-        .map_err(source_payload)?;
+    let parsed = gitlab::parse(
+        header_value(&headers, gitlab::EVENT_HEADER),
+        &body,
+        Utc::now(),
+    )
+    .map_err(source_payload)?;
     receive_deploy_event(&state, Source::Gitlab, parsed).await
 }
 
@@ -935,9 +954,17 @@ async fn flux_webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     use crate::sources::{Source, flux};
-    let secret = source_secret(&state.config.sources.flux_secret, "Flux", "sources.flux.secret")?;
-    flux::verify(header_value(&headers, flux::SIGNATURE_HEADER), secret, &body)
-        .map_err(|e| source_unauthorized(Source::Flux, e))?;
+    let secret = source_secret(
+        &state.config.sources.flux_secret,
+        "Flux",
+        "sources.flux.secret",
+    )?;
+    flux::verify(
+        header_value(&headers, flux::SIGNATURE_HEADER),
+        secret,
+        &body,
+    )
+    .map_err(|e| source_unauthorized(Source::Flux, e))?;
     state.metrics.deploy_event_received(Source::Flux.as_str());
     let parsed = flux::parse(&body).map_err(source_payload)?;
     receive_deploy_event(&state, Source::Flux, parsed).await
@@ -962,7 +989,7 @@ async fn receive_deploy_event(
             )
                 .into_response());
         }
-        Parsed::Deploy(event) => event,
+        Parsed::Deploy(event) => *event,
     };
     let routed = match crate::sources::route(&state.config, &event) {
         Ok(routed) => routed,

@@ -121,7 +121,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         _ => "Flux".to_owned(),
     });
     let first_line = event.message.lines().next().unwrap_or("");
-    Ok(Parsed::Deploy(DeployEvent {
+    Ok(Parsed::Deploy(Box::new(DeployEvent {
         source: Source::Flux,
         subject: Subject::FluxObject {
             kind,
@@ -140,7 +140,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         status,
         changes: Vec::new(),
         identity: Identity::LatestOfVersion,
-    }))
+    })))
 }
 
 /// The version people recognise and the commit, from a Flux revision: `main@sha1:731f…`
@@ -227,7 +227,8 @@ mod tests {
 
     #[test]
     fn a_failed_helm_upgrade_is_a_failed_deploy_of_the_chart_version() {
-        let Ok(Parsed::Deploy(deploy)) = parse(&event("HelmRelease", "UpgradeFailed", "error", "6.0.1"))
+        let Ok(Parsed::Deploy(deploy)) =
+            parse(&event("HelmRelease", "UpgradeFailed", "error", "6.0.1"))
         else {
             panic!("not a deploy");
         };
@@ -239,11 +240,21 @@ mod tests {
     #[test]
     fn progress_and_other_kinds_are_ignored() {
         assert!(matches!(
-            parse(&event("Kustomization", "Progressing", "info", "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1")),
+            parse(&event(
+                "Kustomization",
+                "Progressing",
+                "info",
+                "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1"
+            )),
             Ok(Parsed::Ignored(_))
         ));
         assert!(matches!(
-            parse(&event("GitRepository", "NewArtifact", "info", "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1")),
+            parse(&event(
+                "GitRepository",
+                "NewArtifact",
+                "info",
+                "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1"
+            )),
             Ok(Parsed::Ignored(_))
         ));
     }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    AuthError, DeployEvent, Identity, MAX_DESCRIPTION, Parsed, PayloadError, Source, Subject,
-    link, read_json, text, version_of,
+    AuthError, DeployEvent, Identity, MAX_DESCRIPTION, Parsed, PayloadError, Source, Subject, link,
+    read_json, text, version_of,
 };
 use crate::config::Secret;
 use crate::core::deploy::DeployStatus;
@@ -72,8 +72,8 @@ struct User {
 
 /// Reads one delivery. `event` is the `X-GitHub-Event` header.
 pub fn parse(event: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadError> {
-    let event = event
-        .ok_or_else(|| PayloadError::Malformed(format!("missing {EVENT_HEADER} header")))?;
+    let event =
+        event.ok_or_else(|| PayloadError::Malformed(format!("missing {EVENT_HEADER} header")))?;
     match event {
         "ping" => return Ok(Parsed::Ping),
         "deployment" | "deployment_status" => {}
@@ -136,7 +136,9 @@ pub fn parse(event: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadError> {
         .get("version")
         .and_then(serde_json::Value::as_str)
         .and_then(|v| text(Some(v), 200))
-        .or_else(|| version_of(deployment.reference.as_deref(), Some(sha)).filter(|_| !sha.is_empty()))
+        .or_else(|| {
+            version_of(deployment.reference.as_deref(), Some(sha)).filter(|_| !sha.is_empty())
+        })
         .ok_or_else(|| {
             PayloadError::Invalid("deployment.sha: empty; cannot tell what was deployed".into())
         })?;
@@ -154,9 +156,13 @@ pub fn parse(event: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadError> {
         .as_ref()
         .or(payload.sender.as_ref())
         .and_then(|user| text(Some(&user.login), 200));
-    let description = text(deployment.description.as_deref(), MAX_DESCRIPTION)
-        .or_else(|| text(status_detail.and_then(|s| s.description.as_deref()), MAX_DESCRIPTION));
-    Ok(Parsed::Deploy(DeployEvent {
+    let description = text(deployment.description.as_deref(), MAX_DESCRIPTION).or_else(|| {
+        text(
+            status_detail.and_then(|s| s.description.as_deref()),
+            MAX_DESCRIPTION,
+        )
+    });
+    Ok(Parsed::Deploy(Box::new(DeployEvent {
         source: Source::Github,
         subject: Subject::Repository(payload.repository.full_name.trim().to_owned()),
         environment: text(Some(environment), 200),
@@ -171,7 +177,7 @@ pub fn parse(event: Option<&str>, body: &[u8]) -> Result<Parsed, PayloadError> {
         status,
         changes: Vec::new(),
         identity: Identity::SameStart,
-    }))
+    })))
 }
 
 #[cfg(test)]
@@ -222,30 +228,42 @@ mod tests {
 
     fn deploy(parsed: Parsed) -> DeployEvent {
         match parsed {
-            Parsed::Deploy(event) => event,
+            Parsed::Deploy(event) => *event,
             other => panic!("expected a deploy, got {other:?}"),
         }
     }
 
     #[test]
     fn a_successful_status_is_a_succeeded_deploy_started_when_the_deployment_was_created() {
-        let event = deploy(parse(Some("deployment_status"), &status_event("success")).expect("parses"));
+        let event =
+            deploy(parse(Some("deployment_status"), &status_event("success")).expect("parses"));
         assert_eq!(event.status, DeployStatus::Succeeded);
         assert_eq!(event.version, "main@9f3c2ab");
         assert_eq!(event.author.as_deref(), Some("ada"));
         assert_eq!(event.subject, Subject::Repository("acme/checkout".into()));
-        assert_eq!(event.started_at.map(|t| t.to_rfc3339()), Some("2026-11-29T02:40:00+00:00".into()));
-        assert_eq!(event.finished_at.map(|t| t.to_rfc3339()), Some("2026-11-29T02:42:00+00:00".into()));
-        assert_eq!(event.url.as_deref(), Some("https://github.com/acme/checkout/actions/runs/9/job/1"));
+        assert_eq!(
+            event.started_at.map(|t| t.to_rfc3339()),
+            Some("2026-11-29T02:40:00+00:00".into())
+        );
+        assert_eq!(
+            event.finished_at.map(|t| t.to_rfc3339()),
+            Some("2026-11-29T02:42:00+00:00".into())
+        );
+        assert_eq!(
+            event.url.as_deref(),
+            Some("https://github.com/acme/checkout/actions/runs/9/job/1")
+        );
     }
 
     #[test]
     fn states_map_to_started_and_failed() {
-        let started = deploy(parse(Some("deployment_status"), &status_event("in_progress")).expect("parses"));
+        let started =
+            deploy(parse(Some("deployment_status"), &status_event("in_progress")).expect("parses"));
         assert_eq!(started.status, DeployStatus::Started);
         assert_eq!(started.finished_at, None);
         for state in ["failure", "error"] {
-            let failed = deploy(parse(Some("deployment_status"), &status_event(state)).expect("parses"));
+            let failed =
+                deploy(parse(Some("deployment_status"), &status_event(state)).expect("parses"));
             assert_eq!(failed.status, DeployStatus::Failed);
         }
     }
@@ -262,7 +280,10 @@ mod tests {
 
     #[test]
     fn ping_and_other_events_are_not_deploys() {
-        assert_eq!(parse(Some("ping"), b"{\"zen\":\"Keep it logically awesome.\"}"), Ok(Parsed::Ping));
+        assert_eq!(
+            parse(Some("ping"), b"{\"zen\":\"Keep it logically awesome.\"}"),
+            Ok(Parsed::Ping)
+        );
         assert!(matches!(parse(Some("push"), b"{}"), Ok(Parsed::Ignored(_))));
         assert!(parse(None, b"{}").is_err());
     }

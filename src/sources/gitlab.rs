@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    AuthError, DeployEvent, Identity, MAX_DESCRIPTION, Parsed, PayloadError, Source, Subject,
-    link, read_json, text, version_of,
+    AuthError, DeployEvent, Identity, MAX_DESCRIPTION, Parsed, PayloadError, Source, Subject, link,
+    read_json, text, version_of,
 };
 use crate::config::Secret;
 use crate::core::deploy::{Change, DeployStatus};
@@ -117,7 +117,10 @@ pub fn parse(event: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Result<Par
     let version = version_of(payload.reference.as_deref(), commit.as_deref()).ok_or_else(|| {
         PayloadError::Invalid("short_sha: missing; cannot tell what was deployed".into())
     })?;
-    let changes = match (&commit, text(payload.commit_title.as_deref(), MAX_DESCRIPTION)) {
+    let changes = match (
+        &commit,
+        text(payload.commit_title.as_deref(), MAX_DESCRIPTION),
+    ) {
         (Some(commit), Some(title)) => vec![Change {
             commit: commit.clone(),
             author: None,
@@ -125,27 +128,32 @@ pub fn parse(event: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Result<Par
         }],
         _ => Vec::new(),
     };
-    let description = (payload.status == "canceled").then(|| "GitLab deployment canceled".to_owned());
+    let description =
+        (payload.status == "canceled").then(|| "GitLab deployment canceled".to_owned());
     let (started_at, finished_at) = match status {
         DeployStatus::Started => (Some(changed_at), None),
         DeployStatus::Succeeded | DeployStatus::Failed => (None, Some(changed_at)),
     };
-    Ok(Parsed::Deploy(DeployEvent {
+    Ok(Parsed::Deploy(Box::new(DeployEvent {
         source: Source::Gitlab,
         subject: Subject::Repository(project.to_owned()),
         environment: text(Some(&payload.environment), 200),
         environment_hint: text(payload.environment_tier.as_deref(), 200),
         version,
         commit,
-        author: payload.user.as_ref().and_then(|u| text(Some(&u.username), 200)),
+        author: payload
+            .user
+            .as_ref()
+            .and_then(|u| text(Some(&u.username), 200)),
         description,
-        url: link(payload.deployable_url.as_deref()).or_else(|| link(payload.commit_url.as_deref())),
+        url: link(payload.deployable_url.as_deref())
+            .or_else(|| link(payload.commit_url.as_deref())),
         started_at,
         finished_at,
         status,
         changes,
         identity: Identity::LatestOfVersion,
-    }))
+    })))
 }
 
 /// GitLab writes `2021-04-28 21:50:00 +0200` (and `… UTC` elsewhere); RFC 3339 is
@@ -199,11 +207,15 @@ mod tests {
 
     #[test]
     fn a_successful_deployment_is_a_succeeded_deploy_of_its_commit() {
-        let Ok(Parsed::Deploy(deploy)) = parse(Some("Deployment Hook"), &event("success"), now()) else {
+        let Ok(Parsed::Deploy(deploy)) = parse(Some("Deployment Hook"), &event("success"), now())
+        else {
             panic!("not a deploy");
         };
         assert_eq!(deploy.status, DeployStatus::Succeeded);
-        assert_eq!(deploy.commit.as_deref(), Some("279484c09fbe69ededfced8c1bb6e6d24616b468"));
+        assert_eq!(
+            deploy.commit.as_deref(),
+            Some("279484c09fbe69ededfced8c1bb6e6d24616b468")
+        );
         assert_eq!(deploy.version, "279484c");
         assert_eq!(deploy.author.as_deref(), Some("root"));
         assert_eq!(
@@ -229,8 +241,14 @@ mod tests {
 
     #[test]
     fn other_hooks_and_approvals_are_ignored() {
-        assert!(matches!(parse(Some("Push Hook"), b"{}", now()), Ok(Parsed::Ignored(_))));
-        assert!(matches!(parse(None, &event("blocked"), now()), Ok(Parsed::Ignored(_))));
+        assert!(matches!(
+            parse(Some("Push Hook"), b"{}", now()),
+            Ok(Parsed::Ignored(_))
+        ));
+        assert!(matches!(
+            parse(None, &event("blocked"), now()),
+            Ok(Parsed::Ignored(_))
+        ));
     }
 
     #[test]

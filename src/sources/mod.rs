@@ -73,7 +73,7 @@ pub enum Parsed {
     Ping,
     /// Not a deploy (another event type, progress noise); the reason is answered.
     Ignored(String),
-    Deploy(DeployEvent),
+    Deploy(Box<DeployEvent>),
 }
 
 /// How a later event about the same deploy finds the one recorded.
@@ -375,9 +375,8 @@ fn version_of(reference: Option<&str>, sha: Option<&str>) -> Option<String> {
         .strip_prefix("refs/heads/")
         .or_else(|| reference.strip_prefix("refs/tags/"))
         .unwrap_or(reference);
-    let names_the_commit = sha.is_some_and(|sha| {
-        name.len() >= 7 && sha.to_lowercase().starts_with(&name.to_lowercase())
-    });
+    let names_the_commit = sha
+        .is_some_and(|sha| name.len() >= 7 && sha.to_lowercase().starts_with(&name.to_lowercase()));
     let looks_like_version = name
         .strip_prefix(['v', 'V'])
         .unwrap_or(name)
@@ -457,8 +456,7 @@ mod tests {
         let secret = Secret::new("It's a Secret to Everybody");
         let body = b"Hello, World!";
         // The example from GitHub's documentation on validating webhook deliveries.
-        let signature =
-            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let signature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
         assert_eq!(
             verify_sha256("X-Hub-Signature-256", Some(signature), &secret, body),
             Ok(())
@@ -468,8 +466,7 @@ mod tests {
     #[test]
     fn a_signature_over_another_body_is_forged() {
         let secret = Secret::new("It's a Secret to Everybody");
-        let signature =
-            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let signature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
         assert_eq!(
             verify_sha256("X-Signature", Some(signature), &secret, b"Hello, World?"),
             Err(AuthError::Forged("X-Signature"))
@@ -486,6 +483,111 @@ mod tests {
         assert_eq!(
             verify_sha256("X-Signature", Some("sha1=abc"), &secret, b"{}"),
             Err(AuthError::Malformed("X-Signature"))
+        );
+    }
+
+    fn config() -> Config {
+        Config::parse(
+            r#"
+            [backends.sim]
+            kind = "simulated"
+
+            [[services]]
+            name = "checkout"
+            environments = ["staging", "production"]
+            backend = "sim"
+
+            [[services]]
+            name = "storefront"
+            environments = ["staging", "production"]
+            aliases = ["shop"]
+            backend = "sim"
+            flux_kustomization = "storefront"
+            "#,
+        )
+        .expect("valid configuration")
+    }
+
+    fn event(source: Source, subject: Subject, environment: Option<&str>) -> DeployEvent {
+        DeployEvent {
+            source,
+            subject,
+            environment: environment.map(str::to_owned),
+            environment_hint: None,
+            version: "v1".into(),
+            commit: None,
+            author: None,
+            description: None,
+            url: None,
+            started_at: None,
+            finished_at: None,
+            status: DeployStatus::Succeeded,
+            changes: Vec::new(),
+            identity: Identity::SameStart,
+        }
+    }
+
+    fn flux_event(namespace: &str) -> DeployEvent {
+        let mut event = event(
+            Source::Flux,
+            Subject::FluxObject {
+                kind: flux::Kind::Kustomization,
+                namespace: namespace.into(),
+                name: "storefront".into(),
+            },
+            None,
+        );
+        event.environment_hint = Some(namespace.into());
+        event
+    }
+
+    #[test]
+    fn a_repository_named_like_an_alias_routes_to_its_service_with_environment_synonyms() {
+        let routed = route(
+            &config(),
+            &event(
+                Source::Github,
+                Subject::Repository("acme/shop".into()),
+                Some("prod"),
+            ),
+        )
+        .expect("routed");
+        assert_eq!(routed.service.as_str(), "storefront");
+        assert_eq!(routed.environment.as_str(), "production");
+    }
+
+    #[test]
+    fn a_flux_namespace_that_names_no_environment_falls_back_to_the_configured_one() {
+        let mut config = config();
+        let unrouted = route(&config, &flux_event("flux-system")).expect_err("no environment");
+        assert!(
+            unrouted.reason.contains("sources.flux.environment"),
+            "{}",
+            unrouted.reason
+        );
+        config.sources.flux_environment = Environment::parse("production").ok();
+        let routed = route(&config, &flux_event("flux-system")).expect("routed");
+        assert_eq!(routed.environment.as_str(), "production");
+        // A namespace that names an environment wins over the setting.
+        let routed = route(&config, &flux_event("staging")).expect("routed");
+        assert_eq!(routed.environment.as_str(), "staging");
+    }
+
+    #[test]
+    fn a_repository_no_service_is_named_like_is_unrouted_naming_the_key() {
+        let unrouted = route(
+            &config(),
+            &event(
+                Source::Gitlab,
+                Subject::Repository("acme/ledger".into()),
+                Some("production"),
+            ),
+        )
+        .expect_err("unrouted");
+        assert!(
+            unrouted.reason.contains("gitlab_project = \"acme/ledger\""),
+            "{}",
+            unrouted.reason
         );
     }
 

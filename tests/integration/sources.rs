@@ -246,7 +246,13 @@ async fn json_of(response: reqwest::Response) -> serde_json::Value {
 async fn a_github_deployment_status_is_recorded_as_a_deploy_of_its_repository() {
     let app = spawn_with_sources().await;
     let created = ago(10);
-    let body = github_status("acme/checkout", "success", "production", created, created + Duration::minutes(2));
+    let body = github_status(
+        "acme/checkout",
+        "success",
+        "production",
+        created,
+        created + Duration::minutes(2),
+    );
     let response = app.post_github("deployment_status", &body).await;
     assert_eq!(response.status(), 201);
     let deploys = app.deploys_of("checkout").await;
@@ -268,14 +274,41 @@ async fn github_statuses_of_one_deployment_update_one_deploy_and_redelivery_chan
     let app = spawn_with_sources().await;
     let created = ago(10);
     let finished = created + Duration::minutes(3);
-    let running = github_status("acme/storefront-web", "in_progress", "production", created, created);
-    let success = github_status("acme/storefront-web", "success", "production", created, finished);
-    assert_eq!(app.post_github("deployment_status", &running).await.status(), 201);
-    assert_eq!(app.post_github("deployment_status", &success).await.status(), 200);
+    let running = github_status(
+        "acme/storefront-web",
+        "in_progress",
+        "production",
+        created,
+        created,
+    );
+    let success = github_status(
+        "acme/storefront-web",
+        "success",
+        "production",
+        created,
+        finished,
+    );
+    assert_eq!(
+        app.post_github("deployment_status", &running)
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.post_github("deployment_status", &success)
+            .await
+            .status(),
+        200
+    );
     let redelivered = app.post_github("deployment_status", &success).await;
     assert_eq!(redelivered.status(), 200);
     // A late in_progress does not reopen the finished deploy.
-    assert_eq!(app.post_github("deployment_status", &running).await.status(), 200);
+    assert_eq!(
+        app.post_github("deployment_status", &running)
+            .await
+            .status(),
+        200
+    );
     let deploys = app.deploys_of("storefront").await;
     assert_eq!(deploys.len(), 1, "{deploys:?}");
     assert_eq!(deploys[0]["status"], "succeeded");
@@ -290,8 +323,14 @@ async fn github_statuses_of_one_deployment_update_one_deploy_and_redelivery_chan
 async fn a_github_delivery_with_a_forged_or_missing_signature_is_refused_with_401() {
     let app = spawn_with_sources().await;
     let now = ago(0);
-    let body = serde_json::to_vec(&github_status("acme/checkout", "success", "production", now, now))
-        .expect("json");
+    let body = serde_json::to_vec(&github_status(
+        "acme/checkout",
+        "success",
+        "production",
+        now,
+        now,
+    ))
+    .expect("json");
     for signature in [
         Some(sign("another-secret-0123456789", &body)),
         Some("sha256=not-hex".to_owned()),
@@ -309,7 +348,10 @@ async fn a_github_delivery_with_a_forged_or_missing_signature_is_refused_with_40
         assert_eq!(response.status(), 401, "{signature:?}");
         let answer = json_of(response).await;
         assert!(
-            answer["error"].as_str().unwrap_or("").contains("X-Hub-Signature-256"),
+            answer["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("X-Hub-Signature-256"),
             "{answer}"
         );
     }
@@ -328,7 +370,13 @@ async fn github_ping_is_answered_and_other_events_are_ignored_with_a_reason() {
     assert_eq!(response.status(), 202);
     let answer = json_of(response).await;
     assert_eq!(answer["status"], "ignored");
-    assert!(answer["reason"].as_str().unwrap_or("").contains("not started yet"), "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not started yet"),
+        "{answer}"
+    );
     assert!(app.deploys_of("checkout").await.is_empty());
 }
 
@@ -341,7 +389,10 @@ async fn a_malformed_github_payload_is_a_400_naming_the_field() {
     assert_eq!(response.status(), 400);
     let answer = json_of(response).await;
     assert!(
-        answer["error"].as_str().unwrap_or("").starts_with("deployment.created_at"),
+        answer["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("deployment.created_at"),
         "{answer}"
     );
 }
@@ -351,7 +402,9 @@ async fn a_gitlab_deployment_is_recorded_once_from_running_to_success() {
     let app = spawn_with_sources().await;
     let started = (ago(6)).format("%Y-%m-%d %H:%M:%S +0000").to_string();
     let finished = (ago(4)).format("%Y-%m-%d %H:%M:%S +0000").to_string();
-    let running = app.post_gitlab(GITLAB_TOKEN, &gitlab_deployment("running", &started)).await;
+    let running = app
+        .post_gitlab(GITLAB_TOKEN, &gitlab_deployment("running", &started))
+        .await;
     assert_eq!(running.status(), 201);
     let success = gitlab_deployment("success", &finished);
     assert_eq!(app.post_gitlab(GITLAB_TOKEN, &success).await.status(), 200);
@@ -380,9 +433,21 @@ async fn a_gitlab_event_with_a_wrong_token_is_refused_with_401() {
 async fn a_flux_helmrelease_upgrade_is_recorded_in_the_environment_its_key_names() {
     let app = spawn_with_sources().await;
     let at = ago(3);
-    let body = flux_event("HelmRelease", "apps", "storefront-staging", "UpgradeSucceeded", "6.0.1", at);
+    let body = flux_event(
+        "HelmRelease",
+        "apps",
+        "storefront-staging",
+        "UpgradeSucceeded",
+        "6.0.1",
+        at,
+    );
     let response = app.post_flux(&body).await;
-    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
+    assert_eq!(
+        response.status(),
+        201,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
     let deploys = app.deploys_of("storefront").await;
     assert_eq!(deploys.len(), 1, "{deploys:?}");
     assert_eq!(deploys[0]["environment"], "staging");
@@ -395,7 +460,16 @@ async fn a_repeated_flux_success_does_not_move_the_deploy_forward() {
     let app = spawn_with_sources().await;
     let first = ago(30);
     let revision = "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1";
-    let reconciled = |at| flux_event("Kustomization", "production", "checkout", "ReconciliationSucceeded", revision, at);
+    let reconciled = |at| {
+        flux_event(
+            "Kustomization",
+            "production",
+            "checkout",
+            "ReconciliationSucceeded",
+            revision,
+            at,
+        )
+    };
     assert_eq!(app.post_flux(&reconciled(first)).await.status(), 201);
     let again = app.post_flux(&reconciled(ago(1))).await;
     assert_eq!(again.status(), 200);
@@ -411,7 +485,14 @@ async fn a_repeated_flux_success_does_not_move_the_deploy_forward() {
 #[tokio::test]
 async fn flux_progress_events_are_acknowledged_without_a_deploy() {
     let app = spawn_with_sources().await;
-    let body = flux_event("Kustomization", "production", "checkout", "Progressing", "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1", Utc::now());
+    let body = flux_event(
+        "Kustomization",
+        "production",
+        "checkout",
+        "Progressing",
+        "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1",
+        Utc::now(),
+    );
     let response = app.post_flux(&body).await;
     assert_eq!(response.status(), 202);
     assert_eq!(json_of(response).await["status"], "ignored");
@@ -421,7 +502,15 @@ async fn flux_progress_events_are_acknowledged_without_a_deploy() {
 #[tokio::test]
 async fn a_flux_event_signed_with_another_token_is_refused_with_401() {
     let app = spawn_with_sources().await;
-    let body = serde_json::to_vec(&flux_event("Kustomization", "production", "checkout", "ReconciliationSucceeded", "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1", Utc::now())).expect("json");
+    let body = serde_json::to_vec(&flux_event(
+        "Kustomization",
+        "production",
+        "checkout",
+        "ReconciliationSucceeded",
+        "main@sha1:731f7eaddfb6af01cb2173e18f0f75b0ba780ef1",
+        Utc::now(),
+    ))
+    .expect("json");
     let response = app
         .http
         .post(format!("{}/webhooks/flux", app.address))
@@ -444,7 +533,10 @@ async fn an_event_for_no_configured_service_is_audited_and_counted_as_unrouted()
     let answer = json_of(response).await;
     assert_eq!(answer["status"], "unrouted");
     assert!(
-        answer["reason"].as_str().unwrap_or("").contains("github_repository = \"acme/ledger\""),
+        answer["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("github_repository = \"acme/ledger\""),
         "{answer}"
     );
     let audited = app.audited("deploy_event.unrouted").await;
@@ -471,7 +563,10 @@ async fn an_event_for_an_unknown_environment_is_unrouted_naming_the_known_ones()
     let body = github_status("acme/checkout", "success", "qa-7", now, now);
     let response = app.post_github("deployment_status", &body).await;
     assert_eq!(response.status(), 202);
-    let reason = json_of(response).await["reason"].as_str().unwrap_or("").to_owned();
+    let reason = json_of(response).await["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     assert!(reason.contains("staging, production"), "{reason}");
     assert_eq!(app.audited("deploy_event.unrouted").await.len(), 1);
 }
@@ -493,7 +588,10 @@ async fn a_source_that_is_not_configured_answers_404_naming_its_key() {
             .expect("request");
         assert_eq!(response.status(), 404, "{path}");
         let answer = json_of(response).await;
-        assert!(answer["error"].as_str().unwrap_or("").contains(key), "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or("").contains(key),
+            "{answer}"
+        );
     }
 }
 
@@ -501,12 +599,75 @@ async fn a_source_that_is_not_configured_answers_404_naming_its_key() {
 async fn a_deploy_from_github_appears_in_the_next_alert_summary_with_its_commit() {
     let app = spawn_with_sources().await;
     let created = ago(12);
-    let body = github_status("acme/checkout", "success", "production", created, created + Duration::minutes(2));
-    assert_eq!(app.post_github("deployment_status", &body).await.status(), 201);
-    app.fire_alert("HighErrorRate", "checkout", "production").await;
+    let body = github_status(
+        "acme/checkout",
+        "success",
+        "production",
+        created,
+        created + Duration::minutes(2),
+    );
+    assert_eq!(
+        app.post_github("deployment_status", &body).await.status(),
+        201
+    );
+    app.fire_alert("HighErrorRate", "checkout", "production")
+        .await;
     let summary = app.summary().await;
     let text = summary.plain();
     assert!(text.contains("main@9f3c2ab"), "{text}");
     assert!(text.contains("by ada"), "{text}");
     assert!(text.contains(&SHA[..12]), "{text}");
+}
+
+/// The Argo CD notifications shipped in deploy/argocd post deploy reports to the deploy
+/// API with the api.token on both triggers.
+#[test]
+fn the_argocd_notifications_post_deploy_reports_on_deployed_and_on_sync_failed() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/argocd/notifications.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("read deploy/argocd/notifications.yaml");
+    let config_map: serde_json::Value = serde_norway::from_str(&text).expect("YAML");
+    assert_eq!(config_map["kind"], "ConfigMap");
+    assert_eq!(config_map["metadata"]["name"], "argocd-notifications-cm");
+    let data = &config_map["data"];
+    let nested = |key: &str| -> serde_json::Value {
+        let text = data[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("data has no {key}"));
+        serde_norway::from_str(text).unwrap_or_else(|e| panic!("{key}: {e}"))
+    };
+    let service = nested("service.webhook.breakwater");
+    assert!(
+        service["headers"]
+            .as_array()
+            .expect("headers")
+            .iter()
+            .any(|h| h["name"] == "Authorization" && h["value"] == "Bearer $breakwater-api-token"),
+        "{service}"
+    );
+    for (trigger, template, status) in [
+        ("on-deployed", "breakwater-deployed", "succeeded"),
+        ("on-sync-failed", "breakwater-sync-failed", "failed"),
+    ] {
+        let conditions = nested(&format!("trigger.{trigger}"));
+        assert_eq!(conditions[0]["send"][0], template, "{conditions}");
+        let hook = &nested(&format!("template.{template}"))["webhook"]["breakwater"];
+        assert_eq!(hook["method"], "POST");
+        assert_eq!(hook["path"], "/api/v1/deploys");
+        let body = hook["body"].as_str().expect("body");
+        for field in [
+            "\"service\"",
+            "\"environment\"",
+            "\"version\"",
+            "\"started_at\"",
+        ] {
+            assert!(body.contains(field), "{field} missing from {body}");
+        }
+        assert!(
+            body.contains(&format!("\"status\": \"{status}\"")),
+            "{body}"
+        );
+    }
 }
