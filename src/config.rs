@@ -2522,6 +2522,62 @@ mod tests {
             "{problems:?}"
         );
     }
+
+    #[test]
+    fn deploy_sources_and_service_keys_are_read() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngithub_repository = \"acme/checkout\"\nflux_helmrelease = \"apps/checkout-{environment}\"",
+        ) + "\n[sources.github]\nsecret = \"${API_TOKEN}\"\n[sources.flux]\nsecret = \"${API_TOKEN}\"\nenvironment = \"production\"\n";
+        let config = parse(&text).expect("valid");
+        assert!(config.sources.github_secret.is_some());
+        assert!(config.sources.gitlab_token.is_none());
+        assert_eq!(
+            config
+                .sources
+                .flux_environment
+                .as_ref()
+                .map(Environment::as_str),
+            Some("production")
+        );
+        assert_eq!(
+            config.services[0].sources.github_repository.as_deref(),
+            Some("acme/checkout")
+        );
+    }
+
+    #[test]
+    fn a_short_source_secret_and_misshapen_service_keys_are_refused() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngithub_repository = \"checkout\"\nflux_kustomization = \"a/b/c\"",
+        ) + "\n[sources.gitlab]\ntoken = \"${HOOK_SECRET}\"\n";
+        let problems = parse(&text).expect_err("invalid");
+        for expected in [
+            "sources.gitlab.token: is shorter than 16 characters",
+            "github_repository: \"checkout\" must be OWNER/REPOSITORY",
+            "flux_kustomization: \"a/b/c\" must be NAME or NAMESPACE/NAME",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{expected}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_repository_cannot_name_two_services() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngithub_repository = \"acme/shop\"",
+        ) + "\n[[services]]\nname = \"payments\"\nenvironments = [\"production\"]\nbackend = \"deployer\"\ngithub_repository = \"Acme/Shop\"\n";
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems.iter().any(|p| p
+                .contains("github_repository: \"Acme/Shop\" is already used by service checkout")),
+            "{problems:?}"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -2586,62 +2642,6 @@ mod runner_identity_tests {
         let problems = parse("[server]\nrunner_id = \"two words\"\n").expect_err("invalid");
         assert!(
             problems.iter().any(|p| p.starts_with("server.runner_id:")),
-            "{problems:?}"
-        );
-    }
-
-    #[test]
-    fn deploy_sources_and_service_keys_are_read() {
-        let text = VALID.replace(
-            "backend = \"deployer\"",
-            "backend = \"deployer\"\ngithub_repository = \"acme/checkout\"\nflux_helmrelease = \"apps/checkout-{environment}\"",
-        ) + "\n[sources.github]\nsecret = \"${API_TOKEN}\"\n[sources.flux]\nsecret = \"${API_TOKEN}\"\nenvironment = \"production\"\n";
-        let config = parse(&text).expect("valid");
-        assert!(config.sources.github_secret.is_some());
-        assert!(config.sources.gitlab_token.is_none());
-        assert_eq!(
-            config
-                .sources
-                .flux_environment
-                .as_ref()
-                .map(Environment::as_str),
-            Some("production")
-        );
-        assert_eq!(
-            config.services[0].sources.github_repository.as_deref(),
-            Some("acme/checkout")
-        );
-    }
-
-    #[test]
-    fn a_short_source_secret_and_misshapen_service_keys_are_refused() {
-        let text = VALID.replace(
-            "backend = \"deployer\"",
-            "backend = \"deployer\"\ngithub_repository = \"checkout\"\nflux_kustomization = \"a/b/c\"",
-        ) + "\n[sources.gitlab]\ntoken = \"${HOOK_SECRET}\"\n";
-        let problems = parse(&text).expect_err("invalid");
-        for expected in [
-            "sources.gitlab.token: is shorter than 16 characters",
-            "github_repository: \"checkout\" must be OWNER/REPOSITORY",
-            "flux_kustomization: \"a/b/c\" must be NAME or NAMESPACE/NAME",
-        ] {
-            assert!(
-                problems.iter().any(|p| p.contains(expected)),
-                "{expected}: {problems:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn one_repository_cannot_name_two_services() {
-        let text = VALID.replace(
-            "backend = \"deployer\"",
-            "backend = \"deployer\"\ngithub_repository = \"acme/shop\"",
-        ) + "\n[[services]]\nname = \"payments\"\nenvironments = [\"production\"]\nbackend = \"deployer\"\ngithub_repository = \"Acme/Shop\"\n";
-        let problems = parse(&text).expect_err("invalid");
-        assert!(
-            problems.iter().any(|p| p
-                .contains("github_repository: \"Acme/Shop\" is already used by service checkout")),
             "{problems:?}"
         );
     }
