@@ -1639,6 +1639,7 @@ impl Validator<'_> {
                     "is required: the environments it runs in, e.g. [\"staging\", \"production\"]",
                 );
             }
+            let sources = self.service_sources(&path, &raw);
             let service_backends =
                 self.service_backends(&path, raw.backend.as_ref(), &environments, backends);
             let rollback_allowed = raw
@@ -1656,7 +1657,6 @@ impl Validator<'_> {
                     format!("{channel:?} is not a channel id like C0123ABCD"),
                 );
             }
-            let sources = self.service_sources(&path, &raw);
             let service = ServiceConfig {
                 name,
                 environments,
