@@ -256,6 +256,25 @@ mod tests {
     }
 
     #[test]
+    fn a_created_deployment_is_a_started_deploy() {
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&status_event("success")).expect("json");
+        if let Some(object) = body.as_object_mut() {
+            object.remove("deployment_status");
+        }
+        let body = body.to_string().into_bytes();
+        let event = deploy(parse(Some("deployment"), &body).expect("parses"));
+        assert_eq!(event.status, DeployStatus::Started);
+        assert_eq!(event.finished_at, None);
+        assert_eq!(
+            event.url.as_deref(),
+            Some(
+                "https://github.com/acme/checkout/commit/9f3c2ab0c4d5e6f708192a3b4c5d6e7f80912a3b"
+            )
+        );
+    }
+
+    #[test]
     fn states_map_to_started_and_failed() {
         let started =
             deploy(parse(Some("deployment_status"), &status_event("in_progress")).expect("parses"));

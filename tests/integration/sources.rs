@@ -671,3 +671,54 @@ fn the_argocd_notifications_post_deploy_reports_on_deployed_and_on_sync_failed()
         );
     }
 }
+
+#[tokio::test]
+async fn a_gitlab_event_with_an_unknown_status_is_a_422_naming_it() {
+    let app = spawn_with_sources().await;
+    let body = gitlab_deployment("exploded", "2026-11-29 02:42:00 +0000");
+    let response = app.post_gitlab(GITLAB_TOKEN, &body).await;
+    assert_eq!(response.status(), 422);
+    let answer = json_of(response).await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"exploded\""),
+        "{answer}"
+    );
+}
+
+/// The database is cut (a proxy in front of PostgreSQL): the event is refused with 503 and
+/// Retry-After, so GitHub shows a failed delivery to redeliver, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_event_while_the_database_is_down_is_refused_with_503_and_retry_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("github_secret"), GITHUB_SECRET).expect("write secret");
+    std::fs::write(dir.path().join("gitlab_token"), GITLAB_TOKEN).expect("write secret");
+    std::fs::write(dir.path().join("flux_secret"), FLUX_SECRET).expect("write secret");
+    let options = AppOptions {
+        extra_config: SOURCES_CONFIG.to_owned(),
+        dir: Some(dir),
+        ..AppOptions::default()
+    };
+    let Some(outage) = crate::outage::spawn_behind_proxy_with(options, None).await else {
+        return;
+    };
+    let created = ago(5);
+    let body = github_status("acme/checkout", "success", "production", created, created);
+    outage.proxy.cut();
+    let refused = outage.app.post_github("deployment_status", &body).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    outage.proxy.restore().await;
+    outage.wait_until_ready().await;
+    let redelivered = outage.app.post_github("deployment_status", &body).await;
+    assert_eq!(redelivered.status(), 201);
+    outage.finish().await;
+}
