@@ -846,7 +846,7 @@ impl Validator<'_> {
         let audit = self.audit(take("audit"));
         let alerts = self.alerts(take("alerts"));
         let sources = self.sources(take("sources"));
-        self.service_source_duplicates(&services);
+        self.service_source_keys(&services, &sources);
 
         if let Some(slack) = &slack {
             for service in &services {
@@ -2121,12 +2121,47 @@ impl Validator<'_> {
     }
 
     /// A repository or project names one service: an event for it must not have to guess.
-    fn service_source_duplicates(&mut self, services: &[ServiceConfig]) {
+    /// A key for a source that is off is allowed but probably not meant.
+    fn service_source_keys(&mut self, services: &[ServiceConfig], sources: &SourcesConfig) {
         let mut seen: HashMap<(&str, String), &ServiceName> = HashMap::new();
         for service in services {
+            let keys = &service.sources;
+            for (key, set, source_on, setting) in [
+                (
+                    "github_repository",
+                    keys.github_repository.is_some(),
+                    sources.github_secret.is_some(),
+                    "sources.github.secret",
+                ),
+                (
+                    "gitlab_project",
+                    keys.gitlab_project.is_some(),
+                    sources.gitlab_token.is_some(),
+                    "sources.gitlab.token",
+                ),
+                (
+                    "flux_kustomization",
+                    keys.flux_kustomization.is_some(),
+                    sources.flux_secret.is_some(),
+                    "sources.flux.secret",
+                ),
+                (
+                    "flux_helmrelease",
+                    keys.flux_helmrelease.is_some(),
+                    sources.flux_secret.is_some(),
+                    "sources.flux.secret",
+                ),
+            ] {
+                if set && !source_on {
+                    self.warn(
+                        format!("services.{}.{key}", service.name),
+                        format!("is set but {setting} is not: these deploy events are off"),
+                    );
+                }
+            }
             for (key, value) in [
-                ("github_repository", &service.sources.github_repository),
-                ("gitlab_project", &service.sources.gitlab_project),
+                ("github_repository", &keys.github_repository),
+                ("gitlab_project", &keys.gitlab_project),
             ] {
                 let Some(value) = value else { continue };
                 match seen.get(&(key, value.to_lowercase())) {
@@ -2563,6 +2598,22 @@ mod tests {
                 "{expected}: {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_service_key_for_a_source_that_is_off_is_a_warning() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngitlab_project = \"acme/shop/checkout\"",
+        );
+        let config = Config::parse_with(&text, &FakeSecrets).expect("valid");
+        assert!(
+            config.warnings.iter().any(|w| w
+                .to_string()
+                .contains("gitlab_project: is set but sources.gitlab.token is not")),
+            "{:?}",
+            config.warnings
+        );
     }
 
     #[test]
