@@ -870,15 +870,18 @@ fn clamp_alert_times(alert: &mut crate::core::alert::Alert, now: DateTime<Utc>) 
 // --- deploy events from GitHub, GitLab and Flux ------------------------------------------
 
 /// The secret of a deploy event source, or a 404 naming the key that turns it on.
-fn source_secret<'a>(
-    secret: &'a Option<Secret>,
-    what: &str,
-    key: &str,
-) -> Result<&'a Secret, ApiError> {
+fn source_secret(
+    secret: &Option<Secret>,
+    source: crate::sources::Source,
+) -> Result<&Secret, ApiError> {
     secret.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("{what} deploy events are off: set {key} in breakwater's configuration"),
+            format!(
+                "{} deploy events are off: set {} in breakwater's configuration",
+                source.name(),
+                source.secret_key()
+            ),
         )
     })
 }
@@ -887,12 +890,22 @@ fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn source_unauthorized(
+/// A refused signature or token is a 401 naming the header; an accepted one is counted.
+fn source_authenticated(
+    state: &AppState,
     source: crate::sources::Source,
-    error: crate::sources::AuthError,
-) -> ApiError {
-    tracing::info!(source = source.as_str(), %error, "refused an unauthenticated deploy event");
-    ApiError::unauthorized(error.to_string())
+    checked: Result<(), crate::sources::AuthError>,
+) -> Result<(), ApiError> {
+    match checked {
+        Ok(()) => {
+            state.metrics.deploy_event_received(source.as_str());
+            Ok(())
+        }
+        Err(error) => {
+            tracing::info!(source = source.as_str(), %error, "refused an unauthenticated deploy event");
+            Err(ApiError::unauthorized(error.to_string()))
+        }
+    }
 }
 
 fn source_payload(error: crate::sources::PayloadError) -> ApiError {
@@ -908,18 +921,13 @@ async fn github_webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     use crate::sources::{Source, github};
-    let secret = source_secret(
-        &state.config.sources.github_secret,
-        "GitHub",
-        "sources.github.secret",
+    let secret = source_secret(&state.config.sources.github_secret, Source::Github)?;
+    let signature = header_value(&headers, github::SIGNATURE_HEADER);
+    source_authenticated(
+        &state,
+        Source::Github,
+        github::verify(signature, secret, &body),
     )?;
-    github::verify(
-        header_value(&headers, github::SIGNATURE_HEADER),
-        secret,
-        &body,
-    )
-    .map_err(|e| source_unauthorized(Source::Github, e))?;
-    state.metrics.deploy_event_received(Source::Github.as_str());
     let parsed = github::parse(header_value(&headers, github::EVENT_HEADER), &body)
         .map_err(source_payload)?;
     receive_deploy_event(&state, Source::Github, parsed).await
@@ -931,20 +939,11 @@ async fn gitlab_webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     use crate::sources::{Source, gitlab};
-    let token = source_secret(
-        &state.config.sources.gitlab_token,
-        "GitLab",
-        "sources.gitlab.token",
-    )?;
-    gitlab::verify(header_value(&headers, gitlab::TOKEN_HEADER), token)
-        .map_err(|e| source_unauthorized(Source::Gitlab, e))?;
-    state.metrics.deploy_event_received(Source::Gitlab.as_str());
-    let parsed = gitlab::parse(
-        header_value(&headers, gitlab::EVENT_HEADER),
-        &body,
-        Utc::now(),
-    )
-    .map_err(source_payload)?;
+    let token = source_secret(&state.config.sources.gitlab_token, Source::Gitlab)?;
+    let presented = header_value(&headers, gitlab::TOKEN_HEADER);
+    source_authenticated(&state, Source::Gitlab, gitlab::verify(presented, token))?;
+    let event = header_value(&headers, gitlab::EVENT_HEADER);
+    let parsed = gitlab::parse(event, &body, Utc::now()).map_err(source_payload)?;
     receive_deploy_event(&state, Source::Gitlab, parsed).await
 }
 
@@ -954,18 +953,9 @@ async fn flux_webhook(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     use crate::sources::{Source, flux};
-    let secret = source_secret(
-        &state.config.sources.flux_secret,
-        "Flux",
-        "sources.flux.secret",
-    )?;
-    flux::verify(
-        header_value(&headers, flux::SIGNATURE_HEADER),
-        secret,
-        &body,
-    )
-    .map_err(|e| source_unauthorized(Source::Flux, e))?;
-    state.metrics.deploy_event_received(Source::Flux.as_str());
+    let secret = source_secret(&state.config.sources.flux_secret, Source::Flux)?;
+    let signature = header_value(&headers, flux::SIGNATURE_HEADER);
+    source_authenticated(&state, Source::Flux, flux::verify(signature, secret, &body))?;
     let parsed = flux::parse(&body).map_err(source_payload)?;
     receive_deploy_event(&state, Source::Flux, parsed).await
 }

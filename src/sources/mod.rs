@@ -43,6 +43,24 @@ impl Source {
             Self::Flux => "flux",
         }
     }
+
+    /// How people name the source.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Github => "GitHub",
+            Self::Gitlab => "GitLab",
+            Self::Flux => "Flux",
+        }
+    }
+
+    /// The setting that turns the source on.
+    pub fn secret_key(self) -> &'static str {
+        match self {
+            Self::Github => "sources.github.secret",
+            Self::Gitlab => "sources.gitlab.token",
+            Self::Flux => "sources.flux.secret",
+        }
+    }
 }
 
 /// Why a delivery was refused before its body was read (answered 401).
