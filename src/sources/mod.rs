@@ -3,8 +3,8 @@
 //! Flux notification-controller's `generic-hmac` provider ([`flux`]). (Argo CD needs no
 //! parser: its notifications template posts to `POST /api/v1/deploys`.)
 //!
-//! Each parser checks the sender's signature or token and reads one delivery into a
-//! [`Parsed`]: a deploy event, something that is not a deploy (answered 202 with the reason,
+//! Each module checks the sender's signature or token (`verify`, before the body is read)
+//! and parses one delivery into a [`Parsed`]: a deploy event, something that is not a deploy (answered 202 with the reason,
 //! so the sender does not retry it), or GitHub's ping. [`route`] then maps the names the
 //! event carries to a configured service and environment: the explicit `[[services]]` keys
 //! (`github_repository`, `gitlab_project`, `flux_kustomization`, `flux_helmrelease`) first,
