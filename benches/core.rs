@@ -94,6 +94,7 @@ fn services() -> Vec<ServiceConfig> {
             release: None,
             version_from: None,
             repository: None,
+            sources: Default::default(),
         })
         .collect()
 }

@@ -136,6 +136,7 @@ pub struct Config {
     pub policy: Policy,
     pub audit: AuditConfig,
     pub alerts: AlertsConfig,
+    pub sources: SourcesConfig,
     /// Things that are allowed but probably not meant (printed by `check-config`).
     pub warnings: Vec<Problem>,
 }
@@ -293,6 +294,8 @@ pub struct ServiceConfig {
     pub version_from: Option<String>,
     /// `repository` (+ `repository_kind`): where commits and compares of its deploys link.
     pub repository: Option<Repository>,
+    /// How deploy events from GitHub, GitLab and Flux name this service.
+    pub sources: ServiceSources,
 }
 
 impl ServiceConfig {
@@ -427,6 +430,34 @@ impl Default for AlertsConfig {
     }
 }
 
+/// `[sources]`: deploy events from GitHub, GitLab and Flux. Each route is off until its
+/// secret is set.
+#[derive(Debug, Clone, Default)]
+pub struct SourcesConfig {
+    /// `sources.github.secret`: the webhook secret GitHub signs deliveries with
+    /// (`X-Hub-Signature-256`).
+    pub github_secret: Option<Secret>,
+    /// `sources.gitlab.token`: the secret token GitLab sends as `X-Gitlab-Token`.
+    pub gitlab_token: Option<Secret>,
+    /// `sources.flux.secret`: the `token` in the secret of Flux's `generic-hmac` Provider.
+    pub flux_secret: Option<Secret>,
+    /// `sources.flux.environment`: the environment of the cluster Flux runs in, for events
+    /// whose namespace names none of the service's environments.
+    pub flux_environment: Option<Environment>,
+}
+
+/// A service's names in deploy events (`[[services]]` keys). Flux keys are `NAME` or
+/// `NAMESPACE/NAME` and may hold `{service}` and `{environment}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSources {
+    /// `github_repository = "acme/checkout"`.
+    pub github_repository: Option<String>,
+    /// `gitlab_project = "acme/checkout"` (the project's full path).
+    pub gitlab_project: Option<String>,
+    pub flux_kustomization: Option<String>,
+    pub flux_helmrelease: Option<String>,
+}
+
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -500,6 +531,7 @@ impl Config {
                 digest_interval: Duration::from_secs(24 * 3600),
             },
             alerts: AlertsConfig::default(),
+            sources: SourcesConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -635,6 +667,10 @@ struct RawService {
     version_from: Option<String>,
     repository: Option<String>,
     repository_kind: Option<String>,
+    github_repository: Option<String>,
+    gitlab_project: Option<String>,
+    flux_kustomization: Option<String>,
+    flux_helmrelease: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -730,6 +766,29 @@ struct RawAlerts {
     group_window: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+struct RawSources {
+    github: Option<RawSecretSource>,
+    gitlab: Option<RawTokenSource>,
+    flux: Option<RawFluxSource>,
+}
+
+#[derive(Deserialize)]
+struct RawSecretSource {
+    secret: toml::Value,
+}
+
+#[derive(Deserialize)]
+struct RawTokenSource {
+    token: toml::Value,
+}
+
+#[derive(Deserialize)]
+struct RawFluxSource {
+    secret: toml::Value,
+    environment: Option<String>,
+}
+
 // ----------------------------------------------------------------------------------------
 // Validation.
 
@@ -747,7 +806,7 @@ struct Validator<'a> {
 
 const SECTIONS: &[&str] = &[
     "server", "database", "api", "webhooks", "slack", "discord", "console", "services", "backends",
-    "policy", "audit", "alerts",
+    "policy", "audit", "alerts", "sources",
 ];
 
 fn join(path: &str, key: &str) -> String {
@@ -867,6 +926,8 @@ impl<'a> Validator<'a> {
         let policy = self.policy(take("policy"), &services);
         let audit = self.audit(take("audit"));
         let alerts = self.alerts(take("alerts"));
+        let sources = self.sources(take("sources"));
+        self.service_source_keys(&services, &sources);
 
         if let Some(slack) = &slack {
             for service in &services {
@@ -898,6 +959,7 @@ impl<'a> Validator<'a> {
             policy,
             audit,
             alerts,
+            sources,
             warnings: Vec::new(),
         })
     }
@@ -1679,6 +1741,7 @@ impl<'a> Validator<'a> {
                     "is required: the environments it runs in, e.g. [\"staging\", \"production\"]",
                 );
             }
+            let sources = self.service_sources(&path, &raw);
             let service_backends =
                 self.service_backends(&path, raw.backend.as_ref(), &environments, backends);
             let rollback_allowed = raw
@@ -1731,6 +1794,7 @@ impl<'a> Validator<'a> {
                 release: raw.release,
                 version_from: raw.version_from,
                 repository,
+                sources,
             };
             self.service_backend_keys(&path, &service, backends);
             services.push(service);
@@ -2084,6 +2148,190 @@ impl<'a> Validator<'a> {
                 raw.group_window.as_deref(),
                 AlertsConfig::default().group_window,
             ),
+        }
+    }
+
+    fn sources(&mut self, value: Option<toml::Value>) -> SourcesConfig {
+        let raw: RawSources = match value {
+            Some(value) => self.section("sources", value).unwrap_or_default(),
+            None => RawSources::default(),
+        };
+        let github_secret = raw
+            .github
+            .and_then(|github| self.long_secret("sources.github.secret", &github.secret));
+        let gitlab_token = raw
+            .gitlab
+            .and_then(|gitlab| self.long_secret("sources.gitlab.token", &gitlab.token));
+        let (flux_secret, flux_environment) = match raw.flux {
+            None => (None, None),
+            Some(flux) => {
+                let secret = self.long_secret("sources.flux.secret", &flux.secret);
+                let environment = flux
+                    .environment
+                    .and_then(|raw| match Environment::parse(&raw) {
+                        Ok(environment) => Some(environment),
+                        Err(error) => {
+                            self.problem("sources.flux.environment", error.to_string());
+                            None
+                        }
+                    });
+                (secret, environment)
+            }
+        };
+        SourcesConfig {
+            github_secret,
+            gitlab_token,
+            flux_secret,
+            flux_environment,
+        }
+    }
+
+    /// A secret that authenticates a sender: at least 16 characters, since anyone who
+    /// guesses it can write deploys into the registry.
+    fn long_secret(&mut self, path: &str, value: &toml::Value) -> Option<Secret> {
+        let secret = self.secret(path, value)?;
+        if secret.expose().len() < 16 {
+            self.problem(
+                path,
+                "is shorter than 16 characters; use a long random secret",
+            );
+        }
+        Some(secret)
+    }
+
+    /// `github_repository`, `gitlab_project`, `flux_kustomization`, `flux_helmrelease`.
+    fn service_sources(&mut self, path: &str, raw: &RawService) -> ServiceSources {
+        let check = |v: &mut Self, key: &str, value: &Option<String>, shape: Shape| {
+            let value = value.as_deref()?.trim();
+            let segments: Vec<&str> = value.split('/').collect();
+            let fits = match shape {
+                Shape::OwnerName => segments.len() == 2,
+                Shape::GroupPath => segments.len() >= 2,
+                Shape::FluxObject => segments.len() <= 2,
+            };
+            let allowed = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '{' | '}');
+            if !fits
+                || segments
+                    .iter()
+                    .any(|s| s.is_empty() || !s.chars().all(allowed))
+            {
+                v.problem(join(path, key), format!("{value:?} {}", shape.expected()));
+                return None;
+            }
+            for placeholder in placeholders(value) {
+                if shape != Shape::FluxObject
+                    || (placeholder != "service" && placeholder != "environment")
+                {
+                    v.problem(
+                        join(path, key),
+                        format!("unknown placeholder {{{placeholder}}}"),
+                    );
+                }
+            }
+            Some(value.to_owned())
+        };
+        ServiceSources {
+            github_repository: check(
+                self,
+                "github_repository",
+                &raw.github_repository,
+                Shape::OwnerName,
+            ),
+            gitlab_project: check(
+                self,
+                "gitlab_project",
+                &raw.gitlab_project,
+                Shape::GroupPath,
+            ),
+            flux_kustomization: check(
+                self,
+                "flux_kustomization",
+                &raw.flux_kustomization,
+                Shape::FluxObject,
+            ),
+            flux_helmrelease: check(
+                self,
+                "flux_helmrelease",
+                &raw.flux_helmrelease,
+                Shape::FluxObject,
+            ),
+        }
+    }
+
+    /// A repository or project names one service: an event for it must not have to guess.
+    /// A key for a source that is off is allowed but probably not meant.
+    fn service_source_keys(&mut self, services: &[ServiceConfig], sources: &SourcesConfig) {
+        let mut seen: HashMap<(&str, String), &ServiceName> = HashMap::new();
+        for service in services {
+            let keys = &service.sources;
+            for (key, set, source_on, setting) in [
+                (
+                    "github_repository",
+                    keys.github_repository.is_some(),
+                    sources.github_secret.is_some(),
+                    "sources.github.secret",
+                ),
+                (
+                    "gitlab_project",
+                    keys.gitlab_project.is_some(),
+                    sources.gitlab_token.is_some(),
+                    "sources.gitlab.token",
+                ),
+                (
+                    "flux_kustomization",
+                    keys.flux_kustomization.is_some(),
+                    sources.flux_secret.is_some(),
+                    "sources.flux.secret",
+                ),
+                (
+                    "flux_helmrelease",
+                    keys.flux_helmrelease.is_some(),
+                    sources.flux_secret.is_some(),
+                    "sources.flux.secret",
+                ),
+            ] {
+                if set && !source_on {
+                    self.warn(
+                        format!("services.{}.{key}", service.name),
+                        format!("is set but {setting} is not: these deploy events are off"),
+                    );
+                }
+            }
+            for (key, value) in [
+                ("github_repository", &keys.github_repository),
+                ("gitlab_project", &keys.gitlab_project),
+            ] {
+                let Some(value) = value else { continue };
+                match seen.get(&(key, value.to_lowercase())) {
+                    Some(owner) => self.problem(
+                        format!("services.{}.{key}", service.name),
+                        format!("{value:?} is already used by service {owner}"),
+                    ),
+                    None => {
+                        seen.insert((key, value.to_lowercase()), &service.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The shapes of the `[[services]]` keys that name a service in deploy events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    OwnerName,
+    GroupPath,
+    FluxObject,
+}
+
+impl Shape {
+    fn expected(self) -> &'static str {
+        match self {
+            Self::OwnerName => "must be OWNER/REPOSITORY, e.g. \"acme/checkout\"",
+            Self::GroupPath => "must be the project's full path, e.g. \"acme/checkout\"",
+            Self::FluxObject => {
+                "must be NAME or NAMESPACE/NAME, e.g. \"checkout\" or \"apps/checkout-{environment}\""
+            }
         }
     }
 }
@@ -2592,6 +2840,78 @@ mod tests {
                 .iter()
                 .any(|p| p.starts_with("services[0] (checkout).repository:")
                     && p.contains("repository_kind")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn deploy_sources_and_service_keys_are_read() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngithub_repository = \"acme/checkout\"\nflux_helmrelease = \"apps/checkout-{environment}\"",
+        ) + "\n[sources.github]\nsecret = \"${API_TOKEN}\"\n[sources.flux]\nsecret = \"${API_TOKEN}\"\nenvironment = \"production\"\n";
+        let config = parse(&text).expect("valid");
+        assert!(config.sources.github_secret.is_some());
+        assert!(config.sources.gitlab_token.is_none());
+        assert_eq!(
+            config
+                .sources
+                .flux_environment
+                .as_ref()
+                .map(Environment::as_str),
+            Some("production")
+        );
+        assert_eq!(
+            config.services[0].sources.github_repository.as_deref(),
+            Some("acme/checkout")
+        );
+    }
+
+    #[test]
+    fn a_short_source_secret_and_misshapen_service_keys_are_refused() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngithub_repository = \"checkout\"\nflux_kustomization = \"a/b/c\"",
+        ) + "\n[sources.gitlab]\ntoken = \"${HOOK_SECRET}\"\n";
+        let problems = parse(&text).expect_err("invalid");
+        for expected in [
+            "sources.gitlab.token: is shorter than 16 characters",
+            "github_repository: \"checkout\" must be OWNER/REPOSITORY",
+            "flux_kustomization: \"a/b/c\" must be NAME or NAMESPACE/NAME",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{expected}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_service_key_for_a_source_that_is_off_is_a_warning() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngitlab_project = \"acme/shop/checkout\"",
+        );
+        let config = Config::parse_with(&text, &FakeSecrets).expect("valid");
+        assert!(
+            config.warnings.iter().any(|w| w
+                .to_string()
+                .contains("gitlab_project: is set but sources.gitlab.token is not")),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    #[test]
+    fn one_repository_cannot_name_two_services() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngithub_repository = \"acme/shop\"",
+        ) + "\n[[services]]\nname = \"payments\"\nenvironments = [\"production\"]\nbackend = \"deployer\"\ngithub_repository = \"Acme/Shop\"\n";
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems.iter().any(|p| p
+                .contains("github_repository: \"Acme/Shop\" is already used by service checkout")),
             "{problems:?}"
         );
     }
