@@ -80,6 +80,30 @@ enum Commands {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Incidents (alert groups) after the fact.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentCommand {
+    /// Write an incident's timeline and postmortem draft to standard output.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The incident's id (its alert group's id, as shown by `/breakwater timeline`).
+        id: i64,
+        #[arg(long, value_enum, default_value_t = IncidentFormat::Markdown)]
+        format: IncidentFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IncidentFormat {
+    Markdown,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -172,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             connect,
         } => check_config(&arg, connect).await,
         Commands::Audit { command } => audit(command).await,
+        Commands::Incident { command } => incident(command).await,
         Commands::Backup { config, to } => backup(&config, &to).await,
         Commands::Demo { listen, data } => demo(listen, data).await,
         Commands::HashPassword => hash_password(),
@@ -327,21 +352,10 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     let arg = match &command {
         AuditCommand::Verify(arg) | AuditCommand::Export { config: arg, .. } => arg,
     };
-    let config = match load_store_config(arg) {
-        Ok(config) => config,
+    let (_, log) = match open_audit_log(arg).await? {
+        Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    breakwater::app::install_tls_provider();
-    // The error is already one line naming database.url, the cause and the fix.
-    let store = breakwater::store::connect(config.database.url.expose()).await?;
-    let sealer = AuditSealer::new(
-        config
-            .audit
-            .key
-            .as_ref()
-            .map(|key| key.expose().as_bytes().to_vec()),
-    );
-    let log = AuditLog::new(store, sealer, std::sync::Arc::new(SystemClock));
     match command {
         AuditCommand::Verify(_) => {
             let report = log.verify().await?;
@@ -374,6 +388,49 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The store and its audit log from the database and audit sections only.
+async fn open_audit_log(
+    arg: &ConfigArg,
+) -> anyhow::Result<Result<(std::sync::Arc<dyn breakwater::store::Store>, AuditLog), ExitCode>> {
+    let config = match load_store_config(arg) {
+        Ok(config) => config,
+        Err(code) => return Ok(Err(code)),
+    };
+    breakwater::app::install_tls_provider();
+    // The error is already one line naming database.url, the cause and the fix.
+    let store = breakwater::store::connect(config.database.url.expose()).await?;
+    let sealer = AuditSealer::new(
+        config
+            .audit
+            .key
+            .as_ref()
+            .map(|key| key.expose().as_bytes().to_vec()),
+    );
+    let log = AuditLog::new(store.clone(), sealer, std::sync::Arc::new(SystemClock));
+    Ok(Ok((store, log)))
+}
+
+async fn incident(command: IncidentCommand) -> anyhow::Result<ExitCode> {
+    let IncidentCommand::Export { config, id, format } = command;
+    let (store, log) = match open_audit_log(&config).await? {
+        Ok(opened) => opened,
+        Err(code) => return Ok(code),
+    };
+    let Some(incident) = breakwater::core::incident::load(&store, &log, id, true).await? else {
+        eprintln!(
+            "error: no incident {id} in the database that database.url in {} names; `/breakwater timeline` shows the latest incident and its id",
+            config.config.display()
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let text = match format {
+        IncidentFormat::Markdown => breakwater::core::incident::to_markdown(&incident),
+        IncidentFormat::Json => breakwater::core::incident::to_json(&incident),
+    };
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn backup(arg: &ConfigArg, to: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -45,6 +45,64 @@ struct QueueLabels {
     queue: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    service: String,
+    environment: String,
+}
+
+/// The intervals of an incident, each a histogram `breakwater_incident_NAME_seconds`
+/// labelled by service and environment, observed once per incident where the audit record
+/// that ends the interval is first written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncidentInterval {
+    AlertToSummary,
+    AlertToFirstPress,
+    PressToRollbackFinished,
+    RollbackFinishedToResolved,
+    AlertToResolved,
+}
+
+impl IncidentInterval {
+    pub const ALL: [Self; 5] = [
+        Self::AlertToSummary,
+        Self::AlertToFirstPress,
+        Self::PressToRollbackFinished,
+        Self::RollbackFinishedToResolved,
+        Self::AlertToResolved,
+    ];
+
+    fn name_and_help(self) -> (&'static str, &'static str) {
+        match self {
+            Self::AlertToSummary => (
+                "incident_alert_to_summary_seconds",
+                "From an incident's first alert to its first summary posted",
+            ),
+            Self::AlertToFirstPress => (
+                "incident_alert_to_first_press_seconds",
+                "From an incident's first alert to the first Roll back press",
+            ),
+            Self::PressToRollbackFinished => (
+                "incident_press_to_rollback_finished_seconds",
+                "From an incident's first Roll back press to its first successful rollback",
+            ),
+            Self::RollbackFinishedToResolved => (
+                "incident_rollback_finished_to_resolved_seconds",
+                "From an incident's successful rollback to the resolution of its alerts",
+            ),
+            Self::AlertToResolved => (
+                "incident_alert_to_resolved_seconds",
+                "From an incident's first alert to the resolution of its alerts",
+            ),
+        }
+    }
+}
+
+fn incident_histogram() -> Histogram {
+    // 1 s … ~9 h
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms … ~65 s
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -67,6 +125,8 @@ pub struct Metrics {
     chat_dropped: Family<QueueLabels, Counter>,
     deploy_events_received: Family<SourceLabels, Counter>,
     deploy_events_unrouted: Family<SourceLabels, Counter>,
+    /// Indexed in the order of [`IncidentInterval::ALL`].
+    incident_intervals: Vec<Family<TargetLabels, Histogram, fn() -> Histogram>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -174,7 +234,20 @@ impl Metrics {
             "Deploy events that matched no configured service or environment (audited as deploy_event.unrouted)",
             deploy_events_unrouted.clone(),
         );
+        let incident_intervals = IncidentInterval::ALL
+            .iter()
+            .map(|interval| {
+                let family =
+                    Family::<TargetLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                        incident_histogram as fn() -> Histogram,
+                    );
+                let (name, help) = interval.name_and_help();
+                registry.register(name, help, family.clone());
+                family
+            })
+            .collect();
         Self {
+            incident_intervals,
             deploy_events_received,
             deploy_events_unrouted,
             registry,
@@ -310,6 +383,28 @@ impl Metrics {
                 source: source.to_owned(),
             })
             .inc();
+    }
+
+    /// One incident's interval, in seconds.
+    pub fn incident_interval(
+        &self,
+        interval: IncidentInterval,
+        service: &str,
+        environment: &str,
+        seconds: u64,
+    ) {
+        let index = IncidentInterval::ALL
+            .iter()
+            .position(|i| *i == interval)
+            .unwrap_or_default();
+        if let Some(family) = self.incident_intervals.get(index) {
+            family
+                .get_or_create(&TargetLabels {
+                    service: service.to_owned(),
+                    environment: environment.to_owned(),
+                })
+                .observe(seconds as f64);
+        }
     }
 
     /// The Prometheus text exposition.

@@ -29,6 +29,7 @@ use super::deploy::{
     Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target,
 };
 use super::event::{ChannelMessage, Command, CommandRequest, Press, Reply};
+use super::incident;
 use super::message::{
     ButtonKind, Message, MessageRef, Platform, PrivateReply, RichText, Section, Tone,
 };
@@ -36,9 +37,9 @@ use super::policy::{Actor, Policy, Principal, RollbackRequest};
 use super::repository::{ConsoleLinks, ServiceLinks};
 use super::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 use super::summary::{Offer, Summary, SummaryBody, SummaryInput, human_span, summarize};
-use crate::audit::{AuditLog, AuditQuery, actions};
+use crate::audit::{AuditLog, AuditQuery, AuditRecord, actions};
 use crate::chat::{Chat, ChatHub, Lane};
-use crate::metrics::Metrics;
+use crate::metrics::{IncidentInterval, Metrics};
 use crate::store::{AlertGroup, DeployQuery, GroupThread, RecordedAlert, Store, StoreError};
 
 /// How much history commands read.
@@ -637,13 +638,76 @@ impl Bot {
         if let Some(target) = alert.target() {
             entry = entry.target(&target);
         }
-        if let Err(error) = self.inner.audit.append(entry).await {
-            return Err((held, error.into()));
-        }
+        let written = match self.inner.audit.append(entry).await {
+            Ok(written) => written,
+            Err(error) => return Err((held, error.into())),
+        };
         self.inner
             .metrics
             .alert_received(held.alert.source.as_str());
+        if recorded.resolved && recorded.group.resolved_at.is_some() {
+            self.observe_incident(Some(recorded.group.id), &written)
+                .await;
+        }
         Ok(self.announce(held.alert, held.origin, recorded))
+    }
+
+    /// Observes the incident intervals that the record just `written` ends. Only the
+    /// first record of its kind in the group's chain ends an interval, and only the
+    /// replica that wrote it observes, so redeliveries and other replicas never count an
+    /// incident twice. Metrics are best effort: a failure to read is logged, not raised.
+    async fn observe_incident(&self, group_id: Option<i64>, written: &AuditRecord) {
+        let Some(group_id) = group_id else { return };
+        let found = match incident::load(&self.inner.store, &self.inner.audit, group_id, false)
+            .await
+        {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, group = group_id, "could not read the incident to observe its durations");
+                return;
+            }
+        };
+        let (Some(service), Some(environment)) = (&found.service, &found.environment) else {
+            return;
+        };
+        let ends =
+            |mark: Option<(i64, DateTime<Utc>)>| mark.is_some_and(|(seq, _)| seq == written.seq);
+        let marks = &found.milestones;
+        let durations = &found.durations;
+        let mut ended = Vec::new();
+        if ends(marks.summary_posted) {
+            ended.push((IncidentInterval::AlertToSummary, durations.alert_to_summary));
+        }
+        if ends(marks.first_press) {
+            ended.push((
+                IncidentInterval::AlertToFirstPress,
+                durations.alert_to_first_press,
+            ));
+        }
+        if ends(marks.rollback_finished) {
+            ended.push((
+                IncidentInterval::PressToRollbackFinished,
+                durations.press_to_rollback_finished,
+            ));
+        }
+        if ends(marks.resolved) {
+            ended.push((
+                IncidentInterval::RollbackFinishedToResolved,
+                durations.rollback_finished_to_resolved,
+            ));
+            ended.push((
+                IncidentInterval::AlertToResolved,
+                durations.alert_to_resolved,
+            ));
+        }
+        for (interval, seconds) in ended {
+            if let Some(seconds) = seconds {
+                self.inner
+                    .metrics
+                    .incident_interval(interval, service, environment, seconds);
+            }
+        }
     }
 
     /// Answers a recorded alert in chat, in the background.
@@ -886,8 +950,9 @@ impl Bot {
         if let Some(target) = alert.target() {
             entry = entry.target(&target);
         }
-        self.inner.audit.append(entry).await?;
+        let written = self.inner.audit.append(entry).await?;
         self.inner.metrics.summary_posted(posted.platform.as_str());
+        self.observe_incident(Some(group.id), &written).await;
         Ok(())
     }
 
@@ -1033,6 +1098,7 @@ impl Bot {
                 received_at: Some(group.opened_at),
                 links: service.and_then(|s| self.inner.settings.links.get(s)),
                 console: self.inner.settings.console_links.as_ref(),
+                incident: Some(group.id),
             },
         )
     }
@@ -1450,7 +1516,8 @@ impl Bot {
         let Some(plan) = self.inner.store.plan(&press.action.token).await? else {
             return self.deny(press, None, "unknown_plan", "This button does not belong to any rollback breakwater offered. Nothing was done.".to_owned()).await;
         };
-        self.inner
+        let written = self
+            .inner
             .audit
             .append(
                 self.inner
@@ -1467,6 +1534,7 @@ impl Bot {
                     })),
             )
             .await?;
+        self.observe_incident(plan.alert_group, &written).await;
         if let Some(reply) = self.refuse_closed_plan(press, &plan).await? {
             return Ok(reply);
         }
@@ -2261,8 +2329,9 @@ impl Bot {
             if let Some(actor) = &actor {
                 entry = entry.actor(actor);
             }
-            self.inner.audit.append(entry).await?;
+            let written = self.inner.audit.append(entry).await?;
             self.inner.metrics.rollback(state.as_str());
+            self.observe_incident(plan.alert_group, &written).await;
             self.update_plan_message(&finished).await;
             Ok(())
         }
@@ -2426,6 +2495,7 @@ impl Bot {
                 environment,
             } => self.command_status(service, environment).await,
             Command::Audit { service } => self.command_audit(service.as_deref()).await,
+            Command::Timeline { service } => self.command_timeline(service.as_deref()).await,
             Command::Rollback {
                 service,
                 environment,
@@ -2631,6 +2701,38 @@ impl Bot {
             actions: vec![],
             status: None,
         }))
+    }
+
+    /// The latest incident's timeline (of the service when named), computed from the
+    /// audit log after verifying its chain; answered privately like the other read-only
+    /// commands.
+    async fn command_timeline(&self, service: Option<&str>) -> Result<Reply, BotError> {
+        let service = match service {
+            Some(service) => match self.resolve(service, None) {
+                Ok((service, _)) => Some(service.to_string()),
+                Err(text) => return Ok(Reply::Private(Message::plain(text))),
+            },
+            None => None,
+        };
+        let latest = incident::latest(&self.inner.store, service.as_deref()).await?;
+        let found = match latest {
+            Some(id) => incident::load(&self.inner.store, &self.inner.audit, id, true).await?,
+            None => None,
+        };
+        let Some(found) = found else {
+            let text = match &service {
+                Some(service) => format!("No incident of {service} yet."),
+                None => "No incident yet.".to_owned(),
+            };
+            return Ok(Reply::Private(Message::plain(text)));
+        };
+        let link = self
+            .inner
+            .settings
+            .console_links
+            .as_ref()
+            .map(|console| console.incident(found.id));
+        Ok(Reply::Private(incident::to_message(&found, link)))
     }
 
     async fn command_audit(&self, service: Option<&str>) -> Result<Reply, BotError> {

@@ -115,6 +115,8 @@ pub struct SummaryView<'a> {
     pub links: Option<&'a ServiceLinks>,
     /// The console's pages, when `server.public_url` is set.
     pub console: Option<&'a ConsoleLinks>,
+    /// The alert group's id, which is its incident's id: the thread links its Incident page.
+    pub incident: Option<i64>,
 }
 
 pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
@@ -415,6 +417,11 @@ fn investigate_line(target: &Target, view: &SummaryView<'_>) -> Option<RichText>
             .link(format!("Deploys of {service}"), console.deploys(service))
             .plain(" · ")
             .link("Audit records", console.audit(service));
+        if let Some(id) = view.incident {
+            line = line
+                .plain(" · ")
+                .link("Incident timeline", console.incident(id));
+        }
     }
     (!line.is_empty()).then_some(line)
 }
@@ -1172,6 +1179,24 @@ mod tests {
                 plain.contains(
                     "Audit records <https://bw.example.com/console/audit?service=checkout>"
                 ),
+                "{plain}"
+            );
+        }
+
+        #[test]
+        fn with_a_public_url_the_summary_links_to_the_incident_page() {
+            let console = ConsoleLinks::new("https://bw.example.com/");
+            let message = summary_message(
+                &summary(),
+                &SummaryView {
+                    console: Some(&console),
+                    incident: Some(7),
+                    ..view(None)
+                },
+            );
+            let plain = message.to_plain();
+            assert!(
+                plain.contains("Incident timeline <https://bw.example.com/console/incidents/7>"),
                 "{plain}"
             );
         }

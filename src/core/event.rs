@@ -79,6 +79,10 @@ pub enum Command {
     Audit {
         service: Option<String>,
     },
+    /// The latest incident's timeline, of the service when given.
+    Timeline {
+        service: Option<String>,
+    },
     Help,
 }
 
@@ -103,6 +107,7 @@ impl Command {
                 environment: words[2].to_owned(),
             }),
             Some("audit") if words.len() <= 2 => Ok(Self::Audit { service: arg(1) }),
+            Some("timeline") if words.len() <= 2 => Ok(Self::Timeline { service: arg(1) }),
             _ => Err(Self::usage()),
         }
     }
@@ -114,6 +119,7 @@ impl Command {
             "  rollback SERVICE ENV [VERSION]   offer a rollback (with a button; never runs from text alone)",
             "  status SERVICE ENV               what runs now, open alerts, rollbacks in progress",
             "  audit [SERVICE]                  the latest audit records",
+            "  timeline [SERVICE]               the latest incident's timeline",
             "  help                             this text",
         ]
         .join("\n")
@@ -187,6 +193,21 @@ mod tests {
             Command::parse("audit"),
             Ok(Command::Audit { service: None })
         );
+    }
+
+    #[test]
+    fn timeline_takes_an_optional_service() {
+        assert_eq!(
+            Command::parse("timeline"),
+            Ok(Command::Timeline { service: None })
+        );
+        assert_eq!(
+            Command::parse("timeline checkout"),
+            Ok(Command::Timeline {
+                service: Some("checkout".into())
+            })
+        );
+        assert!(Command::parse("timeline checkout production").is_err());
     }
 
     #[test]

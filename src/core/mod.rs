@@ -8,6 +8,7 @@ pub mod clock;
 pub mod compose;
 pub mod deploy;
 pub mod event;
+pub mod incident;
 pub mod message;
 pub mod policy;
 pub mod repository;

@@ -201,6 +201,11 @@ impl ConsoleLinks {
             query_value(service)
         )
     }
+
+    /// The Incident page of an alert group: its timeline and postmortem draft.
+    pub fn incident(&self, id: i64) -> String {
+        format!("{}/console/incidents/{id}", self.base)
+    }
 }
 
 /// Service names are already restricted to URL-safe words; this keeps it so.

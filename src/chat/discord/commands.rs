@@ -35,7 +35,7 @@ fn subcommand(name: &str, description: &str) -> CreateCommandOption {
     CreateCommandOption::new(CommandOptionType::SubCommand, name, description)
 }
 
-/// `/breakwater deploys|rollback|status|audit|help`.
+/// `/breakwater deploys|rollback|status|audit|timeline|help`.
 pub(crate) fn definition() -> CreateCommand {
     CreateCommand::new(NAME)
         .description("Recent deploys, rollback plans and the audit log")
@@ -68,6 +68,10 @@ pub(crate) fn definition() -> CreateCommand {
         )
         .add_option(
             subcommand("audit", "The latest audit records")
+                .add_sub_option(text_option("service", "Service", false, true)),
+        )
+        .add_option(
+            subcommand("timeline", "The latest incident's timeline")
                 .add_sub_option(text_option("service", "Service", false, true)),
         )
         .add_option(subcommand("help", "How to use breakwater"))
@@ -186,6 +190,9 @@ pub(crate) fn parse(options: &[CommandDataOption]) -> Result<Command, String> {
         "audit" => Ok(Command::Audit {
             service: invocation.text("service"),
         }),
+        "timeline" => Ok(Command::Timeline {
+            service: invocation.text("service"),
+        }),
         "help" => Ok(Command::Help),
         _ => Err(Command::usage()),
     }
@@ -282,7 +289,10 @@ mod tests {
             .iter()
             .map(|o| o["name"].as_str().expect("name"))
             .collect();
-        assert_eq!(names, ["deploys", "rollback", "status", "audit", "help"]);
+        assert_eq!(
+            names,
+            ["deploys", "rollback", "status", "audit", "timeline", "help"]
+        );
         let rollback = &body["options"][1];
         assert_eq!(rollback["type"], 1);
         assert_eq!(rollback["options"][0]["name"], "service");
