@@ -483,7 +483,8 @@ fn describe(
     })
 }
 
-fn duration_rows(durations: &Durations) -> [(&'static str, Option<u64>); 5] {
+/// The durations with the names people read, in the order of the draft.
+pub fn duration_rows(durations: &Durations) -> [(&'static str, Option<u64>); 5] {
     [
         ("Alert → summary posted", durations.alert_to_summary),
         ("Alert → first press", durations.alert_to_first_press),
@@ -587,8 +588,13 @@ fn md(text: &str) -> String {
     out
 }
 
-fn seconds_words(seconds: Option<u64>) -> String {
-    seconds.map_or_else(|| "—".to_owned(), |s| format!("{} ({s} s)", human_span(s)))
+/// "2 min (120 s)", or a dash for what did not happen.
+pub fn seconds_words(seconds: Option<u64>) -> String {
+    match seconds {
+        None => "—".to_owned(),
+        Some(s) if s < 60 => format!("{s} s"),
+        Some(s) => format!("{} ({s} s)", human_span(s)),
+    }
 }
 
 /// The postmortem draft in Markdown.
@@ -640,6 +646,9 @@ pub fn to_markdown(incident: &Incident) -> String {
                 md(deploy.author.as_deref().unwrap_or("unknown")),
                 deploy.started_at.format("%Y-%m-%d %H:%M:%S UTC")
             );
+            if let Some(commit) = &deploy.commit {
+                let _ = writeln!(out, "Commit `{}`.", md(commit));
+            }
             if !deploy.changes.is_empty() {
                 out.push_str("\nCommits:\n\n");
                 for change in &deploy.changes {

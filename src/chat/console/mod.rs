@@ -9,12 +9,14 @@
 //! - [`pages`]: the routes: sign-in, channel, deploys, audit, export, presses.
 //! - [`live`]: server-sent events that bring new and updated messages to open pages.
 //! - [`timeline`]: the deploys-and-alerts picture, as SVG.
+//! - [`incident`]: an incident's timeline page and postmortem draft download.
 //!
 //! The console has no confirmation dialog of its own, so a Roll back press gets the
 //! core's private Confirm/Cancel step, shown only to the person who pressed.
 
 pub mod auth;
 mod html;
+mod incident;
 mod live;
 mod pages;
 mod timeline;
@@ -69,7 +71,7 @@ impl ConsoleAdapter {
 
     /// Every `/console` route.
     pub fn router(&self) -> axum::Router {
-        pages::router(self.state.clone())
+        pages::router(self.state.clone()).merge(incident::router(self.state.clone()))
     }
 }
 

@@ -148,7 +148,7 @@ fn asset(content_type: &'static str, text: &'static str) -> Response {
 
 /// Headers every console page carries: no caching, no framing, scripts and styles only
 /// from the console itself.
-fn secure_headers(response: &mut Response) {
+pub(super) fn secure_headers(response: &mut Response) {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -170,14 +170,14 @@ fn secure_headers(response: &mut Response) {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Nav {
+pub(super) enum Nav {
     Channel,
     Deploys,
     Audit,
 }
 
 /// A whole page: head, navigation (when signed in), and `main`.
-fn document(
+pub(super) fn document(
     status: StatusCode,
     title: &str,
     viewer: Option<&Viewer>,
