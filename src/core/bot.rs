@@ -2665,7 +2665,7 @@ impl Bot {
                 };
                 RichText::new()
                     .code(format!("#{}", r.seq))
-                    .plain(format!(" {} ", r.at.format("%m-%d %H:%M:%S")))
+                    .plain(format!(" {} ", r.at.format("%m-%d %H:%M:%S UTC")))
                     .bold(r.action.clone())
                     .plain(format!(" by {who}{target}"))
             })

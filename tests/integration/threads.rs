@@ -175,3 +175,27 @@ async fn with_a_repository_the_summary_links_commits_and_compares_and_names_the_
     }
     assert!(plain.contains("Owners: @checkout-oncall"), "{plain}");
 }
+
+#[tokio::test]
+async fn the_audit_command_gives_every_time_its_zone() {
+    let app = spawn_app().await;
+    incident(&app).await;
+
+    let reply = app
+        .bot
+        .handle_command(breakwater::core::event::CommandRequest {
+            event_id: "cmd-audit".into(),
+            actor: actor("console:alice", "Alice"),
+            command: breakwater::core::event::Command::parse("audit checkout").expect("parse"),
+            platform: breakwater::core::message::Platform::Console,
+            channel: Some("alerts".into()),
+        })
+        .await;
+
+    let text = reply.message().expect("an answer").to_plain();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("• #")).collect();
+    assert!(!lines.is_empty(), "{text}");
+    for line in lines {
+        assert!(line.contains(" UTC "), "a time without its zone: {line}");
+    }
+}
