@@ -194,6 +194,9 @@ pub struct GroupThread {
     pub group_id: i64,
     pub alert_message: MessageRef,
     pub summary: Option<MessageRef>,
+    /// breakwater posted the alert message itself (for a webhook alert), so it may edit its
+    /// header when the group resolves — also after a restart or from another replica.
+    pub posted_by_bot: bool,
 }
 
 /// A message in the web console's channel, as the bot posted or last updated it.

@@ -347,12 +347,24 @@ pub(crate) struct ThreadRow {
 
 impl ThreadRow {
     fn into_thread(self) -> StoreResult<GroupThread> {
+        let stored: StoredAlertMessage = from_json("thread alert message", &self.alert_message)?;
         Ok(GroupThread {
             group_id: self.group_id,
-            alert_message: from_json("thread alert message", &self.alert_message)?,
+            alert_message: stored.message,
             summary: opt_from_json("thread summary", self.summary.as_deref())?,
+            posted_by_bot: stored.posted_by_bot,
         })
     }
+}
+
+/// A thread's alert message as stored, with whether breakwater posted it: the flag rides in
+/// the same JSON column, so rows written before it existed read as not the bot's.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredAlertMessage {
+    #[serde(flatten)]
+    message: MessageRef,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    posted_by_bot: bool,
 }
 
 #[derive(FromRow)]
@@ -1024,7 +1036,13 @@ where
         .bind(message.platform.as_str())
         .bind(message.channel.clone())
         .bind(message.id.clone())
-        .bind(to_json("thread alert message", message)?)
+        .bind(to_json(
+            "thread alert message",
+            &StoredAlertMessage {
+                message: message.clone(),
+                posted_by_bot: thread.posted_by_bot,
+            },
+        )?)
         .bind(opt_to_json("thread summary", thread.summary.as_ref())?)
         .execute(conn)
         .await?;

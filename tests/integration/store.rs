@@ -817,6 +817,7 @@ async fn a_group_remembers_its_threads_and_their_summaries(db: &mut TestStore) {
                 group_id: group.id,
                 alert_message: alert_message.clone(),
                 summary: None,
+                posted_by_bot: alert_message.platform == Platform::Console,
             })
             .await
             .expect("add thread");
@@ -839,11 +840,13 @@ async fn a_group_remembers_its_threads_and_their_summaries(db: &mut TestStore) {
                 group_id: group.id,
                 alert_message: slack_alert,
                 summary: Some(summary),
+                posted_by_bot: false,
             },
             GroupThread {
                 group_id: group.id,
                 alert_message: console_alert,
                 summary: None,
+                posted_by_bot: true,
             },
         ]
     );
