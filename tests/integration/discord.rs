@@ -774,22 +774,22 @@ async fn the_bots_own_posts_and_other_channels_are_not_read_as_alerts() {
             .contains("checkout staging is throwing 500s"),
         "{received:?}"
     );
-    let summaries = discord
+    let by_bot: Vec<StoredMessage> = discord
         .fake
         .messages()
         .into_iter()
-        .filter(|m| m.text().contains("recent deploys"))
+        .filter(|m| m.json["author"]["id"] == BOT_USER_ID)
+        .collect();
+    let checkout_production = by_bot
+        .iter()
+        .filter(|m| m.text().contains("checkout production · recent deploys"))
         .count();
-    assert_eq!(summaries, 1);
+    assert_eq!(checkout_production, 1, "its own summary is not a new alert");
     assert!(
-        discord
-            .fake
-            .messages()
-            .iter()
-            .filter(|m| m.json["author"]["id"] == BOT_USER_ID)
-            .count()
-            >= 2
+        !by_bot.iter().any(|m| m.text().contains("payments")),
+        "the other channel's message is not an alert"
     );
+    assert!(by_bot.len() >= 2);
 }
 
 #[tokio::test]
