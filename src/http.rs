@@ -359,7 +359,8 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 
 // --- deploy registry ---------------------------------------------------------------------
 
-/// The deploy report CI/CD posts (DESIGN.md "Deploy report").
+/// The deploy report CI/CD posts to `POST /api/v1/deploys`: `service`, `environment` and
+/// `version` required, everything else optional; unknown fields are refused.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployReport {

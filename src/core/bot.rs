@@ -1,6 +1,6 @@
 //! The brain. Adapters hand it alerts, channel messages, button presses and commands; it
 //! records them, decides, calls the deployment backend and tells the chat platforms what
-//! to show. It follows DESIGN.md's rollback rules step by step:
+//! to show. It applies the rollback rules (README "Rollback rules") step by step:
 //!
 //! 1. claim the inbound event id (retries and double clicks collapse to one);
 //! 2. load the plan and check policy (who, where, freeze, cooldown);

@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{WEBHOOK_TOKEN, alertmanager};
+use crate::support::{WEBHOOK_TOKEN, alertmanager, eventually};
 
 const ALICE_PASSWORD: &str = "alice-correct-horse";
 const MALLORY_PASSWORD: &str = "mallory-battery-staple";
@@ -234,18 +234,15 @@ impl ConsoleApp {
 
     /// Polls the channel page until it contains `text`.
     async fn wait_for(&self, session: &Session, text: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually(format_args!("the channel to show {text:?}"), async || {
             let html = self.channel(session).await;
             if html.contains(text) {
-                return html;
+                Ok(html)
+            } else {
+                Err(html)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the channel never showed {text:?}:\n{html}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Presses the button labelled `label` as shown on the channel page.

@@ -2,7 +2,7 @@
 //! the demo's incident as a person would — sign in, see the alert and its summary, roll
 //! back, confirm, watch the outcome and the verification line arrive live, then read the
 //! audit log. Saves a screenshot under the target directory. Without `chromium` and
-//! `chromedriver` on the PATH it says so and passes.
+//! `chromedriver` on the PATH it says so and passes, except under `CI=true`, where it fails.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -11,6 +11,8 @@ use std::time::Duration;
 use breakwater::demo::{Demo, DemoOptions};
 use fantoccini::{Client, ClientBuilder, Locator};
 use tokio_util::sync::CancellationToken;
+
+use crate::support::eventually;
 
 /// Stops chromedriver when the test ends, however it ends.
 struct Driver(std::process::Child);
@@ -30,6 +32,11 @@ fn find(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// Whether this runs under CI (`CI=true`, as GitHub Actions, GitLab CI and `.ci/run` set it).
+fn running_in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
+
 async fn start_chromedriver(binary: &PathBuf) -> (Driver, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -43,17 +50,10 @@ async fn start_chromedriver(binary: &PathBuf) -> (Driver, String) {
             .spawn()
             .expect("start chromedriver"),
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "chromedriver did not start listening"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("chromedriver to listen", async || {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+    })
+    .await;
     (driver, format!("http://127.0.0.1:{port}"))
 }
 
@@ -109,6 +109,12 @@ async fn a_person_rolls_back_the_demo_incident_in_a_real_browser() {
         find("chromium").or_else(|| find("chromium-browser")),
         find("chromedriver"),
     ) else {
+        // CI installs both (.ci/run): there a missing browser is a failure, not a skip.
+        assert!(
+            !running_in_ci(),
+            "CI=true but chromium and chromedriver are not installed \
+             (Debian: apt-get install chromium chromium-driver)"
+        );
         eprintln!(
             "skipping the browser test: chromium and chromedriver are not installed \
              (Debian: apt-get install chromium chromium-driver)"
