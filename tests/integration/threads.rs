@@ -83,6 +83,35 @@ async fn a_resolved_incident_takes_the_siren_off_the_alert_post() {
 }
 
 #[tokio::test]
+async fn a_restarted_process_takes_the_siren_off_the_alert_post_an_earlier_one_made() {
+    let app = spawn_app().await;
+    let summary = incident(&app).await;
+    let post = summary.parent.clone().expect("the alert post");
+    let chat = app.chat.clone();
+    let dir = app.stop().await;
+
+    let restarted = spawn_app_replacing(
+        AppOptions {
+            dir: Some(dir),
+            ..AppOptions::default()
+        },
+        Receiver::start(crate::support::BACKEND_SECRET).await,
+        Replacements {
+            chat: Some(chat),
+            ..Replacements::default()
+        },
+    )
+    .await;
+    resolve(&restarted).await;
+
+    let updated = restarted
+        .chat
+        .wait_for_update(&post, "✅ HighErrorRate")
+        .await;
+    assert!(!updated.plain().contains('🚨'), "{}", updated.plain());
+}
+
+#[tokio::test]
 async fn after_a_rollback_and_the_resolution_the_status_lines_read_in_time_order() {
     let app = spawn_app().await;
     let summary = incident(&app).await;

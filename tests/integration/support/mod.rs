@@ -132,6 +132,8 @@ pub(crate) struct Replacements {
     pub tune: Option<fn(&mut breakwater::core::bot::BotSettings)>,
     /// The bot's clock, e.g. a `ManualClock` the test moves instead of sleeping.
     pub clock: Option<Arc<dyn breakwater::core::clock::Clock>>,
+    /// The chat, e.g. the one an earlier process posted in (restart tests).
+    pub chat: Option<Arc<RecordingChat>>,
 }
 
 pub(crate) async fn spawn_app_replacing(
@@ -163,7 +165,9 @@ pub(crate) async fn spawn_app_replacing(
     let config_path = dir.path().join("breakwater.toml");
     std::fs::write(&config_path, &text).expect("write config");
     let config = Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
-    let chat = RecordingChat::new(options.platform, "alerts", options.confirm_step);
+    let chat = replacements
+        .chat
+        .unwrap_or_else(|| RecordingChat::new(options.platform, "alerts", options.confirm_step));
     let app = Application::build_with(
         config,
         Overrides {
