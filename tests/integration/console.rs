@@ -1143,3 +1143,55 @@ async fn the_deploys_timeline_draws_an_alert_when_it_fired_not_when_it_arrived()
     assert!(html.contains(&tooltip), "no {tooltip:?} in:\n{html}");
     assert!(html.contains("UTC</text>"), "axis times carry their zone");
 }
+
+#[tokio::test]
+async fn a_thread_whose_alert_post_the_core_marks_resolved_reads_resolved() {
+    use breakwater::core::message::{Message, MessageRef, Platform, Tone};
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.incident(&session).await;
+    let root = Regex::new(r#"<section class="thread" id="t-(\d+)""#)
+        .expect("regex")
+        .captures(&html)
+        .map(|c| c[1].to_owned())
+        .expect("a thread");
+    assert!(
+        html.contains(&format!(
+            "<article class=\"msg tone-danger\" id=\"m-{root}\""
+        )),
+        "a firing alert is shown as a problem: {html}"
+    );
+    // What the core sends when the group resolves: the same post, resolved.
+    let resolved = Message::plain(
+        "✅ HighErrorRate (critical) on checkout production — resolved at 15:20 UTC",
+    )
+    .with_tone(Tone::Success);
+    let console = app
+        .bot
+        .chats()
+        .get(Platform::Console)
+        .expect("console chat");
+    console
+        .update(
+            &MessageRef {
+                platform: Platform::Console,
+                channel: breakwater::chat::console::CHANNEL.into(),
+                id: root.clone(),
+                thread: None,
+            },
+            &resolved,
+            breakwater::chat::Lane::Alerts,
+        )
+        .await
+        .expect("update");
+    let html = app.channel(&session).await;
+    let head = format!(
+        "<article class=\"msg tone-success\" id=\"m-{root}\" data-id=\"{root}\" data-thread=\"\" data-rev=\"2\""
+    );
+    assert!(html.contains(&head), "{html}");
+    let heading = format!(
+        "<h2 id=\"m-{root}-h\"><span class=\"visually-hidden\">Resolved: </span>✅ HighErrorRate"
+    );
+    assert!(html.contains(&heading), "{html}");
+    assert!(!html.contains("🚨"), "no alarm left in the thread: {html}");
+}
