@@ -340,6 +340,11 @@ async fn a_person_rolls_back_the_demo_incident_in_a_real_browser() {
     // With the script running, the page says it updates itself (and it does).
     wait_for_text(&client, "This page updates itself while it is open.").await;
     roll_back_and_watch_it_resolve(&client).await;
+    // The picture is of the thread, not of where the keyboard is.
+    client
+        .execute("document.activeElement.blur();", Vec::new())
+        .await
+        .expect("script");
     save_screenshot(
         "console.png",
         client.screenshot().await.expect("screenshot"),
@@ -404,6 +409,13 @@ async fn on_a_phone_screen_no_page_scrolls_sideways() {
     );
     let svg_width: u32 = svg_width.parse().expect("a width");
     assert!(svg_width >= 800, "the timeline is {svg_width} px wide");
+    let shows_now = script_string(
+        &client,
+        "var b = document.querySelector('.timeline .scroll'); \
+         return String(b.scrollLeft + b.clientWidth >= b.scrollWidth - 1);",
+    )
+    .await;
+    assert_eq!(shows_now, "true", "a wide timeline opens at its newest end");
     save_screenshot(
         "console-phone-deploys.png",
         client.screenshot().await.expect("screenshot"),

@@ -942,7 +942,7 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
             .text(filter.get(name).map(String::as_str).unwrap_or_default())
             .raw("\"")
             .raw(if name == "action" {
-                " placeholder=\"part of a name, e.g. rollback\""
+                " placeholder=\"e.g. rollback\""
             } else {
                 ""
             })

@@ -64,6 +64,11 @@
     }
   }
 
+  // A timeline wider than the screen starts at its right end: now and the latest deploys.
+  Array.prototype.forEach.call(document.querySelectorAll(".timeline .scroll"), function (box) {
+    box.scrollLeft = box.scrollWidth;
+  });
+
   if (channel && window.EventSource) {
     // Only now is it true; without the script the page says to reload instead.
     if (live) live.textContent = "Showing the latest threads. This page updates itself while it is open.";
