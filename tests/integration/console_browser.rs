@@ -385,6 +385,13 @@ async fn on_a_phone_screen_no_page_scrolls_sideways() {
     sign_in(&client, &demo).await;
     roll_back_and_watch_it_resolve(&client).await;
     assert_no_sideways_scroll(&client, "channel").await;
+    client
+        .execute(
+            "document.activeElement.blur(); window.scrollTo(0, 0);",
+            Vec::new(),
+        )
+        .await
+        .expect("script");
     save_screenshot(
         "console-phone.png",
         client.screenshot().await.expect("screenshot"),
