@@ -97,10 +97,12 @@
       credentials: "same-origin"
     }).then(function (response) {
       if (!response.ok) {
+        pressed = null;
         if (button) button.disabled = false;
         if (live) live.textContent = "The press was refused (" + response.status + "). Reload the page and try again.";
       }
     }, function () {
+      pressed = null;
       if (button) button.disabled = false;
       if (live) live.textContent = "breakwater could not be reached; try again.";
     });
