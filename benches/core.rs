@@ -93,6 +93,8 @@ fn services() -> Vec<ServiceConfig> {
             deployment: None,
             release: None,
             version_from: None,
+            repository: None,
+            sources: Default::default(),
         })
         .collect()
 }

@@ -19,6 +19,7 @@ use crate::config::{Config, ServiceConfig};
 use crate::core::backend::BackendDirectory;
 use crate::core::bot::{Bot, BotParts, BotSettings};
 use crate::core::clock::{Clock, SystemClock};
+use crate::core::repository::{ConsoleLinks, ServiceLinks};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -67,9 +68,8 @@ impl Application {
         let config = Arc::new(config);
         let store = match overrides.store {
             Some(store) => store,
-            None => crate::store::connect(config.database.url.expose())
-                .await
-                .context("opening the database (database.url)")?,
+            // The error is already one line naming database.url, the cause and the fix.
+            None => crate::store::connect(config.database.url.expose()).await?,
         };
         let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let sealer = AuditSealer::new(
@@ -101,6 +101,24 @@ impl Application {
                 .digest_channel
                 .clone()
                 .map(|channel| (channel, config.audit.digest_interval)),
+            links: config
+                .services
+                .iter()
+                .map(|s| {
+                    let links = ServiceLinks {
+                        repository: s.repository.clone(),
+                        owners: s.owners.clone(),
+                    };
+                    (s.name.clone(), links)
+                })
+                .collect(),
+            // Only where the console serves those pages.
+            console_links: config
+                .server
+                .public_url
+                .as_ref()
+                .filter(|_| config.console.enabled)
+                .map(|url| ConsoleLinks::new(url.as_str())),
             ..BotSettings::default()
         };
         if let Some(tune) = overrides.tune {

@@ -48,6 +48,8 @@ pub mod actions {
     pub const ROLLBACK_NOT_RESOLVED: &str = "rollback.not_resolved";
     pub const CONSOLE_LOGIN: &str = "console.login";
     pub const CONSOLE_LOGIN_FAILED: &str = "console.login_failed";
+    /// A deploy event (GitHub, GitLab, Flux) that matched no configured service.
+    pub const DEPLOY_EVENT_UNROUTED: &str = "deploy_event.unrouted";
 }
 
 /// A record to append; the store gives it its sequence number and hashes.

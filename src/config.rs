@@ -17,6 +17,10 @@ use url::Url;
 use crate::core::alert::KnownService;
 use crate::core::deploy::{Environment, ServiceName};
 use crate::core::policy::{FreezeWindow, Policy, Principal};
+use crate::core::repository::{Repository, RepositoryError};
+
+mod files;
+mod suggest;
 
 /// Where `serve` looks when neither `--config` nor `$BREAKWATER_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/breakwater.toml";
@@ -60,7 +64,7 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("{}", read_message(path, source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -75,11 +79,43 @@ impl ConfigError {
             Self::Read { path, source } => {
                 vec![Problem {
                     path: String::new(),
-                    message: format!("cannot read {}: {source}", path.display()),
+                    message: read_message(path, source),
                 }]
             }
             Self::Invalid(problems) => problems.clone(),
         }
+    }
+}
+
+/// Why the configuration file cannot be read; a missing one says how to name another,
+/// since the default path is relative to the directory breakwater was started in.
+fn read_message(path: &Path, error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::NotFound {
+        let place = match std::path::absolute(path) {
+            Ok(absolute) if path.is_relative() => {
+                format!("{} ({})", path.display(), absolute.display())
+            }
+            _ => path.display().to_string(),
+        };
+        format!(
+            "configuration file {place} not found; pass --config FILE or set BREAKWATER_CONFIG \
+             (default: {DEFAULT_CONFIG_PATH})"
+        )
+    } else {
+        format!(
+            "cannot read the configuration file {}: {}",
+            path.display(),
+            io_message(error)
+        )
+    }
+}
+
+/// An I/O error's words without the trailing "(os error N)", for messages to operators.
+pub(crate) fn io_message(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
     }
 }
 
@@ -100,6 +136,7 @@ pub struct Config {
     pub policy: Policy,
     pub audit: AuditConfig,
     pub alerts: AlertsConfig,
+    pub sources: SourcesConfig,
     /// Things that are allowed but probably not meant (printed by `check-config`).
     pub warnings: Vec<Problem>,
 }
@@ -255,6 +292,10 @@ pub struct ServiceConfig {
     pub deployment: Option<String>,
     pub release: Option<String>,
     pub version_from: Option<String>,
+    /// `repository` (+ `repository_kind`): where commits and compares of its deploys link.
+    pub repository: Option<Repository>,
+    /// How deploy events from GitHub, GitLab and Flux name this service.
+    pub sources: ServiceSources,
 }
 
 impl ServiceConfig {
@@ -389,6 +430,34 @@ impl Default for AlertsConfig {
     }
 }
 
+/// `[sources]`: deploy events from GitHub, GitLab and Flux. Each route is off until its
+/// secret is set.
+#[derive(Debug, Clone, Default)]
+pub struct SourcesConfig {
+    /// `sources.github.secret`: the webhook secret GitHub signs deliveries with
+    /// (`X-Hub-Signature-256`).
+    pub github_secret: Option<Secret>,
+    /// `sources.gitlab.token`: the secret token GitLab sends as `X-Gitlab-Token`.
+    pub gitlab_token: Option<Secret>,
+    /// `sources.flux.secret`: the `token` in the secret of Flux's `generic-hmac` Provider.
+    pub flux_secret: Option<Secret>,
+    /// `sources.flux.environment`: the environment of the cluster Flux runs in, for events
+    /// whose namespace names none of the service's environments.
+    pub flux_environment: Option<Environment>,
+}
+
+/// A service's names in deploy events (`[[services]]` keys). Flux keys are `NAME` or
+/// `NAMESPACE/NAME` and may hold `{service}` and `{environment}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSources {
+    /// `github_repository = "acme/checkout"`.
+    pub github_repository: Option<String>,
+    /// `gitlab_project = "acme/checkout"` (the project's full path).
+    pub gitlab_project: Option<String>,
+    pub flux_kustomization: Option<String>,
+    pub flux_helmrelease: Option<String>,
+}
+
 impl Config {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -417,11 +486,7 @@ impl Config {
     }
 
     fn parse_with(text: &str, secrets: &dyn SecretResolver) -> Result<Self, ConfigError> {
-        let mut v = Validator {
-            problems: Vec::new(),
-            warnings: Vec::new(),
-            secrets,
-        };
+        let mut v = Validator::new(secrets);
         let config = v.config(text);
         match config {
             Some(mut config) if v.problems.is_empty() => {
@@ -466,6 +531,7 @@ impl Config {
                 digest_interval: Duration::from_secs(24 * 3600),
             },
             alerts: AlertsConfig::default(),
+            sources: SourcesConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -497,7 +563,16 @@ impl SecretResolver for EnvSecrets {
         };
         std::fs::read_to_string(&full)
             .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|e| format!("cannot read secret file {}: {e}", full.display()))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    format!("secret file {} does not exist", full.display())
+                }
+                _ => format!(
+                    "cannot read secret file {}: {}",
+                    full.display(),
+                    io_message(&e)
+                ),
+            })
     }
 }
 
@@ -590,6 +665,12 @@ struct RawService {
     deployment: Option<String>,
     release: Option<String>,
     version_from: Option<String>,
+    repository: Option<String>,
+    repository_kind: Option<String>,
+    github_repository: Option<String>,
+    gitlab_project: Option<String>,
+    flux_kustomization: Option<String>,
+    flux_helmrelease: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -685,6 +766,29 @@ struct RawAlerts {
     group_window: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+struct RawSources {
+    github: Option<RawSecretSource>,
+    gitlab: Option<RawTokenSource>,
+    flux: Option<RawFluxSource>,
+}
+
+#[derive(Deserialize)]
+struct RawSecretSource {
+    secret: toml::Value,
+}
+
+#[derive(Deserialize)]
+struct RawTokenSource {
+    token: toml::Value,
+}
+
+#[derive(Deserialize)]
+struct RawFluxSource {
+    secret: toml::Value,
+    environment: Option<String>,
+}
+
 // ----------------------------------------------------------------------------------------
 // Validation.
 
@@ -692,11 +796,17 @@ struct Validator<'a> {
     problems: Vec<Problem>,
     warnings: Vec<Problem>,
     secrets: &'a dyn SecretResolver,
+    /// Every `[backends.NAME]` written, with its kind when that is one breakwater knows,
+    /// including those with problems: a service naming a broken backend is not told the
+    /// backend does not exist (one mistake, one problem).
+    declared_backends: BTreeMap<String, Option<String>>,
+    /// The names of every `[[services]]` written, valid or not, in lower case.
+    declared_services: HashSet<String>,
 }
 
 const SECTIONS: &[&str] = &[
     "server", "database", "api", "webhooks", "slack", "discord", "console", "services", "backends",
-    "policy", "audit", "alerts",
+    "policy", "audit", "alerts", "sources",
 ];
 
 fn join(path: &str, key: &str) -> String {
@@ -708,7 +818,17 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    fn new(secrets: &'a dyn SecretResolver) -> Self {
+        Self {
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            secrets,
+            declared_backends: BTreeMap::new(),
+            declared_services: HashSet::new(),
+        }
+    }
+
     fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
@@ -723,21 +843,40 @@ impl Validator<'_> {
         });
     }
 
-    /// Deserializes one value, reporting unknown keys and the first type error by path.
+    /// Deserializes one value, reporting unknown keys (with the nearest known one) and the
+    /// first type error by path. A required key reported missing because it was misspelt
+    /// is reported once, as the misspelling.
     fn section<T: DeserializeOwned>(&mut self, path: &str, value: toml::Value) -> Option<T> {
-        let mut unknown: Vec<String> = Vec::new();
-        let mut record = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+        let mut unknown: Vec<(String, String, Option<&'static str>)> = Vec::new();
+        let mut record = |p: serde_ignored::Path<'_>| {
+            let steps = suggest::steps(&p);
+            let (word, known) = match steps.split_last() {
+                Some((suggest::Step::Key(word), parents)) => {
+                    (word.clone(), suggest::known_keys::<T>(parents))
+                }
+                _ => (p.to_string(), None),
+            };
+            let nearest = known.and_then(|known| suggest::nearest(&word, known));
+            let message = suggest::unknown_key_message(&word, known);
+            unknown.push((p.to_string(), message, nearest));
+        };
         let result: Result<T, _> =
             serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record));
-        for key in unknown {
-            self.problem(join(path, &key), "unknown key");
+        let suggested: Vec<&'static str> = unknown.iter().filter_map(|(_, _, n)| *n).collect();
+        for (key, message, _) in unknown {
+            self.problem(join(path, &key), message);
         }
         match result {
             Ok(value) => Some(value),
             Err(error) => {
                 let at = error.path().to_string();
                 let message = error.inner().message().to_owned();
-                self.problem(join(path, &at), message);
+                let misspelt = suggested
+                    .iter()
+                    .any(|key| message == format!("missing field `{key}`"));
+                if !misspelt {
+                    self.problem(join(path, &at), message);
+                }
                 None
             }
         }
@@ -762,10 +901,11 @@ impl Validator<'_> {
         let keys: Vec<String> = table.keys().cloned().collect();
         for key in keys {
             if !SECTIONS.contains(&key.as_str()) {
-                self.problem(
-                    key.clone(),
-                    format!("unknown section (known: {})", SECTIONS.join(", ")),
-                );
+                let message = match suggest::nearest(&key, SECTIONS) {
+                    Some(section) => format!("unknown section `{key}` — did you mean `{section}`?"),
+                    None => format!("unknown section (known: {})", SECTIONS.join(", ")),
+                };
+                self.problem(key.clone(), message);
             }
         }
         let mut take = |name: &str| table.remove(name);
@@ -786,6 +926,8 @@ impl Validator<'_> {
         let policy = self.policy(take("policy"), &services);
         let audit = self.audit(take("audit"));
         let alerts = self.alerts(take("alerts"));
+        let sources = self.sources(take("sources"));
+        self.service_source_keys(&services, &sources);
 
         if let Some(slack) = &slack {
             for service in &services {
@@ -817,6 +959,7 @@ impl Validator<'_> {
             policy,
             audit,
             alerts,
+            sources,
             warnings: Vec::new(),
         })
     }
@@ -840,6 +983,7 @@ impl Validator<'_> {
                 default_runner_id(listen)
             }
         };
+        let problems_before = self.problems.len();
         let interval = self.duration(
             "server.heartbeat_interval",
             raw.heartbeat_interval.as_deref(),
@@ -850,7 +994,8 @@ impl Validator<'_> {
             raw.heartbeat_timeout.as_deref(),
             Duration::from_secs(15),
         );
-        if timeout < interval * 2 {
+        // Compared only when both were read: a bad one is already reported.
+        if timeout < interval * 2 && self.problems.len() == problems_before {
             self.problem(
                 "server.heartbeat_timeout",
                 format!(
@@ -1067,6 +1212,8 @@ impl Validator<'_> {
 
     fn slack(&mut self, value: toml::Value) -> Option<SlackConfig> {
         let raw: RawSlack = self.section("slack", value)?;
+        // With a mode that is not one, what that mode would require is not asked for too.
+        let mut mode_known = true;
         let mode = match raw.mode.as_deref().unwrap_or("socket") {
             "socket" => SlackMode::Socket,
             "http" => SlackMode::Http,
@@ -1075,6 +1222,7 @@ impl Validator<'_> {
                     "slack.mode",
                     format!("{other:?} must be \"socket\" or \"http\""),
                 );
+                mode_known = false;
                 SlackMode::Socket
             }
         };
@@ -1091,7 +1239,7 @@ impl Validator<'_> {
             self.problem("slack.bot_token", "must be a bot token starting with xoxb-");
         }
         let app_token = self.optional_secret("slack.app_token", raw.app_token.as_ref());
-        if mode == SlackMode::Socket {
+        if mode == SlackMode::Socket && mode_known {
             match &app_token {
                 None if raw.app_token.is_none() => self.problem(
                     "slack.app_token",
@@ -1279,7 +1427,7 @@ impl Validator<'_> {
                 }
             })
             .collect::<Vec<_>>();
-        if raw.trusted_proxy_header.is_some() && trusted_proxies.is_empty() {
+        if raw.trusted_proxy_header.is_some() && raw.trusted_proxies.is_empty() {
             self.problem(
                 "console.trusted_proxies",
                 "is required with trusted_proxy_header: the header is only believed from these addresses",
@@ -1306,6 +1454,14 @@ impl Validator<'_> {
     }
 
     fn backends(&mut self, value: Option<toml::Value>) -> BTreeMap<String, BackendConfig> {
+        const KINDS: &[&str] = &[
+            "webhook",
+            "command",
+            "simulated",
+            "argocd",
+            "kubernetes",
+            "helm",
+        ];
         let mut backends = BTreeMap::new();
         let Some(value) = value else { return backends };
         let toml::Value::Table(table) = value else {
@@ -1314,6 +1470,7 @@ impl Validator<'_> {
         };
         for (name, value) in table {
             let path = format!("backends.{name}");
+            self.declared_backends.insert(name.clone(), None);
             let toml::Value::Table(mut body) = value else {
                 self.problem(path, "must be a table with a kind");
                 continue;
@@ -1329,6 +1486,10 @@ impl Validator<'_> {
                 }
             };
             let body = toml::Value::Table(body);
+            if KINDS.contains(&kind.as_str()) {
+                self.declared_backends
+                    .insert(name.clone(), Some(kind.clone()));
+            }
             let backend = match kind.as_str() {
                 "webhook" => self.webhook_backend(&path, body),
                 "command" => self.command_backend(&path, body),
@@ -1528,6 +1689,9 @@ impl Validator<'_> {
         let mut names_seen: HashMap<String, String> = HashMap::new();
         for (i, item) in items.into_iter().enumerate() {
             let path = format!("services[{i}]");
+            if let Some(name) = item.get("name").and_then(toml::Value::as_str) {
+                self.declared_services.insert(name.to_lowercase());
+            }
             let Some(raw) = self.section::<RawService>(&path, item) else {
                 continue;
             };
@@ -1577,6 +1741,7 @@ impl Validator<'_> {
                     "is required: the environments it runs in, e.g. [\"staging\", \"production\"]",
                 );
             }
+            let sources = self.service_sources(&path, &raw);
             let service_backends =
                 self.service_backends(&path, raw.backend.as_ref(), &environments, backends);
             let rollback_allowed = raw
@@ -1594,6 +1759,25 @@ impl Validator<'_> {
                     format!("{channel:?} is not a channel id like C0123ABCD"),
                 );
             }
+            let repository = match (&raw.repository, &raw.repository_kind) {
+                (Some(url), kind) => Repository::parse(url, kind.as_deref())
+                    .map_err(|error| {
+                        let key = match error {
+                            RepositoryError::BadKind(_) => "repository_kind",
+                            _ => "repository",
+                        };
+                        self.problem(join(&path, key), error.to_string());
+                    })
+                    .ok(),
+                (None, Some(_)) => {
+                    self.problem(
+                        join(&path, "repository_kind"),
+                        "is set but repository is not: set repository = \"https://HOST/OWNER/NAME\"",
+                    );
+                    None
+                }
+                (None, None) => None,
+            };
             let service = ServiceConfig {
                 name,
                 environments,
@@ -1609,6 +1793,8 @@ impl Validator<'_> {
                 deployment: raw.deployment,
                 release: raw.release,
                 version_from: raw.version_from,
+                repository,
+                sources,
             };
             self.service_backend_keys(&path, &service, backends);
             services.push(service);
@@ -1626,7 +1812,8 @@ impl Validator<'_> {
         let mut chosen = BTreeMap::new();
         let path = join(path, "backend");
         let check = |v: &mut Self, at: &str, name: &str| -> bool {
-            if backends.contains_key(name) {
+            // A backend with problems of its own is still the one meant.
+            if backends.contains_key(name) || v.declared_backends.contains_key(name) {
                 true
             } else {
                 let known: Vec<&str> = backends.keys().map(String::as_str).collect();
@@ -1696,12 +1883,21 @@ impl Validator<'_> {
         service: &ServiceConfig,
         backends: &BTreeMap<String, BackendConfig>,
     ) {
-        let kinds: HashSet<&str> = service
-            .backends
-            .values()
-            .filter_map(|name| backends.get(name))
-            .map(BackendConfig::kind)
-            .collect();
+        let mut kinds: HashSet<String> = HashSet::new();
+        // Whether the kinds are known: not when a backend is unnamed, misnamed or of an
+        // unknown kind, already reported, so the service's keys cannot be judged by them.
+        let mut judged = service.backends.len() >= service.environments.len();
+        for name in service.backends.values() {
+            match (backends.get(name), self.declared_backends.get(name)) {
+                (Some(backend), _) => {
+                    kinds.insert(backend.kind().to_owned());
+                }
+                (None, Some(Some(kind))) => {
+                    kinds.insert(kind.clone());
+                }
+                (None, _) => judged = false,
+            }
+        }
         let keys: [(&str, bool, &[&str]); 6] = [
             ("app", service.app.is_some(), &["argocd"]),
             (
@@ -1723,7 +1919,7 @@ impl Validator<'_> {
             ),
         ];
         for (key, set, fits) in keys {
-            if set && !kinds.iter().any(|kind| fits.contains(kind)) {
+            if set && judged && !kinds.iter().any(|kind| fits.contains(&kind.as_str())) {
                 self.problem(
                     join(path, key),
                     format!("only applies to {} backends", fits.join(" and ")),
@@ -1826,7 +2022,13 @@ impl Validator<'_> {
                 .services
                 .iter()
                 .filter_map(|s| match ServiceName::parse(s) {
-                    Ok(name) if services.iter().any(|c| c.name == name) => Some(name),
+                    // A service with problems of its own is still the one meant.
+                    Ok(name)
+                        if services.iter().any(|c| c.name == name)
+                            || self.declared_services.contains(&s.to_lowercase()) =>
+                    {
+                        Some(name)
+                    }
                     Ok(name) => {
                         self.problem(
                             join(&path, "services"),
@@ -1948,6 +2150,190 @@ impl Validator<'_> {
             ),
         }
     }
+
+    fn sources(&mut self, value: Option<toml::Value>) -> SourcesConfig {
+        let raw: RawSources = match value {
+            Some(value) => self.section("sources", value).unwrap_or_default(),
+            None => RawSources::default(),
+        };
+        let github_secret = raw
+            .github
+            .and_then(|github| self.long_secret("sources.github.secret", &github.secret));
+        let gitlab_token = raw
+            .gitlab
+            .and_then(|gitlab| self.long_secret("sources.gitlab.token", &gitlab.token));
+        let (flux_secret, flux_environment) = match raw.flux {
+            None => (None, None),
+            Some(flux) => {
+                let secret = self.long_secret("sources.flux.secret", &flux.secret);
+                let environment = flux
+                    .environment
+                    .and_then(|raw| match Environment::parse(&raw) {
+                        Ok(environment) => Some(environment),
+                        Err(error) => {
+                            self.problem("sources.flux.environment", error.to_string());
+                            None
+                        }
+                    });
+                (secret, environment)
+            }
+        };
+        SourcesConfig {
+            github_secret,
+            gitlab_token,
+            flux_secret,
+            flux_environment,
+        }
+    }
+
+    /// A secret that authenticates a sender: at least 16 characters, since anyone who
+    /// guesses it can write deploys into the registry.
+    fn long_secret(&mut self, path: &str, value: &toml::Value) -> Option<Secret> {
+        let secret = self.secret(path, value)?;
+        if secret.expose().len() < 16 {
+            self.problem(
+                path,
+                "is shorter than 16 characters; use a long random secret",
+            );
+        }
+        Some(secret)
+    }
+
+    /// `github_repository`, `gitlab_project`, `flux_kustomization`, `flux_helmrelease`.
+    fn service_sources(&mut self, path: &str, raw: &RawService) -> ServiceSources {
+        let check = |v: &mut Self, key: &str, value: &Option<String>, shape: Shape| {
+            let value = value.as_deref()?.trim();
+            let segments: Vec<&str> = value.split('/').collect();
+            let fits = match shape {
+                Shape::OwnerName => segments.len() == 2,
+                Shape::GroupPath => segments.len() >= 2,
+                Shape::FluxObject => segments.len() <= 2,
+            };
+            let allowed = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '{' | '}');
+            if !fits
+                || segments
+                    .iter()
+                    .any(|s| s.is_empty() || !s.chars().all(allowed))
+            {
+                v.problem(join(path, key), format!("{value:?} {}", shape.expected()));
+                return None;
+            }
+            for placeholder in placeholders(value) {
+                if shape != Shape::FluxObject
+                    || (placeholder != "service" && placeholder != "environment")
+                {
+                    v.problem(
+                        join(path, key),
+                        format!("unknown placeholder {{{placeholder}}}"),
+                    );
+                }
+            }
+            Some(value.to_owned())
+        };
+        ServiceSources {
+            github_repository: check(
+                self,
+                "github_repository",
+                &raw.github_repository,
+                Shape::OwnerName,
+            ),
+            gitlab_project: check(
+                self,
+                "gitlab_project",
+                &raw.gitlab_project,
+                Shape::GroupPath,
+            ),
+            flux_kustomization: check(
+                self,
+                "flux_kustomization",
+                &raw.flux_kustomization,
+                Shape::FluxObject,
+            ),
+            flux_helmrelease: check(
+                self,
+                "flux_helmrelease",
+                &raw.flux_helmrelease,
+                Shape::FluxObject,
+            ),
+        }
+    }
+
+    /// A repository or project names one service: an event for it must not have to guess.
+    /// A key for a source that is off is allowed but probably not meant.
+    fn service_source_keys(&mut self, services: &[ServiceConfig], sources: &SourcesConfig) {
+        let mut seen: HashMap<(&str, String), &ServiceName> = HashMap::new();
+        for service in services {
+            let keys = &service.sources;
+            for (key, set, source_on, setting) in [
+                (
+                    "github_repository",
+                    keys.github_repository.is_some(),
+                    sources.github_secret.is_some(),
+                    "sources.github.secret",
+                ),
+                (
+                    "gitlab_project",
+                    keys.gitlab_project.is_some(),
+                    sources.gitlab_token.is_some(),
+                    "sources.gitlab.token",
+                ),
+                (
+                    "flux_kustomization",
+                    keys.flux_kustomization.is_some(),
+                    sources.flux_secret.is_some(),
+                    "sources.flux.secret",
+                ),
+                (
+                    "flux_helmrelease",
+                    keys.flux_helmrelease.is_some(),
+                    sources.flux_secret.is_some(),
+                    "sources.flux.secret",
+                ),
+            ] {
+                if set && !source_on {
+                    self.warn(
+                        format!("services.{}.{key}", service.name),
+                        format!("is set but {setting} is not: these deploy events are off"),
+                    );
+                }
+            }
+            for (key, value) in [
+                ("github_repository", &keys.github_repository),
+                ("gitlab_project", &keys.gitlab_project),
+            ] {
+                let Some(value) = value else { continue };
+                match seen.get(&(key, value.to_lowercase())) {
+                    Some(owner) => self.problem(
+                        format!("services.{}.{key}", service.name),
+                        format!("{value:?} is already used by service {owner}"),
+                    ),
+                    None => {
+                        seen.insert((key, value.to_lowercase()), &service.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The shapes of the `[[services]]` keys that name a service in deploy events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    OwnerName,
+    GroupPath,
+    FluxObject,
+}
+
+impl Shape {
+    fn expected(self) -> &'static str {
+        match self {
+            Self::OwnerName => "must be OWNER/REPOSITORY, e.g. \"acme/checkout\"",
+            Self::GroupPath => "must be the project's full path, e.g. \"acme/checkout\"",
+            Self::FluxObject => {
+                "must be NAME or NAMESPACE/NAME, e.g. \"checkout\" or \"apps/checkout-{environment}\""
+            }
+        }
+    }
 }
 
 fn is_slack_channel_id(id: &str) -> bool {
@@ -2031,11 +2417,7 @@ impl StoreConfig {
     }
 
     fn parse_with(text: &str, secrets: &dyn SecretResolver) -> Result<Self, ConfigError> {
-        let mut v = Validator {
-            problems: Vec::new(),
-            warnings: Vec::new(),
-            secrets,
-        };
+        let mut v = Validator::new(secrets);
         let mut table: toml::Table = match text.parse() {
             Ok(table) => table,
             Err(error) => {
@@ -2156,9 +2538,131 @@ mod tests {
     fn unknown_keys_are_reported_with_their_path() {
         let problems =
             parse(&VALID.replace("lookback = \"3h\"", "lookbak = \"3h\"")).expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["policy.lookbak: unknown key `lookbak` — did you mean `lookback`?".to_owned()]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_far_from_any_known_one_lists_the_known_keys() {
+        let problems =
+            parse(&VALID.replace("timeout = \"5m\"", "colour = \"red\"")).expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec![
+                "backends.deployer.colour: unknown key `colour` (known: url, secret, timeout, \
+                 poll_interval)"
+                    .to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_misspelt_required_key_is_one_problem_not_two() {
+        let problems =
+            parse(&VALID.replace("secret = \"${HOOK_SECRET}\"", "secrt = \"${HOOK_SECRET}\""))
+                .expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec![
+                "backends.deployer.secrt: unknown key `secrt` — did you mean `secret`?".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_service_naming_a_backend_with_a_bad_key_is_not_told_the_backend_is_missing() {
+        let problems =
+            parse(&VALID.replace("timeout = \"5m\"", "timeout = 5")).expect_err("invalid");
+        assert_eq!(
+            problems.len(),
+            1,
+            "only the bad key is a problem: {problems:?}"
+        );
         assert!(
-            problems.contains(&"policy.lookbak: unknown key".to_owned()),
+            problems[0].starts_with("backends.deployer.timeout:"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_unset_secret_is_one_problem_and_keys_still_fit_their_backend() {
+        let text = VALID.replace(
+            "[backends.deployer]\n        kind = \"webhook\"\n        url = \"https://deployer.internal/rollback\"\n        secret = \"${HOOK_SECRET}\"\n        timeout = \"5m\"",
+            "[backends.deployer]\n        kind = \"argocd\"\n        url = \"https://argocd.internal\"\n        token = \"${ARGOCD_TOKEN}\"",
+        )
+        .replace("backend = \"deployer\"", "backend = \"deployer\"\n        app = \"checkout-{environment}\"");
+        let problems = parse(&text).expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec![
+                "backends.deployer.token: environment variable ARGOCD_TOKEN is not set".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_freeze_naming_a_service_with_a_problem_is_not_told_the_service_is_missing() {
+        let text = VALID
+            .replace("aliases = [\"checkout-svc\"]", "aliases = \"checkout-svc\"")
+            .replace(
+                "environments = [\"production\"]\n        reason",
+                "services = [\"checkout\"]\n        reason",
+            );
+        let problems = parse(&text).expect_err("invalid");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("services[0].aliases:"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_slack_mode_is_not_then_held_to_socket_mode() {
+        let problems = parse(&VALID.replace(
+            "app_token = \"${SLACK_APP_TOKEN}\"",
+            "mode = \"htpp\"\n        signing_secret = \"${HOOK_SECRET}\"",
+        ))
+        .expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["slack.mode: \"htpp\" must be \"socket\" or \"http\"".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_bad_heartbeat_interval_is_not_then_compared_with_the_timeout() {
+        let problems = parse(&VALID.replace(
+            "listen = \"0.0.0.0:9000\"",
+            "listen = \"0.0.0.0:9000\"\n        heartbeat_interval = \"often\"\n        heartbeat_timeout = \"8s\"",
+        ))
+        .expect_err("invalid");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("server.heartbeat_interval:"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_not_then_reported_missing() {
+        let problems = parse(&format!(
+            "{VALID}\n[console]\ntrusted_proxy_header = \"X-User\"\ntrusted_proxies = [\"proxy\"]\n"
+        ))
+        .expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["console.trusted_proxies[0]: \"proxy\" is not an IP address".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_misspelt_section_is_answered_with_the_nearest_one() {
+        let problems = parse("[servr]\nlisten = \"x\"").expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec!["servr: unknown section `servr` — did you mean `server`?".to_owned()]
         );
     }
 
@@ -2306,6 +2810,108 @@ mod tests {
             problems
                 .iter()
                 .any(|p| p.contains("server.max_connections")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_repository_is_read_with_its_kind_inferred_from_the_host() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\nrepository = \"https://github.com/acme/checkout\"",
+        );
+        let config = parse(&text).expect("valid");
+        let repository = config.services[0].repository.as_ref().expect("set");
+        assert_eq!(
+            repository.commit_url("abc123").as_deref(),
+            Some("https://github.com/acme/checkout/commit/abc123")
+        );
+    }
+
+    #[test]
+    fn a_self_hosted_repository_without_a_kind_is_refused_naming_the_key() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\nrepository = \"https://git.acme.internal/acme/checkout\"",
+        );
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("services[0] (checkout).repository:")
+                    && p.contains("repository_kind")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn deploy_sources_and_service_keys_are_read() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngithub_repository = \"acme/checkout\"\nflux_helmrelease = \"apps/checkout-{environment}\"",
+        ) + "\n[sources.github]\nsecret = \"${API_TOKEN}\"\n[sources.flux]\nsecret = \"${API_TOKEN}\"\nenvironment = \"production\"\n";
+        let config = parse(&text).expect("valid");
+        assert!(config.sources.github_secret.is_some());
+        assert!(config.sources.gitlab_token.is_none());
+        assert_eq!(
+            config
+                .sources
+                .flux_environment
+                .as_ref()
+                .map(Environment::as_str),
+            Some("production")
+        );
+        assert_eq!(
+            config.services[0].sources.github_repository.as_deref(),
+            Some("acme/checkout")
+        );
+    }
+
+    #[test]
+    fn a_short_source_secret_and_misshapen_service_keys_are_refused() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngithub_repository = \"checkout\"\nflux_kustomization = \"a/b/c\"",
+        ) + "\n[sources.gitlab]\ntoken = \"${HOOK_SECRET}\"\n";
+        let problems = parse(&text).expect_err("invalid");
+        for expected in [
+            "sources.gitlab.token: is shorter than 16 characters",
+            "github_repository: \"checkout\" must be OWNER/REPOSITORY",
+            "flux_kustomization: \"a/b/c\" must be NAME or NAMESPACE/NAME",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{expected}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_service_key_for_a_source_that_is_off_is_a_warning() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngitlab_project = \"acme/shop/checkout\"",
+        );
+        let config = Config::parse_with(&text, &FakeSecrets).expect("valid");
+        assert!(
+            config.warnings.iter().any(|w| w
+                .to_string()
+                .contains("gitlab_project: is set but sources.gitlab.token is not")),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    #[test]
+    fn one_repository_cannot_name_two_services() {
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\ngithub_repository = \"acme/shop\"",
+        ) + "\n[[services]]\nname = \"payments\"\nenvironments = [\"production\"]\nbackend = \"deployer\"\ngithub_repository = \"Acme/Shop\"\n";
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems.iter().any(|p| p
+                .contains("github_repository: \"Acme/Shop\" is already used by service checkout")),
             "{problems:?}"
         );
     }

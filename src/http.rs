@@ -151,6 +151,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deploys", post(post_deploy).get(list_deploys))
         .route("/webhooks/alertmanager", post(alertmanager_webhook))
         .route("/webhooks/grafana", post(grafana_webhook))
+        .route("/webhooks/github", post(github_webhook))
+        .route("/webhooks/gitlab", post(gitlab_webhook))
+        .route("/webhooks/flux", post(flux_webhook))
         .with_state(state)
 }
 
@@ -479,7 +482,15 @@ fn configured_environment(
 struct ValidReport {
     deploy: Deploy,
     update: crate::core::deploy::DeployUpdate,
-    times_given: bool,
+    /// Whether the deploy it is about has the same start (the report gave times), or is
+    /// the newest of its version (a re-post without times; sources whose events carry only
+    /// the time of their own change).
+    match_by_start: bool,
+    /// Whether the report is one of a source's stream of events about the deploy, which
+    /// arrive late, out of order and repeated: a late `started` does not reopen a finished
+    /// deploy, and a repeated outcome (Flux reports every reconciliation) does not move its
+    /// finish. The deploy API keeps applying what it is given.
+    from_event_stream: bool,
 }
 
 /// Checks a report against the configured services and turns it into a deploy.
@@ -579,7 +590,8 @@ fn validate_report(
     Ok(ValidReport {
         deploy,
         update,
-        times_given,
+        match_by_start: times_given,
+        from_event_stream: false,
     })
 }
 
@@ -592,7 +604,7 @@ async fn recorded_deploy_for(
 ) -> Result<Option<Deploy>, ApiError> {
     let deploy = &report.deploy;
     let store = state.bot.store();
-    if !report.times_given {
+    if !report.match_by_start {
         return store
             .latest_deploy_of_version(&deploy.target, &deploy.version)
             .await
@@ -628,12 +640,37 @@ async fn post_deploy(
     let report: DeployReport = parse_json(&body)?;
     let now = Utc::now();
     let report = validate_report(&state.config, report, now)?;
-    let existing = recorded_deploy_for(&state, &report).await?;
+    let recorded = record_report(&state, &report, "api", now).await?;
+    Ok(recorded_response(&recorded))
+}
+
+/// Records a validated report as a new deploy, or applies it to the deploy it is about
+/// (then nothing changes when nothing new was said), and audits either. The one way deploy
+/// reports and deploy events from GitHub, GitLab and Flux enter the registry, so all are
+/// idempotent alike on (`service`, `environment`, `version`, `started_at`).
+async fn record_report(
+    state: &AppState,
+    report: &ValidReport,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<crate::store::RecordedDeploy, ApiError> {
+    let existing = recorded_deploy_for(state, report).await?;
     let (to_record, changed) = match &existing {
         None => (report.deploy.clone(), Vec::new()),
-        Some(existing) => existing
-            .updated(&report.update, now)
-            .map_err(|e| ApiError::unprocessable(e.to_string()))?,
+        Some(existing) => {
+            let mut update = report.update.clone();
+            if report.from_event_stream && existing.status != DeployStatus::Started {
+                if update.status == Some(DeployStatus::Started) {
+                    update.status = None;
+                }
+                if update.status == Some(existing.status) {
+                    update.finished_at = None;
+                }
+            }
+            existing
+                .updated(&update, now)
+                .map_err(|e| ApiError::unprocessable(e.to_string()))?
+        }
     };
     let recorded = state
         .bot
@@ -654,6 +691,7 @@ async fn post_deploy(
                         "status": recorded.deploy.status.as_str(),
                         "author": recorded.deploy.author,
                         "commit": recorded.deploy.commit,
+                        "source": source,
                     })),
             )
             .await
@@ -680,23 +718,29 @@ async fn post_deploy(
                         "version": recorded.deploy.version,
                         "changed": lines,
                         "fields": changed,
+                        "source": source,
                     })),
             )
             .await
             .map_err(ApiError::store)?;
     }
+    Ok(recorded)
+}
+
+/// 201 with the deploy when it is new, 200 when the report was about a known one.
+fn recorded_response(recorded: &crate::store::RecordedDeploy) -> Response {
     let status = if recorded.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
+    (
         status,
         axum::Json(
             json!({ "id": recorded.id, "created": recorded.created, "deploy": recorded.deploy }),
         ),
     )
-        .into_response())
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -848,6 +892,164 @@ fn clamp_alert_times(alert: &mut crate::core::alert::Alert, now: DateTime<Utc>) 
         alert.started_at = started_at;
         alert.ended_at = ended_at;
     }
+}
+
+// --- deploy events from GitHub, GitLab and Flux ------------------------------------------
+
+/// The secret of a deploy event source, or a 404 naming the key that turns it on.
+fn source_secret(
+    secret: &Option<Secret>,
+    source: crate::sources::Source,
+) -> Result<&Secret, ApiError> {
+    secret.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} deploy events are off: set {} in breakwater's configuration",
+                source.name(),
+                source.secret_key()
+            ),
+        )
+    })
+}
+
+fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A refused signature or token is a 401 naming the header; an accepted one is counted.
+fn source_authenticated(
+    state: &AppState,
+    source: crate::sources::Source,
+    checked: Result<(), crate::sources::AuthError>,
+) -> Result<(), ApiError> {
+    match checked {
+        Ok(()) => {
+            state.metrics.deploy_event_received(source.as_str());
+            Ok(())
+        }
+        Err(error) => {
+            tracing::info!(source = source.as_str(), %error, "refused an unauthenticated deploy event");
+            Err(ApiError::unauthorized(error.to_string()))
+        }
+    }
+}
+
+fn source_payload(error: crate::sources::PayloadError) -> ApiError {
+    match error {
+        crate::sources::PayloadError::Malformed(reason) => ApiError::bad_request(reason),
+        crate::sources::PayloadError::Invalid(reason) => ApiError::unprocessable(reason),
+    }
+}
+
+async fn github_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use crate::sources::{Source, github};
+    let secret = source_secret(&state.config.sources.github_secret, Source::Github)?;
+    let signature = header_value(&headers, github::SIGNATURE_HEADER);
+    source_authenticated(
+        &state,
+        Source::Github,
+        github::verify(signature, secret, &body),
+    )?;
+    let parsed = github::parse(header_value(&headers, github::EVENT_HEADER), &body)
+        .map_err(source_payload)?;
+    receive_deploy_event(&state, Source::Github, parsed).await
+}
+
+async fn gitlab_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use crate::sources::{Source, gitlab};
+    let token = source_secret(&state.config.sources.gitlab_token, Source::Gitlab)?;
+    let presented = header_value(&headers, gitlab::TOKEN_HEADER);
+    source_authenticated(&state, Source::Gitlab, gitlab::verify(presented, token))?;
+    let event = header_value(&headers, gitlab::EVENT_HEADER);
+    let parsed = gitlab::parse(event, &body, Utc::now()).map_err(source_payload)?;
+    receive_deploy_event(&state, Source::Gitlab, parsed).await
+}
+
+async fn flux_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use crate::sources::{Source, flux};
+    let secret = source_secret(&state.config.sources.flux_secret, Source::Flux)?;
+    let signature = header_value(&headers, flux::SIGNATURE_HEADER);
+    source_authenticated(&state, Source::Flux, flux::verify(signature, secret, &body))?;
+    let parsed = flux::parse(&body).map_err(source_payload)?;
+    receive_deploy_event(&state, Source::Flux, parsed).await
+}
+
+/// What every source does with a parsed delivery: a deploy is routed to its service and
+/// recorded like a deploy report; an event that routes nowhere is audited and counted
+/// (never dropped silently) and answered 202 with the setting to add; anything else is
+/// answered 202 with the reason it is not a deploy, so the sender does not retry it.
+async fn receive_deploy_event(
+    state: &AppState,
+    source: crate::sources::Source,
+    parsed: crate::sources::Parsed,
+) -> Result<Response, ApiError> {
+    use crate::sources::Parsed;
+    let event = match parsed {
+        Parsed::Ping => return Ok(axum::Json(json!({ "status": "pong" })).into_response()),
+        Parsed::Ignored(reason) => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "status": "ignored", "reason": reason })),
+            )
+                .into_response());
+        }
+        Parsed::Deploy(event) => *event,
+    };
+    let routed = match crate::sources::route(&state.config, &event) {
+        Ok(routed) => routed,
+        Err(unrouted) => {
+            let audit = state.bot.audit();
+            audit
+                .append(audit.entry(actions::DEPLOY_EVENT_UNROUTED).details(json!({
+                    "source": source.as_str(),
+                    "reason": unrouted.reason,
+                    "seen": event.seen(),
+                })))
+                .await
+                .map_err(ApiError::store)?;
+            state.metrics.deploy_event_unrouted(source.as_str());
+            tracing::warn!(source = source.as_str(), reason = %unrouted.reason, "a deploy event matched no configured service; audited as deploy_event.unrouted");
+            return Ok((
+                StatusCode::ACCEPTED,
+                axum::Json(json!({ "status": "unrouted", "reason": unrouted.reason })),
+            )
+                .into_response());
+        }
+    };
+    let report = DeployReport {
+        service: routed.service.to_string(),
+        environment: routed.environment.to_string(),
+        version: event.version,
+        previous_version: None,
+        commit: event.commit,
+        author: event.author,
+        description: event.description,
+        url: event.url,
+        started_at: event.started_at,
+        finished_at: event.finished_at,
+        status: Some(event.status.as_str().to_owned()),
+        changes: event.changes,
+        config_changes: Vec::new(),
+    };
+    let now = Utc::now();
+    let mut report = validate_report(&state.config, report, now)?;
+    report.match_by_start = event.identity == crate::sources::Identity::SameStart;
+    report.from_event_stream = true;
+    let recorded = record_report(state, &report, source.as_str(), now).await?;
+    Ok(recorded_response(&recorded))
 }
 
 // --- serving connections -----------------------------------------------------------------

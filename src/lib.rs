@@ -14,6 +14,8 @@
 //! - [`chat`]: the chat adapters (Slack, Discord, web console) and their outbound queue.
 //! - [`demo`]: `breakwater demo`: the bot on an embedded configuration with a scripted
 //!   incident, for a first look without any accounts.
+//! - [`sources`]: deploy events from GitHub, GitLab and Flux: signature checks, payload
+//!   parsers and the mapping of their names to configured services.
 //! - [`http`]: the axum router: health, metrics, deploy API, alert webhooks, platform
 //!   HTTP endpoints; and the accept loop that serves it with connection limits.
 //!
@@ -30,4 +32,5 @@ pub mod core;
 pub mod demo;
 pub mod http;
 pub mod metrics;
+pub mod sources;
 pub mod store;

@@ -1,13 +1,14 @@
 //! The `breakwater` command line: parses arguments, sets up logging, and calls into the
 //! library.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use breakwater::app::Application;
 use breakwater::audit::{AuditLog, AuditSealer, ExportFormat};
-use breakwater::config::{Config, DEFAULT_CONFIG_PATH, StoreConfig};
+use breakwater::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, StoreConfig};
 use breakwater::core::clock::SystemClock;
 use breakwater::demo::{Demo, DemoError, DemoOptions};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,8 +43,15 @@ struct ConfigArg {
 enum Commands {
     /// Run the bot.
     Serve(ConfigArg),
-    /// Validate the configuration: exit 0, or print each problem with its key path and exit 1.
-    CheckConfig(ConfigArg),
+    /// Validate the configuration and the files it names: exit 0, or print each problem
+    /// with its key path and exit 1.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also connect to the database (database.url), changing nothing in it.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Run the whole bot with no accounts: the web console as the chat, a simulated
     /// backend with a deploy history, and a scripted alert shortly after start.
     Demo {
@@ -54,8 +62,9 @@ enum Commands {
         #[arg(long)]
         data: Option<PathBuf>,
     },
-    /// Read a password from standard input and print its argon2id hash, for
-    /// console.users[].password_hash.
+    /// Read a password and print its argon2id hash, for console.users[].password_hash. On a
+    /// terminal it is asked for twice without being shown; otherwise the first line of
+    /// standard input is read.
     HashPassword,
     /// Write a consistent copy of a SQLite store to FILE while the bot keeps running
     /// (PostgreSQL: use pg_dump).
@@ -98,8 +107,13 @@ enum Format {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("breakwater=info,warn"));
+    // Colour only for a person at a terminal: escape codes in a journal or a log file are
+    // noise, and NO_COLOR (https://no-color.org) turns them off everywhere.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if std::env::var("BREAKWATER_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
@@ -111,10 +125,17 @@ fn init_logging() {
 /// The database and audit sections only: what the offline commands need, so that they
 /// run without the chat and API secrets of `serve`.
 fn load_store_config(arg: &ConfigArg) -> Result<StoreConfig, ExitCode> {
-    StoreConfig::load(&arg.config).map_err(|error| {
-        eprintln!("{}: {error}", arg.config.display());
-        ExitCode::from(1)
-    })
+    StoreConfig::load(&arg.config).map_err(|error| config_failed(arg, &error))
+}
+
+/// Prints why the configuration cannot be used: a file that cannot be read says so (and
+/// how to name another) on its own; problems in it follow the file's name.
+fn config_failed(arg: &ConfigArg, error: &ConfigError) -> ExitCode {
+    match error {
+        ConfigError::Read { .. } => eprintln!("error: {error}"),
+        ConfigError::Invalid(_) => eprintln!("{}: {error}", arg.config.display()),
+    }
+    ExitCode::from(1)
 }
 
 #[tokio::main]
@@ -135,10 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Serve(arg) => {
             let config = match Config::load(&arg.config) {
                 Ok(config) => config,
-                Err(error) => {
-                    eprintln!("{}: {error}", arg.config.display());
-                    return Ok(ExitCode::from(1));
-                }
+                Err(error) => return Ok(config_failed(&arg, &error)),
             };
             for warning in &config.warnings {
                 tracing::warn!("{}: {warning}", arg.config.display());
@@ -149,38 +167,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Commands::CheckConfig(arg) => match Config::load(&arg.config) {
-            Ok(config) => {
-                let refused = breakwater::backends::credential_problems(&config);
-                if !refused.is_empty() {
-                    for problem in refused {
-                        println!("{problem}");
-                    }
-                    return Ok(ExitCode::from(1));
-                }
-                for warning in &config.warnings {
-                    println!("warning: {warning}");
-                }
-                println!(
-                    "{}: ok ({} services, {} backends)",
-                    arg.config.display(),
-                    config.services.len(),
-                    config.backends.len()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(error) => {
-                for problem in error.problems() {
-                    println!("{problem}");
-                }
-                Ok(ExitCode::from(1))
-            }
-        },
+        Commands::CheckConfig {
+            config: arg,
+            connect,
+        } => check_config(&arg, connect).await,
         Commands::Audit { command } => audit(command).await,
         Commands::Backup { config, to } => backup(&config, &to).await,
         Commands::Demo { listen, data } => demo(listen, data).await,
         Commands::HashPassword => hash_password(),
     }
+}
+
+async fn check_config(arg: &ConfigArg, connect: bool) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(&arg.config) {
+        Ok(config) => config,
+        Err(error) => {
+            for problem in error.problems() {
+                println!("{problem}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut problems = breakwater::backends::credential_problems(&config);
+    problems.extend(config.file_problems().iter().map(ToString::to_string));
+    if connect {
+        breakwater::app::install_tls_provider();
+        let url = config.database.url.expose();
+        match breakwater::store::check_database(url).await {
+            Ok(()) => println!("database.url: ok ({})", breakwater::store::redact_url(url)),
+            Err(error) => problems.push(error.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        for problem in problems {
+            println!("{problem}");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    for warning in &config.warnings {
+        println!("warning: {warning}");
+    }
+    println!(
+        "{}: ok ({} services, {} backends)",
+        arg.config.display(),
+        config.services.len(),
+        config.backends.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn demo(listen: std::net::SocketAddr, data: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -223,10 +256,21 @@ async fn demo(listen: std::net::SocketAddr, data: Option<PathBuf>) -> anyhow::Re
 }
 
 fn hash_password() -> anyhow::Result<ExitCode> {
-    let mut input = String::new();
-    std::io::stdin()
-        .read_line(&mut input)
-        .context("reading the password from standard input")?;
+    let input = if std::io::stdin().is_terminal() {
+        let first = read_hidden("Password: ").context("reading the password")?;
+        let again = read_hidden("Repeat the password: ").context("reading the password")?;
+        if first != again {
+            eprintln!("error: the passwords do not match; nothing was hashed");
+            return Ok(ExitCode::from(1));
+        }
+        first
+    } else {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_line(&mut input)
+            .context("reading the password from standard input")?;
+        input
+    };
     let password = input.trim_end_matches(['\r', '\n']);
     if password.is_empty() {
         eprintln!("error: the password on standard input is empty");
@@ -238,6 +282,47 @@ fn hash_password() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Asks for a line on the terminal at standard input without echoing what is typed (the
+/// Enter still moves to the next line), then restores the terminal as it was.
+#[cfg(unix)]
+fn read_hidden(prompt: &str) -> std::io::Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    /// Puts the saved settings back however reading ends.
+    struct Restore(rustix::termios::Termios);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, &self.0);
+        }
+    }
+
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(stdin.as_fd())?;
+    let mut hidden = saved.clone();
+    hidden.local_modes.remove(LocalModes::ECHO);
+    hidden.local_modes.insert(LocalModes::ECHONL);
+    // Echo goes off before the prompt shows, so nothing typed after it is seen.
+    tcsetattr(stdin.as_fd(), OptionalActions::Now, &hidden)?;
+    let _restore = Restore(saved);
+    let mut stderr = std::io::stderr();
+    stderr.write_all(prompt.as_bytes())?;
+    stderr.flush()?;
+    let mut line = String::new();
+    stdin.read_line(&mut line)?;
+    Ok(line)
+}
+
+/// Without termios the password is read as typed.
+#[cfg(not(unix))]
+fn read_hidden(prompt: &str) -> std::io::Result<String> {
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line)
+}
+
 async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     let arg = match &command {
         AuditCommand::Verify(arg) | AuditCommand::Export { config: arg, .. } => arg,
@@ -247,9 +332,8 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     breakwater::app::install_tls_provider();
-    let store = breakwater::store::connect(config.database.url.expose())
-        .await
-        .context("opening the database")?;
+    // The error is already one line naming database.url, the cause and the fix.
+    let store = breakwater::store::connect(config.database.url.expose()).await?;
     let sealer = AuditSealer::new(
         config
             .audit

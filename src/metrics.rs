@@ -65,6 +65,8 @@ pub struct Metrics {
     rollbacks_running: Gauge,
     chat_queue_peak: Family<QueueLabels, Gauge>,
     chat_dropped: Family<QueueLabels, Counter>,
+    deploy_events_received: Family<SourceLabels, Counter>,
+    deploy_events_unrouted: Family<SourceLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -160,7 +162,21 @@ impl Metrics {
             "Chat sends dropped by a queue's policy (private replies when full or late)",
             chat_dropped.clone(),
         );
+        let deploy_events_received = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "deploy_events_received",
+            "Authenticated deliveries from deploy event sources (github, gitlab, flux)",
+            deploy_events_received.clone(),
+        );
+        let deploy_events_unrouted = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "deploy_events_unrouted",
+            "Deploy events that matched no configured service or environment (audited as deploy_event.unrouted)",
+            deploy_events_unrouted.clone(),
+        );
         Self {
+            deploy_events_received,
+            deploy_events_unrouted,
             registry,
             http_connections_open,
             alerts_unrouted,
@@ -276,6 +292,24 @@ impl Metrics {
                 queue: queue.to_owned(),
             })
             .clone()
+    }
+
+    /// An authenticated delivery from a deploy event source.
+    pub fn deploy_event_received(&self, source: &str) {
+        self.deploy_events_received
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A deploy event that matched no configured service or environment.
+    pub fn deploy_event_unrouted(&self, source: &str) {
+        self.deploy_events_unrouted
+            .get_or_create(&SourceLabels {
+                source: source.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -42,6 +42,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
+use super::toolkit::{Follow, Look, read_limited};
 use super::{VersionSource, distinct_versions, error_chain, image_name, image_tag, short_commit};
 use crate::config::{ArgoCdBackendConfig, Secret, ServiceConfig};
 use crate::core::backend::{
@@ -334,13 +335,6 @@ impl Phase {
     }
 }
 
-/// The state of a followed rollback after one read.
-#[derive(Debug, PartialEq)]
-enum FollowState {
-    Running(String),
-    Done(Outcome),
-}
-
 impl ArgoCdBackend {
     pub fn new(
         name: &str,
@@ -452,7 +446,7 @@ impl ArgoCdBackend {
             .await
             .map_err(|e| self.send_error(&e, app, phase))?;
         let status = response.status();
-        let body = read_limited(response).await;
+        let body = read_limited(response, BODY_LIMIT).await;
         if !status.is_success() {
             return Err(self.http_error(status, &body, app, phase));
         }
@@ -737,15 +731,14 @@ impl ArgoCdBackend {
     /// an application that is `Synced` to the same revision string proves nothing — the
     /// entries of a Helm-repository chart share the chart version, and the sync may not
     /// have run yet.
-    fn follow_state(&self, handle: &Handle, application: &Application) -> FollowState {
+    fn follow_state(&self, handle: &Handle, application: &Application) -> Look {
         let app = AppRef {
             name: handle.app.clone(),
             namespace: handle.app_namespace.clone(),
         };
         let status = &application.status;
         let short = handle.label();
-        let waiting =
-            || FollowState::Running(format!("waiting for Argo CD to start the sync to {short}"));
+        let waiting = || Look::running(format!("waiting for Argo CD to start the sync to {short}"));
         // A fresh operation: not the one shown when the rollback was accepted, and started
         // after it was requested.
         let Some(operation) = status.operation_state.as_ref().filter(|op| {
@@ -786,7 +779,7 @@ impl ArgoCdBackend {
             } else {
                 "someone".to_owned()
             };
-            return FollowState::Done(Outcome::Failed(format!(
+            return Look::Done(Outcome::Failed(format!(
                 "{who} started another sync of {app} (to {to}) while the rollback to {short} \
                  was followed; check {} to see what runs now before doing anything else",
                 self.ui_link(&app)
@@ -795,7 +788,7 @@ impl ArgoCdBackend {
         let phase = operation.phase.as_str();
         let op_message = super::snippet(&operation.message, SNIPPET_CHARS);
         if matches!(phase, "Failed" | "Error") {
-            return FollowState::Done(Outcome::Failed(format!(
+            return Look::Done(Outcome::Failed(format!(
                 "Argo CD's rollback sync of {app} to {short} ended {phase}: {op_message}. Open {} \
                  to see which resources failed; fix them or sync another revision",
                 self.ui_link(&app)
@@ -803,7 +796,7 @@ impl ArgoCdBackend {
         }
         if phase != "Succeeded" {
             let phase = if phase.is_empty() { "Pending" } else { phase };
-            return FollowState::Running(if op_message.is_empty() {
+            return Look::running(if op_message.is_empty() {
                 format!("Argo CD sync to {short}: {phase}")
             } else {
                 format!("Argo CD sync to {short}: {phase} — {op_message}")
@@ -812,7 +805,7 @@ impl ArgoCdBackend {
         if let Some(result) = &operation.sync_result
             && !handle.matches(result)
         {
-            return FollowState::Done(Outcome::Failed(format!(
+            return Look::Done(Outcome::Failed(format!(
                 "Argo CD's rollback sync of {app} ended at {} instead of {short}; check {} to see \
                  what runs now before doing anything else",
                 if result.revisions.is_empty() {
@@ -829,17 +822,17 @@ impl ArgoCdBackend {
             _ => true,
         };
         if !assessed {
-            return FollowState::Running(format!(
+            return Look::running(format!(
                 "synced to {short}; waiting for Argo CD to assess health"
             ));
         }
         let health = &status.health;
         let health_message = super::snippet(&health.message, SNIPPET_CHARS);
         match health.status.as_str() {
-            "Healthy" => FollowState::Done(Outcome::Succeeded(format!(
+            "Healthy" => Look::Done(Outcome::Succeeded(format!(
                 "Argo CD synced {app} to {short} and it is Healthy"
             ))),
-            "Degraded" => FollowState::Done(Outcome::Failed(format!(
+            "Degraded" => Look::Done(Outcome::Failed(format!(
                 "Argo CD synced {app} to {short} but it is Degraded{}. Open {} to see which \
                  resources are unhealthy; the previous revision may be broken too",
                 if health_message.is_empty() {
@@ -851,7 +844,7 @@ impl ArgoCdBackend {
             ))),
             other => {
                 let other = if other.is_empty() { "Unknown" } else { other };
-                FollowState::Running(if health_message.is_empty() {
+                Look::running(if health_message.is_empty() {
                     format!("synced to {short}; health {other}")
                 } else {
                     format!("synced to {short}; health {other}: {health_message}")
@@ -1159,52 +1152,36 @@ impl DeployBackend for ArgoCdBackend {
             name: handle.app.clone(),
             namespace: handle.app_namespace.clone(),
         };
-        let mut last: Option<String> = None;
-        let follow = async {
-            let mut failures = 0;
-            loop {
-                match self.get_app(&app, Phase::Follow).await {
-                    Ok(application) => {
-                        failures = 0;
-                        match self.follow_state(&handle, &application) {
-                            FollowState::Done(outcome) => return Ok(outcome),
-                            FollowState::Running(line) => {
-                                if last.as_ref() != Some(&line) {
-                                    progress(line.clone());
-                                    last = Some(line);
-                                }
-                            }
-                        }
-                    }
-                    Err(error)
-                        if matches!(
-                            error.kind,
-                            BackendErrorKind::Unavailable | BackendErrorKind::Timeout
-                        ) && failures < FOLLOW_READ_FAILURES =>
-                    {
-                        failures += 1;
-                        tracing::warn!(backend = %self.name, %app, %error, "reading the application failed; retrying");
-                    }
-                    Err(error) => return Err(error),
-                }
-                tokio::time::sleep(self.poll_interval).await;
-            }
+        let follow = Follow {
+            backend: &self.name,
+            subject: &app,
+            every: self.poll_interval,
+            within: self.timeout,
+            tolerated_read_failures: FOLLOW_READ_FAILURES,
         };
-        match tokio::time::timeout(self.timeout, follow).await {
-            Ok(result) => result,
-            Err(_) => Err(BackendError::new(
-                BackendErrorKind::Timeout,
-                format!(
-                    "{app} did not become synced and Healthy at {} within {}{}; the rollback may \
-                     still be progressing. Check {} before retrying",
-                    handle.label(),
-                    humantime::format_duration(self.timeout),
-                    last.map(|l| format!(" (last seen: {l})"))
-                        .unwrap_or_default(),
-                    self.ui_link(&app)
-                ),
-            )),
-        }
+        follow
+            .until(
+                progress,
+                || async {
+                    let application = self.get_app(&app, Phase::Follow).await?;
+                    Ok(self.follow_state(&handle, &application))
+                },
+                |last| {
+                    BackendError::new(
+                        BackendErrorKind::Timeout,
+                        format!(
+                            "{app} did not become synced and Healthy at {} within {}{}; the \
+                             rollback may still be progressing. Check {} before retrying",
+                            handle.label(),
+                            humantime::format_duration(self.timeout),
+                            last.map(|l| format!(" (last seen: {l})"))
+                                .unwrap_or_default(),
+                            self.ui_link(&app)
+                        ),
+                    )
+                },
+            )
+            .await
     }
 }
 
@@ -1218,19 +1195,6 @@ impl std::fmt::Debug for ArgoCdBackend {
             .field("poll_interval", &self.poll_interval)
             .finish_non_exhaustive()
     }
-}
-
-/// The body of an answer, up to [`BODY_LIMIT`].
-async fn read_limited(mut response: reqwest::Response) -> String {
-    let mut bytes = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = BODY_LIMIT - bytes.len();
-        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if bytes.len() >= BODY_LIMIT {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[cfg(test)]
@@ -1325,7 +1289,7 @@ mod tests {
         }));
         assert_eq!(
             backend().follow_state(&chart_handle(), &app),
-            FollowState::Running("waiting for Argo CD to start the sync to 1.8.2".into()),
+            Look::running("waiting for Argo CD to start the sync to 1.8.2"),
             "Synced and Healthy at the same revision string proves nothing"
         );
     }
@@ -1341,7 +1305,7 @@ mod tests {
         }));
         let state = backend().follow_state(&chart_handle(), &app);
         assert!(
-            matches!(state, FollowState::Done(Outcome::Failed(ref m)) if m.starts_with("Argo CD's automated sync started another sync")),
+            matches!(state, Look::Done(Outcome::Failed(ref m)) if m.starts_with("Argo CD's automated sync started another sync")),
             "{state:?}"
         );
     }
@@ -1357,7 +1321,7 @@ mod tests {
         }));
         let state = backend().follow_state(&chart_handle(), &app);
         assert!(
-            matches!(state, FollowState::Done(Outcome::Succeeded(_))),
+            matches!(state, Look::Done(Outcome::Succeeded(_))),
             "{state:?}"
         );
     }

@@ -11,6 +11,7 @@ pub mod helm;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod simulated;
+pub(crate) mod toolkit;
 pub mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +28,8 @@ pub use helm::HelmBackend;
 pub use kubernetes::KubernetesBackend;
 pub use simulated::SimulatedBackend;
 pub use webhook::WebhookBackend;
+
+pub(crate) use toolkit::{error_chain, snippet};
 
 /// Why the configured backends could not be built. Shown at start-up, before anything runs.
 #[derive(Debug, thiserror::Error)]
@@ -185,18 +188,6 @@ pub(crate) fn services_by_name(services: &[ServiceConfig]) -> HashMap<ServiceNam
         .collect()
 }
 
-/// At most `max` characters of `text` with whitespace runs collapsed, so a backend's
-/// answer (an HTML error page, a stack trace) fits in a chat message.
-pub(crate) fn snippet(text: &str, max: usize) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.chars().count() <= max {
-        return collapsed;
-    }
-    let mut cut: String = collapsed.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
 /// One deployed state in a backend's history, oldest first, for [`distinct_versions`].
 pub(crate) struct VersionSource<'a> {
     /// What was deployed; equal contents are the same state deployed again (a rollback).
@@ -264,25 +255,6 @@ pub(crate) fn image_name(image: &str) -> &str {
     match name[last_slash..].rfind(':') {
         Some(colon) => &name[..last_slash + colon],
         None => name,
-    }
-}
-
-/// The causes of an error joined with `: `, without repeating lines, for messages that
-/// must say why a connection failed without the library's generic outer text.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut causes: Vec<String> = Vec::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if causes.last() != Some(&text) {
-            causes.push(text);
-        }
-        source = cause.source();
-    }
-    if causes.is_empty() {
-        error.to_string()
-    } else {
-        causes.join(": ")
     }
 }
 
@@ -492,12 +464,5 @@ mod tests {
             versions(&[("a", "v1", "1"), ("b", "v1", "2"), ("a", "v1", "1")]),
             ["v1", "v1+r2", "v1"]
         );
-    }
-
-    #[test]
-    fn snippets_collapse_whitespace_and_stop_at_the_limit() {
-        assert_eq!(snippet("  a\n\n b  ", 10), "a b");
-        assert_eq!(snippet("abcdefghijkl", 5), "abcd…");
-        assert_eq!(snippet("ééééé", 5), "ééééé");
     }
 }

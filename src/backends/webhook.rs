@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use url::Url;
 
-use super::snippet;
+use super::toolkit::{Follow, Look, error_chain, read_limited, snippet};
 use crate::config::{Secret, WebhookBackendConfig};
 use crate::core::backend::{
     BackendError, BackendErrorKind, Capabilities, DeployBackend, Operation, Outcome, ProgressFn,
@@ -114,11 +114,6 @@ struct Handle {
 struct StatusAnswer {
     status: Option<String>,
     message: Option<String>,
-}
-
-enum PollState {
-    Running(Option<String>),
-    Done(Outcome),
 }
 
 /// A status request that failed: worth repeating, or final.
@@ -310,7 +305,7 @@ impl WebhookBackend {
                     "could not reach the {name} webhook at {} ({}); nothing was sent. Check \
                      that the receiver is up, then try again",
                     self.url,
-                    describe(error)
+                    error_chain(error)
                 ),
             )
         } else {
@@ -319,13 +314,13 @@ impl WebhookBackend {
                 format!(
                     "the request to the {name} webhook failed ({}); the rollback may or may \
                      not have started. Check the deployment system before trying again",
-                    describe(error)
+                    error_chain(error)
                 ),
             )
         }
     }
 
-    async fn poll_once(&self, location: &Url, plan_id: &str) -> Result<PollState, PollError> {
+    async fn poll_once(&self, location: &Url, plan_id: &str) -> Result<Look, PollError> {
         let timestamp = Utc::now().timestamp().to_string();
         let response = self
             .client
@@ -344,11 +339,11 @@ impl WebhookBackend {
                 PollError::Transient(if e.is_timeout() {
                     "no answer in time".to_owned()
                 } else {
-                    describe(&e)
+                    error_chain(&e)
                 })
             })?;
         let status = response.status();
-        let body = read_limited(response).await;
+        let body = read_limited(response, BODY_LIMIT).await;
         if status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT
@@ -380,19 +375,19 @@ impl WebhookBackend {
             .map(|m| snippet(&m, SNIPPET_CHARS))
             .filter(|m| !m.is_empty());
         match answer.status.as_deref() {
-            Some("running") => Ok(PollState::Running(message)),
-            Some("succeeded") => Ok(PollState::Done(Outcome::Succeeded(message.unwrap_or_else(
+            Some("running") => Ok(Look::Running(message)),
+            Some("succeeded") => Ok(Look::Done(Outcome::Succeeded(message.unwrap_or_else(
                 || format!("the {} webhook reports the rollback succeeded", self.name),
             )))),
-            Some("failed") => Ok(PollState::Done(Outcome::Failed(message.unwrap_or_else(
-                || format!("the {} webhook reports the rollback failed", self.name),
-            )))),
+            Some("failed") => Ok(Look::Done(Outcome::Failed(message.unwrap_or_else(|| {
+                format!("the {} webhook reports the rollback failed", self.name)
+            })))),
             _ => Err(not_understood()),
         }
     }
 
     /// One status answer, repeating transient failures with backoff.
-    async fn poll(&self, location: &Url, plan_id: &str) -> Result<PollState, BackendError> {
+    async fn poll(&self, location: &Url, plan_id: &str) -> Result<Look, BackendError> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.poll_interval)
             .with_max_delay(self.poll_interval * 8)
@@ -420,26 +415,6 @@ impl WebhookBackend {
                     ),
                 ),
             })
-    }
-
-    async fn follow(
-        &self,
-        location: &Url,
-        plan_id: &str,
-        progress: ProgressFn<'_>,
-        last: &mut Option<String>,
-    ) -> Result<Outcome, BackendError> {
-        loop {
-            match self.poll(location, plan_id).await? {
-                PollState::Done(outcome) => return Ok(outcome),
-                PollState::Running(Some(message)) if last.as_ref() != Some(&message) => {
-                    progress(message.clone());
-                    *last = Some(message);
-                }
-                PollState::Running(_) => {}
-            }
-            tokio::time::sleep(self.poll_interval).await;
-        }
     }
 }
 
@@ -508,7 +483,7 @@ impl DeployBackend for WebhookBackend {
             .map_err(|e| self.send_error(&e))?;
         let status = response.status();
         let location = response.headers().get(LOCATION).cloned();
-        let body = read_limited(response).await;
+        let body = read_limited(response, BODY_LIMIT).await;
         let operation = |handle, finished| Operation {
             target: call.target.clone(),
             to: call.to.clone(),
@@ -559,26 +534,35 @@ impl DeployBackend for WebhookBackend {
                 ),
             )
         })?;
-        let mut last = None;
-        let follow = self.follow(&location, &handle.plan_id, progress, &mut last);
-        match tokio::time::timeout(self.timeout, follow).await {
-            Ok(result) => result,
-            Err(_) => {
-                let last = last
-                    .map(|m| format!(" (last reported: {m})"))
-                    .unwrap_or_default();
-                Err(BackendError::new(
-                    BackendErrorKind::Timeout,
-                    format!(
-                        "the rollback of {} to {} did not finish within {}{last}; check the \
-                         deployment system before retrying",
-                        operation.target,
-                        operation.to,
-                        humantime::format_duration(self.timeout)
-                    ),
-                ))
-            }
-        }
+        let follow = Follow {
+            backend: &self.name,
+            subject: &location,
+            every: self.poll_interval,
+            within: self.timeout,
+            // Each status request already repeats its transient failures with backoff.
+            tolerated_read_failures: 0,
+        };
+        follow
+            .until(
+                progress,
+                || self.poll(&location, &handle.plan_id),
+                |last| {
+                    let last = last
+                        .map(|m| format!(" (last reported: {m})"))
+                        .unwrap_or_default();
+                    BackendError::new(
+                        BackendErrorKind::Timeout,
+                        format!(
+                            "the rollback of {} to {} did not finish within {}{last}; check the \
+                             deployment system before retrying",
+                            operation.target,
+                            operation.to,
+                            humantime::format_duration(self.timeout)
+                        ),
+                    )
+                },
+            )
+            .await
     }
 }
 
@@ -593,20 +577,6 @@ impl std::fmt::Debug for WebhookBackend {
     }
 }
 
-/// The body of an answer, up to [`BODY_LIMIT`]; a body that breaks off is used as far as
-/// it came, since it is only quoted or parsed.
-async fn read_limited(mut response: reqwest::Response) -> String {
-    let mut bytes = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = BODY_LIMIT - bytes.len();
-        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if bytes.len() >= BODY_LIMIT {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 /// `HTTP 500 Internal Server Error: <snippet of the body>`.
 fn quote(status: StatusCode, body: &str) -> String {
     let body = snippet(body, SNIPPET_CHARS);
@@ -614,25 +584,6 @@ fn quote(status: StatusCode, body: &str) -> String {
         format!("HTTP {status}, empty body")
     } else {
         format!("HTTP {status}: {body}")
-    }
-}
-
-/// The causes of a transport error without reqwest's generic outer line, which repeats the
-/// URL the message already names.
-fn describe(error: &reqwest::Error) -> String {
-    let mut causes: Vec<String> = Vec::new();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if causes.last() != Some(&text) {
-            causes.push(text);
-        }
-        source = cause.source();
-    }
-    if causes.is_empty() {
-        error.to_string()
-    } else {
-        causes.join(": ")
     }
 }
 

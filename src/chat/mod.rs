@@ -5,6 +5,8 @@ pub mod console;
 #[cfg(feature = "discord")]
 pub mod discord;
 pub mod outbox;
+#[cfg(any(feature = "slack", feature = "discord"))]
+pub(crate) mod recent;
 #[cfg(feature = "slack")]
 pub mod slack;
 
@@ -13,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 
 use crate::core::deploy::ServiceName;
-use crate::core::message::{Message, MessageRef, Platform};
+use crate::core::message::{Message, MessageRef, Platform, PrivateReply};
 
 /// Which queue an outgoing message joins. Replies to people who just acted go ahead of
 /// the alert backlog so an alert storm never delays a rollback's progress.
@@ -113,6 +115,23 @@ pub trait Chat: Send + Sync {
         message: &Message,
         lane: Lane,
     ) -> Result<(), ChatError>;
+
+    /// Replaces a private reply that is out of date (the rollback it was about has an
+    /// outcome), so that it does not go on saying "Confirm rollback" or "Rolling back…".
+    /// By default a reply that replaced the pressed message is updated there; adapters
+    /// whose private replies live elsewhere (Discord's interaction responses, Slack's
+    /// `response_url`) override this, and where the platform cannot change a private
+    /// reply any more nothing is done.
+    async fn replace_private(
+        &self,
+        reply: &PrivateReply,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        match (&reply.pressed, reply.in_place) {
+            (Some(pressed), true) => self.update(pressed, message, Lane::Interactive).await,
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The connected chat platforms. Adapters register at start-up; the core looks them up.

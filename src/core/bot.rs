@@ -12,7 +12,7 @@
 //! 6. audit `rollback.started` durably, call the backend, follow it, audit the outcome,
 //!    update the message.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,11 @@ use super::deploy::{
     Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target,
 };
 use super::event::{ChannelMessage, Command, CommandRequest, Press, Reply};
-use super::message::{ButtonKind, Message, MessageRef, Platform, RichText, Section, Tone};
-use super::policy::{Actor, Policy, RollbackRequest};
+use super::message::{
+    ButtonKind, Message, MessageRef, Platform, PrivateReply, RichText, Section, Tone,
+};
+use super::policy::{Actor, Policy, Principal, RollbackRequest};
+use super::repository::{ConsoleLinks, ServiceLinks};
 use super::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 use super::summary::{Offer, Summary, SummaryBody, SummaryInput, human_span, summarize};
 use crate::audit::{AuditLog, AuditQuery, actions};
@@ -89,6 +92,11 @@ pub struct BotSettings {
     pub alert_hold: usize,
     /// `platform:channel` where the audit chain head is posted, and how often.
     pub digest: Option<(String, Duration)>,
+    /// Per service: its repository (commit and compare links) and owners, named in the
+    /// summary.
+    pub links: HashMap<ServiceName, ServiceLinks>,
+    /// The console's pages for the summary's links (`server.public_url`), if it is set.
+    pub console_links: Option<ConsoleLinks>,
 }
 
 impl Default for BotSettings {
@@ -105,6 +113,8 @@ impl Default for BotSettings {
             runner_id: None,
             alert_hold: ALERT_HOLD,
             digest: None,
+            links: HashMap::new(),
+            console_links: None,
         }
     }
 }
@@ -239,12 +249,88 @@ struct Inner {
     opening: Mutex<HashSet<(i64, Platform)>>,
     last_digest: Mutex<Option<DateTime<Utc>>>,
     hold: AlertHold,
+    private_replies: Mutex<PrivateReplies>,
+    own_posts: Mutex<OwnPosts>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// At most this many plans keep their private replies for replacement, with at most
+/// [`PRIVATE_REPLIES_PER_PLAN`] each; when full the oldest plan is forgotten (its private
+/// replies then stay as they were, which is all a platform that cannot edit them gives).
+const PRIVATE_REPLY_PLANS: usize = 1024;
+const PRIVATE_REPLIES_PER_PLAN: usize = 16;
+
+/// Private replies about each plan (Confirm/Cancel steps, "Rolling back…"), kept until the
+/// plan is over and they are replaced by its outcome. In memory: the presses and the
+/// rollback they start are handled by this process; after a restart the replies stay as
+/// they were (Discord's interaction tokens would have expired anyway).
+#[derive(Default)]
+struct PrivateReplies {
+    order: VecDeque<PlanId>,
+    by_plan: HashMap<PlanId, Vec<(Principal, PrivateReply)>>,
+}
+
+impl PrivateReplies {
+    fn add(&mut self, plan: PlanId, actor: &Actor, reply: PrivateReply) {
+        if !self.by_plan.contains_key(&plan) {
+            if self.order.len() >= PRIVATE_REPLY_PLANS
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.by_plan.remove(&oldest);
+            }
+            self.order.push_back(plan);
+        }
+        let replies = self.by_plan.entry(plan).or_default();
+        if reply.in_place {
+            // The person answered their own earlier step in place: that message is now
+            // this reply.
+            replies.retain(|(who, earlier)| {
+                *who != actor.principal || earlier.in_place || earlier.platform != reply.platform
+            });
+        }
+        if replies.len() < PRIVATE_REPLIES_PER_PLAN {
+            replies.push((actor.principal.clone(), reply));
+        }
+    }
+
+    fn take(&mut self, plan: &PlanId) -> Vec<PrivateReply> {
+        self.order.retain(|p| p != plan);
+        self.by_plan
+            .remove(plan)
+            .map(|replies| replies.into_iter().map(|(_, reply)| reply).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// At most this many alert posts are remembered as this process's own.
+const OWN_POSTS: usize = 4096;
+
+/// Alert posts this process made for webhook alerts, with whether they show the group as
+/// resolved, so that their header can follow the group's state; a person's or another
+/// tool's message cannot be edited. Bounded, oldest forgotten first: a forgotten post
+/// keeps its last header, and the summary below it still shows the state.
+#[derive(Default)]
+struct OwnPosts {
+    order: VecDeque<MessageRef>,
+    resolved: HashMap<MessageRef, bool>,
+}
+
+impl OwnPosts {
+    fn remember(&mut self, post: MessageRef, resolved: bool) {
+        if self.resolved.insert(post.clone(), resolved).is_none() {
+            if self.order.len() >= OWN_POSTS
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.resolved.remove(&oldest);
+            }
+            self.order.push_back(post);
+        }
+    }
 }
 
 /// Everything the bot is built from.
@@ -278,6 +364,8 @@ impl Bot {
                 refresh_pending: Mutex::new(HashSet::new()),
                 opening: Mutex::new(HashSet::new()),
                 last_digest: Mutex::new(None),
+                private_replies: Mutex::new(PrivateReplies::default()),
+                own_posts: Mutex::new(OwnPosts::default()),
                 runner: parts.settings.runner_id.clone().unwrap_or_else(|| {
                     format!(
                         "{}-{}",
@@ -737,12 +825,15 @@ impl Bot {
                 let Some(channel) = chat.alert_channel(alert.service.as_ref()) else {
                     return Ok(());
                 };
-                chat.post(
-                    &channel,
-                    &compose::alert_post(alert, alert.target().as_ref()),
-                    Lane::Alerts,
-                )
-                .await?
+                let posted = chat
+                    .post(
+                        &channel,
+                        &compose::alert_post(alert, alert.target().as_ref()),
+                        Lane::Alerts,
+                    )
+                    .await?;
+                lock(&self.inner.own_posts).remember(posted.clone(), false);
+                posted
             }
         };
         self.inner
@@ -859,6 +950,10 @@ impl Bot {
                 return Ok(());
             };
             let summary = self.summary_for(group_id, first).await;
+            for thread in &threads {
+                self.refresh_alert_post(&group, first, &thread.alert_message, lane)
+                    .await;
+            }
             for thread in threads {
                 let Some(summary_ref) = thread.summary else {
                     continue;
@@ -882,12 +977,49 @@ impl Bot {
         }
     }
 
+    /// Shows the group's state in the alert post this process made for it: resolved (✅,
+    /// no red) or firing again. Only posts known to be the bot's own are edited, once per
+    /// change of state.
+    async fn refresh_alert_post(
+        &self,
+        group: &AlertGroup,
+        alert: &Alert,
+        post: &MessageRef,
+        lane: Lane,
+    ) {
+        let Some(chat) = self.inner.chats.get(post.platform) else {
+            return;
+        };
+        let resolved = group.resolved_at.is_some();
+        let shown = lock(&self.inner.own_posts).resolved.get(post).copied();
+        let ours_unseen = shown.is_none() && chat.mirrors_all_alerts() && resolved;
+        if shown.is_none_or(|shown| shown == resolved) && !ours_unseen {
+            return;
+        }
+        let target = alert.target();
+        let message = match group.resolved_at {
+            Some(at) => compose::alert_post_resolved(alert, target.as_ref(), at),
+            None => compose::alert_post(alert, target.as_ref()),
+        };
+        match chat.update(post, &message, lane).await {
+            Ok(()) => lock(&self.inner.own_posts).remember(post.clone(), resolved),
+            Err(error) => {
+                tracing::warn!(%error, group = group.id, "could not update the alert post");
+                self.inner.metrics.chat_error(post.platform.as_str());
+            }
+        }
+    }
+
     fn render_summary(
         &self,
         summary: &Summary,
         group: &AlertGroup,
         plan: Option<&RollbackPlan>,
     ) -> Message {
+        let service = match &summary.body {
+            SummaryBody::Deploys(deploys) => Some(&deploys.target.service),
+            _ => None,
+        };
         compose::summary_message(
             summary,
             &SummaryView {
@@ -898,6 +1030,9 @@ impl Bot {
                 // `allow_disable_autosync`), so a remedy in the caveats is the permission.
                 offer_remedy: offers_remedy(summary),
                 now: Some(self.now()),
+                received_at: Some(group.opened_at),
+                links: service.and_then(|s| self.inner.settings.links.get(s)),
+                console: self.inner.settings.console_links.as_ref(),
             },
         )
     }
@@ -916,6 +1051,13 @@ impl Bot {
                 return;
             }
         };
+        if let Some(resolved_at) = group.resolved_at {
+            // Confirm steps still open say, like the summary, that the alert is over.
+            for plan in plans.iter().filter(|p| p.state.is_open()) {
+                let message = compose::prompt_after_resolution(plan, resolved_at);
+                self.replace_private_replies(plan, message).await;
+            }
+        }
         for plan in plans
             .into_iter()
             .filter(|p| p.state == PlanState::Succeeded && p.verified_at.is_none())
@@ -1370,6 +1512,7 @@ impl Bot {
                         })),
                 )
                 .await?;
+            self.remember_private_reply(&plan.id, press, false);
             return Ok(Reply::Private(compose::confirm_prompt(
                 &plan,
                 confirmation.id,
@@ -1815,16 +1958,71 @@ impl Bot {
             }
             Err(error) => return Err(error.into()),
         };
+        let shows_progress = |at: &MessageRef| {
+            started.message.as_ref().is_some_and(|m| {
+                m.platform == at.platform && m.channel == at.channel && m.id == at.id
+            })
+        };
+        // Confirmed in the platform's dialog on the message that now shows the progress and
+        // then the outcome in place: a private "Rolling back…" would only linger after it.
+        let silent =
+            press.confirmed_by_platform && press.message.as_ref().is_some_and(shows_progress);
+        if !silent {
+            // Before the rollback starts, so that its outcome finds the reply to replace.
+            // A Confirm press replaces its own Confirm/Cancel step with this.
+            let in_place = press.action.kind == ButtonKind::Confirm;
+            self.remember_private_reply(&started.id, press, in_place);
+        }
         lock(&self.inner.running).insert(started.id);
         let bot = self.clone();
         let plan_for_task = started.clone();
         self.inner
             .rollbacks
             .spawn(async move { bot.execute(plan_for_task, disable_auto_sync).await });
+        if silent {
+            return Ok(Reply::None);
+        }
+        let follow = match started.message {
+            Some(_) => "Progress and the outcome appear in the thread.",
+            None => "The outcome will replace this message.",
+        };
         Ok(Reply::Private(Message::plain(format!(
-            "Rolling back {} from {} to {}. Progress and the outcome appear in the thread.",
+            "Rolling back {} from {} to {}. {follow}",
             started.target, started.from.version, started.to.version
         ))))
+    }
+
+    fn remember_private_reply(&self, plan: &PlanId, press: &Press, in_place: bool) {
+        lock(&self.inner.private_replies).add(
+            *plan,
+            &press.actor,
+            PrivateReply {
+                platform: platform_of(press),
+                event_id: press.event_id.clone(),
+                pressed: press.message.clone(),
+                in_place,
+            },
+        );
+    }
+
+    /// The plan is over: its private replies (Confirm steps nobody answered, "Rolling
+    /// back…") are replaced by its outcome where the platform allows.
+    async fn settle_private_replies(&self, plan: &RollbackPlan) {
+        self.replace_private_replies(plan, compose::private_outcome(plan, self.now()))
+            .await;
+    }
+
+    /// Replaces every private reply kept for `plan` with `message`, once.
+    async fn replace_private_replies(&self, plan: &RollbackPlan, message: Message) {
+        let replies = lock(&self.inner.private_replies).take(&plan.id);
+        for reply in replies {
+            let Some(chat) = self.inner.chats.get(reply.platform) else {
+                continue;
+            };
+            if let Err(error) = chat.replace_private(&reply, &message).await {
+                tracing::debug!(%error, plan = %plan.id, "could not replace a private reply");
+            }
+        }
     }
 
     // --- rollback execution ----------------------------------------------------------------
@@ -2160,6 +2358,9 @@ impl Bot {
     /// Shows a plan's state where its button is: the whole summary for alert plans, the
     /// plan message for command plans.
     async fn update_plan_message(&self, plan: &RollbackPlan) {
+        if plan.state.is_final() {
+            self.settle_private_replies(plan).await;
+        }
         let Some(at) = &plan.message else { return };
         let Some(chat) = self.inner.chats.get(at.platform) else {
             return;
@@ -2334,8 +2535,16 @@ impl Bot {
             (Some(s), None) => format!("Recent deploys of {s}"),
             _ => "Recent deploys".to_owned(),
         };
+        let links = &self.inner.settings.links;
         Ok(Reply::Private(compose::deploy_list(
-            &heading, &deploys, now,
+            &heading,
+            &deploys,
+            now,
+            &|deploy: &Deploy| {
+                links
+                    .get(&deploy.target.service)
+                    .and_then(|l| l.repository.clone())
+            },
         )))
     }
 
@@ -3168,5 +3377,52 @@ mod tests {
         merge_history(&mut registry, vec![stuck]);
         assert_eq!(registry[0].status, DeployStatus::Failed);
         assert_eq!(registry[0].source, DeploySource::Api);
+    }
+
+    fn reply(event_id: &str, in_place: bool) -> PrivateReply {
+        PrivateReply {
+            platform: Platform::Discord,
+            event_id: event_id.to_owned(),
+            pressed: None,
+            in_place,
+        }
+    }
+
+    fn person(name: &str) -> Actor {
+        Actor::new(
+            Principal::parse(&format!("discord:{name}")).expect("principal"),
+            name,
+        )
+    }
+
+    #[test]
+    fn a_confirm_answered_in_place_takes_over_that_persons_open_step() {
+        let mut replies = PrivateReplies::default();
+        let plan = PlanId::generate();
+        replies.add(plan, &person("1"), reply("alice-step", false));
+        replies.add(plan, &person("2"), reply("bob-step", false));
+        replies.add(plan, &person("1"), reply("alice-confirm", true));
+        let left: Vec<String> = replies
+            .take(&plan)
+            .into_iter()
+            .map(|r| r.event_id)
+            .collect();
+        assert_eq!(left, ["bob-step", "alice-confirm"]);
+        assert!(replies.take(&plan).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn private_replies_are_kept_for_a_bounded_number_of_plans() {
+        let mut replies = PrivateReplies::default();
+        let first = PlanId::generate();
+        replies.add(first, &person("1"), reply("first", false));
+        for _ in 0..PRIVATE_REPLY_PLANS {
+            replies.add(PlanId::generate(), &person("1"), reply("later", false));
+        }
+        assert!(
+            replies.take(&first).is_empty(),
+            "the oldest plan is forgotten"
+        );
+        assert_eq!(replies.by_plan.len(), PRIVATE_REPLY_PLANS);
     }
 }

@@ -10,6 +10,7 @@ use super::deploy::{Deploy, DeployStatus, MASKED, Target};
 use super::message::{
     Action, ButtonAction, ButtonKind, ButtonStyle, Confirmation, Message, RichText, Section, Tone,
 };
+use super::repository::{ConsoleLinks, Repository, ServiceLinks};
 use super::rollback::{PlanId, PlanState, RollbackPlan};
 use super::summary::{DeployEntry, MAX_COMMITS, Summary, SummaryBody, human_span};
 
@@ -72,6 +73,30 @@ pub fn alert_post(alert: &Alert, target: Option<&Target>) -> Message {
     }
 }
 
+/// The alert post once its whole group resolved: the same alert, stated as over, so the
+/// channel reads right at a glance (no 🚨, no red).
+pub fn alert_post_resolved(
+    alert: &Alert,
+    target: Option<&Target>,
+    resolved_at: DateTime<Utc>,
+) -> Message {
+    let about = target.map(|t| format!(" on {t}")).unwrap_or_default();
+    let resolved = format!("resolved at {}", clock(resolved_at));
+    let mut message = alert_post(alert, target);
+    message.text = format!(
+        "✅ {} ({}){about} — {resolved}",
+        alert.title, alert.severity
+    );
+    if let Some(Section::Text { text }) = message.sections.first_mut() {
+        *text = RichText::new()
+            .plain("✅ ")
+            .bold(alert.title.clone())
+            .plain(format!(" ({}){about} — {resolved}", alert.severity));
+    }
+    message.tone = Tone::Success;
+    message
+}
+
 /// How the summary should look now: which plan its button belongs to and what happened
 /// to the alert group since it was posted.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +108,13 @@ pub struct SummaryView<'a> {
     /// Offer the Argo CD "disable auto-sync, then roll back" action.
     pub offer_remedy: bool,
     pub now: Option<DateTime<Utc>>,
+    /// When breakwater received the group's first alert: a detail beside the alert's own
+    /// start, shown when they differ.
+    pub received_at: Option<DateTime<Utc>>,
+    /// The service's repository and owners, when configured.
+    pub links: Option<&'a ServiceLinks>,
+    /// The console's pages, when `server.public_url` is set.
+    pub console: Option<&'a ConsoleLinks>,
 }
 
 pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
@@ -94,10 +126,16 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
             summary.severity,
             clock(summary.alert_started_at)
         ));
+    if let Some(received) = view.received_at
+        && (received - summary.alert_started_at).num_seconds().abs() >= 60
+    {
+        alert_line = alert_line.plain(format!(", received {}", clock(received)));
+    }
     if let Some(link) = &summary.link {
         alert_line = alert_line.plain(" · ").link("alert", link.clone());
     }
     sections.push(Section::Text { text: alert_line });
+    let repository = view.links.and_then(|l| l.repository.as_ref());
 
     let (title, text, actions, tone) = match &summary.body {
         SummaryBody::UnknownService { known, looked_at } => {
@@ -186,9 +224,9 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
             }
             for entry in &deploys.entries {
                 sections.push(Section::Text {
-                    text: deploy_headline(entry),
+                    text: deploy_headline(entry, repository),
                 });
-                let details = deploy_details(&entry.deploy);
+                let details = deploy_details(&entry.deploy, repository);
                 if !details.is_empty() {
                     sections.push(Section::Lines { lines: details });
                 }
@@ -232,10 +270,22 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
             }
             let mut actions = Vec::new();
             let blocking = deploys.caveats.iter().any(|c| c.blocking);
-            if let (Some(plan), Some(offer)) = (view.plan, &deploys.offer)
-                && plan.state.is_open()
-                && !view.now.is_some_and(|now| plan.is_expired(now))
-            {
+            let open_plan = view.plan.filter(|plan| {
+                plan.state.is_open() && !view.now.is_some_and(|now| plan.is_expired(now))
+            });
+            if let (Some(plan), Some(resolved)) = (open_plan, view.resolved_at) {
+                // The alert is over: a one-click rollback would now undo a deploy that
+                // may be fine. Say why the button is gone and how to get one anyway.
+                sections.push(Section::Context {
+                    text: RichText::new().plain(format!(
+                        "No rollback button: the alert resolved at {} — use /breakwater rollback {} {} if it is still needed.",
+                        clock(resolved),
+                        plan.target.service,
+                        plan.target.environment
+                    )),
+                });
+            }
+            if let (Some(plan), Some(offer), None) = (open_plan, &deploys.offer, view.resolved_at) {
                 if !blocking {
                     actions.push(rollback_button(plan));
                     text.push_str(&format!(". Roll back to {}?", offer.to.version));
@@ -274,6 +324,12 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                     url,
                 });
             }
+            if let Some(resolved) = view.resolved_at {
+                text.push_str(&format!(" — resolved at {}", clock(resolved)));
+            }
+            if let Some(line) = investigate_line(&deploys.target, view) {
+                sections.push(Section::Context { text: line });
+            }
             (title, text, actions, severity_tone(summary.severity))
         }
     };
@@ -283,12 +339,14 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
             text: RichText::new().plain(format!("{} alerts grouped in this thread", view.grouped)),
         });
     }
-    if let Some(resolved) = view.resolved_at {
-        sections.push(Section::Context {
-            text: RichText::new().plain(format!("✅ All alerts resolved at {}", clock(resolved))),
-        });
-    }
-    let status = view.plan.and_then(|plan| plan_status(plan, view.now));
+    let (title, tone) = match view.resolved_at {
+        Some(resolved) => (
+            format!("✅ Resolved at {} · {title}", clock(resolved)),
+            Tone::Success,
+        ),
+        None => (title, tone),
+    };
+    let status = status_lines(view, &mut sections);
     Message {
         text,
         title: Some(title),
@@ -297,6 +355,68 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
         actions,
         status,
     }
+}
+
+/// The plan's status and the group's resolution in the order they happened: the earlier
+/// as a context line, the latest as the message's status (shown last on every platform),
+/// so "Rolled back … at 15:19" reads above "All alerts resolved at 15:20".
+fn status_lines(view: &SummaryView<'_>, sections: &mut Vec<Section>) -> Option<RichText> {
+    let mut lines: Vec<(DateTime<Utc>, RichText)> = Vec::new();
+    // An offer still open once the alert resolved is explained by the line that replaces
+    // its buttons; "press Roll back" would contradict it.
+    let superseded = |plan: &RollbackPlan| plan.state.is_open() && view.resolved_at.is_some();
+    if let Some(plan) = view.plan.filter(|plan| !superseded(plan))
+        && let Some(line) = plan_status(plan, view.now)
+    {
+        let at = match plan.state {
+            PlanState::Offered | PlanState::Expired => plan.expires_at,
+            PlanState::Confirmed => plan.offered_at,
+            _ => plan
+                .finished_at
+                .or(plan.started_at)
+                .or(view.now)
+                .unwrap_or(plan.offered_at),
+        };
+        lines.push((at, line));
+    }
+    if let Some(resolved) = view.resolved_at {
+        lines.push((
+            resolved,
+            RichText::new().plain(format!("✅ All alerts resolved at {}", clock(resolved))),
+        ));
+    }
+    // Stable: at the same minute the plan's line stays first.
+    lines.sort_by_key(|(at, _)| *at);
+    let last = lines.pop().map(|(_, line)| line);
+    sections.extend(lines.into_iter().map(|(_, text)| Section::Context { text }));
+    last
+}
+
+/// Where to look next: the service's owners, its repository, and the console's Deploys
+/// and Audit pages for it.
+fn investigate_line(target: &Target, view: &SummaryView<'_>) -> Option<RichText> {
+    let mut line = RichText::new();
+    let mut parts = 0;
+    let mut separate = |line: RichText| {
+        parts += 1;
+        if parts > 1 { line.plain(" · ") } else { line }
+    };
+    if let Some(links) = view.links {
+        if !links.owners.is_empty() {
+            line = separate(line).plain(format!("Owners: {}", links.owners.join(", ")));
+        }
+        if let Some(repository) = &links.repository {
+            line = separate(line).link("Repository", repository.url().to_owned());
+        }
+    }
+    if let Some(console) = view.console {
+        let service = target.service.as_str();
+        line = separate(line)
+            .link(format!("Deploys of {service}"), console.deploys(service))
+            .plain(" · ")
+            .link("Audit records", console.audit(service));
+    }
+    (!line.is_empty()).then_some(line)
 }
 
 fn rollback_button(plan: &RollbackPlan) -> Action {
@@ -319,7 +439,7 @@ fn rollback_button(plan: &RollbackPlan) -> Action {
     }
 }
 
-fn deploy_headline(entry: &DeployEntry) -> RichText {
+fn deploy_headline(entry: &DeployEntry, repository: Option<&Repository>) -> RichText {
     let deploy = &entry.deploy;
     let mut line = RichText::new();
     if entry.suspect {
@@ -332,11 +452,20 @@ fn deploy_headline(entry: &DeployEntry) -> RichText {
     if let Some(author) = &deploy.author {
         line = line.plain(format!(" by {author}"));
     }
-    line = line.plain(format!(" · {}", entry.relative));
+    line = line.plain(format!(
+        " · {} ({})",
+        entry.relative,
+        clock(deploy_end(deploy).1)
+    ));
     if let Some(commit) = &deploy.commit {
-        line = line
-            .plain(" · ")
-            .code(commit.chars().take(12).collect::<String>());
+        line = commit_span(line.plain(" · "), commit, 12, repository);
+    }
+    let to = deploy.commit.as_deref().unwrap_or(&deploy.version);
+    if let Some(url) = repository
+        .zip(entry.compare_from.as_deref())
+        .and_then(|(repository, from)| repository.compare_url(from, to))
+    {
+        line = line.plain(" · ").link("compare", url);
     }
     match deploy.status {
         DeployStatus::Failed => line = line.plain(" · failed"),
@@ -352,16 +481,38 @@ fn deploy_headline(entry: &DeployEntry) -> RichText {
     line
 }
 
-/// Commits (up to [`MAX_COMMITS`], then "+N more") and configuration changes.
-pub fn deploy_details(deploy: &Deploy) -> Vec<RichText> {
+/// Which end of the deploy its age is measured from, and when that was: its finish, else
+/// (still rolling out, or never reported finished) its start.
+fn deploy_end(deploy: &Deploy) -> (&'static str, DateTime<Utc>) {
+    match deploy.finished_at {
+        Some(finished) if !deploy.is_in_progress() => ("finished", finished),
+        _ => ("started", deploy.started_at),
+    }
+}
+
+/// A commit id, shortened, linked to its page when the repository is known.
+fn commit_span(
+    line: RichText,
+    commit: &str,
+    short: usize,
+    repository: Option<&Repository>,
+) -> RichText {
+    let shown: String = commit.chars().take(short).collect();
+    match repository.and_then(|r| r.commit_url(commit)) {
+        Some(url) => line.link(shown, url),
+        None => line.code(shown),
+    }
+}
+
+/// Commits (up to [`MAX_COMMITS`], then "+N more") and configuration changes; commits
+/// link to the repository when it is known.
+pub fn deploy_details(deploy: &Deploy, repository: Option<&Repository>) -> Vec<RichText> {
     let mut lines = Vec::new();
     for change in deploy.changes.iter().take(MAX_COMMITS) {
-        let mut line = RichText::new()
-            .code(change.commit.chars().take(8).collect::<String>())
-            .plain(format!(
-                " {}",
-                truncate(change.message.lines().next().unwrap_or(""), 100)
-            ));
+        let mut line = commit_span(RichText::new(), &change.commit, 8, repository).plain(format!(
+            " {}",
+            truncate(change.message.lines().next().unwrap_or(""), 100)
+        ));
         if let Some(author) = &change.author {
             line = line.plain(format!(" ({author})"));
         }
@@ -469,6 +620,36 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
     Some(RichText::new().plain(line.trim_end().to_owned()))
 }
 
+/// What a private reply about a plan (its Confirm step, "Rolling back…") becomes once the
+/// plan is over: the outcome in one line, and where the rest is.
+pub fn private_outcome(plan: &RollbackPlan, now: DateTime<Utc>) -> Message {
+    let line = plan_status(plan, Some(now))
+        .map(|status| status.to_string())
+        .unwrap_or_else(|| format!("This rollback of {} is {}.", plan.target, plan.state));
+    let tone = match plan.state {
+        PlanState::Succeeded => Tone::Success,
+        PlanState::Failed | PlanState::Interrupted => Tone::Danger,
+        _ => Tone::Neutral,
+    };
+    let text = match plan.message {
+        Some(_) => format!("{line} The thread has the details."),
+        None => line,
+    };
+    Message::plain(text).with_tone(tone)
+}
+
+/// What an open Confirm step becomes once the alert its plan was offered for resolved:
+/// no Confirm button, and how to get a rollback anyway.
+pub fn prompt_after_resolution(plan: &RollbackPlan, resolved_at: DateTime<Utc>) -> Message {
+    Message::plain(format!(
+        "The alert resolved at {}, so this rollback of {} is no longer offered here. Use /breakwater rollback {} {} if it is still needed.",
+        clock(resolved_at),
+        plan.target,
+        plan.target.service,
+        plan.target.environment
+    ))
+}
+
 /// A message about a plan that stands on its own (commands, stale re-offers).
 pub fn plan_message(
     plan: &RollbackPlan,
@@ -571,7 +752,13 @@ pub fn confirm_prompt(
 }
 
 /// A list of deploys for `/breakwater deploys`.
-pub fn deploy_list(heading: &str, deploys: &[Deploy], now: DateTime<Utc>) -> Message {
+/// `repository_of` names the repository of a deploy's service, for commit links.
+pub fn deploy_list(
+    heading: &str,
+    deploys: &[Deploy],
+    now: DateTime<Utc>,
+    repository_of: &dyn Fn(&Deploy) -> Option<Repository>,
+) -> Message {
     let mut sections = Vec::new();
     if deploys.is_empty() {
         sections.push(Section::Text {
@@ -579,27 +766,24 @@ pub fn deploy_list(heading: &str, deploys: &[Deploy], now: DateTime<Utc>) -> Mes
         });
     }
     for deploy in deploys {
-        let ago = human_span(
-            (now - deploy.effective_at())
-                .num_seconds()
-                .max(0)
-                .unsigned_abs(),
-        );
+        let (end, at) = deploy_end(deploy);
+        let ago = human_span((now - at).num_seconds().max(0).unsigned_abs());
         let mut line = RichText::new().bold(deploy.target.to_string()).plain(" ");
         line = match &deploy.url {
             Some(url) => line.link(deploy.version.clone(), url.clone()),
             None => line.code(deploy.version.clone()),
         };
         line = line.plain(format!(
-            " by {} · {ago} ago · {}",
+            " by {} · {end} {}, {ago} ago · {}",
             deploy.author.as_deref().unwrap_or("unknown"),
+            clock(at),
             deploy.status.as_str()
         ));
         if deploy.source == super::deploy::DeploySource::Rollback {
             line = line.plain(" · rollback");
         }
         sections.push(Section::Text { text: line });
-        let details = deploy_details(deploy);
+        let details = deploy_details(deploy, repository_of(deploy).as_ref());
         if !details.is_empty() {
             sections.push(Section::Lines { lines: details });
         }
@@ -668,7 +852,7 @@ mod tests {
 
     #[test]
     fn at_most_five_commits_are_listed_then_a_count() {
-        let lines: Vec<String> = deploy_details(&deploy())
+        let lines: Vec<String> = deploy_details(&deploy(), None)
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -678,7 +862,7 @@ mod tests {
 
     #[test]
     fn config_changes_show_values_and_masked_secrets() {
-        let lines: Vec<String> = deploy_details(&deploy())
+        let lines: Vec<String> = deploy_details(&deploy(), None)
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -698,5 +882,369 @@ mod tests {
     fn labels_are_truncated_to_platform_limits() {
         let long = "x".repeat(200);
         assert_eq!(truncate(&long, MAX_LABEL).chars().count(), MAX_LABEL);
+    }
+
+    mod threads {
+        use std::collections::BTreeMap;
+
+        use super::super::*;
+        use crate::core::alert::{AlertSource, AlertStatus};
+        use crate::core::deploy::{DeploySource, Environment, Revision, ServiceName};
+        use crate::core::policy::{Actor, Principal};
+        use crate::core::summary::{SummaryInput, summarize};
+
+        /// 15:15 UTC on the day of the incident, plus `minutes`.
+        fn at(minutes: i64) -> DateTime<Utc> {
+            DateTime::parse_from_rfc3339("2026-11-29T15:15:00Z")
+                .expect("valid")
+                .with_timezone(&Utc)
+                + chrono::Duration::minutes(minutes)
+        }
+
+        fn target() -> Target {
+            Target::new(
+                ServiceName::parse("checkout").expect("ok"),
+                Environment::parse("production").expect("ok"),
+            )
+        }
+
+        fn deploy(version: &str, commit: &str, finished: i64) -> Deploy {
+            Deploy {
+                target: target(),
+                version: version.into(),
+                previous_version: None,
+                revision: None,
+                commit: Some(commit.into()),
+                author: Some("ada".into()),
+                description: None,
+                url: None,
+                started_at: at(finished - 2),
+                finished_at: Some(at(finished)),
+                status: DeployStatus::Succeeded,
+                changes: vec![super::super::super::deploy::Change {
+                    commit: commit.into(),
+                    author: None,
+                    message: "Add retry".into(),
+                }],
+                config_changes: vec![],
+                source: DeploySource::Api,
+            }
+        }
+
+        fn alert() -> Alert {
+            Alert {
+                source: AlertSource::Alertmanager,
+                service: None,
+                environment: None,
+                severity: Severity::Critical,
+                status: AlertStatus::Firing,
+                title: "HighErrorRate".into(),
+                description: String::new(),
+                started_at: at(0),
+                ended_at: None,
+                labels: BTreeMap::new(),
+                fingerprint: "f".into(),
+                link: None,
+            }
+        }
+
+        fn summary() -> Summary {
+            let alert = alert();
+            let target = target();
+            let history = [
+                deploy("v42", "e4f5a6b", -19),
+                deploy("v41", "a1b2c3d", -300),
+            ];
+            summarize(SummaryInput {
+                alert: &alert,
+                target: &target,
+                history: &history,
+                lookback: std::time::Duration::from_secs(6 * 3600),
+                current: Some(Revision::version("v42")),
+                caveats: vec![],
+            })
+        }
+
+        fn plan(state: PlanState) -> RollbackPlan {
+            let alice = Actor::new(Principal::parse("console:alice").expect("ok"), "Alice");
+            RollbackPlan {
+                id: PlanId::generate(),
+                target: target(),
+                from: Revision::version("v42"),
+                to: Revision::version("v41"),
+                reason: "v42 is the suspect; v41 ran before it".into(),
+                alert_group: Some(1),
+                offered_at: at(1),
+                expires_at: at(60),
+                message: None,
+                requested_by: None,
+                state,
+                approved_by: None,
+                started_by: (state != PlanState::Offered).then(|| alice.clone()),
+                started_at: (state != PlanState::Offered).then(|| at(3)),
+                finished_at: state.is_final().then(|| at(4)),
+                outcome: None,
+                operation: None,
+                verified_at: None,
+            }
+        }
+
+        fn view(plan: Option<&RollbackPlan>) -> SummaryView<'_> {
+            SummaryView {
+                plan,
+                grouped: 1,
+                now: Some(at(2)),
+                ..SummaryView::default()
+            }
+        }
+
+        #[test]
+        fn a_firing_summary_offers_the_rollback_and_stays_red() {
+            let plan = plan(PlanState::Offered);
+            let message = summary_message(&summary(), &view(Some(&plan)));
+            assert_eq!(message.tone, Tone::Danger);
+            assert!(
+                message
+                    .buttons()
+                    .any(|(label, _)| label.starts_with("Roll back"))
+            );
+        }
+
+        #[test]
+        fn a_resolved_summary_says_so_in_its_title_and_turns_green() {
+            let plan = plan(PlanState::Offered);
+            let message = summary_message(
+                &summary(),
+                &SummaryView {
+                    resolved_at: Some(at(5)),
+                    ..view(Some(&plan))
+                },
+            );
+            let title = message.title.clone().unwrap_or_default();
+            assert!(title.starts_with("✅ Resolved at 15:20 UTC · "), "{title}");
+            assert_eq!(message.tone, Tone::Success);
+            assert!(!message.to_plain().contains('🚨'));
+            assert!(
+                message.text.ends_with("resolved at 15:20 UTC"),
+                "{}",
+                message.text
+            );
+        }
+
+        #[test]
+        fn a_resolved_summary_replaces_its_buttons_with_the_reason_and_the_command() {
+            let plan = plan(PlanState::Offered);
+            let message = summary_message(
+                &summary(),
+                &SummaryView {
+                    resolved_at: Some(at(5)),
+                    ..view(Some(&plan))
+                },
+            );
+            assert_eq!(message.buttons().count(), 0, "{}", message.to_plain());
+            assert!(
+                message.to_plain().contains(
+                    "No rollback button: the alert resolved at 15:20 UTC — use /breakwater rollback checkout production if it is still needed."
+                ),
+                "{}",
+                message.to_plain()
+            );
+            assert!(!message.text.contains("Roll back to"), "{}", message.text);
+        }
+
+        #[test]
+        fn status_lines_read_in_time_order_with_the_latest_last() {
+            let plan = plan(PlanState::Succeeded);
+            let message = summary_message(
+                &summary(),
+                &SummaryView {
+                    resolved_at: Some(at(5)),
+                    ..view(Some(&plan))
+                },
+            );
+            let plain = message.to_plain();
+            let rolled_back = plain
+                .find("✅ Rolled back checkout production")
+                .expect("rollback line");
+            let resolved = plain
+                .find("✅ All alerts resolved at 15:20 UTC")
+                .expect("resolved line");
+            assert!(rolled_back < resolved, "{plain}");
+            assert_eq!(
+                message.status.map(|s| s.to_string()),
+                Some("✅ All alerts resolved at 15:20 UTC".to_owned())
+            );
+        }
+
+        #[test]
+        fn a_rollback_after_the_resolution_is_the_last_status_line() {
+            let plan = plan(PlanState::Succeeded);
+            let message = summary_message(
+                &summary(),
+                &SummaryView {
+                    resolved_at: Some(at(2)),
+                    ..view(Some(&plan))
+                },
+            );
+            let status = message.status.map(|s| s.to_string()).unwrap_or_default();
+            assert!(
+                status.starts_with("✅ Rolled back checkout production"),
+                "{status}"
+            );
+        }
+
+        #[test]
+        fn the_alert_line_gives_its_own_start_and_the_receipt_as_a_detail_with_zones() {
+            let message = summary_message(
+                &summary(),
+                &SummaryView {
+                    received_at: Some(at(4)),
+                    ..view(None)
+                },
+            );
+            assert!(
+                message
+                    .to_plain()
+                    .contains("HighErrorRate (critical) fired at 15:15 UTC, received 15:19 UTC"),
+                "{}",
+                message.to_plain()
+            );
+        }
+
+        #[test]
+        fn a_deploys_age_names_its_end_and_its_clock_time() {
+            let message = summary_message(&summary(), &view(None));
+            assert!(
+                message
+                    .to_plain()
+                    .contains("v42 by ada · finished 19 min before the alert (14:56 UTC)"),
+                "{}",
+                message.to_plain()
+            );
+        }
+
+        #[test]
+        fn commits_and_compares_link_to_the_repository() {
+            let links = ServiceLinks {
+                repository: Some(
+                    Repository::parse("https://github.com/acme/checkout", None).expect("ok"),
+                ),
+                owners: vec!["@checkout-oncall".into()],
+            };
+            let message = summary_message(
+                &summary(),
+                &SummaryView {
+                    links: Some(&links),
+                    ..view(None)
+                },
+            );
+            let plain = message.to_plain();
+            for url in [
+                "https://github.com/acme/checkout/commit/e4f5a6b",
+                "https://github.com/acme/checkout/compare/a1b2c3d...e4f5a6b",
+            ] {
+                assert!(
+                    plain.contains(&format!("<{url}>")),
+                    "{url} missing:\n{plain}"
+                );
+            }
+            assert!(plain.contains("Owners: @checkout-oncall"), "{plain}");
+        }
+
+        #[test]
+        fn with_a_public_url_the_summary_links_to_the_console_pages_of_the_service() {
+            let console = ConsoleLinks::new("https://bw.example.com");
+            let message = summary_message(
+                &summary(),
+                &SummaryView {
+                    console: Some(&console),
+                    ..view(None)
+                },
+            );
+            let plain = message.to_plain();
+            assert!(
+                plain.contains(
+                    "Deploys of checkout <https://bw.example.com/console/deploys?service=checkout>"
+                ),
+                "{plain}"
+            );
+            assert!(
+                plain.contains(
+                    "Audit records <https://bw.example.com/console/audit?service=checkout>"
+                ),
+                "{plain}"
+            );
+        }
+
+        #[test]
+        fn without_a_repository_commits_stay_plain_code() {
+            let message = summary_message(&summary(), &view(None));
+            assert!(!message.to_plain().contains("github.com"));
+        }
+
+        #[test]
+        fn a_resolved_alert_post_loses_its_siren_and_red() {
+            let message = alert_post_resolved(&alert(), Some(&target()), at(5));
+            assert_eq!(message.tone, Tone::Success);
+            assert!(!message.to_plain().contains('🚨'), "{}", message.to_plain());
+            assert_eq!(
+                message.text,
+                "✅ HighErrorRate (critical) on checkout production — resolved at 15:20 UTC"
+            );
+        }
+
+        #[test]
+        fn a_private_reply_about_a_finished_plan_becomes_its_outcome() {
+            let mut plan = plan(PlanState::Succeeded);
+            plan.message = Some(crate::core::message::MessageRef {
+                platform: crate::core::message::Platform::Discord,
+                channel: "1".into(),
+                id: "2".into(),
+                thread: None,
+            });
+            let message = private_outcome(&plan, at(5));
+            assert!(
+                message
+                    .text
+                    .starts_with("✅ Rolled back checkout production from v42 to v41"),
+                "{}",
+                message.text
+            );
+            assert!(message.text.ends_with("The thread has the details."));
+            assert_eq!(message.tone, Tone::Success);
+        }
+
+        #[test]
+        fn a_private_reply_about_a_plan_without_a_thread_does_not_point_to_one() {
+            let message = private_outcome(&plan(PlanState::Failed), at(5));
+            assert!(
+                message.text.starts_with("❌ Rollback of"),
+                "{}",
+                message.text
+            );
+            assert!(!message.text.contains("thread"), "{}", message.text);
+            assert_eq!(message.tone, Tone::Danger);
+        }
+
+        #[test]
+        fn the_deploys_command_names_the_end_of_each_deploy_with_its_zone_and_links_commits() {
+            let repository =
+                Repository::parse("https://gitlab.com/acme/checkout", None).expect("ok");
+            let message = deploy_list(
+                "Recent deploys of checkout",
+                &[deploy("v42", "e4f5a6b", -19)],
+                at(1),
+                &|_| Some(repository.clone()),
+            );
+            let plain = message.to_plain();
+            assert!(
+                plain.contains("v42 by ada · finished 14:56 UTC, 20 min ago · succeeded"),
+                "{plain}"
+            );
+            assert!(
+                plain.contains("<https://gitlab.com/acme/checkout/-/commit/e4f5a6b>"),
+                "{plain}"
+            );
+        }
     }
 }

@@ -352,6 +352,18 @@ pub struct MessageRef {
     pub thread: Option<String>,
 }
 
+/// A private reply the bot gave to a press (a Confirm/Cancel step, "Rolling back…"), as
+/// the adapter can find it again to replace it once it is out of date: the press's
+/// delivery id (a Discord interaction id, a Slack trigger) and the pressed message, which
+/// the reply replaced when `in_place`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateReply {
+    pub platform: Platform,
+    pub event_id: String,
+    pub pressed: Option<MessageRef>,
+    pub in_place: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod event;
 pub mod message;
 pub mod policy;
+pub mod repository;
 pub mod rollback;
 pub mod summary;
 pub mod unrouted;

@@ -66,8 +66,12 @@ pub struct DeploySummary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeployEntry {
     pub deploy: Deploy,
-    /// Finished (or started, while rolling out) relative to the alert, in words.
+    /// Finished (or started, while rolling out) relative to the alert, in words that say
+    /// which end of the deploy is meant: "finished 19 min before the alert".
     pub relative: String,
+    /// What ran before this deploy, as a git ref (its commit, else its version), for a
+    /// from → to compare link.
+    pub compare_from: Option<String>,
     pub suspect: bool,
     pub after_alert: bool,
 }
@@ -95,6 +99,44 @@ pub struct SummaryInput<'a> {
     pub lookback: std::time::Duration,
     pub current: Option<Revision>,
     pub caveats: Vec<Caveat>,
+}
+
+/// The age of a deploy relative to the alert, naming the end it is measured from:
+/// "finished 19 min before the alert", or "started 3 min before the alert" for a deploy
+/// with no finish time, "rolling out, started …" for one still in progress.
+pub fn deploy_age(deploy: &Deploy, alert: DateTime<Utc>) -> String {
+    match deploy.finished_at {
+        _ if deploy.is_in_progress() => format!(
+            "rolling out, started {}",
+            relative_to_alert(deploy.started_at, alert)
+        ),
+        Some(finished) => format!("finished {}", relative_to_alert(finished, alert)),
+        None => format!("started {}", relative_to_alert(deploy.started_at, alert)),
+    }
+}
+
+/// The ref that ran before `deploy`: the deploy its report names as `previous_version`,
+/// else the newest successful one that finished before it started. Its commit when known,
+/// else its version (a tag, as most pipelines name them).
+fn ran_before(history: &[Deploy], deploy: &Deploy) -> Option<String> {
+    let earlier = |d: &&Deploy| {
+        d.status == DeployStatus::Succeeded
+            && d.version != deploy.version
+            && d.effective_at() <= deploy.started_at
+    };
+    match &deploy.previous_version {
+        Some(previous) if *previous != deploy.version => Some(
+            history
+                .iter()
+                .find(|d| d.version == *previous)
+                .and_then(|d| d.commit.clone())
+                .unwrap_or_else(|| previous.clone()),
+        ),
+        _ => history
+            .iter()
+            .find(earlier)
+            .map(|d| d.commit.clone().unwrap_or_else(|| d.version.clone())),
+    }
 }
 
 /// "18 min before the alert", "2 h 5 min before the alert", "3 min after the alert".
@@ -168,14 +210,8 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
         .iter()
         .take(MAX_DEPLOYS)
         .map(|deploy| DeployEntry {
-            relative: if deploy.is_in_progress() {
-                format!(
-                    "rolling out, started {}",
-                    relative_to_alert(deploy.started_at, alert_at)
-                )
-            } else {
-                relative_to_alert(deploy.effective_at(), alert_at)
-            },
+            relative: deploy_age(deploy, alert_at),
+            compare_from: ran_before(input.history, deploy),
             suspect: suspect.is_some_and(|s| std::ptr::eq(s, *deploy)),
             after_alert: deploy.started_at > alert_at,
             deploy: (*deploy).clone(),
@@ -221,7 +257,7 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
         format!(
             "The latest rollout, {}, failed ({}) and is what runs now.{healthy_before}",
             failed.version,
-            relative_to_alert(failed.effective_at(), alert_at)
+            deploy_age(failed, alert_at)
         )
     });
 
@@ -487,7 +523,10 @@ mod tests {
         ];
         let summary = summarize_history(&history, Some("v42"));
         assert!(summary.entries[0].suspect);
-        assert_eq!(summary.entries[0].relative, "18 min before the alert");
+        assert_eq!(
+            summary.entries[0].relative,
+            "finished 18 min before the alert"
+        );
         let offer = summary.offer.expect("offer");
         assert_eq!(
             (offer.from.version.as_str(), offer.to.version.as_str()),
@@ -646,5 +685,40 @@ mod tests {
         let summary = summarize_history(&history, Some("v100"));
         assert_eq!(summary.entries.len(), MAX_DEPLOYS);
         assert_eq!(summary.more, 4);
+    }
+
+    #[test]
+    fn an_age_names_the_end_of_the_deploy_it_is_measured_from() {
+        let finished = deploy("v42", -19);
+        assert_eq!(
+            deploy_age(&finished, alert_time()),
+            "finished 19 min before the alert"
+        );
+        let mut unfinished = deploy("v42", -19);
+        unfinished.finished_at = None;
+        unfinished.started_at = at(-25);
+        assert_eq!(
+            deploy_age(&unfinished, alert_time()),
+            "started 25 min before the alert"
+        );
+        unfinished.status = DeployStatus::Started;
+        assert_eq!(
+            deploy_age(&unfinished, alert_time()),
+            "rolling out, started 25 min before the alert"
+        );
+    }
+
+    #[test]
+    fn each_entry_knows_what_ran_before_it_for_a_compare_link() {
+        let mut v43 = deploy("v43", -10);
+        v43.previous_version = Some("v42".into());
+        let history = [v43, deploy("v42", -60), deploy("v41", -120)];
+        let summary = summarize_history(&history, Some("v43"));
+        let from: Vec<Option<&str>> = summary
+            .entries
+            .iter()
+            .map(|e| e.compare_from.as_deref())
+            .collect();
+        assert_eq!(from, [Some("v42-sha"), Some("v41-sha"), None]);
     }
 }

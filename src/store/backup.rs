@@ -25,8 +25,9 @@ pub enum BackupError {
     TargetExists(String),
     #[error("the backup path {0} is not valid UTF-8")]
     TargetPath(String),
-    #[error("cannot open the database to back it up: {0}")]
-    Open(sqlx::Error),
+    /// Names the file and what to change, like every other database that cannot be opened.
+    #[error("{0}")]
+    Open(super::OpenError),
     #[error("backup failed: {0}")]
     Copy(sqlx::Error),
 }
@@ -51,14 +52,16 @@ pub async fn backup_sqlite(url: &str, to: &Path) -> Result<(), BackupError> {
     let target = to
         .to_str()
         .ok_or_else(|| BackupError::TargetPath(to.display().to_string()))?;
+    let cannot_open =
+        |error: sqlx::Error| BackupError::Open(super::open::existing_sqlite(url, &error));
     let options = SqliteConnectOptions::from_str(url)
-        .map_err(BackupError::Open)?
+        .map_err(cannot_open)?
         .create_if_missing(false)
         .read_only(true)
         .busy_timeout(BUSY_TIMEOUT);
     let mut connection = SqliteConnection::connect_with(&options)
         .await
-        .map_err(BackupError::Open)?;
+        .map_err(cannot_open)?;
     let copied = sqlx::query("VACUUM INTO ?")
         .bind(target)
         .execute(&mut connection)

@@ -1,7 +1,8 @@
 //! Persistence behind one trait: deploys, alerts and their groups, rollback plans with
 //! conditional state transitions, processed-event claims, the audit chain, and leases (a
 //! role one replica holds at a time). SQLite (default) and PostgreSQL (several replicas)
-//! implement it and pass the same tests. `backup` copies a SQLite store online.
+//! implement it and pass the same tests. `backup` copies a SQLite store online; `open`
+//! turns a database that cannot be opened into one line with the cause and the fix.
 //!
 //! Times are stored as integer microseconds since the Unix epoch and structured values
 //! as JSON text, so both databases hold the same bytes and compare times the same way.
@@ -19,12 +20,16 @@ use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, Rollback
 
 mod backup;
 mod lease;
+mod open;
 mod postgres;
 mod sql;
 mod sqlite;
 
 pub use backup::{BackupError, backup_sqlite};
 pub use lease::DISCORD_GATEWAY_LEASE;
+pub use open::{
+    CONNECT_TIMEOUT, OpenCause, OpenError, check as check_database, redact as redact_url,
+};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -46,6 +51,9 @@ pub enum StoreError {
     Unavailable(sqlx::Error),
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// The database named by `database.url` cannot be opened at start-up.
+    #[error(transparent)]
+    Open(#[from] OpenError),
 }
 
 impl StoreError {
@@ -469,12 +477,13 @@ pub trait Store: Send + Sync {
 }
 
 /// Opens the store a `database.url` names: `sqlite:…` (the default, one process) or
-/// `postgres://…` / `postgresql://…` (several replicas sharing one database).
+/// `postgres://…` / `postgresql://…` (several replicas sharing one database). A failure
+/// is [`StoreError::Open`], one line saying what is wrong and what to change.
 pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(open::sqlite(url).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
+        Ok(Arc::new(open::postgres(url).await?))
     } else {
         // Only the scheme: the rest of a URL may carry a password.
         let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);

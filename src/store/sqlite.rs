@@ -116,7 +116,7 @@ impl SqliteStore {
     }
 }
 
-fn is_in_memory(url: &str) -> bool {
+pub(super) fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 

@@ -999,3 +999,148 @@ async fn every_message_on_the_wire_parses_no_mentions_and_outside_text_cannot_pi
         "the author is shown, defused: {shown}"
     );
 }
+
+// --- private replies that follow the plan -----------------------------------------------
+
+#[tokio::test]
+async fn the_private_rolling_back_reply_is_replaced_by_the_outcome() {
+    let discord = spawn_discord("http").await;
+    discord.deploys().await;
+    discord
+        .app
+        .fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = discord.summary().await;
+    let confirmation = discord.press_rollback(&alice(), &summary).await;
+    let confirm_id = confirmation.button("Confirm").expect("Confirm");
+    let confirm = discord
+        .fake
+        .component_interaction(&alice(), &confirmation, &confirm_id);
+    discord.interact(&confirm).await;
+
+    let settled = discord
+        .fake
+        .wait_for_update(&confirmation.id, "The thread has the details.")
+        .await;
+    let text = settled.text();
+    assert!(
+        text.contains("✅ Rolled back checkout production from v42 to v41"),
+        "{text}"
+    );
+    assert!(!text.contains("Rolling back"), "{text}");
+    assert!(settled.buttons().is_empty());
+    assert!(
+        discord
+            .fake
+            .message_bodies()
+            .iter()
+            .any(|(route, _)| *route == "edit original"),
+        "edited through PATCH /webhooks/{{application}}/{{token}}/messages/@original"
+    );
+}
+
+#[tokio::test]
+async fn a_confirm_step_left_open_stops_offering_confirm_once_someone_else_rolled_back() {
+    let discord = spawn_discord("http").await;
+    discord.deploys().await;
+    discord
+        .app
+        .fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = discord.summary().await;
+    let bobs_step = discord.press_rollback(&bob(), &summary).await;
+    assert!(bobs_step.button("Confirm").is_some());
+
+    let confirmation = discord.press_rollback(&alice(), &summary).await;
+    let confirm_id = confirmation.button("Confirm").expect("Confirm");
+    let confirm = discord
+        .fake
+        .component_interaction(&alice(), &confirmation, &confirm_id);
+    discord.interact(&confirm).await;
+
+    let settled = discord
+        .fake
+        .wait_for_update(&bobs_step.id, "The thread has the details.")
+        .await;
+    assert!(
+        settled.buttons().is_empty(),
+        "no Confirm button is left: {}",
+        settled.text()
+    );
+    assert!(settled.text().contains("by Alice"), "{}", settled.text());
+}
+
+#[tokio::test]
+async fn a_resolved_incident_turns_the_alert_post_and_the_summary_green_without_buttons() {
+    let discord = spawn_discord("http").await;
+    discord.deploys().await;
+    discord
+        .app
+        .fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let post = discord.fake.wait_for_text("🚨").await;
+    let summary = discord.summary().await;
+    assert!(summary.button("Roll back").is_some());
+
+    let response = discord
+        .app
+        .post_webhook(
+            "/webhooks/alertmanager",
+            &crate::support::alertmanager("HighErrorRate", "checkout", "production", "resolved"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let header = discord.fake.wait_for_update(&post.id, "✅").await;
+    assert!(!header.text().contains('🚨'), "{}", header.text());
+    let resolved = discord
+        .fake
+        .wait_for_update(&summary.id, "No rollback button: the alert resolved at")
+        .await;
+    assert!(
+        resolved.text().contains("✅ Resolved at"),
+        "{}",
+        resolved.text()
+    );
+    assert!(resolved.buttons().is_empty(), "{}", resolved.text());
+    assert_eq!(
+        resolved.json["embeds"][0]["color"].as_u64(),
+        Some(0x57F287),
+        "the success colour, no longer red"
+    );
+}
+
+#[tokio::test]
+async fn a_confirm_step_left_open_says_so_once_the_alert_resolved() {
+    let discord = spawn_discord("http").await;
+    discord.deploys().await;
+    discord
+        .app
+        .fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = discord.summary().await;
+    let step = discord.press_rollback(&bob(), &summary).await;
+    assert!(step.button("Confirm").is_some());
+
+    let response = discord
+        .app
+        .post_webhook(
+            "/webhooks/alertmanager",
+            &crate::support::alertmanager("HighErrorRate", "checkout", "production", "resolved"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let settled = discord
+        .fake
+        .wait_for_update(&step.id, "is no longer offered here")
+        .await;
+    assert!(settled.buttons().is_empty(), "{}", settled.text());
+    assert!(
+        settled
+            .text()
+            .contains("Use /breakwater rollback checkout production if it is still needed."),
+        "{}",
+        settled.text()
+    );
+}

@@ -26,5 +26,7 @@ mod rollback;
 mod server_limits;
 #[cfg(feature = "slack")]
 mod slack;
+mod sources;
 mod store;
 mod support;
+mod threads;

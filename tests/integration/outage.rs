@@ -17,9 +17,9 @@ use crate::support::{
 };
 
 /// The application on a PostgreSQL schema reached through a proxy the test controls.
-struct OutageApp {
-    app: TestApp,
-    proxy: CuttableProxy,
+pub(crate) struct OutageApp {
+    pub(crate) app: TestApp,
+    pub(crate) proxy: CuttableProxy,
     url: String,
     schema: String,
 }
@@ -30,7 +30,7 @@ async fn spawn_behind_proxy(
     spawn_behind_proxy_with(AppOptions::default(), tune).await
 }
 
-async fn spawn_behind_proxy_with(
+pub(crate) async fn spawn_behind_proxy_with(
     options: AppOptions,
     tune: Option<fn(&mut breakwater::core::bot::BotSettings)>,
 ) -> Option<OutageApp> {
@@ -88,7 +88,7 @@ impl OutageApp {
     }
 
     /// Waits until `/readyz` says the store is reachable again.
-    async fn wait_until_ready(&self) {
+    pub(crate) async fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ready = self.get("/readyz").await;
@@ -113,7 +113,7 @@ impl OutageApp {
         }
     }
 
-    async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let OutageApp {
             app,
             proxy,

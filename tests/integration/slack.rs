@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::support::fake_slack::{
     ALERT_CHANNEL, ALICE, APP_TOKEN, BOB, BOT_ID, BOT_TOKEN, BOT_USER_ID, FakeSlack, MALLORY,
-    ONCALL_GROUP, OTHER_CHANNEL, SIGNING_SECRET, SlackUser, StoredMessage, text_of,
+    ONCALL_GROUP, OTHER_CHANNEL, SIGNING_SECRET, SlackUser, StoredMessage, buttons, text_of,
 };
 use crate::support::{AppOptions, TestApp, spawn_app_with};
 
@@ -160,7 +160,11 @@ impl SlackApp {
     /// `who` clicks `button` on `message` (after Slack's confirm dialog, for buttons with
     /// one).
     async fn click(&self, who: &SlackUser, message: &StoredMessage, button: &Value) {
-        let payload = self.fake.press(who, message, button);
+        self.interact(self.fake.press(who, message, button)).await;
+    }
+
+    /// Delivers a `block_actions` payload the way the mode does.
+    async fn interact(&self, payload: Value) {
         match self.mode {
             Mode::Http => {
                 let body = format!(
@@ -1311,4 +1315,158 @@ async fn socket_mode_backs_off_while_slack_hangs_up_right_after_hello() {
             pair[1].at - pair[0].at
         );
     }
+}
+
+// --- private replies that follow the plan -----------------------------------------------
+
+#[tokio::test]
+async fn a_click_on_the_summary_leaves_no_private_rolling_back_reply_behind() {
+    let slack = spawn_slack(Mode::Socket).await;
+    slack.deploys().await;
+    let (_, summary) = slack
+        .alert_in_channel(fixture_event("alertmanager_slack_firing"))
+        .await;
+    slack
+        .click(&ALICE, &summary, &rollback_button(&summary))
+        .await;
+    let updated = slack.fake.wait_for_update(&summary, "✅ Rolled back").await;
+    assert!(
+        updated
+            .history
+            .iter()
+            .any(|version| text_of(version).contains("⏳ Rolling back")),
+        "the pressed summary showed the progress in place"
+    );
+    slack.app.bot.settle().await;
+    let lingering: Vec<String> = slack
+        .fake
+        .ephemerals()
+        .iter()
+        .map(|e| text_of(&e.json))
+        .chain(slack.fake.responses().iter().map(|r| text_of(&r.json)))
+        .filter(|text| text.contains("Rolling back"))
+        .collect();
+    assert!(lingering.is_empty(), "{lingering:?}");
+}
+
+#[tokio::test]
+async fn a_privately_answered_plan_is_replaced_by_its_outcome_through_the_response_url() {
+    let slack = spawn_slack(Mode::Http).await;
+    slack.deploys().await;
+    slack.fake.refuse("chat.postMessage", "not_in_channel");
+    slack.command(&ALICE, "rollback checkout production").await;
+    let private_plan = slack
+        .fake
+        .wait_for_response("Roll back checkout production to v41")
+        .await;
+    let shown = StoredMessage {
+        channel: ALERT_CHANNEL.to_owned(),
+        ts: "1741944000.000900".to_owned(),
+        thread_ts: None,
+        by_bot: true,
+        json: private_plan.json.clone(),
+        history: vec![],
+    };
+    let button = shown.button("Roll back").expect("a Roll back button");
+    let mut payload = slack.fake.press(&ALICE, &shown, &button);
+    // Slack's payload for a press on an ephemeral message.
+    payload["container"]["is_ephemeral"] = json!(true);
+    if let Some(fields) = payload.as_object_mut() {
+        fields.remove("message");
+    }
+    let response_id = payload["response_url"]
+        .as_str()
+        .and_then(|url| url.rsplit('/').next())
+        .expect("response_url")
+        .to_owned();
+    slack.interact(payload).await;
+
+    let outcome = slack
+        .fake
+        .wait_for("the outcome through the press's response_url", |fake| {
+            fake.responses()
+                .into_iter()
+                .find(|r| r.id == response_id && text_of(&r.json).contains("✅ Rolled back"))
+        })
+        .await;
+    assert_eq!(outcome.json["replace_original"], true, "{}", outcome.json);
+    assert!(
+        buttons(&outcome.json).is_empty(),
+        "the stale Roll back button is gone: {}",
+        outcome.json
+    );
+}
+
+// --- threads that read right --------------------------------------------------------------
+
+const SHOP_SERVICE: &str = r#"
+[[services]]
+name = "shop"
+environments = ["production"]
+backend = "deployer"
+owners = ["@shop-oncall"]
+repository = "https://github.com/acme/shop"
+"#;
+
+#[tokio::test]
+async fn a_resolved_incident_reads_resolved_and_links_to_investigate_on_the_wire() {
+    let slack = spawn_slack_with(Mode::Socket, SHOP_SERVICE, |_| {}).await;
+    slack.wait_until_ready().await;
+    for (version, commit, minutes) in [("s41", "a1b2c3d", 300), ("s42", "e4f5a6b", 18)] {
+        let finished = chrono::Utc::now() - chrono::Duration::minutes(minutes);
+        let response = slack
+            .app
+            .post_deploy(json!({
+                "service": "shop", "environment": "production", "version": version,
+                "commit": commit, "status": "succeeded",
+                "started_at": (finished - chrono::Duration::minutes(2)).to_rfc3339(),
+                "finished_at": finished.to_rfc3339(),
+            }))
+            .await;
+        assert!(response.status().is_success());
+    }
+    slack
+        .app
+        .fire_alert("HighErrorRate", "shop", "production")
+        .await;
+    let post = slack.fake.wait_for_text("HighErrorRate").await;
+    let summary = slack.summary_in_thread(&post.ts).await;
+    let blocks = summary.json["blocks"].to_string();
+    for link in [
+        "<https://github.com/acme/shop/commit/e4f5a6b|",
+        "<https://github.com/acme/shop/compare/a1b2c3d...e4f5a6b|compare>",
+    ] {
+        assert!(blocks.contains(link), "{link} missing: {blocks}");
+    }
+    assert!(
+        summary.text().contains("Owners: @shop-oncall"),
+        "{}",
+        summary.text()
+    );
+
+    let response = slack
+        .app
+        .post_webhook(
+            "/webhooks/alertmanager",
+            &crate::support::alertmanager("HighErrorRate", "shop", "production", "resolved"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let header = slack.fake.wait_for_update(&post, "✅").await;
+    assert!(!header.text().contains('🚨'), "{}", header.text());
+    let resolved = slack
+        .fake
+        .wait_for_update(&summary, "No rollback button: the alert resolved at")
+        .await;
+    assert!(
+        resolved.text().contains("✅ Resolved at"),
+        "{}",
+        resolved.text()
+    );
+    assert!(
+        resolved.button("Roll back").is_none(),
+        "{}",
+        resolved.text()
+    );
 }

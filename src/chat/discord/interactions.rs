@@ -29,6 +29,7 @@ use super::commands;
 use super::render::render;
 use super::rest::{Rest, RestError, codes};
 use crate::chat::Lane;
+use crate::chat::recent::RecentPresses;
 use crate::core::bot::Bot;
 use crate::core::event::{CommandRequest, Press, Reply};
 use crate::core::message::{ButtonAction, ButtonKind, Message, MessageRef, Platform, Tone};
@@ -38,6 +39,18 @@ use crate::core::policy::{Actor, Principal};
 pub(crate) const DEFER_AFTER: Duration = Duration::from_millis(2000);
 /// Interaction tokens last 15 min; a follow-up later than this is given up.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 60 + 30);
+
+/// At most this many presses' tokens are kept; the oldest is dropped first.
+const TOKENS_KEPT: usize = 2048;
+
+/// The tokens of recent button presses by interaction id, so that a private reply (the
+/// ephemeral Confirm step, "Rolling back…") can be replaced once it is out of date through
+/// `PATCH /webhooks/{application}/{token}/messages/@original`, while the token lives.
+pub(crate) type PressTokens = RecentPresses<String>;
+
+pub(crate) fn press_tokens() -> PressTokens {
+    RecentPresses::new(TOKENS_KEPT, TOKEN_LIFETIME)
+}
 
 /// What the first response of a deferred interaction was, so the follow-up knows what to
 /// edit.
@@ -122,7 +135,11 @@ impl FollowUp {
 
 /// A follow-up sent right after an HTTP-mode deferral can reach Discord before Discord has
 /// processed the deferral itself; "unknown message/webhook" is retried for a few seconds.
-async fn follow_up_call<T, F, Fut>(rest: &Rest, what: &str, mut call: F) -> Result<T, RestError>
+pub(crate) async fn follow_up_call<T, F, Fut>(
+    rest: &Rest,
+    what: &str,
+    mut call: F,
+) -> Result<T, RestError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = serenity::Result<T>>,
@@ -158,14 +175,21 @@ pub(crate) struct Interactions {
     bot: Bot,
     rest: Arc<Rest>,
     defer_after: Duration,
+    tokens: Arc<PressTokens>,
 }
 
 impl Interactions {
-    pub(crate) fn new(bot: Bot, rest: Arc<Rest>, defer_after: Duration) -> Self {
+    pub(crate) fn new(
+        bot: Bot,
+        rest: Arc<Rest>,
+        defer_after: Duration,
+        tokens: Arc<PressTokens>,
+    ) -> Self {
         Self {
             bot,
             rest,
             defer_after,
+            tokens,
         }
     }
 
@@ -223,6 +247,8 @@ impl Interactions {
             }),
             confirmed_by_platform: false,
         };
+        self.tokens
+            .remember(component.id.to_string(), component.token.clone());
         let bot = self.bot.clone();
         let deferral = if on_confirmation {
             Deferral::OnSource

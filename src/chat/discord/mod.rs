@@ -28,13 +28,13 @@ use serenity::all::{ChannelId, CreateThread, MessageId, MessageReference, Messag
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::interactions::Interactions;
+use self::interactions::{Interactions, PressTokens, press_tokens};
 use self::rest::{Rest, RestError, RetryPolicy, codes};
 use crate::chat::{AdapterStatus, Chat, ChatError, Lane};
 use crate::config::{DiscordConfig, DiscordMode, ServiceConfig};
 use crate::core::bot::Bot;
 use crate::core::deploy::ServiceName;
-use crate::core::message::{Message, MessageRef, Platform};
+use crate::core::message::{Message, MessageRef, Platform, PrivateReply};
 
 /// Why the adapter could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,9 @@ impl DiscordAdapter {
             .map_err(DiscordError::ApiUrl)?;
         let rest = Arc::new(Rest::new(Arc::new(http), RetryPolicy::default()));
         let session = Arc::new(gateway::Session::default());
+        let tokens = Arc::new(press_tokens());
         let chat = Arc::new(DiscordChat {
+            tokens: tokens.clone(),
             rest: rest.clone(),
             alert_channels: config.alert_channels.clone(),
             service_channels: services
@@ -82,6 +84,7 @@ impl DiscordAdapter {
             bot.clone(),
             rest.clone(),
             interactions::DEFER_AFTER,
+            tokens,
         ));
         let registration = Arc::new(commands::Registration::new(rest.clone(), config.guild_id));
         let store = bot.store().clone();
@@ -178,6 +181,8 @@ pub struct DiscordChat {
     service_channels: HashMap<ServiceName, u64>,
     session: Arc<gateway::Session>,
     mode: DiscordMode,
+    /// Tokens of recent presses, to replace private replies that are out of date.
+    tokens: Arc<PressTokens>,
 }
 
 fn channel_id(raw: &str) -> Result<ChannelId, ChatError> {
@@ -369,6 +374,27 @@ impl Chat for DiscordChat {
                 self.rest.http.edit_message(channel, id, &body, Vec::new())
             })
             .await?;
+        Ok(())
+    }
+
+    /// Private replies are interaction responses (ephemeral messages cannot be edited
+    /// through the channel): edited through the press's token while it lives.
+    async fn replace_private(
+        &self,
+        reply: &PrivateReply,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        let Some(token) = self.tokens.live(&reply.event_id) else {
+            return Ok(());
+        };
+        let body = render::render(message, false).edit_interaction_response();
+        // Retried while Discord has not yet taken the interaction's first response.
+        interactions::follow_up_call(&self.rest, "edit original interaction response", || {
+            self.rest
+                .http
+                .edit_original_interaction_response(&token, &body, Vec::new())
+        })
+        .await?;
         Ok(())
     }
 }

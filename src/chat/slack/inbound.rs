@@ -125,6 +125,9 @@ pub(crate) struct Container {
     pub(crate) channel_id: Option<String>,
     pub(crate) message_ts: Option<String>,
     pub(crate) thread_ts: Option<String>,
+    /// The pressed message is an ephemeral one (only the presser sees it).
+    #[serde(default)]
+    pub(crate) is_ephemeral: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -420,12 +423,16 @@ impl Inbound {
             decoded.kind,
             ButtonKind::Rollback | ButtonKind::DisableAutoSyncAndRollback
         );
+        let event_id = match (&interaction.trigger_id, &action.action_ts) {
+            (Some(trigger), _) => format!("press:{trigger}"),
+            (None, Some(ts)) => format!("press:{}:{ts}", interaction.user.id),
+            (None, None) => format!("press:{}:{}", interaction.user.id, action.action_id),
+        };
+        if let (Some(url), true) = (&interaction.response_url, on_ephemeral(interaction)) {
+            self.chat.press_urls.remember(event_id.clone(), url.clone());
+        }
         Press {
-            event_id: match (&interaction.trigger_id, &action.action_ts) {
-                (Some(trigger), _) => format!("press:{trigger}"),
-                (None, Some(ts)) => format!("press:{}:{ts}", interaction.user.id),
-                (None, None) => format!("press:{}:{}", interaction.user.id, action.action_id),
-            },
+            event_id,
             actor,
             action: decoded,
             channel: channel.map(|c| format!("slack:{c}")),
@@ -438,8 +445,18 @@ impl Inbound {
     /// the `response_url`); a replacement updates the pressed message.
     async fn answer_press(&self, interaction: &Interaction, reply: Reply) {
         let channel = interaction_channel(interaction);
+        let ephemeral_source = interaction
+            .response_url
+            .as_ref()
+            .filter(|_| on_ephemeral(interaction));
         let result = match (reply, &channel) {
             (Reply::None, _) => return,
+            // A press on an ephemeral message (a plan answered privately) is answered in
+            // its place, where the outcome replaces it later.
+            (Reply::Private(message), Some(_)) if ephemeral_source.is_some() => {
+                let Some(url) = ephemeral_source else { return };
+                self.chat.respond(url, &message, true).await
+            }
             (Reply::Private(message), Some(channel)) => {
                 let sent = self
                     .chat
@@ -523,6 +540,13 @@ impl Inbound {
             tracing::warn!(%error, "could not answer a slash command");
         }
     }
+}
+
+fn on_ephemeral(interaction: &Interaction) -> bool {
+    interaction
+        .container
+        .as_ref()
+        .is_some_and(|c| c.is_ephemeral)
 }
 
 fn interaction_channel(interaction: &Interaction) -> Option<String> {

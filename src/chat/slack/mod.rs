@@ -39,11 +39,12 @@ use crate::chat::outbox::{
     Outbox, PRIVATE_REPLIES_BOUND, PRIVATE_REPLY_TTL, PrivateError, PrivateLane, PrivatePace,
     RetryPolicy, SendFailure,
 };
+use crate::chat::recent::RecentPresses;
 use crate::chat::{AdapterStatus, Chat, ChatError, Lane};
 use crate::config::{ServiceConfig, SlackConfig, SlackMode};
 use crate::core::bot::Bot;
 use crate::core::deploy::ServiceName;
-use crate::core::message::{Message, MessageRef, Platform};
+use crate::core::message::{Message, MessageRef, Platform, PrivateReply};
 
 pub use self::http::{SignatureError, sign, verify_signature};
 
@@ -150,6 +151,7 @@ impl SlackAdapter {
                 .filter_map(|s| s.slack_channel.clone().map(|c| (s.name.clone(), c)))
                 .collect(),
             status: status.clone(),
+            press_urls: RecentPresses::new(PRESS_URLS_KEPT, RESPONSE_URL_LIFETIME),
         });
         let usergroups = identity::usergroups_in(&bot.settings().policy);
         let inbound = Arc::new(Inbound {
@@ -284,7 +286,16 @@ pub struct SlackChat {
     /// Private replies: their own bounded lane, never a channel's queue.
     private: PrivateLane,
     status: StatusCell,
+    /// The `response_url`s of recent presses on ephemeral messages (a plan answered
+    /// privately), by press id: the outcome replaces that message once it is known.
+    press_urls: RecentPresses<Url>,
 }
+
+/// At most this many presses' `response_url`s are kept, the oldest dropped first.
+const PRESS_URLS_KEPT: usize = 2048;
+/// A `response_url` takes up to five answers within 30 minutes
+/// (https://docs.slack.dev/interactivity/handling-user-interaction).
+const RESPONSE_URL_LIFETIME: Duration = Duration::from_secs(29 * 60);
 
 impl SlackChat {
     /// Only `user` sees it, in `thread_ts`'s thread when given.
@@ -325,6 +336,26 @@ impl SlackChat {
 impl Chat for SlackChat {
     fn platform(&self) -> Platform {
         Platform::Slack
+    }
+
+    /// A press on an ephemeral message (a plan answered privately) is replaced through its
+    /// `response_url`. Ephemerals posted with `chat.postEphemeral` cannot be changed, and
+    /// `replace_original` on a press in a public message would replace that public
+    /// message for everyone, so nothing else is done here; the core sends no private
+    /// "Rolling back…" for presses on the message that shows the progress itself.
+    async fn replace_private(
+        &self,
+        reply: &PrivateReply,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        let Some(url) = self.press_urls.live(&reply.event_id) else {
+            return Ok(());
+        };
+        match self.respond(&url, message, true).await {
+            Err(PrivateError::Failed(error)) => Err(error),
+            // Dropped by the private lane's policy (counted and logged there).
+            Err(PrivateError::Dropped(_)) | Ok(()) => Ok(()),
+        }
     }
 
     fn alert_channel(&self, service: Option<&ServiceName>) -> Option<String> {

@@ -41,7 +41,10 @@
 //! `get`, `list` and `watch` on `deployments` and `replicasets` and `patch` on
 //! `deployments` in the services' namespaces; `deploy/kubernetes/rbac.yaml` has the Role.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod errors;
+mod template;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,23 +57,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
+use super::toolkit::{Follow, Look};
 use super::{VersionSource, distinct_versions, error_chain, image_tag};
 use crate::config::{KubernetesBackendConfig, ServiceConfig};
 use crate::core::backend::{
     BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation, Outcome,
     ProgressFn, RollbackCall,
 };
-use crate::core::deploy::{
-    ConfigChange, Deploy, DeploySource, DeployStatus, Revision, ServiceName, Target,
-};
+use crate::core::deploy::{Deploy, DeploySource, DeployStatus, Revision, ServiceName, Target};
+use template::{DESIRED_REPLICAS, merge_patch, replica_change, template_changes, template_value};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
-const POD_TEMPLATE_HASH: &str = "pod-template-hash";
-/// The Deployment's replica count while a ReplicaSet was its newest; pod templates carry no
-/// replica count, so this is where a change of scale between revisions shows.
-const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 /// Annotations that stay the Deployment's own on rollback (kubectl's `annotationsToSkip`).
 const KEPT_ANNOTATIONS: [&str; 6] = [
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -335,107 +334,6 @@ impl KubernetesBackend {
                     format!("{message}; nothing was changed"),
                 )
             })
-    }
-
-    fn kube_error(
-        &self,
-        error: &kube::Error,
-        connection: &Connection,
-        what: &str,
-        deployment: &DeploymentRef,
-        phase: Phase,
-    ) -> BackendError {
-        let done = phase.consequence();
-        let name = &self.name;
-        let namespace = &deployment.namespace;
-        match error {
-            kube::Error::Api(status) => {
-                let said = super::snippet(&status.message, 300);
-                let answer = format!("HTTP {} {}: {said}", status.code, status.reason);
-                let (kind, message) = match status.code {
-                    401 => (
-                        BackendErrorKind::Unauthorized,
-                        format!(
-                            "the Kubernetes API at {} rejected breakwater's credentials ({answer}); \
-                             {done}. Renew the credentials of backends.{name} (token, \
-                             kubeconfig user), then try again",
-                            connection.cluster_url
-                        ),
-                    ),
-                    403 => (
-                        BackendErrorKind::Unauthorized,
-                        format!(
-                            "breakwater may not {what} in namespace {namespace} ({answer}); {done}. \
-                             Apply deploy/kubernetes/rbac.yaml for that namespace (get, list, \
-                             watch deployments and replicasets; patch deployments), then try again"
-                        ),
-                    ),
-                    404 => (
-                        BackendErrorKind::NotFound,
-                        format!(
-                            "there is no {deployment} ({answer}); {done}. Check the service's \
-                             namespace and deployment settings against `kubectl get deployments \
-                             -n {namespace}`"
-                        ),
-                    ),
-                    409 => (
-                        BackendErrorKind::Conflict,
-                        format!(
-                            "someone else changed {deployment} at the same moment ({answer}); \
-                             {done}. Check `kubectl rollout history deployment/{} -n {namespace}` \
-                             to see what runs now, then ask for a fresh plan",
-                            deployment.name
-                        ),
-                    ),
-                    429 | 500..=599 => (
-                        BackendErrorKind::Unavailable,
-                        format!(
-                            "the Kubernetes API failed to {what} ({answer}); {}. Check the cluster \
-                             and `kubectl rollout status deployment/{} -n {namespace}` before \
-                             retrying",
-                            if phase == Phase::Patch {
-                                "the rollback may or may not have been applied"
-                            } else {
-                                done
-                            },
-                            deployment.name
-                        ),
-                    ),
-                    _ => (
-                        BackendErrorKind::Refused,
-                        format!(
-                            "the Kubernetes API refused to {what} ({answer}); {done}. Deal with \
-                             the reason it gives (an admission policy, a validation error), then \
-                             ask for a fresh plan"
-                        ),
-                    ),
-                };
-                BackendError::new(kind, message)
-            }
-            kube::Error::SerdeError(e) => BackendError::new(
-                BackendErrorKind::Protocol,
-                format!(
-                    "the Kubernetes API at {} answered something breakwater cannot read while \
-                     trying to {what} ({e}); {done}. Check that backends.{name} points at a \
-                     Kubernetes API server",
-                    connection.cluster_url
-                ),
-            ),
-            other => BackendError::new(
-                BackendErrorKind::Unavailable,
-                format!(
-                    "could not {what} at {} ({}); {}. Check that the cluster is reachable from \
-                     breakwater, then try again",
-                    connection.cluster_url,
-                    error_chain(other),
-                    if phase == Phase::Patch {
-                        "the rollback may or may not have been applied"
-                    } else {
-                        done
-                    }
-                ),
-            ),
-        }
     }
 
     async fn get_deployment(
@@ -735,25 +633,6 @@ fn revision_set(rs: ReplicaSet) -> Option<RevisionSet> {
     })
 }
 
-/// A pod template as JSON, without the label that only tells ReplicaSets apart.
-fn template_value(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Value {
-    let mut value = serde_json::to_value(template).unwrap_or(Value::Null);
-    if let Some(labels) = value
-        .pointer_mut("/metadata/labels")
-        .and_then(Value::as_object_mut)
-    {
-        labels.remove(POD_TEMPLATE_HASH);
-        if labels.is_empty()
-            && let Some(metadata) = value
-                .pointer_mut("/metadata")
-                .and_then(Value::as_object_mut)
-        {
-            metadata.remove("labels");
-        }
-    }
-    value
-}
-
 /// The revision number the Deployment runs: its revision annotation, else the newest set.
 fn current_revision_number(object: &Deployment, sets: &[RevisionSet]) -> Option<i64> {
     object
@@ -844,253 +723,6 @@ fn rollout_status(object: &Deployment) -> Rollout {
         ));
     }
     Rollout::Complete(format!("{available} of {desired} replicas available"))
-}
-
-/// An RFC 7386 merge patch that turns `old` into `new`: keys only in `old` become null,
-/// nested objects are patched key by key, everything else is replaced.
-fn merge_patch(old: &Value, new: &Value) -> Value {
-    match (old, new) {
-        (Value::Object(old), Value::Object(new)) => {
-            let mut patch = Map::new();
-            for key in old.keys() {
-                if !new.contains_key(key) {
-                    patch.insert(key.clone(), Value::Null);
-                }
-            }
-            for (key, value) in new {
-                match old.get(key) {
-                    Some(before) if before == value => {}
-                    Some(before @ Value::Object(_)) if value.is_object() => {
-                        patch.insert(key.clone(), merge_patch(before, value));
-                    }
-                    _ => {
-                        patch.insert(key.clone(), value.clone());
-                    }
-                }
-            }
-            Value::Object(patch)
-        }
-        (_, new) => new.clone(),
-    }
-}
-
-// --- configuration changes between pod templates ------------------------------------------
-
-/// What changed from one pod template to the next, secret-looking keys masked.
-fn template_changes(old: &Value, new: &Value) -> Vec<ConfigChange> {
-    let mut changes = Vec::new();
-    let old_containers = containers(old);
-    let new_containers = containers(new);
-    let single = old_containers.len() == 1
-        && new_containers.len() == 1
-        && old_containers.keys().eq(new_containers.keys());
-    let names: BTreeSet<&String> = old_containers.keys().chain(new_containers.keys()).collect();
-    for name in names {
-        let prefix = if single {
-            String::new()
-        } else {
-            format!("{name}/")
-        };
-        let before = old_containers
-            .get(name)
-            .map(container_settings)
-            .unwrap_or_default();
-        let after = new_containers
-            .get(name)
-            .map(container_settings)
-            .unwrap_or_default();
-        push_differences(&mut changes, &prefix, &before, &after);
-    }
-    push_differences(&mut changes, "", &volumes(old), &volumes(new));
-    changes.into_iter().map(ConfigChange::masked).collect()
-}
-
-/// `replicas: 6 → 2` when the Deployment was scaled between two revisions.
-fn replica_change(
-    old: &BTreeMap<String, String>,
-    new: &BTreeMap<String, String>,
-) -> Option<ConfigChange> {
-    let (before, after) = (old.get(DESIRED_REPLICAS)?, new.get(DESIRED_REPLICAS)?);
-    (before != after).then(|| ConfigChange {
-        key: "replicas".into(),
-        old: Some(before.clone()),
-        new: Some(after.clone()),
-    })
-}
-
-fn push_differences(
-    changes: &mut Vec<ConfigChange>,
-    prefix: &str,
-    before: &BTreeMap<String, String>,
-    after: &BTreeMap<String, String>,
-) {
-    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-    for key in keys {
-        let old = before.get(key);
-        let new = after.get(key);
-        if old != new {
-            changes.push(ConfigChange {
-                key: format!("{prefix}{key}"),
-                old: old.cloned(),
-                new: new.cloned(),
-            });
-        }
-    }
-}
-
-/// Containers and init containers by name (init containers as `init:NAME`).
-fn containers(template: &Value) -> BTreeMap<String, Value> {
-    let mut found = BTreeMap::new();
-    for (path, prefix) in [("/spec/containers", ""), ("/spec/initContainers", "init:")] {
-        for container in template
-            .pointer(path)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-            found.insert(format!("{prefix}{name}"), container.clone());
-        }
-    }
-    found
-}
-
-/// A container's settings as flat key → shown value.
-fn container_settings(container: &Value) -> BTreeMap<String, String> {
-    let mut settings = BTreeMap::new();
-    let text = |v: &Value| v.as_str().map(str::to_owned);
-    if let Some(image) = container.get("image").and_then(Value::as_str) {
-        settings.insert("image".to_owned(), image.to_owned());
-    }
-    for key in ["command", "args"] {
-        if let Some(list) = container.get(key).and_then(Value::as_array) {
-            let joined: Vec<String> = list.iter().filter_map(text).collect();
-            settings.insert(key.to_owned(), joined.join(" "));
-        }
-    }
-    for variable in container
-        .get("env")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(name) = variable.get("name").and_then(Value::as_str) else {
-            continue;
-        };
-        settings.insert(name.to_owned(), env_value(variable));
-    }
-    let sources: Vec<String> = container
-        .get("envFrom")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|source| {
-            let prefix = source
-                .get("prefix")
-                .and_then(Value::as_str)
-                .map(|p| format!(" (prefix {p})"))
-                .unwrap_or_default();
-            let named = |kind: &str, key: &str| {
-                source
-                    .get(key)
-                    .and_then(|r| r.get("name"))
-                    .and_then(Value::as_str)
-                    .map(|name| format!("{kind} {name}{prefix}"))
-            };
-            named("configMap", "configMapRef")
-                .or_else(|| named("secret", "secretRef"))
-                .unwrap_or_else(|| format!("source{prefix}"))
-        })
-        .collect();
-    if !sources.is_empty() {
-        settings.insert("envFrom".to_owned(), sources.join(", "));
-    }
-    for kind in ["limits", "requests"] {
-        if let Some(resources) = container
-            .pointer(&format!("/resources/{kind}"))
-            .and_then(Value::as_object)
-        {
-            for (resource, quantity) in resources {
-                let shown = quantity
-                    .as_str()
-                    .map_or_else(|| quantity.to_string(), str::to_owned);
-                settings.insert(format!("resources.{kind}.{resource}"), shown);
-            }
-        }
-    }
-    settings
-}
-
-/// An environment variable's value as shown: the literal, or the name of where it comes
-/// from — never the referenced value itself.
-fn env_value(variable: &Value) -> String {
-    if let Some(value) = variable.get("value").and_then(Value::as_str) {
-        return value.to_owned();
-    }
-    let Some(from) = variable.get("valueFrom") else {
-        return String::new();
-    };
-    let key_ref = |kind: &str, field: &str| {
-        from.get(field).map(|r| {
-            format!(
-                "{kind} {}/{}",
-                r.get("name").and_then(Value::as_str).unwrap_or(""),
-                r.get("key").and_then(Value::as_str).unwrap_or("")
-            )
-        })
-    };
-    key_ref("secret", "secretKeyRef")
-        .or_else(|| key_ref("configMap", "configMapKeyRef"))
-        .or_else(|| {
-            from.pointer("/fieldRef/fieldPath")
-                .and_then(Value::as_str)
-                .map(|path| format!("field {path}"))
-        })
-        .or_else(|| {
-            from.pointer("/resourceFieldRef/resource")
-                .and_then(Value::as_str)
-                .map(|resource| format!("resource {resource}"))
-        })
-        .unwrap_or_else(|| "valueFrom".to_owned())
-}
-
-/// The ConfigMaps and Secrets mounted as volumes, by volume name.
-fn volumes(template: &Value) -> BTreeMap<String, String> {
-    let mut found = BTreeMap::new();
-    for volume in template
-        .pointer("/spec/volumes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(name) = volume.get("name").and_then(Value::as_str) else {
-            continue;
-        };
-        let mut references = Vec::new();
-        if let Some(map) = volume.pointer("/configMap/name").and_then(Value::as_str) {
-            references.push(format!("configMap {map}"));
-        }
-        if let Some(secret) = volume.pointer("/secret/secretName").and_then(Value::as_str) {
-            references.push(format!("secret {secret}"));
-        }
-        for source in volume
-            .pointer("/projected/sources")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(map) = source.pointer("/configMap/name").and_then(Value::as_str) {
-                references.push(format!("configMap {map}"));
-            }
-            if let Some(secret) = source.pointer("/secret/name").and_then(Value::as_str) {
-                references.push(format!("secret {secret}"));
-            }
-        }
-        if !references.is_empty() {
-            found.insert(format!("volume {name}"), references.join(", "));
-        }
-    }
-    found
 }
 
 /// Tools that own the Deployment and will put their own template back on their next run.
@@ -1297,89 +929,72 @@ impl DeployBackend for KubernetesBackend {
             name: handle.deployment.clone(),
             version_from: VersionFrom::Image,
         };
-        let mut last: Option<String> = None;
-        let follow = async {
-            let mut failures = 0;
-            loop {
-                match self.get_deployment(&deployment, Phase::Follow).await {
-                    Ok(object) => {
-                        failures = 0;
-                        let template = object
-                            .spec
-                            .as_ref()
-                            .map(|spec| template_value(&spec.template))
-                            .unwrap_or(Value::Null);
-                        if template != handle.template {
-                            return Ok(Outcome::Failed(format!(
-                                "{deployment} was changed again by someone else while the \
-                                 rollback to revision {} was followed; check `kubectl rollout \
-                                 history deployment/{} -n {}` to see what runs now",
-                                handle.revision, deployment.name, deployment.namespace
-                            )));
-                        }
-                        match rollout_status(&object) {
-                            Rollout::Complete(detail) => {
-                                return Ok(Outcome::Succeeded(format!(
-                                    "{deployment} rolled out the template of revision {}: {detail}",
-                                    handle.revision
-                                )));
-                            }
-                            Rollout::DeadlineExceeded(message) => {
-                                return Ok(Outcome::Failed(format!(
-                                    "{deployment} exceeded its progress deadline rolling back to \
-                                     revision {}{}. Its new pods are not becoming available: check \
-                                     `kubectl get pods -n {}` and `kubectl describe deployment/{} \
-                                     -n {}`; the earlier revision may be broken too",
-                                    handle.revision,
-                                    if message.is_empty() {
-                                        String::new()
-                                    } else {
-                                        format!(" ({message})")
-                                    },
-                                    deployment.namespace,
-                                    deployment.name,
-                                    deployment.namespace
-                                )));
-                            }
-                            Rollout::Progressing(line) => {
-                                if last.as_ref() != Some(&line) {
-                                    progress(line.clone());
-                                    last = Some(line);
-                                }
-                            }
-                        }
-                    }
-                    Err(error)
-                        if matches!(
-                            error.kind,
-                            BackendErrorKind::Unavailable | BackendErrorKind::Timeout
-                        ) && failures < FOLLOW_READ_FAILURES =>
-                    {
-                        failures += 1;
-                        tracing::warn!(backend = %self.name, %deployment, %error, "reading the Deployment failed; retrying");
-                    }
-                    Err(error) => return Err(error),
-                }
-                tokio::time::sleep(self.poll_interval).await;
-            }
+        let follow = Follow {
+            backend: &self.name,
+            subject: &deployment,
+            every: self.poll_interval,
+            within: self.timeout,
+            tolerated_read_failures: FOLLOW_READ_FAILURES,
         };
-        match tokio::time::timeout(self.timeout, follow).await {
-            Ok(result) => result,
-            Err(_) => Err(BackendError::new(
-                BackendErrorKind::Timeout,
-                format!(
-                    "the rollout of {deployment} back to revision {} did not finish within {}{}; \
-                     it may still be progressing. Check `kubectl rollout status deployment/{} -n \
-                     {}` before retrying",
-                    handle.revision,
-                    humantime::format_duration(self.timeout),
-                    last.map(|l| format!(" (last seen: {l})"))
-                        .unwrap_or_default(),
-                    deployment.name,
-                    deployment.namespace
-                ),
-            )),
-        }
+        follow
+            .until(
+                progress,
+                || async {
+                    let object = self.get_deployment(&deployment, Phase::Follow).await?;
+                    let template = object
+                        .spec
+                        .as_ref()
+                        .map(|spec| template_value(&spec.template))
+                        .unwrap_or(Value::Null);
+                    if template != handle.template {
+                        return Ok(Look::Done(Outcome::Failed(format!(
+                            "{deployment} was changed again by someone else while the \
+                             rollback to revision {} was followed; check `kubectl rollout \
+                             history deployment/{} -n {}` to see what runs now",
+                            handle.revision, deployment.name, deployment.namespace
+                        ))));
+                    }
+                    Ok(match rollout_status(&object) {
+                        Rollout::Complete(detail) => Look::Done(Outcome::Succeeded(format!(
+                            "{deployment} rolled out the template of revision {}: {detail}",
+                            handle.revision
+                        ))),
+                        Rollout::DeadlineExceeded(message) => Look::Done(Outcome::Failed(format!(
+                            "{deployment} exceeded its progress deadline rolling back to \
+                                 revision {}{}. Its new pods are not becoming available: check \
+                                 `kubectl get pods -n {}` and `kubectl describe deployment/{} \
+                                 -n {}`; the earlier revision may be broken too",
+                            handle.revision,
+                            if message.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({message})")
+                            },
+                            deployment.namespace,
+                            deployment.name,
+                            deployment.namespace
+                        ))),
+                        Rollout::Progressing(line) => Look::running(line),
+                    })
+                },
+                |last| {
+                    BackendError::new(
+                        BackendErrorKind::Timeout,
+                        format!(
+                            "the rollout of {deployment} back to revision {} did not finish \
+                             within {}{}; it may still be progressing. Check `kubectl rollout \
+                             status deployment/{} -n {}` before retrying",
+                            handle.revision,
+                            humantime::format_duration(self.timeout),
+                            last.map(|l| format!(" (last seen: {l})"))
+                                .unwrap_or_default(),
+                            deployment.name,
+                            deployment.namespace
+                        ),
+                    )
+                },
+            )
+            .await
     }
 }
 
@@ -1401,107 +1016,6 @@ impl std::fmt::Debug for KubernetesBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::deploy::MASKED;
-
-    fn template(env: Value, image: &str) -> Value {
-        json!({
-            "metadata": {"labels": {"app": "checkout"}},
-            "spec": {
-                "containers": [{
-                    "name": "checkout",
-                    "image": image,
-                    "env": env,
-                    "resources": {"limits": {"memory": "512Mi"}},
-                }],
-                "volumes": [{"name": "config", "configMap": {"name": "checkout-v1"}}],
-            }
-        })
-    }
-
-    #[test]
-    fn changed_env_vars_images_and_references_are_listed_with_secrets_masked() {
-        let old = template(
-            json!([
-                {"name": "DB_POOL_SIZE", "value": "20"},
-                {"name": "DB_PASSWORD", "value": "hunter2"},
-                {"name": "REGION", "valueFrom": {"configMapKeyRef": {"name": "site", "key": "region"}}},
-            ]),
-            "ghcr.io/acme/checkout:v1.3.2",
-        );
-        let mut new = template(
-            json!([
-                {"name": "DB_POOL_SIZE", "value": "2"},
-                {"name": "DB_PASSWORD", "value": "hunter3"},
-                {"name": "REGION", "valueFrom": {"secretKeyRef": {"name": "site", "key": "region"}}},
-            ]),
-            "ghcr.io/acme/checkout:v1.4.0",
-        );
-        new["spec"]["volumes"][0]["configMap"]["name"] = json!("checkout-v2");
-
-        let changes = template_changes(&old, &new);
-
-        let find = |key: &str| {
-            changes
-                .iter()
-                .find(|c| c.key == key)
-                .unwrap_or_else(|| panic!("{key} missing from {changes:?}"))
-        };
-        assert_eq!(find("DB_POOL_SIZE").new.as_deref(), Some("2"));
-        assert_eq!(find("DB_PASSWORD").new.as_deref(), Some(MASKED));
-        assert_eq!(find("REGION").old.as_deref(), Some("configMap site/region"));
-        assert_eq!(find("REGION").new.as_deref(), Some("secret site/region"));
-        assert_eq!(
-            find("image").new.as_deref(),
-            Some("ghcr.io/acme/checkout:v1.4.0")
-        );
-        assert_eq!(
-            find("volume config").new.as_deref(),
-            Some("configMap checkout-v2")
-        );
-        assert_eq!(changes.len(), 5, "{changes:?}");
-    }
-
-    #[test]
-    fn a_change_of_scale_between_revisions_is_a_replicas_change() {
-        let replicas = |n: &str| BTreeMap::from([(DESIRED_REPLICAS.to_owned(), n.to_owned())]);
-        assert_eq!(
-            replica_change(&replicas("6"), &replicas("2")),
-            Some(ConfigChange {
-                key: "replicas".into(),
-                old: Some("6".into()),
-                new: Some("2".into()),
-            })
-        );
-        assert_eq!(replica_change(&replicas("3"), &replicas("3")), None);
-        assert_eq!(replica_change(&BTreeMap::new(), &replicas("3")), None);
-    }
-
-    #[test]
-    fn several_containers_name_the_container_in_each_key() {
-        let mut old = template(json!([]), "app:1");
-        old["spec"]["containers"]
-            .as_array_mut()
-            .expect("containers")
-            .push(json!({"name": "proxy", "image": "envoy:1.30"}));
-        let mut new = old.clone();
-        new["spec"]["containers"][1]["image"] = json!("envoy:1.31");
-        new["spec"]["containers"][0]["resources"]["limits"]["memory"] = json!("1Gi");
-
-        let changes = template_changes(&old, &new);
-
-        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
-        assert_eq!(keys, ["checkout/resources.limits.memory", "proxy/image"]);
-    }
-
-    #[test]
-    fn merge_patches_remove_what_the_target_lacks_and_replace_lists() {
-        let old = json!({"labels": {"a": "1", "b": "2"}, "list": [1, 2], "same": {"x": 1}});
-        let new = json!({"labels": {"a": "1"}, "list": [3], "same": {"x": 1}});
-        assert_eq!(
-            merge_patch(&old, &new),
-            json!({"labels": {"b": null}, "list": [3]})
-        );
-    }
 
     fn deployment(value: Value) -> Deployment {
         serde_json::from_value(value).expect("deployment")
