@@ -1195,3 +1195,36 @@ async fn a_thread_whose_alert_post_the_core_marks_resolved_reads_resolved() {
     assert!(html.contains(&heading), "{html}");
     assert!(!html.contains("🚨"), "no alarm left in the thread: {html}");
 }
+
+#[tokio::test]
+async fn a_confirm_step_left_open_when_the_alert_resolves_stops_offering_confirm() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.incident(&session).await;
+    app.press(&session, "Roll back checkout production").await;
+    let html = app.wait_for(&session, "Only you can see this").await;
+    assert!(
+        form_fields(&html, "/console/press", "Confirm").is_some(),
+        "{html}"
+    );
+    let response = app
+        .http
+        .post(app.url("/webhooks/alertmanager"))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&alertmanager(
+            "HighErrorRate",
+            "checkout",
+            "production",
+            "resolved",
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = app.wait_for(&session, "is no longer offered here").await;
+    assert!(
+        form_fields(&html, "/console/press", "Confirm").is_none(),
+        "the private step no longer offers Confirm: {html}"
+    );
+    assert_eq!(app.audited("rollback.started").await, 0);
+}

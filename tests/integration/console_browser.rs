@@ -1,8 +1,8 @@
 //! The console in a real browser: headless Chromium driven through chromedriver plays
 //! the demo's incident as a person would — sign in, see the alert and its summary, roll
-//! back, confirm with the keyboard, watch the outcome and the verification line arrive
-//! live, then read the audit log and the deploys — once at desktop size and once on a
-//! 390 × 844 phone screen, where no page may scroll sideways. Saves screenshots under the
+//! back, confirm with the keyboard, watch the outcome, the verification line and the
+//! resolved thread arrive live, then read the audit log and the deploys — once at desktop
+//! size and once on a 390 × 844 phone screen, where no page may scroll sideways. Saves screenshots under the
 //! target directory.
 //!
 //! Without `chromium` and `chromedriver` on the PATH the tests say so and pass, except
@@ -326,6 +326,21 @@ async fn roll_back_and_watch_it_resolve(client: &Client) {
     )
     .await;
     wait_for_text(client, "HighErrorRate resolved").await;
+    // The thread reads resolved at a glance: its alert post turns green with a ✅, and
+    // no message in it is left red.
+    wait_for_xpath(
+        client,
+        "//section[contains(@class, 'thread')]/article[contains(@class, 'tone-success') \
+         and contains(., 'resolved at')]",
+        "the thread's alert post marked resolved",
+    )
+    .await;
+    let alarms = script_string(
+        client,
+        "return String(document.querySelectorAll('section.thread article.tone-danger').length);",
+    )
+    .await;
+    assert_eq!(alarms, "0", "no red message left in a resolved thread");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

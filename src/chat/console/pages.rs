@@ -591,9 +591,10 @@ async fn press_inner(console: &Console, body: Body, viewer: &Viewer) -> Result<i
             )
         })?;
     let thread = pressed.thread.unwrap_or(pressed.id);
+    // The nonce is fresh per rendering, so a double submit of one form is one press.
+    let event_id = format!("press:{}:{nonce}", viewer.user);
     let press = Press {
-        // The nonce is fresh per rendering, so a double submit of one form is one press.
-        event_id: format!("press:{}:{nonce}", viewer.user),
+        event_id: event_id.clone(),
         actor: viewer.actor(),
         action,
         channel: Some(format!("console:{}", pressed.channel)),
@@ -631,7 +632,10 @@ async fn press_inner(console: &Console, body: Body, viewer: &Viewer) -> Result<i
                 &message,
             )
             .await
-            .map(|stored| stored.id),
+            .map(|stored| {
+                console.chat.remember_private_reply(event_id, stored.id);
+                stored.id
+            }),
     };
     shown.map_err(PageError::internal)
 }
