@@ -40,6 +40,8 @@ pub mod actions {
     pub const ROLLBACK_EXPIRED: &str = "rollback.expired";
     pub const ROLLBACK_STARTED: &str = "rollback.started";
     pub const ROLLBACK_BACKEND_CALL: &str = "rollback.backend_call";
+    /// A progress line the backend reported while breakwater followed a rollback.
+    pub const ROLLBACK_PROGRESS: &str = "rollback.progress";
     pub const ROLLBACK_SUCCEEDED: &str = "rollback.succeeded";
     pub const ROLLBACK_FAILED: &str = "rollback.failed";
     pub const ROLLBACK_STALE: &str = "rollback.stale";

@@ -42,6 +42,8 @@ use crate::chat::{Chat, ChatHub, Lane};
 use crate::metrics::{IncidentInterval, Metrics};
 use crate::store::{AlertGroup, DeployQuery, GroupThread, RecordedAlert, Store, StoreError};
 
+/// Progress lines of one rollback written to the audit log; later ones are only shown.
+const PROGRESS_AUDITED: usize = 20;
 /// How much history commands read.
 const HISTORY_LIMIT: u32 = 200;
 /// Deploys read from an alert's lookback window (and after it), and from before it.
@@ -2227,7 +2229,15 @@ impl Bot {
                     let mut shown = plan.clone();
                     tokio::spawn(async move {
                         let mut last = Instant::now() - Duration::from_secs(10);
+                        let mut audited = 0;
                         while let Some(line) = receiver.recv().await {
+                            // The first lines go to the audit log too, so that an
+                            // incident's timeline can show the backend's progress; past
+                            // the bound they are only shown (the outcome is audited).
+                            if audited < PROGRESS_AUDITED {
+                                audited += 1;
+                                bot.audit_progress(&shown, &line).await;
+                            }
                             shown.outcome = Some(line);
                             if last.elapsed() >= Duration::from_secs(2) {
                                 last = Instant::now();
@@ -2260,6 +2270,20 @@ impl Bot {
             }
         };
         self.finish(plan, outcome).await;
+    }
+
+    /// Audits one progress line of a followed rollback. Best effort: the rollback goes on
+    /// when the line cannot be written, and the failure is logged.
+    async fn audit_progress(&self, plan: &RollbackPlan, line: &str) {
+        let entry = self
+            .inner
+            .audit
+            .entry(actions::ROLLBACK_PROGRESS)
+            .target(&plan.target)
+            .details(json!({"plan": plan.id.to_string(), "line": line}));
+        if let Err(error) = self.inner.audit.append(entry).await {
+            tracing::warn!(%error, plan = %plan.id, "could not audit a rollback progress line");
+        }
     }
 
     async fn finish(&self, plan: &RollbackPlan, outcome: Outcome) {

@@ -13,11 +13,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::audit::{AuditLog, AuditQuery, AuditRecord, actions};
-use crate::core::deploy::{ConfigChange, Deploy};
+use crate::core::deploy::{ConfigChange, Deploy, DeploySource};
 use crate::core::message::{Message, RichText, Section, Tone};
 use crate::core::rollback::RollbackPlan;
 use crate::core::summary::human_span;
-use crate::store::{AlertGroup, DeployQuery, Store, StoreError};
+use crate::store::{AlertGroup, DeployQuery, IncidentHistory, Store, StoreError};
 
 /// How far before the first alert deploys and config changes count as suspects.
 const SUSPECT_WINDOW_HOURS: i64 = 24;
@@ -67,6 +67,52 @@ pub struct Milestones {
     pub first_press: Option<(i64, DateTime<Utc>)>,
     pub rollback_finished: Option<(i64, DateTime<Utc>)>,
     pub resolved: Option<(i64, DateTime<Utc>)>,
+    /// Marked not deploy-related, which ends the incident when it comes before the
+    /// resolution (a resolution after it is then not the incident's).
+    pub dismissed: Option<(i64, DateTime<Utc>)>,
+}
+
+/// The audit actions the milestones are read from: all a reader of many incidents needs.
+pub const MILESTONE_ACTIONS: [&str; 6] = [
+    actions::ALERT_RECEIVED,
+    actions::ALERT_RESOLVED,
+    actions::SUMMARY_POSTED,
+    actions::SUMMARY_DISMISSED,
+    actions::ROLLBACK_REQUESTED,
+    actions::ROLLBACK_SUCCEEDED,
+];
+
+/// The milestones of one incident from its audit records in sequence order; the one place
+/// durations are measured from, for the timeline, the histograms and the console's
+/// figures alike. `resolved_at` is when the store marked the group resolved: the group
+/// resolved with the first resolution recorded at or after it (the notification that
+/// brought its firing count to zero).
+pub fn milestones(records: &[AuditRecord], resolved_at: Option<DateTime<Utc>>) -> Milestones {
+    let mut marks = Milestones::default();
+    for record in records {
+        let mark = Some((record.seq, record.at));
+        let slot = match record.action.as_str() {
+            actions::ALERT_RECEIVED => &mut marks.first_alert,
+            actions::SUMMARY_POSTED => &mut marks.summary_posted,
+            actions::ROLLBACK_REQUESTED => &mut marks.first_press,
+            actions::ROLLBACK_SUCCEEDED => &mut marks.rollback_finished,
+            actions::SUMMARY_DISMISSED => &mut marks.dismissed,
+            actions::ALERT_RESOLVED => match resolved_at {
+                Some(resolved_at) if record.at >= resolved_at => &mut marks.resolved,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = mark;
+        }
+    }
+    if let (Some((dismissed, _)), Some((resolved, _))) = (marks.dismissed, marks.resolved)
+        && dismissed < resolved
+    {
+        marks.resolved = None;
+    }
+    marks
 }
 
 impl Milestones {
@@ -111,9 +157,8 @@ pub struct Incident {
     pub service: Option<String>,
     pub environment: Option<String>,
     pub opened_at: DateTime<Utc>,
-    pub resolved_at: Option<DateTime<Utc>>,
-    /// Someone marked the alert not deploy-related.
-    pub dismissed: bool,
+    /// When and how it ended; `None` while it is open.
+    pub ended: Option<Ended>,
     pub alert_count: i64,
     pub chain: ChainState,
     pub timeline: Vec<TimelineEntry>,
@@ -122,6 +167,21 @@ pub struct Incident {
     pub durations: Durations,
     #[serde(skip)]
     pub milestones: Milestones,
+}
+
+/// How an incident ended: its alerts resolved, or someone marked it not deploy-related
+/// (which ends it even if its alerts fire on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ended {
+    pub at: DateTime<Utc>,
+    pub how: Ending,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    Resolved,
+    NotDeployRelated,
 }
 
 /// What the timeline is computed from.
@@ -248,41 +308,16 @@ pub fn build(facts: IncidentFacts) -> Incident {
         deploys,
         chain,
     } = facts;
-    let mut milestones = Milestones::default();
-    let mut suspect_version: Option<String> = None;
-    let mut dismissed = false;
-    let mut resolutions = 0;
-    for record in &records {
-        let mark = Some((record.seq, record.at));
-        match record.action.as_str() {
-            actions::ALERT_RECEIVED if milestones.first_alert.is_none() => {
-                milestones.first_alert = mark;
-            }
-            actions::SUMMARY_POSTED if milestones.summary_posted.is_none() => {
-                milestones.summary_posted = mark;
-                suspect_version = text(record, "suspect");
-            }
-            actions::ROLLBACK_REQUESTED if milestones.first_press.is_none() => {
-                milestones.first_press = mark;
-            }
-            actions::ROLLBACK_SUCCEEDED if milestones.rollback_finished.is_none() => {
-                milestones.rollback_finished = mark;
-            }
-            actions::ALERT_RESOLVED => resolutions += 1,
-            actions::SUMMARY_DISMISSED => dismissed = true,
-            _ => {}
-        }
-    }
-    // The group resolved with the notification that brought its firing count to zero: the
-    // first resolution recorded at or after the store marked the group resolved.
-    if let Some(resolved_at) = group.resolved_at
-        && resolutions > 0
-    {
-        milestones.resolved = records
-            .iter()
-            .find(|r| r.action == actions::ALERT_RESOLVED && r.at >= resolved_at)
-            .map(|r| (r.seq, r.at));
-    }
+    let milestones = milestones(&records, group.resolved_at);
+    let suspect_version = records
+        .iter()
+        .find(|r| r.action == actions::SUMMARY_POSTED)
+        .and_then(|r| text(r, "suspect"));
+    let confirmed_plans: HashSet<String> = records
+        .iter()
+        .filter(|r| r.action == actions::ROLLBACK_CONFIRMATION_REQUESTED)
+        .filter_map(|r| text(r, "plan"))
+        .collect();
     let start = milestones
         .first_alert
         .map(|(_, at)| at)
@@ -304,7 +339,12 @@ pub fn build(facts: IncidentFacts) -> Incident {
     let mut timeline: Vec<TimelineEntry> = deploys
         .iter()
         .map(|deploy| {
-            let mut text = format!("Deploy {} of {}", deploy.version, deploy.target);
+            let kind = if deploy.source == DeploySource::Rollback {
+                "Rollback to"
+            } else {
+                "Deploy"
+            };
+            let mut text = format!("{kind} {} of {}", deploy.version, deploy.target);
             if let Some(previous) = &deploy.previous_version {
                 let _ = write!(text, " (from {previous})");
             }
@@ -312,7 +352,12 @@ pub fn build(facts: IncidentFacts) -> Incident {
                 let _ = write!(text, ", {} commit(s)", deploy.changes.len());
             }
             if !deploy.config_changes.is_empty() {
-                let _ = write!(text, ", {} config change(s)", deploy.config_changes.len());
+                let keys: Vec<&str> = deploy
+                    .config_changes
+                    .iter()
+                    .map(|c| c.key.as_str())
+                    .collect();
+                let _ = write!(text, "; config changed: {}", keys.join(", "));
             }
             if suspect_version.as_deref() == Some(deploy.version.as_str()) {
                 text.push_str(" — suspect");
@@ -332,7 +377,8 @@ pub fn build(facts: IncidentFacts) -> Incident {
         .collect();
     let mut first_alert_seen = false;
     for record in &records {
-        let Some(text) = describe(record, &mut first_alert_seen, &milestones) else {
+        let Some(text) = describe(record, &mut first_alert_seen, &milestones, &confirmed_plans)
+        else {
             continue;
         };
         timeline.push(TimelineEntry {
@@ -356,8 +402,17 @@ pub fn build(facts: IncidentFacts) -> Incident {
         service: group.target.as_ref().map(|t| t.service.to_string()),
         environment: group.target.as_ref().map(|t| t.environment.to_string()),
         opened_at: group.opened_at,
-        resolved_at: group.resolved_at,
-        dismissed,
+        ended: match (milestones.resolved, milestones.dismissed) {
+            (Some((_, at)), _) => Some(Ended {
+                at,
+                how: Ending::Resolved,
+            }),
+            (None, Some((_, at))) => Some(Ended {
+                at,
+                how: Ending::NotDeployRelated,
+            }),
+            (None, None) => None,
+        },
         alert_count: group.alert_count,
         chain,
         timeline,
@@ -402,6 +457,7 @@ fn describe(
     record: &AuditRecord,
     first_alert_seen: &mut bool,
     milestones: &Milestones,
+    confirmed_plans: &HashSet<String>,
 ) -> Option<String> {
     let title = text(record, "title").unwrap_or_default();
     let from_to = || format!("{} → {}", version(record, "from"), version(record, "to"));
@@ -428,7 +484,15 @@ fn describe(
                 None => format!("Summary posted on {platform}"),
             }
         }
-        actions::SUMMARY_DISMISSED => "Marked not deploy-related".to_owned(),
+        actions::SUMMARY_DISMISSED => {
+            let ends = milestones.resolved.is_none()
+                && milestones.dismissed.map(|(seq, _)| seq) == Some(record.seq);
+            if ends {
+                "Marked not deploy-related; incident ended".to_owned()
+            } else {
+                "Marked not deploy-related".to_owned()
+            }
+        }
         actions::ROLLBACK_OFFERED => format!("Rollback offered: {}", from_to()),
         actions::ROLLBACK_REQUESTED => format!("Pressed Roll back ({})", from_to()),
         actions::ROLLBACK_DENIED => format!(
@@ -439,10 +503,23 @@ fn describe(
         actions::ROLLBACK_APPROVED => format!("Approved {} (first of two people)", from_to()),
         actions::ROLLBACK_CANCELLED => "Rollback cancelled".to_owned(),
         actions::ROLLBACK_EXPIRED => "Rollback offer expired".to_owned(),
-        actions::ROLLBACK_STARTED => format!(
-            "Rollback started on {} ({})",
-            text(record, "backend").unwrap_or_default(),
-            from_to()
+        actions::ROLLBACK_STARTED => {
+            // On platforms with a Confirm step the start is the confirm press.
+            let confirmed = text(record, "plan").is_some_and(|p| confirmed_plans.contains(&p));
+            format!(
+                "{} on {} ({})",
+                if confirmed {
+                    "Confirmed; rollback started"
+                } else {
+                    "Rollback started"
+                },
+                text(record, "backend").unwrap_or_default(),
+                from_to()
+            )
+        }
+        actions::ROLLBACK_PROGRESS => format!(
+            "Backend progress: {}",
+            text(record, "line").unwrap_or_default()
         ),
         actions::ROLLBACK_BACKEND_CALL => {
             let backend = text(record, "backend").unwrap_or_default();
@@ -483,30 +560,181 @@ fn describe(
     })
 }
 
-/// The durations with the names people read, in the order of the draft.
-pub fn duration_rows(durations: &Durations) -> [(&'static str, Option<u64>); 5] {
-    [
-        ("Alert → summary posted", durations.alert_to_summary),
-        ("Alert → first press", durations.alert_to_first_press),
-        (
-            "Press → rollback finished",
-            durations.press_to_rollback_finished,
-        ),
-        (
-            "Rollback finished → resolved",
-            durations.rollback_finished_to_resolved,
-        ),
-        ("Alert → resolved", durations.alert_to_resolved),
-    ]
+/// The names people read for the intervals, in the order of [`Durations::values`].
+pub const INTERVAL_NAMES: [&str; 5] = [
+    "Alert → summary posted",
+    "Alert → first press",
+    "Press → rollback finished",
+    "Rollback finished → resolved",
+    "Alert → resolved",
+];
+
+impl Durations {
+    /// The intervals in the order of [`INTERVAL_NAMES`].
+    pub fn values(&self) -> [Option<u64>; 5] {
+        [
+            self.alert_to_summary,
+            self.alert_to_first_press,
+            self.press_to_rollback_finished,
+            self.rollback_finished_to_resolved,
+            self.alert_to_resolved,
+        ]
+    }
 }
 
-fn state_words(incident: &Incident) -> &'static str {
-    if incident.resolved_at.is_some() {
-        "resolved"
-    } else if incident.dismissed {
-        "not deploy-related"
-    } else {
-        "open"
+/// The durations with the names people read, in the order of the draft.
+pub fn duration_rows(durations: &Durations) -> [(&'static str, Option<u64>); 5] {
+    let values = durations.values();
+    std::array::from_fn(|i| (INTERVAL_NAMES[i], values[i]))
+}
+
+// --- figures over many incidents --------------------------------------------------------------
+
+/// How far back the console's recovery figures look: this period and the one before it.
+pub const FIGURES_PERIOD_DAYS: i64 = 30;
+/// At most this many milestone records are read for the figures (two periods); past it the
+/// oldest are left out and the figures say they are incomplete.
+const FIGURES_RECORDS: u32 = 100_000;
+
+/// Median and worst of one interval over the incidents of a period that measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Spread {
+    pub measured: usize,
+    /// The lower median: a duration some incident really took.
+    pub median: u64,
+    pub worst: u64,
+}
+
+/// The figures of one service over one period, in the order of [`INTERVAL_NAMES`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PeriodFigures {
+    pub incidents: usize,
+    pub intervals: [Option<Spread>; 5],
+}
+
+impl PeriodFigures {
+    fn from_durations(durations: &[Durations]) -> Self {
+        let intervals = std::array::from_fn(|i| {
+            let mut values: Vec<u64> = durations.iter().filter_map(|d| d.values()[i]).collect();
+            values.sort_unstable();
+            let worst = *values.last()?;
+            Some(Spread {
+                measured: values.len(),
+                median: values[(values.len() - 1) / 2],
+                worst,
+            })
+        });
+        Self {
+            incidents: durations.len(),
+            intervals,
+        }
+    }
+}
+
+/// A service's recovery figures: the last period and the one before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceFigures {
+    pub recent: PeriodFigures,
+    pub before: PeriodFigures,
+}
+
+/// Recovery figures per service, computed from one consistent read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryFigures {
+    pub by_service: std::collections::BTreeMap<String, ServiceFigures>,
+    /// Not every record of the two periods was read; the older period is incomplete.
+    pub incomplete: bool,
+}
+
+/// Each incident of the history with its durations, measured by [`milestones`] exactly as
+/// an incident's own timeline measures them.
+pub fn history_durations(history: &IncidentHistory) -> Vec<(&AlertGroup, Durations)> {
+    let group_of_plan: std::collections::HashMap<String, i64> = history
+        .plans
+        .iter()
+        .map(|(plan, group)| (plan.to_string(), *group))
+        .collect();
+    let mut by_group: std::collections::HashMap<i64, Vec<AuditRecord>> =
+        std::collections::HashMap::new();
+    for record in &history.records {
+        let details = record.details_value();
+        let group = details
+            .get("group")
+            .and_then(serde_json::Value::as_i64)
+            .or_else(|| {
+                details
+                    .get("plan")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|plan| group_of_plan.get(plan).copied())
+            });
+        if let Some(group) = group {
+            by_group.entry(group).or_default().push(record.clone());
+        }
+    }
+    history
+        .groups
+        .iter()
+        .map(|group| {
+            let records = by_group.get(&group.id).map(Vec::as_slice).unwrap_or(&[]);
+            (group, milestones(records, group.resolved_at).durations())
+        })
+        .collect()
+}
+
+/// The figures of the last [`FIGURES_PERIOD_DAYS`] days and the period before, per service,
+/// from incidents opened in them.
+pub fn figures(history: &IncidentHistory, now: DateTime<Utc>) -> RecoveryFigures {
+    let recent_since = now - chrono::Duration::days(FIGURES_PERIOD_DAYS);
+    let before_since = recent_since - chrono::Duration::days(FIGURES_PERIOD_DAYS);
+    let mut split: std::collections::BTreeMap<String, (Vec<Durations>, Vec<Durations>)> =
+        std::collections::BTreeMap::new();
+    for (group, durations) in history_durations(history) {
+        let Some(target) = &group.target else {
+            continue;
+        };
+        let periods = split.entry(target.service.to_string()).or_default();
+        if group.opened_at >= recent_since {
+            periods.0.push(durations);
+        } else if group.opened_at >= before_since {
+            periods.1.push(durations);
+        }
+    }
+    RecoveryFigures {
+        by_service: split
+            .into_iter()
+            .map(|(service, (recent, before))| {
+                (
+                    service,
+                    ServiceFigures {
+                        recent: PeriodFigures::from_durations(&recent),
+                        before: PeriodFigures::from_durations(&before),
+                    },
+                )
+            })
+            .collect(),
+        incomplete: history.truncated,
+    }
+}
+
+/// Reads the history of the last two periods in one consistent snapshot and computes the
+/// figures.
+pub async fn recovery_figures(
+    store: &Arc<dyn Store>,
+    now: DateTime<Utc>,
+) -> Result<RecoveryFigures, StoreError> {
+    let since = now - chrono::Duration::days(2 * FIGURES_PERIOD_DAYS);
+    let history = store
+        .incident_history(since, &MILESTONE_ACTIONS, FIGURES_RECORDS)
+        .await?;
+    Ok(figures(&history, now))
+}
+
+/// "open", "resolved" or "ended: not deploy-related".
+pub fn state_words(incident: &Incident) -> &'static str {
+    match incident.ended.as_ref().map(|e| e.how) {
+        Some(Ending::Resolved) => "resolved",
+        Some(Ending::NotDeployRelated) => "ended: not deploy-related",
+        None => "open",
     }
 }
 
@@ -616,12 +844,8 @@ pub fn to_markdown(incident: &Incident) -> String {
         state_words(incident),
         incident.alert_count
     );
-    if let Some(resolved) = incident.resolved_at {
-        let _ = writeln!(
-            out,
-            "- Resolved: {}",
-            resolved.format("%Y-%m-%d %H:%M:%S UTC")
-        );
+    if let Some(ended) = &incident.ended {
+        let _ = writeln!(out, "- Ended: {}", ended.at.format("%Y-%m-%d %H:%M:%S UTC"));
     }
     out.push_str("\n## Timeline\n\n| Time (UTC) | Offset | Actor | Event |\n|---|---|---|---|\n");
     for entry in &incident.timeline {
@@ -818,7 +1042,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "-18 min Deploy v42 of checkout production (from v41), 1 commit(s), 1 config change(s) — suspect — dana",
+                "-18 min Deploy v42 of checkout production (from v41), 1 commit(s); config changed: db_password — suspect — dana",
                 "+0 s First alert: HighErrorRate (critical) — breakwater",
                 "+20 s Summary posted on slack, suspect v42 — breakwater",
                 "+1 min Grouped alert: HighLatency (warning) — breakwater",

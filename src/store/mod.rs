@@ -199,6 +199,21 @@ pub struct GroupThread {
     pub posted_by_bot: bool,
 }
 
+/// What the incidents opened in a period are computed from, read from one consistent
+/// snapshot so that the groups, their plans and the audit records agree with each other.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IncidentHistory {
+    /// Groups opened at or after the period's start, oldest first.
+    pub groups: Vec<AlertGroup>,
+    /// Every plan offered for one of those groups: the plan's id and its group's id.
+    pub plans: Vec<(PlanId, i64)>,
+    /// Audit records of the asked-for actions from a little before the period's start,
+    /// in sequence order.
+    pub records: Vec<AuditRecord>,
+    /// More records matched than the limit allowed; `records` holds the newest ones.
+    pub truncated: bool,
+}
+
 /// A message in the web console's channel, as the bot posted or last updated it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleMessage {
@@ -410,6 +425,16 @@ pub trait Store: Send + Sync {
         page: u32,
         pages: tokio::sync::mpsc::Sender<Vec<AuditRecord>>,
     ) -> StoreResult<Option<(i64, String)>>;
+
+    /// The groups opened since `since`, their plans, and the audit records with one of
+    /// `actions` written since a little before it (at most `limit`), from one consistent
+    /// snapshot. The console's recovery figures are computed from it.
+    async fn incident_history(
+        &self,
+        since: DateTime<Utc>,
+        actions: &[&str],
+        limit: u32,
+    ) -> StoreResult<IncidentHistory>;
 
     // --- web console ---------------------------------------------------------------------
 

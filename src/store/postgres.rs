@@ -18,7 +18,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
 use super::sql::{AUDIT_HEAD_FOR_UPDATE, Sql};
 use super::{
     AlertGroup, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
-    RecordedAlert, RecordedDeploy, Store, StoreResult,
+    IncidentHistory, RecordedAlert, RecordedDeploy, Store, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertStatus};
@@ -339,6 +339,22 @@ impl Store for PostgresStore {
         }
         tx.rollback().await?;
         Ok(head)
+    }
+
+    async fn incident_history(
+        &self,
+        since: DateTime<Utc>,
+        actions: &[&str],
+        limit: u32,
+    ) -> StoreResult<IncidentHistory> {
+        // REPEATABLE READ: the three reads see the snapshot taken at the first one.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let history = Q::incident_history(&mut tx, since, actions, limit).await?;
+        tx.rollback().await?;
+        Ok(history)
     }
 
     async fn insert_console_message(

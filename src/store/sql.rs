@@ -16,7 +16,7 @@ use sqlx::{Database, Decode, Encode, Executor, FromRow, IntoArguments, QueryBuil
 
 use super::{
     AlertGroup, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
-    RecordedAlert, RecordedDeploy, StoreError, StoreResult,
+    IncidentHistory, RecordedAlert, RecordedDeploy, StoreError, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
@@ -511,6 +511,12 @@ pub(crate) struct HeadRow {
 }
 
 #[derive(FromRow)]
+pub(crate) struct PlanGroupRow {
+    id: String,
+    alert_group: i64,
+}
+
+#[derive(FromRow)]
 pub(crate) struct ResolvedRow {
     id: i64,
     group_id: i64,
@@ -642,6 +648,7 @@ where
     AuditRow: for<'r> FromRow<'r, DB::Row>,
     HeadRow: for<'r> FromRow<'r, DB::Row>,
     ResolvedRow: for<'r> FromRow<'r, DB::Row>,
+    PlanGroupRow: for<'r> FromRow<'r, DB::Row>,
     IdRow: for<'r> FromRow<'r, DB::Row>,
     MaxRow: for<'r> FromRow<'r, DB::Row>,
     ConsoleMessageRow: for<'r> FromRow<'r, DB::Row>,
@@ -1613,6 +1620,72 @@ where
             .push_bind(limit(query.limit));
         let rows: Vec<AuditRow> = sql.build_query_as().fetch_all(conn).await?;
         collect(rows, AuditRow::into_record)
+    }
+
+    /// See [`Store::incident_history`](super::Store::incident_history). Run inside one
+    /// read transaction so that the three reads see the same snapshot.
+    pub(crate) async fn incident_history(
+        conn: &mut DB::Connection,
+        since: DateTime<Utc>,
+        actions: &[&str],
+        count: u32,
+    ) -> StoreResult<IncidentHistory> {
+        let rows: Vec<GroupRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM alert_groups WHERE opened_at >= $1 ORDER BY opened_at, id"
+        ))
+        .bind(micros(since))
+        .fetch_all(&mut *conn)
+        .await?;
+        let groups = collect(rows, GroupRow::into_group)?;
+        let rows: Vec<PlanGroupRow> = sqlx::query_as(
+            "SELECT p.id, p.alert_group FROM rollback_plans p \
+             JOIN alert_groups g ON g.id = p.alert_group WHERE g.opened_at >= $1 ORDER BY p.id",
+        )
+        .bind(micros(since))
+        .fetch_all(&mut *conn)
+        .await?;
+        let plans = rows
+            .into_iter()
+            .map(|row| {
+                PlanId::parse(&row.id)
+                    .map(|id| (id, row.alert_group))
+                    .ok_or_else(|| corrupt(format!("plan id {:?}", row.id)))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let records = if actions.is_empty() {
+            Vec::new()
+        } else {
+            // Records of a group are written after it opened; the margin covers replicas
+            // whose clocks differ a little.
+            let mut sql = QueryBuilder::<DB>::new(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_log WHERE at >= "
+            ));
+            sql.push_bind(micros(since - chrono::Duration::minutes(5)))
+                .push(" AND action IN (");
+            let mut list = sql.separated(", ");
+            for action in actions {
+                list.push_bind((*action).to_owned());
+            }
+            // Newest first, so that a limit cuts the oldest records, then put in order.
+            sql.push(") ORDER BY seq DESC LIMIT ")
+                .push_bind(limit(count.saturating_add(1)));
+            let rows: Vec<AuditRow> = sql.build_query_as().fetch_all(&mut *conn).await?;
+            collect(rows, AuditRow::into_record)?
+        };
+        let mut records = records;
+        let truncated = records.len() > count as usize;
+        records.truncate(count as usize);
+        records.reverse();
+        Ok(IncidentHistory {
+            groups,
+            plans,
+            records,
+            truncated,
+        })
     }
 
     pub(crate) async fn audit_head(

@@ -23,7 +23,7 @@ use sqlx::{Sqlite, Transaction};
 use super::sql::{AUDIT_HEAD, Sql};
 use super::{
     AlertGroup, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
-    RecordedAlert, RecordedDeploy, Store, StoreResult,
+    IncidentHistory, RecordedAlert, RecordedDeploy, Store, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertStatus};
@@ -348,6 +348,19 @@ impl Store for SqliteStore {
         }
         tx.rollback().await?;
         Ok(head)
+    }
+
+    async fn incident_history(
+        &self,
+        since: DateTime<Utc>,
+        actions: &[&str],
+        limit: u32,
+    ) -> StoreResult<IncidentHistory> {
+        // One read transaction: under WAL its first read fixes the snapshot.
+        let mut tx = self.reader.begin().await?;
+        let history = Q::incident_history(&mut tx, since, actions, limit).await?;
+        tx.rollback().await?;
+        Ok(history)
     }
 
     async fn insert_console_message(

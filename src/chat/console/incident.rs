@@ -139,6 +139,19 @@ fn render(found: &Incident) -> String {
             main.raw("<p class=\"ok\">Computed from the audit log; the chain verifies.</p>");
         }
     }
+    main.raw("<p>").text(&format!(
+        "State: {}. Alerts grouped: {}. Opened {}",
+        incident::state_words(found),
+        found.alert_count,
+        found.opened_at.format("%Y-%m-%d %H:%M:%S UTC")
+    ));
+    if let Some(ended) = &found.ended {
+        main.text(&format!(
+            ", ended {}",
+            ended.at.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
+    main.raw(".</p>");
     let id = found.id.to_string();
     main.raw("<p><a class=\"btn\" href=\"/console/incidents/")
         .text(&id)

@@ -33,6 +33,7 @@ use crate::audit::{AuditQuery, AuditRecord, ExportFormat, actions};
 use crate::core::bot::Bot;
 use crate::core::deploy::{Deploy, DeploySource, DeployStatus};
 use crate::core::event::{Press, Reply};
+use crate::core::incident;
 use crate::core::message::{ButtonAction, MessageRef, Platform};
 use crate::store::{ConsoleMessage, ConsolePlace, DeployQuery};
 
@@ -674,6 +675,9 @@ async fn deploys_page(console: &Console, parts: &Parts) -> Result<String, PageEr
         .await
         .map_err(PageError::internal)?;
     let now = Utc::now();
+    let figures = incident::recovery_figures(store, now)
+        .await
+        .map_err(PageError::internal)?;
     let mut main = Html::new();
     main.raw("<h1>Deploys</h1>");
     main.raw("<form class=\"filters\" method=\"get\" action=\"/console/deploys\"><label for=\"f-service\">Service</label><select id=\"f-service\" name=\"service\"><option value=\"\">All services</option>");
@@ -730,6 +734,12 @@ async fn deploys_page(console: &Console, parts: &Parts) -> Result<String, PageEr
             &alerts,
             now,
         ));
+        recovery_table(
+            &mut main,
+            service.name.as_str(),
+            figures.by_service.get(service.name.as_str()),
+            figures.incomplete,
+        );
         let mut by_environment: BTreeMap<String, Vec<&Deploy>> = BTreeMap::new();
         for deploy in &deploys {
             by_environment
@@ -755,6 +765,67 @@ async fn deploys_page(console: &Console, parts: &Parts) -> Result<String, PageEr
         main.raw("<p class=\"empty\">No such service is configured.</p>");
     }
     Ok(main.into_string())
+}
+
+/// How fast a service recovered: median and worst of each incident interval over the last
+/// period and the one before, so that a team sees whether it is getting faster.
+fn recovery_table(
+    html: &mut Html,
+    service: &str,
+    figures: Option<&incident::ServiceFigures>,
+    incomplete: bool,
+) {
+    let days = incident::FIGURES_PERIOD_DAYS;
+    let Some(figures) = figures.filter(|f| f.recent.incidents + f.before.incidents > 0) else {
+        html.raw("<p class=\"empty\">No incidents of ")
+            .text(service)
+            .raw(&format!(" in the last {} days.</p>", 2 * days));
+        return;
+    };
+    let cell = |spread: Option<incident::Spread>, pick: fn(&incident::Spread) -> u64| {
+        incident::seconds_words(spread.as_ref().map(pick))
+    };
+    html.raw("<div class=\"scroll\" role=\"region\" tabindex=\"0\" aria-label=\"Recovery of ")
+        .text(service)
+        .raw("\"><table class=\"recovery\"><caption>Recovery of ")
+        .text(service)
+        .raw(&format!(
+            ": incidents opened in the last {days} days ({}) and the {days} days before ({})",
+            figures.recent.incidents, figures.before.incidents
+        ))
+        .raw("</caption><thead><tr><th scope=\"col\">Interval</th>")
+        .raw(&format!(
+            "<th scope=\"col\">Median, last {days} days</th><th scope=\"col\">Worst, last {days} days</th>\
+             <th scope=\"col\">Median, {days} days before</th><th scope=\"col\">Worst, {days} days before</th>"
+        ))
+        .raw("<th scope=\"col\">Median change</th></tr></thead><tbody>");
+    for (i, name) in incident::INTERVAL_NAMES.iter().enumerate() {
+        let recent = figures.recent.intervals[i];
+        let before = figures.before.intervals[i];
+        let change = match (recent, before) {
+            (Some(recent), Some(before)) if recent.median < before.median => "faster",
+            (Some(recent), Some(before)) if recent.median > before.median => "slower",
+            (Some(_), Some(_)) => "the same",
+            _ => "—",
+        };
+        html.raw("<tr><th scope=\"row\">")
+            .text(name)
+            .raw("</th><td>")
+            .text(&cell(recent, |s| s.median))
+            .raw("</td><td>")
+            .text(&cell(recent, |s| s.worst))
+            .raw("</td><td>")
+            .text(&cell(before, |s| s.median))
+            .raw("</td><td>")
+            .text(&cell(before, |s| s.worst))
+            .raw("</td><td>")
+            .text(change)
+            .raw("</td></tr>");
+    }
+    html.raw("</tbody></table></div>");
+    if incomplete {
+        html.raw("<p class=\"empty\">The audit log held more records than the figures read; the oldest incidents may be counted short.</p>");
+    }
 }
 
 fn ago(now: chrono::DateTime<Utc>, at: chrono::DateTime<Utc>) -> String {
