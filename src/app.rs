@@ -36,6 +36,9 @@ pub struct Overrides {
     pub maintenance_every: Option<Duration>,
     /// Settings the configuration does not expose (grouping delay, confirmation TTL).
     pub tune: Option<fn(&mut BotSettings)>,
+    /// A listener already bound (instead of binding `server.listen`), so that a caller
+    /// knows the address before building, e.g. to link to it in messages.
+    pub listener: Option<TcpListener>,
 }
 
 /// A built application, listening but not yet serving.
@@ -212,9 +215,14 @@ impl Application {
             router
         };
         let router = http::finish(router, metrics.clone());
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("listening on {} (server.listen)", config.server.listen))?;
+        let listener = match overrides.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(config.server.listen)
+                .await
+                .with_context(|| {
+                    format!("listening on {} (server.listen)", config.server.listen)
+                })?,
+        };
         Ok(Self {
             config,
             bot,

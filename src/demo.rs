@@ -100,6 +100,19 @@ impl Demo {
         };
         let mut config = Config::parse(DEMO_CONFIG)?;
         config.server.listen = options.listen;
+        // Bound first, so that the thread's links (the Incident page, the deploys) name the
+        // address the demo really serves, also when the port was chosen by the system.
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| {
+                DemoError::Start(
+                    anyhow::Error::new(e)
+                        .context(format!("listening on {} (server.listen)", options.listen)),
+                )
+            })?;
+        if config.server.public_url.is_none() {
+            config.server.public_url = Some(demo_public_url(&listener)?);
+        }
         config.database.url = Secret::new(format!(
             "sqlite://{}",
             data_dir.join("breakwater.db").display()
@@ -128,6 +141,7 @@ impl Demo {
             config,
             Overrides {
                 store: Some(store),
+                listener: Some(listener),
                 ..Overrides::default()
             },
         )
@@ -205,6 +219,18 @@ impl Demo {
         let _ = script.await;
         result.map_err(DemoError::Run)
     }
+}
+
+/// `http://ADDRESS`, with an unspecified address (`0.0.0.0`) read as this machine.
+fn demo_public_url(listener: &tokio::net::TcpListener) -> Result<url::Url, DemoError> {
+    let mut address = listener
+        .local_addr()
+        .map_err(|e| DemoError::Start(anyhow::Error::new(e)))?;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    url::Url::parse(&format!("http://{address}"))
+        .map_err(|e| DemoError::Start(anyhow::Error::new(e)))
 }
 
 /// A password people can type: 16 letters and digits without look-alikes.

@@ -927,6 +927,7 @@ mod tests {
         Change, DeploySource, DeployStatus, Environment, ServiceName, Target,
     };
     use crate::core::policy::{Actor, Principal};
+    use crate::store::IncidentHistory;
 
     fn at(minutes: i64, seconds: i64) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-29T15:00:00Z")
@@ -1145,6 +1146,218 @@ mod tests {
             json["suspect"]["config_changes"][0]["new"],
             crate::core::deploy::MASKED
         );
+    }
+
+    /// Seals `entries` after the fixture's records, continuing its chain.
+    fn extend(records: &mut Vec<AuditRecord>, entries: Vec<AuditEntry>) {
+        let sealer = AuditSealer::new(None);
+        for entry in entries {
+            let last = records.last().expect("records");
+            let record =
+                entry
+                    .target(&target())
+                    .into_record(last.seq + 1, last.hash.clone(), &sealer);
+            records.push(record);
+        }
+    }
+
+    #[test]
+    fn marking_not_deploy_related_ends_the_incident_before_a_later_resolution() {
+        let mut facts = facts(ChainState::Verified);
+        // Dismissed at +1 min 30 s instead of rolled back; the alerts resolve at +9 min.
+        facts.records.retain(|r| {
+            ![
+                actions::ROLLBACK_REQUESTED,
+                actions::ROLLBACK_STARTED,
+                actions::ROLLBACK_SUCCEEDED,
+                actions::ALERT_RESOLVED,
+            ]
+            .contains(&r.action.as_str())
+        });
+        extend(
+            &mut facts.records,
+            vec![
+                AuditEntry::new(actions::SUMMARY_DISMISSED, at(1, 30))
+                    .actor(&alice())
+                    .details(serde_json::json!({"plan": "p1"})),
+                AuditEntry::new(actions::ALERT_RESOLVED, at(9, 0))
+                    .details(serde_json::json!({"group": 7, "title": "HighErrorRate"})),
+            ],
+        );
+        let incident = build(facts);
+        assert_eq!(
+            incident.ended,
+            Some(Ended {
+                at: at(1, 30),
+                how: Ending::NotDeployRelated
+            })
+        );
+        assert_eq!(incident.durations.alert_to_resolved, None);
+        let texts: Vec<&str> = incident.timeline.iter().map(|e| e.text.as_str()).collect();
+        assert!(
+            texts.contains(&"Marked not deploy-related; incident ended"),
+            "{texts:?}"
+        );
+        assert!(
+            texts.contains(&"Alert resolved: HighErrorRate"),
+            "{texts:?}"
+        );
+        assert!(to_markdown(&incident).contains("- State: ended: not deploy-related"));
+    }
+
+    #[test]
+    fn a_confirm_step_and_backend_progress_are_told_as_they_were_audited() {
+        let mut facts = facts(ChainState::Verified);
+        let started = facts
+            .records
+            .iter()
+            .position(|r| r.action == actions::ROLLBACK_STARTED)
+            .expect("started");
+        let mut tail = facts.records.split_off(started);
+        extend(
+            &mut facts.records,
+            vec![
+                AuditEntry::new(actions::ROLLBACK_CONFIRMATION_REQUESTED, at(2, 2))
+                    .actor(&alice())
+                    .details(serde_json::json!({"plan": "p1", "from": "v42", "to": "v41"})),
+            ],
+        );
+        // The rest of the story after the confirmation, re-sealed in order.
+        let mut rest: Vec<AuditEntry> = Vec::new();
+        for record in tail.drain(..) {
+            let mut entry =
+                AuditEntry::new(&record.action, record.at).details(record.details_value());
+            if record.action == actions::ROLLBACK_STARTED {
+                entry = entry.actor(&alice());
+                rest.push(entry);
+                rest.push(
+                    AuditEntry::new(actions::ROLLBACK_PROGRESS, at(3, 0))
+                        .details(serde_json::json!({"plan": "p1", "line": "1/2 pods ready"})),
+                );
+                continue;
+            }
+            rest.push(entry);
+        }
+        extend(&mut facts.records, rest);
+        let lines: Vec<String> = build(facts)
+            .timeline
+            .iter()
+            .map(|e| format!("{} {} — {}", e.offset(), e.text, e.actor))
+            .collect();
+        assert!(
+            lines.contains(&"+2 min Asked to confirm v42 → v41 — alice".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(
+                &"+2 min Confirmed; rollback started on deployer (v42 → v41) — alice".to_owned()
+            ),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"+3 min Backend progress: 1/2 pods ready — breakwater".to_owned()),
+            "{lines:?}"
+        );
+    }
+
+    fn group(id: i64, service: &str, opened_days_ago: i64, now: DateTime<Utc>) -> AlertGroup {
+        let opened = now - chrono::Duration::days(opened_days_ago);
+        AlertGroup {
+            id,
+            key: format!("{service}/production"),
+            target: Some(Target::new(
+                ServiceName::parse(service).expect("name"),
+                Environment::parse("production").expect("env"),
+            )),
+            title: "HighErrorRate".into(),
+            opened_at: opened,
+            last_alert_at: opened,
+            alert_count: 1,
+            firing_count: 0,
+            resolved_at: Some(opened + chrono::Duration::minutes(30)),
+        }
+    }
+
+    #[test]
+    fn figures_give_median_and_worst_per_period_as_each_incident_measured_them() {
+        let now = at(0, 0);
+        let sealer = AuditSealer::new(None);
+        let mut history = IncidentHistory::default();
+        let mut seq = 0;
+        // checkout: resolved after 4, 10 and 6 min this period; after 20 min the period before.
+        for (id, days_ago, minutes) in [(1, 2, 4), (2, 5, 10), (3, 20, 6), (4, 40, 20)] {
+            let mut g = group(id, "checkout", days_ago, now);
+            let resolved = g.opened_at + chrono::Duration::minutes(minutes);
+            g.resolved_at = Some(resolved);
+            for (action, when) in [
+                (actions::ALERT_RECEIVED, g.opened_at),
+                (actions::ALERT_RESOLVED, resolved),
+            ] {
+                seq += 1;
+                history.records.push(
+                    AuditEntry::new(action, when)
+                        .details(serde_json::json!({"group": id}))
+                        .into_record(seq, String::new(), &sealer),
+                );
+            }
+            history.groups.push(g);
+        }
+        // Older than both periods: not counted.
+        history.groups.push(group(5, "checkout", 70, now));
+        history.records.sort_by_key(|r| r.at);
+
+        let figures = figures(&history, now);
+        let checkout = &figures.by_service["checkout"];
+        assert_eq!(checkout.recent.incidents, 3);
+        assert_eq!(
+            checkout.recent.intervals[4],
+            Some(Spread {
+                measured: 3,
+                median: 360,
+                worst: 600
+            })
+        );
+        assert_eq!(checkout.before.incidents, 1);
+        assert_eq!(
+            checkout.before.intervals[4],
+            Some(Spread {
+                measured: 1,
+                median: 1200,
+                worst: 1200
+            })
+        );
+        assert_eq!(checkout.recent.intervals[1], None, "nobody pressed");
+        assert!(!figures.incomplete);
+    }
+
+    #[test]
+    fn figures_and_the_timeline_measure_an_incident_the_same_way() {
+        let facts = facts(ChainState::Verified);
+        // The store knows plans by their real ids; the fixture's records name plan `p1`.
+        let plan = crate::core::rollback::PlanId::generate();
+        let records = facts
+            .records
+            .iter()
+            .filter(|r| MILESTONE_ACTIONS.contains(&r.action.as_str()))
+            .cloned()
+            .map(|mut r| {
+                let mut details = r.details_value();
+                if details.get("plan").is_some() {
+                    details["plan"] = serde_json::json!(plan.to_string());
+                    r.details = details.to_string();
+                }
+                r
+            })
+            .collect();
+        let history = IncidentHistory {
+            groups: vec![facts.group.clone()],
+            plans: vec![(plan, 7)],
+            records,
+            truncated: false,
+        };
+        let measured = history_durations(&history);
+        assert_eq!(measured.len(), 1);
+        assert_eq!(measured[0].1, build(facts).durations);
     }
 
     #[test]

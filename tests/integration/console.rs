@@ -1225,3 +1225,325 @@ async fn a_confirm_step_left_open_when_the_alert_resolves_stops_offering_confirm
     );
     assert_eq!(app.audited("rollback.started").await, 0);
 }
+
+// --- incidents (issue 17) ---------------------------------------------------------------------
+
+/// The resolved notification for one alert of checkout production.
+async fn resolve_alert(app: &ConsoleApp, alertname: &str) {
+    let response = app
+        .http
+        .post(app.url("/webhooks/alertmanager"))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&alertmanager(
+            alertname,
+            "checkout",
+            "production",
+            "resolved",
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// A whole incident through the console: an alert and a grouped one whose name needs
+/// escaping, a refused press by mallory, alice's rollback with its Confirm step, and the
+/// resolution of both alerts. Returns the incident's id.
+async fn console_incident(app: &ConsoleApp) -> i64 {
+    let alice = app.sign_in("alice", ALICE_PASSWORD).await;
+    let mallory = app.sign_in("mallory", MALLORY_PASSWORD).await;
+    app.incident(&alice).await;
+    app.fire_alert("<b>Latency</b>").await;
+    app.wait_for(&alice, "2 alerts grouped in this thread")
+        .await;
+    app.press(&mallory, "Roll back checkout production").await;
+    app.wait_for(&mallory, "Only you can see this").await;
+    app.press(&alice, "Roll back checkout production").await;
+    app.wait_for(&alice, "Only you can see this").await;
+    app.press(&alice, "Confirm").await;
+    app.wait_for(&alice, "Rolled back checkout production from v42 to v41")
+        .await;
+    resolve_alert(app, "HighErrorRate").await;
+    resolve_alert(app, "<b>Latency</b>").await;
+    app.wait_for(&alice, "All alerts resolved").await;
+    app.bot
+        .store()
+        .recent_alert_groups(1)
+        .await
+        .expect("groups")[0]
+        .id
+}
+
+async fn load_incident(app: &ConsoleApp, id: i64) -> breakwater::core::incident::Incident {
+    breakwater::core::incident::load(app.bot.store(), app.bot.audit(), id, true)
+        .await
+        .expect("load")
+        .expect("incident")
+}
+
+#[tokio::test]
+async fn the_incident_page_tells_a_console_incident_in_order_with_outside_text_escaped() {
+    let app = spawn_console("").await;
+    let id = console_incident(&app).await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+
+    let html = app
+        .page(&format!("/console/incidents/{id}"), &session)
+        .await;
+
+    assert!(
+        html.contains(&format!(
+            "<h1>Incident #{id}: HighErrorRate on checkout production</h1>"
+        )),
+        "{html}"
+    );
+    assert!(html.contains("the chain verifies"), "{html}");
+    assert!(!html.contains("<b>Latency"), "{html}");
+    let expected_order = [
+        "Deploy v41 of checkout production",
+        "Deploy v42 of checkout production — suspect",
+        "First alert: HighErrorRate",
+        "Summary posted on console, suspect v42",
+        "Grouped alert: &lt;b&gt;Latency&lt;/b&gt;",
+        "<td>mallory</td><td>Pressed Roll back (v42 → v41)",
+        "<td>mallory</td><td>Refused: You are not allowed to roll back checkout production",
+        "<td>alice</td><td>Pressed Roll back (v42 → v41)",
+        "<td>alice</td><td>Asked to confirm v42 → v41",
+        "<td>alice</td><td>Confirmed; rollback started on sim (v42 → v41)",
+        "Backend progress: ",
+        "Rollback succeeded (v42 → v41)",
+        "Alert resolved: HighErrorRate",
+        "; incident resolved",
+    ];
+    let mut rest = html.as_str();
+    for wanted in expected_order {
+        let found = rest
+            .find(wanted)
+            .unwrap_or_else(|| panic!("{wanted:?} after what came before it in:\n{html}"));
+        rest = &rest[found + wanted.len()..];
+    }
+    assert!(
+        html.contains("State: resolved. Alerts grouped: 2."),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn every_timeline_line_is_an_audit_record_of_the_incident_at_its_time_and_actor() {
+    let app = spawn_console("").await;
+    let id = console_incident(&app).await;
+    let incident = load_incident(&app, id).await;
+    let records = app
+        .bot
+        .audit()
+        .search(&breakwater::audit::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    for entry in incident.timeline.iter().filter(|e| e.kind != "deploy") {
+        let record = records
+            .iter()
+            .find(|r| Some(r.seq) == entry.seq)
+            .unwrap_or_else(|| panic!("no audit record for {entry:?}"));
+        assert_eq!(record.at, entry.at, "{entry:?}");
+        assert_eq!(record.action, entry.kind, "{entry:?}");
+        let actor = if record.actor_name.is_empty() {
+            "breakwater"
+        } else {
+            &record.actor_name
+        };
+        assert_eq!(actor, entry.actor, "{entry:?}");
+    }
+    let first_alert = incident
+        .timeline
+        .iter()
+        .find(|e| e.kind == "alert.received");
+    assert_eq!(first_alert.map(|e| e.offset_seconds), Some(0));
+}
+
+#[tokio::test]
+async fn the_postmortem_draft_downloads_as_a_markdown_attachment_of_the_incident() {
+    let app = spawn_console("").await;
+    let id = console_incident(&app).await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+
+    let response = app
+        .get(
+            &format!("/console/incidents/{id}/postmortem.md"),
+            Some(&session),
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let header = |name: reqwest::header::HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        header(reqwest::header::CONTENT_TYPE),
+        "text/markdown; charset=utf-8"
+    );
+    assert_eq!(
+        header(reqwest::header::CONTENT_DISPOSITION),
+        format!("attachment; filename=\"breakwater-incident-{id}.md\"")
+    );
+    let markdown = response.text().await.expect("body");
+    let incident = load_incident(&app, id).await;
+    assert_eq!(markdown, breakwater::core::incident::to_markdown(&incident));
+    assert!(
+        markdown.contains("| mallory | Refused: You are not allowed"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("Grouped alert: \\<b\\>Latency\\</b\\>"),
+        "{markdown}"
+    );
+    let rows = markdown.lines().filter(|l| l.starts_with("| 20")).count();
+    assert_eq!(rows, incident.timeline.len(), "{markdown}");
+}
+
+#[tokio::test]
+async fn the_incident_json_downloads_as_a_json_attachment() {
+    let app = spawn_console("").await;
+    let id = console_incident(&app).await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+
+    let response = app
+        .get(
+            &format!("/console/incidents/{id}/incident.json"),
+            Some(&session),
+        )
+        .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[reqwest::header::CONTENT_TYPE],
+        "application/json"
+    );
+    assert_eq!(
+        response.headers()[reqwest::header::CONTENT_DISPOSITION],
+        format!("attachment; filename=\"breakwater-incident-{id}.json\"").as_str()
+    );
+    let json: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(json["id"], id);
+    assert_eq!(json["ended"]["how"], "resolved");
+    assert_eq!(json["alert_count"], 2);
+}
+
+#[tokio::test]
+async fn incident_pages_need_a_session_and_a_known_numeric_id() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let response = app.get("/console/incidents/1", None).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let response = app.get("/console/incidents/4242", Some(&session)).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("There is no incident 4242.")
+    );
+    let response = app
+        .get("/console/incidents/latest/postmortem.md", Some(&session))
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_deploys_page_shows_the_last_30_days_recovery_figures_as_the_incident_measured_them() {
+    let app = spawn_console("").await;
+    let id = console_incident(&app).await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let incident = load_incident(&app, id).await;
+
+    let html = app.page("/console/deploys", &session).await;
+
+    assert!(
+        html.contains(
+            "Recovery of checkout: incidents opened in the last 30 days (1) and the 30 days before (0)"
+        ),
+        "{html}"
+    );
+    let words = breakwater::core::incident::seconds_words;
+    for (name, seconds) in breakwater::core::incident::duration_rows(&incident.durations) {
+        let seconds = seconds.unwrap_or_else(|| panic!("{name} measured"));
+        // One incident: its duration is both the median and the worst.
+        let row = format!(
+            "<th scope=\"row\">{name}</th><td>{}</td><td>{}</td><td>—</td><td>—</td><td>—</td>",
+            words(Some(seconds)),
+            words(Some(seconds))
+        );
+        assert!(html.contains(&row), "{row} in:\n{html}");
+    }
+}
+
+#[tokio::test]
+async fn the_deploys_page_says_when_a_service_had_no_incidents() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.page("/console/deploys", &session).await;
+    assert!(
+        html.contains("No incidents of checkout in the last 60 days."),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_demo_thread_links_an_incident_timeline_a_newcomer_can_open() {
+    let demo = breakwater::demo::Demo::build(breakwater::demo::DemoOptions {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: None,
+        alert_after: Duration::from_millis(200),
+        resolve_after: Duration::from_millis(200),
+    })
+    .await
+    .expect("demo");
+    let password = demo.password().to_owned();
+    let address = format!("http://{}", demo.local_addr());
+    let bot = demo.bot();
+    let stop = CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            demo.run_until(async move { stop.cancelled().await })
+                .await
+                .map_err(anyhow::Error::from)
+        })
+    };
+    let app = ConsoleApp {
+        address: address.clone(),
+        bot,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        dir: tempfile::tempdir().expect("tempdir"),
+        stop,
+        server: Some(server),
+    };
+    let session = app.sign_in("demo", &password).await;
+    let html = app.wait_for(&session, "Incident timeline").await;
+    let link = Regex::new(r#"href="([^"]+/console/incidents/\d+)"[^>]*>Incident timeline<"#)
+        .expect("regex")
+        .captures(&html)
+        .unwrap_or_else(|| panic!("no Incident timeline link in:\n{html}"))[1]
+        .to_owned();
+    let path = link
+        .strip_prefix(&address)
+        .unwrap_or_else(|| panic!("{link} is not on the demo's address {address}"));
+    let page = app.page(path, &session).await;
+    assert!(page.contains("First alert: HighErrorRate"), "{page}");
+    assert!(
+        page.contains("Download the postmortem draft (Markdown)"),
+        "{page}"
+    );
+    app.stop().await;
+}
