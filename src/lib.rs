@@ -8,7 +8,8 @@
 //!   parts through `app::Overrides`.
 //! - [`config`]: the TOML configuration, read and validated once into typed values.
 //! - [`core`]: the platform-neutral domain (alerts, deploys, summaries, rollback plans,
-//!   policy) and the bot that decides; it knows no Slack, Discord, SQL or HTTP.
+//!   policy, incidents told after the fact) and the bot that decides; it knows no Slack,
+//!   Discord, SQL or HTTP.
 //! - [`alerts`]: parsers that turn webhook payloads and chat messages into alerts.
 //! - [`backends`]: the deployment backends (Argo CD, Kubernetes, Helm, webhook, command,
 //!   simulated) and the registry that picks one per service and environment.
@@ -22,7 +23,8 @@
 //! - [`http`]: the axum router: health, metrics, deploy API, alert webhooks, platform
 //!   HTTP endpoints; and the accept loop that serves it with connection limits.
 //! - [`metrics`]: the Prometheus metrics operators watch (alerts in, summaries out,
-//!   rollbacks and their outcomes, backend and HTTP latency), served at `/metrics`.
+//!   rollbacks and their outcomes, backend and HTTP latency, incident durations), served
+//!   at `/metrics`.
 //!
 //! Data flows one way: adapters turn the outside world into core events, the core
 //! decides, adapters render the core's replies.

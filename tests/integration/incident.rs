@@ -244,3 +244,34 @@ async fn each_duration_is_observed_once_per_incident_as_the_export_measured_it()
         assert_eq!(histogram(&metrics, name), (1, seconds as f64), "{name}");
     }
 }
+
+#[tokio::test]
+async fn marking_not_deploy_related_ends_the_incident_in_its_timeline() {
+    let app = spawn_app().await;
+    app.deploy("checkout", "production", "v42", 18).await;
+    app.fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = app.summary().await;
+    // The dismissal is audited before the press is answered.
+    app.press(
+        &summary,
+        "Not deploy-related",
+        &actor("console:alice", "Alice"),
+    )
+    .await;
+
+    let plain = timeline(&app, "timeline checkout").await;
+
+    assert!(
+        plain
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .ends_with("(ended: not deploy-related), times UTC:"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("Marked not deploy-related; incident ended — Alice"),
+        "{plain}"
+    );
+}

@@ -5,7 +5,8 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /console` | the channel: alerts, summaries, progress, outcomes |
-//! | `GET /console/deploys` | recent deploys per service and environment, with a timeline |
+//! | `GET /console/deploys` | recent deploys per service and environment, with a timeline and the recovery figures of the last 30 days |
+//! | `GET /console/incidents/{id}`, `…/postmortem.md`, `…/incident.json` | an incident's timeline and its draft downloads (in [`super::incident`]) |
 //! | `GET /console/audit` | the audit log, filtered; chain status and head hash |
 //! | `GET /console/audit/export` | the audit log as a JSON Lines or CSV download, with the page's filters |
 //! | `GET /console/events` | live updates (server-sent events) |
