@@ -98,6 +98,9 @@ impl IncidentInterval {
     }
 }
 
+/// One interval's histograms, one per service and environment.
+type IncidentHistograms = Family<TargetLabels, Histogram, fn() -> Histogram>;
+
 fn incident_histogram() -> Histogram {
     // 1 s … ~9 h
     Histogram::new(exponential_buckets(1.0, 2.0, 16))
@@ -126,7 +129,7 @@ pub struct Metrics {
     deploy_events_received: Family<SourceLabels, Counter>,
     deploy_events_unrouted: Family<SourceLabels, Counter>,
     /// Indexed in the order of [`IncidentInterval::ALL`].
-    incident_intervals: Vec<Family<TargetLabels, Histogram, fn() -> Histogram>>,
+    incident_intervals: Vec<IncidentHistograms>,
 }
 
 impl std::fmt::Debug for Metrics {
