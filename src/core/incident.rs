@@ -749,7 +749,12 @@ fn chain_warning(chain: &ChainState) -> Option<String> {
 
 /// The timeline as a chat message. `link` is the console's Incident page, when known.
 pub fn to_message(incident: &Incident, link: Option<String>) -> Message {
-    let heading = format!("Incident #{}: {}", incident.id, incident.title);
+    let heading = format!(
+        "Incident #{}: {} ({})",
+        incident.id,
+        incident.title,
+        state_words(incident)
+    );
     let mut sections = Vec::new();
     if let Some(warning) = chain_warning(&incident.chain) {
         sections.push(Section::Text {
@@ -774,7 +779,7 @@ pub fn to_message(incident: &Incident, link: Option<String>) -> Message {
             text: RichText::new().link("Incident page and postmortem draft", link),
         });
     }
-    let mut text = format!("{heading} ({}), times UTC:\n", state_words(incident));
+    let mut text = format!("{heading}, times UTC:\n");
     if let Some(warning) = chain_warning(&incident.chain) {
         text.push_str(&warning);
         text.push('\n');
