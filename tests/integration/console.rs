@@ -1547,3 +1547,37 @@ async fn the_demo_thread_links_an_incident_timeline_a_newcomer_can_open() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_duration_histograms_hold_the_console_incident_as_its_timeline_measured_it() {
+    let app = spawn_console("").await;
+    let id = console_incident(&app).await;
+    let incident = load_incident(&app, id).await;
+
+    let metrics = app.get("/metrics", None).await.text().await.expect("body");
+
+    let labels = "{service=\"checkout\",environment=\"production\"}";
+    let d = incident.durations;
+    for (name, seconds) in [
+        ("alert_to_summary", d.alert_to_summary),
+        ("alert_to_first_press", d.alert_to_first_press),
+        ("press_to_rollback_finished", d.press_to_rollback_finished),
+        (
+            "rollback_finished_to_resolved",
+            d.rollback_finished_to_resolved,
+        ),
+        ("alert_to_resolved", d.alert_to_resolved),
+    ] {
+        let seconds = seconds.unwrap_or_else(|| panic!("{name} measured"));
+        for (suffix, value) in [("count", 1.0), ("sum", seconds as f64)] {
+            let prefix = format!("breakwater_incident_{name}_seconds_{suffix}{labels} ");
+            let sample: f64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in:\n{metrics}"))
+                .parse()
+                .expect("a number");
+            assert_eq!(sample, value, "{prefix}");
+        }
+    }
+}
