@@ -1493,13 +1493,27 @@ impl Bot {
         code: &str,
         text: String,
     ) -> Result<Reply, BotError> {
+        self.deny_naming(press, &press.action.token, target, code, text)
+            .await
+    }
+
+    /// Refuses a press, auditing it under `plan` (a Confirm button carries its
+    /// confirmation's id, but the refusal belongs to the plan's story).
+    async fn deny_naming(
+        &self,
+        press: &Press,
+        plan: &PlanId,
+        target: Option<&Target>,
+        code: &str,
+        text: String,
+    ) -> Result<Reply, BotError> {
         let mut entry = self
             .inner
             .audit
             .entry(actions::ROLLBACK_DENIED)
             .actor(&press.actor)
             .details(json!({
-                "plan": press.action.token.to_string(),
+                "plan": plan.to_string(),
                 "reason": code,
                 "message": text,
                 "channel": press.channel,
@@ -1791,7 +1805,7 @@ impl Bot {
         if !confirmation.actor.is_same_person(&press.actor) {
             let plan = self.inner.store.plan(&confirmation.plan).await?;
             return self
-                .deny(press, plan.as_ref().map(|p| &p.target), "not_confirmer", format!("Only {} can confirm this rollback. Press Roll back yourself to get your own confirmation.", confirmation.actor.name()))
+                .deny_naming(press, &confirmation.plan, plan.as_ref().map(|p| &p.target), "not_confirmer", format!("Only {} can confirm this rollback. Press Roll back yourself to get your own confirmation.", confirmation.actor.name()))
                 .await;
         }
         let Some(confirmation) = self

@@ -9,7 +9,7 @@ use std::process::Output;
 use breakwater::core::event::{Command, CommandRequest, Reply};
 use breakwater::core::message::Platform;
 
-use crate::support::{TestApp, actor, alertmanager, spawn_app};
+use crate::support::{AppOptions, TestApp, actor, alertmanager, spawn_app, spawn_app_with};
 
 async fn resolve(app: &TestApp, alertname: &str) {
     let response = app
@@ -275,4 +275,48 @@ async fn marking_not_deploy_related_ends_the_incident_in_its_timeline() {
         plain.contains("Marked not deploy-related; incident ended — Alice"),
         "{plain}"
     );
+}
+
+#[tokio::test]
+async fn someone_else_pressing_a_confirm_step_is_a_refusal_in_the_timeline() {
+    let app = spawn_app_with(AppOptions {
+        confirm_step: true,
+        ..AppOptions::default()
+    })
+    .await;
+    app.deploy("checkout", "production", "v41", 300).await;
+    app.deploy("checkout", "production", "v42", 18).await;
+    app.fire_alert("HighErrorRate", "checkout", "production")
+        .await;
+    let summary = app.summary().await;
+    let alice = actor("console:alice", "Alice");
+    let Reply::Private(prompt) = app.press(&summary, "Roll back", &alice).await else {
+        panic!("expected a private confirmation")
+    };
+    let (_, confirm) = prompt
+        .buttons()
+        .find(|(label, _)| *label == "Confirm")
+        .expect("confirm button");
+    app.press_action(confirm.clone(), None, &actor("console:bob", "Bob"))
+        .await;
+    app.press_action(confirm.clone(), None, &alice).await;
+    app.chat.wait_for_update(&summary.at, "Rolled back").await;
+
+    let plain = timeline(&app, "timeline").await;
+
+    let expected_order = [
+        "Pressed Roll back (v42 → v41) — Alice",
+        "Asked to confirm v42 → v41 — Alice",
+        "Refused: Only Alice can confirm this rollback",
+        "— Bob",
+        "Confirmed; rollback started on deployer (v42 → v41) — Alice",
+        "Rollback succeeded (v42 → v41)",
+    ];
+    let mut rest = plain.as_str();
+    for wanted in expected_order {
+        let found = rest
+            .find(wanted)
+            .unwrap_or_else(|| panic!("{wanted:?} after what came before it in:\n{plain}"));
+        rest = &rest[found + wanted.len()..];
+    }
 }
