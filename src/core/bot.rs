@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::alert::{Alert, AlertStatus, KnownService, Recognizer};
-use super::backend::{BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall};
+use super::backend::{
+    Action, BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall,
+};
 use super::clock::Clock;
 use super::compose::{self, SummaryView};
 use super::deploy::{
@@ -1362,6 +1364,7 @@ impl Bot {
             outcome: None,
             operation: None,
             verified_at: None,
+            action: offer.action,
         };
         self.inner.store.insert_plan(&plan).await?;
         let mut entry = self
@@ -1371,6 +1374,7 @@ impl Bot {
             .target(target)
             .details(json!({
                 "plan": plan.id.to_string(),
+                "action": plan.action.as_str(),
                 "from": plan.from,
                 "to": plan.to,
                 "group": group,
@@ -2081,6 +2085,7 @@ impl Bot {
                         "plan": plan.id.to_string(),
                         "from": plan.from,
                         "to": plan.to,
+                        "action": plan.action.as_str(),
                         "backend": backend.name(),
                         "kind": backend.kind(),
                         "disable_auto_sync": disable_auto_sync,
@@ -2101,6 +2106,7 @@ impl Bot {
             requested_by: actor.clone(),
             reason: plan.reason.clone(),
             disable_auto_sync,
+            action: plan.action,
         };
         let started_at = Instant::now();
         let result = backend.rollback(&call).await;
@@ -2333,6 +2339,7 @@ impl Bot {
                     suspect_version: plan.from.version.clone(),
                     reason: format!("fresh plan after {} was deployed again", plan.target),
                     to_url: None,
+                    action: Action::Rollback,
                 };
                 let fresh = self
                     .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
@@ -2804,6 +2811,7 @@ impl Bot {
             to,
             suspect_version: String::new(),
             to_url: None,
+            action: Action::Rollback,
         };
         let plan = self
             .offer_plan(&target, &offer, None, Some(request.actor.clone()))
