@@ -24,10 +24,7 @@ impl UnroutedNames {
     /// Whether `name` is seen for the first time (since it was last forgotten).
     pub fn first_time(&self, name: &str) -> bool {
         let key = name.trim().to_lowercase();
-        let mut guard = self
-            .seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = crate::sync::lock(&self.seen);
         let (set, order) = &mut *guard;
         if set.contains(&key) {
             return false;
