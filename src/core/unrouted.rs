@@ -49,21 +49,10 @@ pub fn service_labels_looked_at(labels: &BTreeMap<String, String>) -> Vec<(Strin
             labels
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(k, v)| (k.clone(), clip(v)))
+                .map(|(k, v)| (k.clone(), crate::text::clip(v.trim(), MAX_VALUE)))
         })
         .take(MAX_LABELS)
         .collect()
-}
-
-fn clip(value: &str) -> String {
-    let value = value.trim();
-    if value.chars().count() <= MAX_VALUE {
-        value.to_owned()
-    } else {
-        let mut clipped: String = value.chars().take(MAX_VALUE).collect();
-        clipped.push('…');
-        clipped
-    }
 }
 
 #[cfg(test)]
