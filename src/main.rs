@@ -419,13 +419,7 @@ async fn open_audit_log(
     breakwater::app::install_tls_provider();
     // The error is already one line naming database.url, the cause and the fix.
     let store = breakwater::store::connect(config.database.url.expose()).await?;
-    let sealer = AuditSealer::new(
-        config
-            .audit
-            .key
-            .as_ref()
-            .map(|key| key.expose().as_bytes().to_vec()),
-    );
+    let sealer = AuditSealer::from_config(&config.audit);
     let log = AuditLog::new(store.clone(), sealer, std::sync::Arc::new(SystemClock));
     Ok(Ok((store, log)))
 }

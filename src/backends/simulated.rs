@@ -70,10 +70,7 @@ impl SimulatedBackend {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
-        // The records stay consistent even if a holder panicked: each update is one push.
-        self.calls
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.calls)
     }
 
     fn fails(&self) -> bool {
@@ -206,6 +203,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::core::backend::Action;
     use crate::core::deploy::{Environment, ServiceName};
     use crate::core::policy::{Actor, Principal};
     use crate::core::rollback::PlanId;
@@ -232,6 +230,7 @@ mod tests {
             requested_by: Actor::new(Principal::parse("console:alice").expect("p"), "Alice"),
             reason: "HighErrorRate".into(),
             disable_auto_sync: false,
+            action: Action::Rollback,
         }
     }
 

@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::alert::{Alert, AlertStatus, KnownService, Recognizer};
-use super::backend::{BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall};
+use super::backend::{
+    Action, BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall,
+};
 use super::clock::Clock;
 use super::compose::{self, SummaryView};
 use super::deploy::{
@@ -41,6 +43,7 @@ use crate::audit::{AuditLog, AuditQuery, AuditRecord, actions};
 use crate::chat::{Chat, ChatHub, Lane};
 use crate::metrics::{IncidentInterval, Metrics};
 use crate::store::{AlertGroup, DeployQuery, GroupThread, RecordedAlert, Store, StoreError};
+use crate::sync::lock;
 
 /// Progress lines of one rollback written to the audit log; later ones are only shown.
 const PROGRESS_AUDITED: usize = 20;
@@ -254,12 +257,6 @@ struct Inner {
     hold: AlertHold,
     private_replies: Mutex<PrivateReplies>,
     own_posts: Mutex<OwnPosts>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// At most this many plans keep their private replies for replacement, with at most
@@ -1430,6 +1427,7 @@ impl Bot {
             outcome: None,
             operation: None,
             verified_at: None,
+            action: offer.action,
         };
         self.inner.store.insert_plan(&plan).await?;
         let mut entry = self
@@ -1439,6 +1437,7 @@ impl Bot {
             .target(target)
             .details(json!({
                 "plan": plan.id.to_string(),
+                "action": plan.action.as_str(),
                 "from": plan.from,
                 "to": plan.to,
                 "group": group,
@@ -2165,6 +2164,7 @@ impl Bot {
                         "plan": plan.id.to_string(),
                         "from": plan.from,
                         "to": plan.to,
+                        "action": plan.action.as_str(),
                         "backend": backend.name(),
                         "kind": backend.kind(),
                         "disable_auto_sync": disable_auto_sync,
@@ -2185,6 +2185,7 @@ impl Bot {
             requested_by: actor.clone(),
             reason: plan.reason.clone(),
             disable_auto_sync,
+            action: plan.action,
         };
         let started_at = Instant::now();
         let result = backend.rollback(&call).await;
@@ -2440,6 +2441,7 @@ impl Bot {
                     suspect_version: plan.from.version.clone(),
                     reason: format!("fresh plan after {} was deployed again", plan.target),
                     to_url: None,
+                    action: Action::Rollback,
                 };
                 let fresh = self
                     .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
@@ -2944,6 +2946,7 @@ impl Bot {
             to,
             suspect_version: String::new(),
             to_url: None,
+            action: Action::Rollback,
         };
         let plan = self
             .offer_plan(&target, &offer, None, Some(request.actor.clone()))
