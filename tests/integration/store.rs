@@ -231,6 +231,8 @@ store_tests!(
     a_free_lease_is_taken_and_renewed_by_its_holder_only,
     an_expired_lease_is_taken_over_by_exactly_one_contender,
     a_released_lease_is_free_at_once,
+    the_incident_history_holds_the_groups_opened_since_their_plans_and_the_asked_for_records,
+    an_incident_history_over_its_limit_keeps_the_newest_records,
 );
 
 // --- fixtures --------------------------------------------------------------------------------
@@ -2247,5 +2249,74 @@ async fn an_audit_search_by_part_of_an_action_ignores_case_and_wildcards(db: &mu
             .len(),
         0,
         "the exact search stays exact"
+    );
+}
+
+// --- incident history (issue 17) ---------------------------------------------------------------
+
+async fn the_incident_history_holds_the_groups_opened_since_their_plans_and_the_asked_for_records(
+    db: &mut TestStore,
+) {
+    let store = &*db.store;
+    let old = record(store, &firing("Old", 0), at(0)).await.group;
+    let new = record(store, &firing("New", 60), at(60)).await.group;
+    assert_ne!(old.id, new.id);
+    let offered = RollbackPlan {
+        alert_group: Some(new.id),
+        offered_at: at(60),
+        expires_at: at(90),
+        ..plan(&checkout())
+    };
+    insert(store, &offered).await;
+    let sealer = AuditSealer::new(None);
+    for entry in [
+        entry("alert.received", 0),
+        entry("alert.received", 60),
+        entry("console.login", 61),
+        entry("rollback.requested", 62),
+    ] {
+        store.append_audit(&entry, &sealer).await.expect("append");
+    }
+
+    let history = store
+        .incident_history(at(30), &["alert.received", "rollback.requested"], 100)
+        .await
+        .expect("history");
+
+    assert_eq!(
+        history.groups.iter().map(|g| g.id).collect::<Vec<_>>(),
+        [new.id]
+    );
+    assert_eq!(history.plans, [(offered.id, new.id)]);
+    assert_eq!(
+        history
+            .records
+            .iter()
+            .map(|r| (r.action.as_str(), r.at))
+            .collect::<Vec<_>>(),
+        [("alert.received", at(60)), ("rollback.requested", at(62))]
+    );
+    assert!(!history.truncated);
+}
+
+async fn an_incident_history_over_its_limit_keeps_the_newest_records(db: &mut TestStore) {
+    let sealer = AuditSealer::new(None);
+    for minute in 0..5 {
+        db.store
+            .append_audit(&entry("alert.received", minute), &sealer)
+            .await
+            .expect("append");
+    }
+
+    let history = db
+        .store
+        .incident_history(at(0), &["alert.received"], 2)
+        .await
+        .expect("history");
+
+    assert!(history.truncated);
+    assert_eq!(
+        history.records.iter().map(|r| r.at).collect::<Vec<_>>(),
+        [at(3), at(4)]
     );
 }
