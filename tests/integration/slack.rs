@@ -1424,3 +1424,33 @@ async fn a_resolved_incident_reads_resolved_and_links_to_investigate_on_the_wire
         resolved.text()
     );
 }
+
+#[tokio::test]
+async fn the_timeline_command_answers_privately_with_outside_text_escaped() {
+    let slack = spawn_slack(Mode::Http).await;
+    slack.deploys().await;
+    // The alert is audited before the webhook is answered.
+    slack
+        .app
+        .fire_alert("<!channel> & Errors", "checkout", "production")
+        .await;
+
+    slack.command(&ALICE, "timeline checkout").await;
+
+    let answer = slack.fake.wait_for_response("Incident #").await;
+    let text = text_of(&answer.json);
+    assert!(
+        text.contains("First alert: &lt;!channel&gt; &amp; Errors (critical)"),
+        "{text}"
+    );
+    // Only the header is left as it is: a plain_text block, where Slack parses no mention.
+    let header = &answer.json["blocks"][0]["text"];
+    assert_eq!(header["type"], "plain_text", "{}", answer.json);
+    let outside_header = text.replace(header["text"].as_str().unwrap_or_default(), "");
+    assert!(!outside_header.contains("<!channel>"), "{text}");
+    assert_ne!(
+        answer.json["response_type"], "in_channel",
+        "{}",
+        answer.json
+    );
+}
