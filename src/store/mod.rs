@@ -19,6 +19,7 @@ use crate::core::message::{Message, MessageRef};
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 
 mod backup;
+mod forward;
 mod lease;
 mod open;
 mod postgres;
