@@ -1156,10 +1156,15 @@ impl Bot {
 
     async fn verify_plan(&self, plan: &RollbackPlan, action: &str, message: Message) {
         let result: Result<(), Box<dyn std::error::Error + Send + Sync>> = async {
-            self.inner
+            if !self
+                .inner
                 .store
                 .set_plan_verified(&plan.id, self.now())
-                .await?;
+                .await?
+            {
+                // Another path (or replica) saw the same resolution and reported it.
+                return Ok(());
+            }
             self.inner
                 .audit
                 .append(

@@ -88,7 +88,7 @@ macro_rules! impl_store {
                 Q::set_plan_operation(&mut *self.write().await?, id, operation).await
             }
 
-            async fn set_plan_verified(&self, id: &PlanId, at: DateTime<Utc>) -> StoreResult<()> {
+            async fn set_plan_verified(&self, id: &PlanId, at: DateTime<Utc>) -> StoreResult<bool> {
                 Q::set_plan_verified(&mut *self.write().await?, id, at).await
             }
 

@@ -342,7 +342,9 @@ pub trait Store: Send + Sync {
         operation: &serde_json::Value,
     ) -> StoreResult<()>;
 
-    async fn set_plan_verified(&self, id: &PlanId, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Marks the plan's rollback verified; false when it already was, so that two paths
+    /// noticing the same resolution report it once.
+    async fn set_plan_verified(&self, id: &PlanId, at: DateTime<Utc>) -> StoreResult<bool>;
 
     async fn plans_in_state(&self, states: &[PlanState]) -> StoreResult<Vec<RollbackPlan>>;
 

@@ -1296,13 +1296,15 @@ where
         conn: &mut DB::Connection,
         id: &PlanId,
         at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE rollback_plans SET verified_at = $2 WHERE id = $1")
-            .bind(id.to_string())
-            .bind(micros(at))
-            .execute(conn)
-            .await?;
-        Ok(())
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE rollback_plans SET verified_at = $2 WHERE id = $1 AND verified_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(micros(at))
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub(crate) async fn plans_in_state(

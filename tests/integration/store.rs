@@ -203,6 +203,7 @@ store_tests!(
     plans_are_listed_by_state_and_by_group,
     the_last_finished_rollback_counts_only_succeeded_and_failed_plans,
     succeeded_plans_await_verification_until_verified,
+    a_plan_is_verified_once,
     a_plan_keeps_its_message_and_operation,
     a_confirmation_is_taken_once_under_concurrency,
     a_confirmation_can_be_read_before_it_is_taken,
@@ -1206,6 +1207,23 @@ async fn succeeded_plans_await_verification_until_verified(db: &mut TestStore) {
         .expect("read")
         .expect("plan");
     assert_eq!(stored.verified_at, Some(at(20)));
+}
+
+async fn a_plan_is_verified_once(db: &mut TestStore) {
+    let succeeded = RollbackPlan {
+        state: PlanState::Succeeded,
+        finished_at: Some(at(10)),
+        ..plan(&checkout())
+    };
+    insert(&*db.store, &succeeded).await;
+
+    let first = db.store.set_plan_verified(&succeeded.id, at(20)).await;
+    let second = db.store.set_plan_verified(&succeeded.id, at(21)).await;
+
+    assert!(first.expect("verify"));
+    assert!(!second.expect("verify again"));
+    let stored = db.store.plan(&succeeded.id).await.expect("read");
+    assert_eq!(stored.expect("plan").verified_at, Some(at(20)));
 }
 
 async fn a_plan_keeps_its_message_and_operation(db: &mut TestStore) {
