@@ -1324,7 +1324,7 @@ impl Bot {
         }
         Ok(history
             .iter()
-            .filter(|d| d.status == DeployStatus::Succeeded)
+            .filter(|d| d.status == DeployStatus::Succeeded && !d.is_config_change())
             .max_by_key(|d| d.effective_at())
             .map(Deploy::as_revision))
     }

@@ -445,6 +445,9 @@ fn deploy_headline(entry: &DeployEntry, repository: Option<&Repository>) -> Rich
     if entry.suspect {
         line = line.plain("🔴 ").bold("Suspect").plain(" ");
     }
+    if deploy.is_config_change() {
+        return config_change_headline(line, entry);
+    }
     line = match &deploy.url {
         Some(url) => line.link(deploy.version.clone(), url.clone()),
         None => line.bold(deploy.version.clone()),
@@ -479,6 +482,26 @@ fn deploy_headline(entry: &DeployEntry, repository: Option<&Repository>) -> Rich
         line = line.plain(format!(" — {}", truncate(description, 120)));
     }
     line
+}
+
+/// "⚙ ConfigMap checkout-env changed by kubectl-edit · changed 12 min before the alert
+/// (14:02)": an in-place change of what the pods read, not a deploy.
+fn config_change_headline(line: RichText, entry: &DeployEntry) -> RichText {
+    let deploy = &entry.deploy;
+    let mut line = line.plain("⚙ ").bold(
+        deploy
+            .description
+            .clone()
+            .unwrap_or_else(|| deploy.version.clone()),
+    );
+    if let Some(author) = &deploy.author {
+        line = line.plain(format!(" by {author}"));
+    }
+    line.plain(format!(
+        " · {} ({})",
+        entry.relative,
+        clock(deploy.effective_at())
+    ))
 }
 
 /// Which end of the deploy its age is measured from, and when that was: its finish, else
@@ -858,6 +881,29 @@ mod tests {
             .collect();
         assert_eq!(lines.iter().filter(|l| l.contains("commit ")).count(), 5);
         assert!(lines.contains(&"+2 more commits".to_owned()));
+    }
+
+    #[test]
+    fn a_config_change_reads_as_the_object_changed_by_its_manager() {
+        let mut change = deploy();
+        change.version = "configmap/checkout-env@912".into();
+        change.description = Some("ConfigMap checkout-env changed".into());
+        change.author = Some("kubectl-edit".into());
+        change.source = DeploySource::ConfigChange;
+        change.finished_at = Some(change.started_at);
+        let entry = DeployEntry {
+            relative: "changed 12 min before the alert".into(),
+            deploy: change,
+            compare_from: None,
+            suspect: true,
+            after_alert: false,
+        };
+        let line = deploy_headline(&entry, None).to_string();
+        assert!(
+            line.starts_with("🔴 Suspect ⚙ ConfigMap checkout-env changed by kubectl-edit · changed 12 min before the alert ("),
+            "{line}"
+        );
+        assert!(!line.contains("configmap/checkout-env@912"), "{line}");
     }
 
     #[test]

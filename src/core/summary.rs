@@ -106,6 +106,10 @@ pub struct SummaryInput<'a> {
 /// with no finish time, "rolling out, started …" for one still in progress.
 pub fn deploy_age(deploy: &Deploy, alert: DateTime<Utc>) -> String {
     match deploy.finished_at {
+        _ if deploy.is_config_change() => format!(
+            "changed {}",
+            relative_to_alert(deploy.effective_at(), alert)
+        ),
         _ if deploy.is_in_progress() => format!(
             "rolling out, started {}",
             relative_to_alert(deploy.started_at, alert)
@@ -206,12 +210,22 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
             .copied()
     });
 
+    // Configuration changes compete for the suspect mark but are never what a rollback
+    // returns to, nor what ran before a deploy.
+    let code_history: Vec<Deploy> = input
+        .history
+        .iter()
+        .filter(|d| !d.is_config_change())
+        .cloned()
+        .collect();
     let entries: Vec<DeployEntry> = window
         .iter()
         .take(MAX_DEPLOYS)
         .map(|deploy| DeployEntry {
             relative: deploy_age(deploy, alert_at),
-            compare_from: ran_before(input.history, deploy),
+            compare_from: (!deploy.is_config_change())
+                .then(|| ran_before(&code_history, deploy))
+                .flatten(),
             suspect: suspect.is_some_and(|s| std::ptr::eq(s, *deploy)),
             after_alert: deploy.started_at > alert_at,
             deploy: (*deploy).clone(),
@@ -242,7 +256,14 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
             None,
             Some("No deploy finished before the alert started, so none is suspect.".to_owned()),
         ),
-        Some(suspect) => offer_for(input.history, suspect, input.current.clone(), input.target),
+        Some(suspect) if suspect.is_config_change() => (
+            None,
+            Some(format!(
+                "The suspect is a configuration change ({}); rolling back the code would not undo it.",
+                suspect.description.as_deref().unwrap_or(&suspect.version)
+            )),
+        ),
+        Some(suspect) => offer_for(&code_history, suspect, input.current.clone(), input.target),
     };
     let failed_rollout = live_failure.map(|failed| {
         let healthy_before = offer
@@ -532,6 +553,47 @@ mod tests {
             (offer.from.version.as_str(), offer.to.version.as_str()),
             ("v42", "v41")
         );
+    }
+
+    fn config_change(minutes_from_alert: i64) -> Deploy {
+        let mut change = deploy("configmap/checkout-env@912", minutes_from_alert);
+        change.started_at = at(minutes_from_alert);
+        change.commit = None;
+        change.author = Some("kubectl-edit".into());
+        change.description = Some("ConfigMap checkout-env changed".into());
+        change.source = DeploySource::ConfigChange;
+        change
+    }
+
+    #[test]
+    fn a_config_change_after_the_last_deploy_is_the_suspect_and_offers_no_code_rollback() {
+        let history = [config_change(-12), deploy("v42", -60), deploy("v41", -200)];
+        let summary = summarize_history(&history, Some("v42"));
+        assert!(summary.entries[0].suspect);
+        assert!(!summary.entries[1].suspect);
+        assert_eq!(
+            summary.entries[0].relative,
+            "changed 12 min before the alert"
+        );
+        assert!(summary.offer.is_none());
+        assert!(
+            summary
+                .no_offer_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("ConfigMap checkout-env changed")),
+            "{:?}",
+            summary.no_offer_reason
+        );
+    }
+
+    #[test]
+    fn a_config_change_before_the_suspect_deploy_is_never_its_rollback_target() {
+        let history = [deploy("v42", -18), config_change(-30), deploy("v41", -200)];
+        let summary = summarize_history(&history, Some("v42"));
+        assert!(summary.entries[0].suspect);
+        let offer = summary.offer.expect("offer");
+        assert_eq!(offer.to.version, "v41");
+        assert_eq!(summary.entries[0].compare_from.as_deref(), Some("v41-sha"));
     }
 
     #[test]
