@@ -41,6 +41,7 @@
 //! `get`, `list` and `watch` on `deployments` and `replicasets` and `patch` on
 //! `deployments` in the services' namespaces; `deploy/kubernetes/rbac.yaml` has the Role.
 
+pub mod config_watch;
 mod errors;
 mod template;
 
