@@ -5,6 +5,12 @@
 //! status read, as the real one would report it: spec observed, the matching old
 //! ReplicaSet reactivated under the next revision (or a new one created), replicas
 //! updated, then available — or the `ProgressDeadlineExceeded` condition.
+//!
+//! ConfigMaps and Secrets (core/v1) are listed and watched as the API server streams them:
+//! `?watch=true&resourceVersion=N` answers a chunked body of JSON lines, first the events
+//! after N, then a BOOKMARK (with `allowWatchBookmarks=true`), then live ADDED/MODIFIED
+//! events; a version older than the compacted history gets an ERROR event with a 410
+//! `Expired` Status, as etcd compaction makes the real server answer.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,6 +68,14 @@ struct Inner {
     /// Controller steps still to show, one per Deployment read.
     steps: u32,
     resource_version: u64,
+    /// ConfigMaps and Secrets, each with its `kind`.
+    config_objects: Vec<Value>,
+    /// Every config object event: (resourceVersion, plural, watch event line).
+    config_events: Vec<(u64, &'static str, Value)>,
+    /// Watches from a resourceVersion below this are answered 410 Gone.
+    oldest_watchable: u64,
+    /// Open watch streams by plural.
+    watchers: Vec<(&'static str, tokio::sync::mpsc::UnboundedSender<Value>)>,
 }
 
 pub(crate) struct FakeKubernetes {
@@ -73,12 +87,16 @@ pub(crate) struct FakeKubernetes {
 pub(crate) fn pod_template(tag: &str, env: &[(&str, &str)]) -> Value {
     let env: Vec<Value> = env
         .iter()
-        .map(|(name, value)| match value.strip_prefix("secret:") {
-            Some(reference) => {
+        .map(|(name, value)| {
+            if let Some(reference) = value.strip_prefix("secret:") {
                 let (secret, key) = reference.split_once('/').expect("secret/key");
                 json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+            } else if let Some(reference) = value.strip_prefix("configmap:") {
+                let (map, key) = reference.split_once('/').expect("configmap/key");
+                json!({"name": name, "valueFrom": {"configMapKeyRef": {"name": map, "key": key}}})
+            } else {
+                json!({"name": name, "value": value})
             }
-            None => json!({"name": name, "value": value}),
         })
         .collect();
     json!({
@@ -206,6 +224,10 @@ impl FakeKubernetes {
                 end: RolloutEnd::Available,
                 steps: 0,
                 resource_version: 1000,
+                config_objects: Vec::new(),
+                config_events: Vec::new(),
+                oldest_watchable: 0,
+                watchers: Vec::new(),
             }),
         });
         let router = Router::new().fallback(handle).with_state(fake.clone());
@@ -340,6 +362,75 @@ impl FakeKubernetes {
         inner.steps = 4 + unobserved_reads;
     }
 
+    /// Creates or replaces a ConfigMap as `manager` (kubectl-edit, helm) wrote it
+    /// `minutes_ago` (its managedFields time).
+    pub(crate) fn put_config_map(
+        &self,
+        name: &str,
+        data: &[(&str, &str)],
+        manager: &str,
+        minutes_ago: i64,
+    ) {
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        self.put_config_object("ConfigMap", name, data, (manager, minutes_ago));
+    }
+
+    /// Creates or replaces a Secret; its values travel base64-encoded, as the API shows them.
+    pub(crate) fn put_secret(
+        &self,
+        name: &str,
+        data: &[(&str, &str)],
+        manager: &str,
+        minutes_ago: i64,
+    ) {
+        use base64::Engine;
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+                ((*k).to_owned(), json!(encoded))
+            })
+            .collect();
+        self.put_config_object("Secret", name, data, (manager, minutes_ago));
+    }
+
+    fn put_config_object(
+        &self,
+        kind: &str,
+        name: &str,
+        data: serde_json::Map<String, Value>,
+        written: (&str, i64),
+    ) {
+        let mut inner = self.lock();
+        put_config_object(&mut inner, kind, name, data, written);
+    }
+
+    /// The server compacts its history and drops every open watch, and `change` happens
+    /// while no one watches: a watcher resuming from its last version gets 410 Gone and
+    /// must list again to see it.
+    pub(crate) fn compact_history_then(&self, change: impl FnOnce(&Self)) {
+        {
+            let mut inner = self.lock();
+            inner.watchers.clear();
+            inner.oldest_watchable = inner.resource_version + 1;
+        }
+        change(self);
+        let mut inner = self.lock();
+        inner.oldest_watchable = inner.resource_version + 1;
+    }
+
+    /// Watch requests for `plural` answered so far.
+    pub(crate) fn watches_of(&self, plural: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.path.ends_with(&format!("/{plural}")))
+            .filter(|s| s.query.as_deref().is_some_and(|q| q.contains("watch=true")))
+            .count()
+    }
+
     pub(crate) fn remove_deployment(&self) {
         self.lock().deployment = None;
     }
@@ -412,6 +503,134 @@ impl FakeKubernetes {
     }
 }
 
+fn plural_of(kind: &str) -> &'static str {
+    if kind == "Secret" {
+        "secrets"
+    } else {
+        "configmaps"
+    }
+}
+
+fn put_config_object(
+    inner: &mut Inner,
+    kind: &str,
+    name: &str,
+    data: serde_json::Map<String, Value>,
+    (manager, minutes_ago): (&str, i64),
+) {
+    inner.resource_version += 1;
+    let version = inner.resource_version;
+    let object = json!({
+        "kind": kind, "apiVersion": "v1",
+        "metadata": {
+            "name": name, "namespace": NAMESPACE, "uid": format!("uid-{kind}-{name}"),
+            "resourceVersion": version.to_string(), "creationTimestamp": stamp(60 * 24),
+            "managedFields": [
+                {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
+                 "time": stamp(60 * 24), "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}},
+                {"manager": manager, "operation": "Update", "apiVersion": "v1",
+                 "time": stamp(minutes_ago), "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}}
+            ]
+        },
+        "data": data
+    });
+    let existing = inner
+        .config_objects
+        .iter()
+        .position(|o| o["kind"] == kind && o["metadata"]["name"] == name);
+    let event_type = match existing {
+        Some(index) => {
+            inner.config_objects[index] = object.clone();
+            "MODIFIED"
+        }
+        None => {
+            inner.config_objects.push(object.clone());
+            "ADDED"
+        }
+    };
+    let plural = plural_of(kind);
+    let event = json!({"type": event_type, "object": object});
+    inner.config_events.push((version, plural, event.clone()));
+    inner
+        .watchers
+        .retain(|(p, sender)| *p != plural || sender.send(event.clone()).is_ok());
+}
+
+/// A watch answer: the given lines, then whatever live events arrive, as JSON lines.
+fn watch_stream(
+    lines: Vec<Value>,
+    live: Option<tokio::sync::mpsc::UnboundedReceiver<Value>>,
+) -> Response {
+    let first = futures::stream::iter(lines);
+    let rest = futures::stream::unfold(live, |live| async move {
+        let mut receiver = live?;
+        let next = receiver.recv().await?;
+        Some((next, Some(receiver)))
+    });
+    let body = futures::StreamExt::map(futures::StreamExt::chain(first, rest), |line| {
+        Ok::<_, std::convert::Infallible>(Bytes::from(format!("{line}\n")))
+    });
+    (
+        [("content-type", "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+fn config_objects(inner: &mut Inner, uri: &Uri, ns: &str, plural: &'static str) -> Response {
+    if query_param(uri, "watch").as_deref() != Some("true") {
+        let items: Vec<Value> = inner
+            .config_objects
+            .iter()
+            .filter(|o| plural_of(o["kind"].as_str().unwrap_or("")) == plural)
+            .filter(|o| o["metadata"]["namespace"] == ns)
+            .cloned()
+            .collect();
+        let kind = if plural == "secrets" {
+            "SecretList"
+        } else {
+            "ConfigMapList"
+        };
+        return axum::Json(json!({
+            "kind": kind, "apiVersion": "v1",
+            "metadata": {"resourceVersion": inner.resource_version.to_string()},
+            "items": items
+        }))
+        .into_response();
+    }
+    let from: u64 = query_param(uri, "resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(inner.resource_version);
+    if from < inner.oldest_watchable {
+        let gone = json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {from} ({})", inner.oldest_watchable),
+            "reason": "Expired", "code": 410
+        }});
+        return watch_stream(vec![gone], None);
+    }
+    let mut lines: Vec<Value> = inner
+        .config_events
+        .iter()
+        .filter(|(version, p, _)| *version > from && *p == plural)
+        .map(|(_, _, event)| event.clone())
+        .collect();
+    if query_param(uri, "allowWatchBookmarks").as_deref() == Some("true") {
+        let kind = if plural == "secrets" {
+            "Secret"
+        } else {
+            "ConfigMap"
+        };
+        lines.push(json!({"type": "BOOKMARK", "object": {
+            "kind": kind, "apiVersion": "v1",
+            "metadata": {"resourceVersion": inner.resource_version.to_string()}
+        }}));
+    }
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    inner.watchers.push((plural, sender));
+    watch_stream(lines, Some(receiver))
+}
+
 fn selector_matches(selector: &str, labels: &Value) -> bool {
     selector
         .split(',')
@@ -455,6 +674,12 @@ async fn handle(
     }
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
+        (Method::GET, ["api", "v1", "namespaces", ns, "configmaps"]) => {
+            config_objects(&mut inner, &uri, ns, "configmaps")
+        }
+        (Method::GET, ["api", "v1", "namespaces", ns, "secrets"]) => {
+            config_objects(&mut inner, &uri, ns, "secrets")
+        }
         (Method::GET, ["apis", "apps", "v1", "namespaces", ns, "replicasets"]) => {
             let selector = query_param(&uri, "labelSelector").unwrap_or_default();
             let items: Vec<Value> = inner
