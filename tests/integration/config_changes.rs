@@ -222,7 +222,10 @@ async fn a_relist_after_410_gone_records_the_missed_change_once_and_nothing_twic
         .filter(|s| s.path.ends_with("/configmaps"))
         .filter(|s| !s.query.as_deref().unwrap_or("").contains("watch=true"))
         .count();
-    assert_eq!(lists, 2, "the 410 made the watcher list once more");
+    assert!(
+        lists >= 2,
+        "the 410 made the watcher list again: {lists} lists"
+    );
     let changes_now = recorded_changes(&app).await;
     assert_eq!(changes_now.len(), 2, "{changes_now:?}");
     assert_eq!(changes.len(), 2);

@@ -418,8 +418,9 @@ impl FakeKubernetes {
             inner.oldest_watchable = inner.resource_version + 1;
         }
         change(self);
+        // From now on the current version is watchable again.
         let mut inner = self.lock();
-        inner.oldest_watchable = inner.resource_version + 1;
+        inner.oldest_watchable = inner.resource_version;
     }
 
     /// Watch requests for `plural` answered so far.
