@@ -457,16 +457,15 @@ impl Watch {
                 self.observe(object, &mut seen).await;
             }
             let mut version = list.metadata.resource_version.unwrap_or_default();
-            loop {
-                match self.follow(&api, &mut version, &mut seen).await {
-                    Ended::Gone => break,
-                    Ended::Stopped => return,
-                    Ended::Failed(error) => {
-                        outage
-                            .failed(&self.backend.name, &what, &error, &self.stop)
-                            .await;
-                        break;
-                    }
+            // Whatever ended the watch, the next round lists again and compares with what
+            // was seen, so nothing missed in between is lost and nothing is recorded twice.
+            match self.follow(&api, &mut version, &mut seen).await {
+                Ended::Gone => {}
+                Ended::Stopped => return,
+                Ended::Failed(error) => {
+                    outage
+                        .failed(&self.backend.name, &what, &error, &self.stop)
+                        .await;
                 }
             }
         }
@@ -628,28 +627,32 @@ mod tests {
     }
 
     fn config_map(data: &[(&str, &str)]) -> Snapshot {
-        let mut map = ConfigMap::default();
-        map.data = Some(
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        );
-        map.snapshot()
+        ConfigMap {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            ..ConfigMap::default()
+        }
+        .snapshot()
     }
 
     fn secret(data: &[(&str, &str)]) -> Snapshot {
-        let mut secret = Secret::default();
-        secret.data = Some(
-            data.iter()
-                .map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
-                    )
-                })
-                .collect(),
-        );
-        secret.snapshot()
+        Secret {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| {
+                        (
+                            (*k).to_owned(),
+                            k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                        )
+                    })
+                    .collect(),
+            ),
+            ..Secret::default()
+        }
+        .snapshot()
     }
 
     #[test]
