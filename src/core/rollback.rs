@@ -11,7 +11,6 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::deploy::{Revision, Target};
@@ -26,9 +25,7 @@ pub struct PlanId([u8; 16]);
 
 impl PlanId {
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 16];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(bytes)
+        Self(rand::random())
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
