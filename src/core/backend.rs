@@ -177,6 +177,16 @@ pub trait DeployBackend: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// When each running instance of the target started (for Kubernetes, its pods'
+    /// containers), so a summary can say whether a configuration change made in place
+    /// has been read yet. `Ok(None)` when the backend cannot tell.
+    async fn instances_started(
+        &self,
+        _target: &Target,
+    ) -> Result<Option<Vec<DateTime<Utc>>>, BackendError> {
+        Ok(None)
+    }
+
     /// Starts the rollback. Returning means the backend accepted it, not that it is done.
     async fn rollback(&self, call: &RollbackCall) -> Result<Operation, BackendError>;
 

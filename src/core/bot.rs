@@ -1200,6 +1200,7 @@ impl Bot {
                 None
             }
         };
+        let instances_started = self.instances_started(&target, &history).await;
         let mut summary = summarize(SummaryInput {
             alert,
             target: &target,
@@ -1207,6 +1208,7 @@ impl Bot {
             lookback: self.inner.settings.policy.lookback,
             current,
             caveats,
+            instances_started: instances_started.as_deref(),
         });
         if let SummaryBody::Deploys(deploys) = &mut summary.body {
             if let (Some(offer), Some(backend)) =
@@ -1295,6 +1297,35 @@ impl Bot {
             }
         }
         (deploys, caveats)
+    }
+
+    /// When the target's running instances started, asked only when a configuration
+    /// change is in the history (it is one more backend call per summary). A failure
+    /// leaves the changes without a pick-up flag rather than holding up the summary.
+    async fn instances_started(
+        &self,
+        target: &Target,
+        history: &[Deploy],
+    ) -> Option<Vec<DateTime<Utc>>> {
+        if !history.iter().any(Deploy::is_config_change) {
+            return None;
+        }
+        let backend = self.inner.backends.for_target(target)?;
+        let started = Instant::now();
+        let result = backend.instances_started(target).await;
+        self.inner.metrics.backend_call(
+            backend.name(),
+            "instances_started",
+            result.is_ok(),
+            started.elapsed(),
+        );
+        match result {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(backend = backend.name(), %target, %error, "could not read when the running instances started; configuration changes are shown without whether they were picked up");
+                None
+            }
+        }
     }
 
     /// What runs now: from the backend when it knows, else the newest successful deploy

@@ -12,7 +12,7 @@ use super::message::{
 };
 use super::repository::{ConsoleLinks, Repository, ServiceLinks};
 use super::rollback::{PlanId, PlanState, RollbackPlan};
-use super::summary::{DeployEntry, MAX_COMMITS, Summary, SummaryBody, human_span};
+use super::summary::{DeployEntry, MAX_COMMITS, Pickup, Summary, SummaryBody, human_span};
 
 /// Buttons and labels stay within the platforms' limits (Slack 75, Discord 80).
 const MAX_LABEL: usize = 75;
@@ -485,7 +485,8 @@ fn deploy_headline(entry: &DeployEntry, repository: Option<&Repository>) -> Rich
 }
 
 /// "⚙ ConfigMap checkout-env changed by kubectl-edit · changed 12 min before the alert
-/// (14:02)": an in-place change of what the pods read, not a deploy.
+/// (14:02 UTC) · live since 14:05 UTC": an in-place change of what the pods read, not a
+/// deploy, and whether the running pods have read it yet.
 fn config_change_headline(line: RichText, entry: &DeployEntry) -> RichText {
     let deploy = &entry.deploy;
     let mut line = line.plain("⚙ ").bold(
@@ -497,11 +498,27 @@ fn config_change_headline(line: RichText, entry: &DeployEntry) -> RichText {
     if let Some(author) = &deploy.author {
         line = line.plain(format!(" by {author}"));
     }
-    line.plain(format!(
+    let line = line.plain(format!(
         " · {} ({})",
         entry.relative,
         clock(deploy.effective_at())
-    ))
+    ));
+    match &entry.pickup {
+        None => line,
+        Some(pickup) => line.plain(format!(" · {}", pickup_words(pickup))),
+    }
+}
+
+/// Whether the running pods read a configuration change yet, in the thread's words.
+fn pickup_words(pickup: &Pickup) -> String {
+    match pickup {
+        Pickup::NotYet => "not yet picked up by running pods".to_owned(),
+        Pickup::Live(since) => format!("live since {}", clock(*since)),
+        Pickup::Partly { picked, of, since } => format!(
+            "picked up by {picked} of {of} running pods (since {})",
+            clock(*since)
+        ),
+    }
 }
 
 /// Which end of the deploy its age is measured from, and when that was: its finish, else
@@ -897,6 +914,7 @@ mod tests {
             compare_from: None,
             suspect: true,
             after_alert: false,
+            pickup: None,
         };
         let line = deploy_headline(&entry, None).to_string();
         assert!(
@@ -904,6 +922,44 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains("configmap/checkout-env@912"), "{line}");
+    }
+
+    #[test]
+    fn a_config_change_says_whether_the_running_pods_picked_it_up() {
+        let mut change = deploy();
+        change.description = Some("ConfigMap checkout-env changed".into());
+        change.source = DeploySource::ConfigChange;
+        let restart = DateTime::parse_from_rfc3339("2026-11-29T14:05:00Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let line = |pickup| {
+            deploy_headline(
+                &DeployEntry {
+                    relative: "changed 12 min before the alert".into(),
+                    deploy: change.clone(),
+                    compare_from: None,
+                    suspect: false,
+                    after_alert: false,
+                    pickup: Some(pickup),
+                },
+                None,
+            )
+            .to_string()
+        };
+        assert!(
+            line(Pickup::NotYet).ends_with(" · not yet picked up by running pods"),
+            "{}",
+            line(Pickup::NotYet)
+        );
+        assert!(line(Pickup::Live(restart)).ends_with(" · live since 14:05 UTC"));
+        assert!(
+            line(Pickup::Partly {
+                picked: 1,
+                of: 3,
+                since: restart
+            })
+            .ends_with(" · picked up by 1 of 3 running pods (since 14:05 UTC)")
+        );
     }
 
     #[test]
@@ -1008,6 +1064,7 @@ mod tests {
                 lookback: std::time::Duration::from_secs(6 * 3600),
                 current: Some(Revision::version("v42")),
                 caveats: vec![],
+                instances_started: None,
             })
         }
 

@@ -74,6 +74,49 @@ pub struct DeployEntry {
     pub compare_from: Option<String>,
     pub suspect: bool,
     pub after_alert: bool,
+    /// For a configuration change: whether the running instances have read it yet.
+    pub pickup: Option<Pickup>,
+}
+
+/// Whether a configuration change made in place reached what runs. Pods read ConfigMaps
+/// and Secrets through environment variables when their containers start, so a change
+/// made after every running pod started is not what they run yet, and one made before
+/// a restart has been live since that restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pickup {
+    /// Every running instance started before the change.
+    NotYet,
+    /// Every running instance started after the change, the first of them at this time.
+    Live(DateTime<Utc>),
+    /// Some running instances started after the change, the first of them at `since`.
+    Partly {
+        picked: usize,
+        of: usize,
+        since: DateTime<Utc>,
+    },
+}
+
+impl Pickup {
+    /// How a change made at `changed_at` stands against the running instances' start
+    /// times; `None` when nothing runs.
+    pub fn of(changed_at: DateTime<Utc>, started: &[DateTime<Utc>]) -> Option<Self> {
+        let after: Vec<DateTime<Utc>> = started
+            .iter()
+            .copied()
+            .filter(|start| *start >= changed_at)
+            .collect();
+        let first = after.iter().min().copied();
+        match first {
+            _ if started.is_empty() => None,
+            None => Some(Self::NotYet),
+            Some(first) if after.len() == started.len() => Some(Self::Live(first)),
+            Some(since) => Some(Self::Partly {
+                picked: after.len(),
+                of: started.len(),
+                since,
+            }),
+        }
+    }
 }
 
 /// A rollback worth offering: from what runs now to the deploy before the suspect.
@@ -99,6 +142,9 @@ pub struct SummaryInput<'a> {
     pub lookback: std::time::Duration,
     pub current: Option<Revision>,
     pub caveats: Vec<Caveat>,
+    /// When each running instance of the target started, when the backend can tell: says
+    /// whether configuration changes have been picked up.
+    pub instances_started: Option<&'a [DateTime<Utc>]>,
 }
 
 /// The age of a deploy relative to the alert, naming the end it is measured from:
@@ -228,6 +274,11 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
                 .flatten(),
             suspect: suspect.is_some_and(|s| std::ptr::eq(s, *deploy)),
             after_alert: deploy.started_at > alert_at,
+            pickup: deploy
+                .is_config_change()
+                .then_some(input.instances_started)
+                .flatten()
+                .and_then(|started| Pickup::of(deploy.effective_at(), started)),
             deploy: (*deploy).clone(),
         })
         .collect();
@@ -508,6 +559,7 @@ mod tests {
             lookback: std::time::Duration::from_secs(6 * 3600),
             current: current.map(Revision::version),
             caveats: vec![],
+            instances_started: None,
         });
         match summary.body {
             SummaryBody::Deploys(deploys) => *deploys,
@@ -584,6 +636,55 @@ mod tests {
             "{:?}",
             summary.no_offer_reason
         );
+    }
+
+    #[test]
+    fn a_config_change_after_every_pod_started_is_not_yet_picked_up() {
+        assert_eq!(Pickup::of(at(-12), &[at(-60), at(-50)]), Some(Pickup::NotYet));
+    }
+
+    #[test]
+    fn a_config_change_before_a_restart_is_live_since_the_first_pod_started_after_it() {
+        assert_eq!(
+            Pickup::of(at(-12), &[at(-8), at(-9)]),
+            Some(Pickup::Live(at(-9)))
+        );
+    }
+
+    #[test]
+    fn a_restart_halfway_through_counts_the_pods_that_have_the_change() {
+        assert_eq!(
+            Pickup::of(at(-12), &[at(-60), at(-5), at(-4)]),
+            Some(Pickup::Partly {
+                picked: 2,
+                of: 3,
+                since: at(-5)
+            })
+        );
+        assert_eq!(Pickup::of(at(-12), &[]), None);
+    }
+
+    #[test]
+    fn only_config_changes_carry_a_pickup() {
+        let history = [config_change(-12), deploy("v42", -60), deploy("v41", -200)];
+        let alert = alert();
+        let target = target();
+        let started = [at(-30)];
+        let summary = summarize(SummaryInput {
+            alert: &alert,
+            target: &target,
+            history: &history,
+            lookback: std::time::Duration::from_secs(6 * 3600),
+            current: Some(Revision::version("v42")),
+            caveats: vec![],
+            instances_started: Some(&started),
+        });
+        let SummaryBody::Deploys(deploys) = summary.body else {
+            panic!("a deploy summary")
+        };
+        let pickups: Vec<Option<Pickup>> =
+            deploys.entries.iter().map(|e| e.pickup.clone()).collect();
+        assert_eq!(pickups, [Some(Pickup::NotYet), None, None]);
     }
 
     #[test]
@@ -735,6 +836,7 @@ mod tests {
             lookback: std::time::Duration::from_secs(6 * 3600),
             current: None,
             caveats: vec![],
+            instances_started: None,
         });
         assert!(matches!(summary.body, SummaryBody::Deploys(_)));
     }

@@ -3,14 +3,13 @@
 //! and shown in the next summary beside deploys.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use breakwater::core::deploy::{Deploy, ServiceName};
 use breakwater::core::message::Platform;
 use breakwater::store::DeployQuery;
 
 use crate::support::kubernetes::{FakeKubernetes, NAMESPACE, Rev};
-use crate::support::{AppOptions, TestApp, spawn_app_with};
+use crate::support::{AppOptions, TestApp, eventually, spawn_app_with};
 
 const SECRET_VALUE: &str = "hunter2-original-value";
 const NEW_SECRET_VALUE: &str = "hunter3-rotated-value";
@@ -79,16 +78,9 @@ namespace = "{NAMESPACE}"
     }
 }
 
-/// Polls `done` with a deadline.
+/// Waits until `done` holds.
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(what, async || done().then_some(())).await;
 }
 
 async fn recorded_changes(app: &TestApp) -> Vec<Deploy> {
@@ -108,18 +100,18 @@ async fn recorded_changes(app: &TestApp) -> Vec<Deploy> {
 }
 
 async fn until_recorded(app: &TestApp, count: usize) -> Vec<Deploy> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let changes = recorded_changes(app).await;
-        if changes.len() >= count {
-            return changes;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {count} configuration changes, have {changes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        format_args!("{count} configuration changes recorded"),
+        async || {
+            let changes = recorded_changes(app).await;
+            if changes.len() >= count {
+                Ok(changes)
+            } else {
+                Err(format!("{changes:?}"))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -236,4 +228,47 @@ async fn a_relist_after_410_gone_records_the_missed_change_once_and_nothing_twic
         .count();
     assert_eq!(region, 1, "{changes_now:?}");
     assert_eq!(app.audited("config_change.recorded").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_config_map_change_made_after_the_pods_started_is_not_yet_picked_up() {
+    let Cluster { app, fake, .. } = start().await;
+
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "2"), ("REGION", "eu1")],
+        "kubectl-edit",
+        12,
+    );
+    until_recorded(&app, 1).await;
+    app.fire_alert("HighErrorRate", "orders", "production")
+        .await;
+
+    let text = app.summary().await.plain();
+    assert!(
+        text.contains("changed by kubectl-edit · changed 12 min before the alert (")
+            && text.contains(" · not yet picked up by running pods"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_config_map_change_made_before_a_restart_is_live_since_the_restart() {
+    let Cluster { app, fake, .. } = start().await;
+
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "2"), ("REGION", "eu1")],
+        "kubectl-edit",
+        12,
+    );
+    until_recorded(&app, 1).await;
+    let restarted = fake.restart_pods(8);
+    app.fire_alert("HighErrorRate", "orders", "production")
+        .await;
+
+    let text = app.summary().await.plain();
+    let live = format!(" · live since {}", restarted.format("%H:%M UTC"));
+    assert!(text.contains(&live), "{live:?} in {text}");
+    assert!(!text.contains("not yet picked up"), "{text}");
 }

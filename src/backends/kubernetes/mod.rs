@@ -43,6 +43,7 @@
 
 pub mod config_watch;
 mod errors;
+mod pods;
 mod template;
 
 use std::collections::{BTreeMap, HashMap};
@@ -359,18 +360,7 @@ impl KubernetesBackend {
         let connection = self.connection().await?;
         let api: Api<ReplicaSet> =
             Api::namespaced(connection.client.clone(), &deployment.namespace);
-        let selector = object
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.selector.match_labels.as_ref())
-            .map(|labels| {
-                labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
+        let selector = selector_of(object);
         let mut params = ListParams::default();
         if !selector.is_empty() {
             params = params.labels(&selector);
@@ -531,6 +521,22 @@ impl KubernetesBackend {
                 )
             })
     }
+}
+
+/// The Deployment's `matchLabels` as a label selector (`app=orders,tier=web`).
+fn selector_of(object: &Deployment) -> String {
+    object
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.selector.match_labels.as_ref())
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 /// Whether a kubeconfig user authenticates with something a plain-HTTP hop could read
@@ -786,6 +792,15 @@ impl DeployBackend for KubernetesBackend {
             .into_iter()
             .find(|d| d.revision.is_some() && d.revision == current)
             .map(|d| d.as_revision()))
+    }
+
+    async fn instances_started(
+        &self,
+        target: &Target,
+    ) -> Result<Option<Vec<chrono::DateTime<Utc>>>, BackendError> {
+        self.pods_started(&self.deployment_ref(target))
+            .await
+            .map(Some)
     }
 
     async fn caveats(&self, target: &Target, to: &Revision) -> Result<Vec<Caveat>, BackendError> {

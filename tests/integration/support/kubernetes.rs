@@ -4,7 +4,9 @@
 //! changes the pod template is picked up by a fake deployment controller one step per
 //! status read, as the real one would report it: spec observed, the matching old
 //! ReplicaSet reactivated under the next revision (or a new one created), replicas
-//! updated, then available — or the `ProgressDeadlineExceeded` condition.
+//! updated, then available — or the `ProgressDeadlineExceeded` condition. The
+//! Deployment's pods are listed with their containers' start times; a completed rollout
+//! replaces them with pods started at that moment.
 //!
 //! ConfigMaps and Secrets (core/v1) are listed and watched as the API server streams them:
 //! `?watch=true&resourceVersion=N` answers a chunked body of JSON lines, first the events
@@ -76,6 +78,8 @@ struct Inner {
     oldest_watchable: u64,
     /// Open watch streams by plural.
     watchers: Vec<(&'static str, tokio::sync::mpsc::UnboundedSender<Value>)>,
+    /// The orders Deployment's pods, replaced by each completed rollout.
+    pods: Vec<Value>,
 }
 
 pub(crate) struct FakeKubernetes {
@@ -178,6 +182,36 @@ fn replica_set(
     })
 }
 
+/// Three running pods of `template`, their containers up since `minutes_ago`.
+fn pods_of(template: &Value, minutes_ago: i64) -> Vec<Value> {
+    let hash = hash_of(template);
+    (0..3)
+        .map(|i| {
+            json!({
+                "kind": "Pod", "apiVersion": "v1",
+                "metadata": {
+                    "name": format!("orders-{hash}-{i}x{minutes_ago}"),
+                    "namespace": NAMESPACE,
+                    "uid": format!("pod-{hash}-{i}-{minutes_ago}"),
+                    "labels": {"app": "orders", "pod-template-hash": hash},
+                    "creationTimestamp": stamp(minutes_ago)
+                },
+                "spec": template["spec"].clone(),
+                "status": {
+                    "phase": "Running",
+                    "startTime": stamp(minutes_ago),
+                    "containerStatuses": [{
+                        "name": "orders", "ready": true, "restartCount": 0, "started": true,
+                        "image": template["spec"]["containers"][0]["image"].clone(),
+                        "imageID": "",
+                        "state": {"running": {"startedAt": stamp(minutes_ago)}}
+                    }]
+                }
+            })
+        })
+        .collect()
+}
+
 fn status(code: u16, reason: &str, message: &str) -> Response {
     (
         StatusCode::from_u16(code).expect("code"),
@@ -228,6 +262,7 @@ impl FakeKubernetes {
                 config_events: Vec::new(),
                 oldest_watchable: 0,
                 watchers: Vec::new(),
+                pods: Vec::new(),
             }),
         });
         let router = Router::new().fallback(handle).with_state(fake.clone());
@@ -269,6 +304,7 @@ impl FakeKubernetes {
         let last = revisions.last().expect("revisions");
         let running = pod_template(last.tag, last.env);
         let rs_name = format!("orders-{}", hash_of(&running));
+        inner.pods = pods_of(&running, last.minutes_ago);
         inner.resource_version += 1;
         inner.deployment = Some(json!({
             "kind": "Deployment",
@@ -360,6 +396,29 @@ impl FakeKubernetes {
         deployment["metadata"]["generation"] = json!(generation);
         deployment["metadata"]["resourceVersion"] = json!(version);
         inner.steps = 4 + unobserved_reads;
+    }
+
+    /// The pods are replaced by new ones that started `minutes_ago`, as `kubectl rollout
+    /// restart` (or a crash of every pod) would.
+    /// Returns when they started, to the second as the API shows it.
+    pub(crate) fn restart_pods(&self, minutes_ago: i64) -> chrono::DateTime<Utc> {
+        let mut inner = self.lock();
+        let template = inner.deployment.as_ref().expect("deployment")["spec"]["template"].clone();
+        inner.pods = pods_of(&template, minutes_ago);
+        let started = inner.pods[0]["status"]["startTime"].as_str().expect("startTime");
+        chrono::DateTime::parse_from_rfc3339(started)
+            .expect("a time")
+            .with_timezone(&Utc)
+    }
+
+    /// The ConfigMap or Secret as the server holds it now.
+    pub(crate) fn config_object(&self, kind: &str, name: &str) -> Value {
+        self.lock()
+            .config_objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .cloned()
+            .expect("config object")
     }
 
     /// Creates or replaces a ConfigMap as `manager` (kubectl-edit, helm) wrote it
@@ -681,6 +740,22 @@ async fn handle(
         (Method::GET, ["api", "v1", "namespaces", ns, "secrets"]) => {
             config_objects(&mut inner, &uri, ns, "secrets")
         }
+        (Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => {
+            let selector = query_param(&uri, "labelSelector").unwrap_or_default();
+            let items: Vec<Value> = inner
+                .pods
+                .iter()
+                .filter(|pod| pod["metadata"]["namespace"] == *ns)
+                .filter(|pod| selector_matches(&selector, &pod["metadata"]["labels"]))
+                .cloned()
+                .collect();
+            axum::Json(json!({
+                "kind": "PodList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": inner.resource_version.to_string()},
+                "items": items
+            }))
+            .into_response()
+        }
         (Method::GET, ["apis", "apps", "v1", "namespaces", ns, "replicasets"]) => {
             let selector = query_param(&uri, "labelSelector").unwrap_or_default();
             let items: Vec<Value> = inner
@@ -853,7 +928,8 @@ fn controller_step(inner: &mut Inner) {
         }
         _ => match end {
             RolloutEnd::Available => {
-                deployment["status"] = complete_status(generation.as_i64().unwrap_or(0), &rs_name)
+                deployment["status"] = complete_status(generation.as_i64().unwrap_or(0), &rs_name);
+                inner.pods = pods_of(&template, 0);
             }
             RolloutEnd::Stuck => {}
             RolloutEnd::DeadlineExceeded => {
