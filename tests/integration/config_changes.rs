@@ -246,8 +246,8 @@ async fn a_config_map_change_made_after_the_pods_started_is_not_yet_picked_up() 
 
     let text = app.summary().await.plain();
     assert!(
-        text.contains("changed by kubectl-edit · changed 12 min before the alert (")
-            && text.contains(" · not yet picked up by running pods"),
+        text.contains("⚙ ConfigMap orders-env changed by kubectl-edit · changed ")
+            && text.contains(" UTC) · not yet picked up by running pods"),
         "{text}"
     );
 }
