@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::alert::{Alert, AlertStatus, KnownService, Recognizer};
-use super::backend::{BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall};
+use super::backend::{
+    Action, BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall,
+};
 use super::clock::Clock;
 use super::compose::{self, SummaryView};
 use super::deploy::{
@@ -1393,6 +1395,7 @@ impl Bot {
             outcome: None,
             operation: None,
             verified_at: None,
+            action: offer.action,
         };
         self.inner.store.insert_plan(&plan).await?;
         let mut entry = self
@@ -1402,6 +1405,7 @@ impl Bot {
             .target(target)
             .details(json!({
                 "plan": plan.id.to_string(),
+                "action": plan.action.as_str(),
                 "from": plan.from,
                 "to": plan.to,
                 "group": group,
@@ -2112,6 +2116,7 @@ impl Bot {
                         "plan": plan.id.to_string(),
                         "from": plan.from,
                         "to": plan.to,
+                        "action": plan.action.as_str(),
                         "backend": backend.name(),
                         "kind": backend.kind(),
                         "disable_auto_sync": disable_auto_sync,
@@ -2132,6 +2137,7 @@ impl Bot {
             requested_by: actor.clone(),
             reason: plan.reason.clone(),
             disable_auto_sync,
+            action: plan.action,
         };
         let started_at = Instant::now();
         let result = backend.rollback(&call).await;
@@ -2364,6 +2370,7 @@ impl Bot {
                     suspect_version: plan.from.version.clone(),
                     reason: format!("fresh plan after {} was deployed again", plan.target),
                     to_url: None,
+                    action: Action::Rollback,
                 };
                 let fresh = self
                     .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
@@ -2835,6 +2842,7 @@ impl Bot {
             to,
             suspect_version: String::new(),
             to_url: None,
+            action: Action::Rollback,
         };
         let plan = self
             .offer_plan(&target, &offer, None, Some(request.actor.clone()))

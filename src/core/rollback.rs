@@ -13,6 +13,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::backend::Action;
 use super::deploy::{Revision, Target};
 use super::message::MessageRef;
 use super::policy::Actor;
@@ -161,6 +162,8 @@ pub struct RollbackPlan {
     pub operation: Option<serde_json::Value>,
     /// When the alert's resolution (or its still firing) was reported after a rollback.
     pub verified_at: Option<DateTime<Utc>>,
+    /// What confirming the plan does (a rollback unless the backend offered another action).
+    pub action: Action,
 }
 
 impl RollbackPlan {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::alert::{Alert, Severity};
-use super::backend::Caveat;
+use super::backend::{Action, Caveat};
 use super::deploy::{Deploy, DeployStatus, Revision, ServiceName, Target};
 
 /// At most this many commits are listed per deploy.
@@ -129,6 +129,8 @@ pub struct Offer {
     pub reason: String,
     /// The deploy being returned to, for its link.
     pub to_url: Option<String>,
+    /// What the button does: a rollback unless the backend offered another action.
+    pub action: Action,
 }
 
 /// Inputs for [`summarize`].
@@ -413,6 +415,7 @@ fn offer_for(
                         suspect.version
                     ),
                     to_url: None,
+                    action: Action::Rollback,
                 }),
                 None,
             ),
@@ -442,6 +445,7 @@ fn offer_for(
                         suspect.version
                     ),
                     to_url: None,
+                    action: Action::Rollback,
                 }),
                 None,
             ),
@@ -483,6 +487,7 @@ fn offer_to(
             to,
             suspect_version: suspect.version.clone(),
             to_url: predecessor.url.clone(),
+            action: Action::Rollback,
         }),
         None,
     )

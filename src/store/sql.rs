@@ -20,6 +20,7 @@ use super::{
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
+use crate::core::backend::Action;
 use crate::core::deploy::{
     Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target,
 };
@@ -84,7 +85,7 @@ macro_rules! plan_columns {
     () => {
         "id, service, environment, from_id, from_version, to_id, to_version, reason, \
          alert_group, offered_at, expires_at, message, requested_by, state, approved_by, \
-         started_by, started_at, finished_at, outcome, operation, verified_at"
+         started_by, started_at, finished_at, outcome, operation, verified_at, action"
     };
 }
 
@@ -390,6 +391,7 @@ pub(crate) struct PlanRow {
     outcome: Option<String>,
     operation: Option<String>,
     verified_at: Option<i64>,
+    action: String,
 }
 
 impl PlanRow {
@@ -420,6 +422,8 @@ impl PlanRow {
             outcome: self.outcome,
             operation: opt_from_json("plan operation", self.operation.as_deref())?,
             verified_at: opt_time(self.verified_at)?,
+            action: Action::parse(&self.action)
+                .ok_or_else(|| corrupt(format!("unknown plan action {:?}", self.action)))?,
         })
     }
 }
@@ -1131,9 +1135,9 @@ where
             "INSERT INTO rollback_plans (id, service, service_key, environment, environment_key, \
              from_id, from_version, to_id, to_version, reason, alert_group, offered_at, \
              expires_at, message, requested_by, state, approved_by, started_by, started_at, \
-             finished_at, outcome, operation, verified_at) \
+             finished_at, outcome, operation, verified_at, action) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21, $22, $23)",
+             $18, $19, $20, $21, $22, $23, $24)",
         )
         .bind(plan.id.to_string())
         .bind(plan.target.service.to_string())
@@ -1161,6 +1165,7 @@ where
         .bind(plan.outcome.clone())
         .bind(opt_to_json("plan operation", plan.operation.as_ref())?)
         .bind(opt_micros(plan.verified_at))
+        .bind(plan.action.as_str())
         .execute(&mut *conn)
         .await;
         let error = match result {

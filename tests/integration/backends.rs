@@ -14,7 +14,7 @@ use breakwater::backends::WebhookBackend;
 use breakwater::backends::webhook::{PLAN_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use breakwater::config::{Secret, WebhookBackendConfig};
 use breakwater::core::backend::{
-    BackendErrorKind, DeployBackend, Operation, Outcome, RollbackCall,
+    Action, BackendErrorKind, DeployBackend, Operation, Outcome, RollbackCall,
 };
 use breakwater::core::deploy::{Environment, Revision, ServiceName, Target};
 use breakwater::core::policy::{Actor, Principal};
@@ -46,6 +46,7 @@ fn call() -> RollbackCall {
         ),
         reason: "error rate > 5%; rm -rf / && echo pwned".into(),
         disable_auto_sync: false,
+        action: Action::Rollback,
     }
 }
 

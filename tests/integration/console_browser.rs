@@ -17,6 +17,8 @@ use breakwater::demo::{Demo, DemoOptions};
 use fantoccini::{Client, ClientBuilder, Locator};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::eventually;
+
 /// Stops chromedriver when the test ends, however it ends.
 struct Driver(std::process::Child);
 
@@ -76,17 +78,10 @@ async fn start_chromedriver(binary: &PathBuf) -> (Driver, String) {
             .spawn()
             .expect("start chromedriver"),
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "chromedriver did not start listening"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("chromedriver to listen", async || {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+    })
+    .await;
     (driver, format!("http://127.0.0.1:{port}"))
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use breakwater::audit::{AuditEntry, AuditQuery, AuditSealer, ChainVerifier, GENESIS_HASH};
 use breakwater::core::alert::{Alert, AlertSource, AlertStatus, Severity};
+use breakwater::core::backend::Action;
 use breakwater::core::deploy::{
     Change, ConfigChange, Deploy, DeploySource, DeployStatus, Environment, MASKED, Revision,
     ServiceName, Target,
@@ -345,6 +346,7 @@ fn plan(target: &Target) -> RollbackPlan {
         outcome: None,
         operation: None,
         verified_at: None,
+        action: Action::Rollback,
     }
 }
 
