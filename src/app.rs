@@ -104,10 +104,12 @@ impl Application {
         let audit = AuditLog::new(store.clone(), sealer, clock.clone());
         let backends: Arc<dyn BackendDirectory> = match overrides.backends {
             Some(backends) => backends,
-            None => Arc::new(
-                BackendRegistry::from_config(&config)
-                    .context("building the deployment backends")?,
-            ),
+            None => {
+                let registry = BackendRegistry::from_config(&config)
+                    .context("building the deployment backends")?;
+                registry.keep_config_snapshots_in(&store);
+                Arc::new(registry)
+            }
         };
         let chats = ChatHub::new();
         let metrics = Arc::new(Metrics::new());

@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
 
 use super::sql::{AUDIT_HEAD_FOR_UPDATE, Sql};
 use super::{
-    AlertGroup, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
+    AlertGroup, ConfigObject, ConfigSnapshot, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
     RecordedAlert, RecordedDeploy, Store, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
@@ -411,5 +411,17 @@ impl Store for PostgresStore {
 
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
         Q::release_lease(&mut *self.conn().await?, name, holder).await
+    }
+
+    async fn record_config_snapshot(&self, snapshot: &ConfigSnapshot) -> StoreResult<bool> {
+        Q::record_config_snapshot(&mut *self.conn().await?, snapshot).await
+    }
+
+    async fn config_snapshots(&self, object: &ConfigObject) -> StoreResult<Vec<ConfigSnapshot>> {
+        Q::config_snapshots(&mut *self.conn().await?, object).await
+    }
+
+    async fn config_snapshot(&self, id: i64) -> StoreResult<Option<ConfigSnapshot>> {
+        Q::config_snapshot(&mut *self.conn().await?, id).await
     }
 }

@@ -22,7 +22,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::sql::{AUDIT_HEAD, Sql};
 use super::{
-    AlertGroup, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
+    AlertGroup, ConfigObject, ConfigSnapshot, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
     RecordedAlert, RecordedDeploy, Store, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
@@ -420,5 +420,17 @@ impl Store for SqliteStore {
 
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
         Q::release_lease(&mut *self.write().await?, name, holder).await
+    }
+
+    async fn record_config_snapshot(&self, snapshot: &ConfigSnapshot) -> StoreResult<bool> {
+        Q::record_config_snapshot(&mut *self.write().await?, snapshot).await
+    }
+
+    async fn config_snapshots(&self, object: &ConfigObject) -> StoreResult<Vec<ConfigSnapshot>> {
+        Q::config_snapshots(&mut *self.read().await?, object).await
+    }
+
+    async fn config_snapshot(&self, id: i64) -> StoreResult<Option<ConfigSnapshot>> {
+        Q::config_snapshot(&mut *self.read().await?, id).await
     }
 }

@@ -8,6 +8,10 @@
 //! key. A Secret's value is never kept, logged, stored or shown; only which keys changed.
 //! The first sight of an object is its baseline and records nothing.
 //!
+//! Each state of a referenced ConfigMap (its first sight, then every change of its data)
+//! is also kept in the store as a snapshot, the newest [`crate::store::SNAPSHOTS_KEPT`]
+//! per object, so that a change can be restored (see `restore`). Secrets never are.
+//!
 //! A watch that fails never blocks alerts or rollbacks: it runs on its own task, names
 //! the RBAC rule on 403, and backs off from 1 s to 60 s with one warning per outage.
 
@@ -32,7 +36,7 @@ use crate::audit::{AuditLog, actions};
 use crate::core::deploy::{
     ConfigChange, Deploy, DeploySource, DeployStatus, Environment, MASKED, Target,
 };
-use crate::store::Store;
+use crate::store::{ConfigObject, ConfigSnapshot, Store};
 
 /// The longest wait between attempts while the API server is unreachable or refuses.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -47,6 +51,9 @@ const FUTURE_SLACK: chrono::Duration = chrono::Duration::minutes(5);
 #[async_trait]
 pub trait ConfigChangeSink: Send + Sync {
     async fn record(&self, change: Deploy) -> Result<(), String>;
+
+    /// Keeps a ConfigMap's data as it is now, for a later Restore (never a Secret's).
+    async fn snapshot(&self, snapshot: ConfigSnapshot) -> Result<(), String>;
 }
 
 /// Records changes in the store's deploy registry (idempotent on service, environment,
@@ -88,6 +95,14 @@ impl ConfigChangeSink for RegistrySink {
                         "keys": keys,
                     })),
             )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn snapshot(&self, snapshot: ConfigSnapshot) -> Result<(), String> {
+        self.store
+            .record_config_snapshot(&snapshot)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
@@ -196,6 +211,12 @@ fn data_changes(old: &Snapshot, new: &Snapshot) -> Vec<ConfigChange> {
         .collect()
 }
 
+/// The keys that differ from one state of a ConfigMap to another, masked: what a restore
+/// would change.
+pub(super) fn config_map_changes(from: &ConfigMap, to: &ConfigMap) -> Vec<ConfigChange> {
+    data_changes(&from.snapshot(), &to.snapshot())
+}
+
 /// An object kind as the watch reads it.
 trait Watched:
     kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -208,6 +229,12 @@ trait Watched:
 {
     const KIND: Kind;
     fn snapshot(&self) -> Snapshot;
+
+    /// The data a Restore would write back (`data`, base64 `binaryData`); only
+    /// ConfigMaps have one, a Secret is never kept.
+    fn restorable(&self) -> Option<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+        None
+    }
 }
 
 impl Watched for ConfigMap {
@@ -224,6 +251,22 @@ impl Watched for ConfigMap {
             data.insert(key.clone(), digest(&bytes.0));
         }
         data
+    }
+
+    fn restorable(&self) -> Option<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+        use base64::Engine;
+        let binary = self
+            .binary_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    base64::engine::general_purpose::STANDARD.encode(&v.0),
+                )
+            })
+            .collect();
+        Some((self.data.clone().unwrap_or_default(), binary))
     }
 }
 
@@ -531,16 +574,43 @@ impl Watch {
             return;
         };
         let snapshot = object.snapshot();
-        let Some(before) = seen.insert(name.clone(), snapshot.clone()) else {
-            return;
-        };
-        let changes = data_changes(&before, &snapshot);
-        if changes.is_empty() {
+        let before = seen.insert(name.clone(), snapshot.clone());
+        let changes = before
+            .as_ref()
+            .map(|before| data_changes(before, &snapshot))
+            .unwrap_or_default();
+        if before.is_some() && changes.is_empty() {
             return;
         }
         let now = Utc::now();
         let (manager, at) = last_writer(meta, now);
         let resource_version = meta.resource_version.clone().unwrap_or_default();
+        // The first sight is kept too: it is the state a first change would be restored to.
+        if let Some((data, binary_data)) = object.restorable() {
+            let kept = ConfigSnapshot {
+                id: 0,
+                object: ConfigObject {
+                    backend: self.backend.name.clone(),
+                    namespace: self.namespace.clone(),
+                    name: name.clone(),
+                },
+                resource_version: resource_version.clone(),
+                data,
+                binary_data,
+                taken_at: at,
+            };
+            if let Err(error) = self.sink.snapshot(kept).await {
+                tracing::warn!(
+                    backend = %self.backend.name,
+                    object = %format!("ConfigMap {}/{name}", self.namespace),
+                    %error,
+                    "could not keep a snapshot of a ConfigMap; a change from this state cannot be restored"
+                );
+            }
+        }
+        let Some(before) = before else {
+            return;
+        };
         for target in targets {
             let change = Deploy {
                 target: target.clone(),
