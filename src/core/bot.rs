@@ -1261,7 +1261,10 @@ impl Bot {
         let Some(backend) = self.inner.backends.for_target(&deploys.target) else {
             return;
         };
-        match backend.restore_offer(&deploys.target, &suspect.deploy).await {
+        match backend
+            .restore_offer(&deploys.target, &suspect.deploy)
+            .await
+        {
             Ok(Some(restore)) => {
                 deploys.offer = Some(Offer {
                     reason: compose::restore_reason(&restore.changes),
@@ -2494,7 +2497,13 @@ impl Bot {
             let Some(stale) = self
                 .inner
                 .store
-                .transition_plan(&plan.id, &[PlanState::Running], PlanState::Stale, &patch, now)
+                .transition_plan(
+                    &plan.id,
+                    &[PlanState::Running],
+                    PlanState::Stale,
+                    &patch,
+                    now,
+                )
                 .await?
             else {
                 return Ok(());

@@ -465,10 +465,9 @@ pub fn starting_line(plan: &RollbackPlan) -> String {
             "Rolling back {} from {} to {}.",
             plan.target, plan.from.version, plan.to.version
         ),
-        PlanAction::RestoreConfig => format!(
-            "Restoring {}, then restarting it.",
-            restore_words(plan)
-        ),
+        PlanAction::RestoreConfig => {
+            format!("Restoring {}, then restarting it.", restore_words(plan))
+        }
     }
 }
 

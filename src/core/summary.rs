@@ -645,7 +645,10 @@ mod tests {
 
     #[test]
     fn a_config_change_after_every_pod_started_is_not_yet_picked_up() {
-        assert_eq!(Pickup::of(at(-12), &[at(-60), at(-50)]), Some(Pickup::NotYet));
+        assert_eq!(
+            Pickup::of(at(-12), &[at(-60), at(-50)]),
+            Some(Pickup::NotYet)
+        );
     }
 
     #[test]

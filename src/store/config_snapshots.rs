@@ -53,7 +53,10 @@ impl fmt::Debug for ConfigSnapshot {
             .field("object", &self.object)
             .field("resource_version", &self.resource_version)
             .field("data_keys", &self.data.keys().collect::<Vec<_>>())
-            .field("binary_data_keys", &self.binary_data.keys().collect::<Vec<_>>())
+            .field(
+                "binary_data_keys",
+                &self.binary_data.keys().collect::<Vec<_>>(),
+            )
             .field("taken_at", &self.taken_at)
             .finish()
     }
@@ -82,9 +85,8 @@ impl TryFrom<SnapshotRow> for ConfigSnapshot {
     type Error = StoreError;
 
     fn try_from(row: SnapshotRow) -> StoreResult<Self> {
-        let stored: Stored = serde_json::from_str(&row.data).map_err(|e| {
-            StoreError::Corrupt(format!("config snapshot {} data: {e}", row.id))
-        })?;
+        let stored: Stored = serde_json::from_str(&row.data)
+            .map_err(|e| StoreError::Corrupt(format!("config snapshot {} data: {e}", row.id)))?;
         let taken_at = DateTime::from_timestamp_micros(row.taken_at).ok_or_else(|| {
             StoreError::Corrupt(format!("config snapshot {} time is out of range", row.id))
         })?;

@@ -17,8 +17,8 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
 
 use super::sql::{AUDIT_HEAD_FOR_UPDATE, Sql};
 use super::{
-    AlertGroup, ConfigObject, ConfigSnapshot, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
-    RecordedAlert, RecordedDeploy, Store, StoreResult,
+    AlertGroup, ConfigObject, ConfigSnapshot, ConsoleMessage, ConsolePlace, ConsoleSession,
+    DeployQuery, GroupThread, RecordedAlert, RecordedDeploy, Store, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertStatus};

@@ -22,8 +22,8 @@ use sqlx::{Sqlite, Transaction};
 
 use super::sql::{AUDIT_HEAD, Sql};
 use super::{
-    AlertGroup, ConfigObject, ConfigSnapshot, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
-    RecordedAlert, RecordedDeploy, Store, StoreResult,
+    AlertGroup, ConfigObject, ConfigSnapshot, ConsoleMessage, ConsolePlace, ConsoleSession,
+    DeployQuery, GroupThread, RecordedAlert, RecordedDeploy, Store, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertStatus};

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use breakwater::core::deploy::{Deploy, ServiceName};
-use breakwater::core::message::Platform;
+use breakwater::core::event::Reply;
+use breakwater::core::message::{Action, Platform};
 use breakwater::store::DeployQuery;
 
 use crate::support::kubernetes::{FakeKubernetes, NAMESPACE, Rev};
-use crate::support::{AppOptions, TestApp, eventually, spawn_app_with};
+use crate::support::{AppOptions, TestApp, actor, eventually, spawn_app_with};
 
 const SECRET_VALUE: &str = "hunter2-original-value";
 const NEW_SECRET_VALUE: &str = "hunter3-rotated-value";
@@ -34,6 +35,11 @@ struct Cluster {
 /// The orders Deployment reading ConfigMap orders-env and Secret orders-db, breakwater
 /// running and watching both.
 async fn start() -> Cluster {
+    start_with(false).await
+}
+
+/// [`start`] on a platform without a native confirmation dialog when `confirm_step`.
+async fn start_with(confirm_step: bool) -> Cluster {
     let fake = FakeKubernetes::start().await;
     fake.with_revisions(&REVISIONS);
     fake.put_config_map(
@@ -54,6 +60,7 @@ kind = "kubernetes"
 kubeconfig = "{}"
 context = "fake-breakwater"
 allow_insecure_http = true
+poll_interval = "20ms"
 
 [[services]]
 name = "orders"
@@ -64,6 +71,7 @@ namespace = "{NAMESPACE}"
             kubeconfig.display()
         ),
         platform: Platform::Console,
+        confirm_step,
         ..AppOptions::default()
     })
     .await;
@@ -271,4 +279,237 @@ async fn a_config_map_change_made_before_a_restart_is_live_since_the_restart() {
     let live = format!(" · live since {}", restarted.format("%H:%M UTC"));
     assert!(text.contains(&live), "{live:?} in {text}");
     assert!(!text.contains("not yet picked up"), "{text}");
+}
+
+// --- Restore --------------------------------------------------------------------------------
+
+const TOKEN_BEFORE: &str = "tok-before-0123456789";
+const TOKEN_AFTER: &str = "tok-after-9876543210";
+
+fn alice() -> breakwater::core::policy::Actor {
+    actor("console:alice", "Alice")
+}
+
+/// orders-env as applied an hour ago (with a token), then `kubectl edit configmap
+/// orders-env` 12 minutes ago: the pool shrunk and the token rotated; then an alert and
+/// its summary.
+async fn edited_then_alerted(confirm_step: bool) -> (Cluster, crate::support::Shown) {
+    let cluster = start_with(confirm_step).await;
+    cluster.fake.put_config_map(
+        "orders-env",
+        &[
+            ("DB_POOL_SIZE", "20"),
+            ("REGION", "eu1"),
+            ("API_TOKEN", TOKEN_BEFORE),
+        ],
+        "kubectl-client-side-apply",
+        60,
+    );
+    until_recorded(&cluster.app, 1).await;
+    cluster.fake.put_config_map(
+        "orders-env",
+        &[
+            ("DB_POOL_SIZE", "2"),
+            ("REGION", "eu1"),
+            ("API_TOKEN", TOKEN_AFTER),
+        ],
+        "kubectl-edit",
+        12,
+    );
+    until_recorded(&cluster.app, 2).await;
+    cluster
+        .app
+        .fire_alert("HighErrorRate", "orders", "production")
+        .await;
+    let summary = cluster.app.summary().await;
+    (cluster, summary)
+}
+
+fn restore_dialog(summary: &crate::support::Shown) -> String {
+    summary
+        .message
+        .actions
+        .iter()
+        .find_map(|action| match action {
+            Action::Button {
+                label,
+                confirm: Some(confirm),
+                ..
+            } if label.starts_with("Restore") => Some(confirm.text.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no Restore button with a dialog on:\n{}", summary.plain()))
+}
+
+fn patches_of(fake: &FakeKubernetes, plural: &str) -> usize {
+    fake.patches()
+        .iter()
+        .filter(|p| p.path.contains(&format!("/{plural}/")))
+        .count()
+}
+
+#[tokio::test]
+async fn a_suspect_config_map_change_offers_a_restore_whose_confirm_names_the_masked_values() {
+    let (Cluster { app, .. }, summary) = edited_then_alerted(true).await;
+
+    let text = summary.plain();
+    let changed_at = text
+        .split("changed by kubectl-edit · changed ")
+        .nth(1)
+        .and_then(|rest| rest.split('(').nth(1))
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("the change's clock time in {text}"))
+        .to_owned();
+    let label = format!("Restore orders-env to its state before {changed_at}");
+    assert!(summary.button(&label).is_some(), "{label:?} on {text}");
+    assert!(
+        !text.contains("rolling back the code would not undo it"),
+        "{text}"
+    );
+
+    let dialog = restore_dialog(&summary);
+    assert!(dialog.contains("DB_POOL_SIZE: 2 → 20"), "{dialog}");
+    assert!(dialog.contains("API_TOKEN: •••••• → ••••••"), "{dialog}");
+    let Reply::Private(prompt) = app.press(&summary, "Restore", &alice()).await else {
+        panic!("a private Confirm step")
+    };
+    let prompt = prompt.to_plain();
+    assert!(
+        prompt.contains("Restore ConfigMap orders-env of orders production to its state before")
+            && prompt.contains("DB_POOL_SIZE: 2 → 20"),
+        "{prompt}"
+    );
+    for shown in [&text, &dialog, &prompt] {
+        for token in [TOKEN_BEFORE, TOKEN_AFTER] {
+            assert!(
+                !shown.contains(token),
+                "a secret-looking value leaked: {shown}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restore_runs_once_for_many_presses_writes_the_kept_data_back_and_restarts_the_deployment()
+ {
+    let (Cluster { app, fake, .. }, summary) = edited_then_alerted(false).await;
+
+    let alice = alice();
+    let presses = (0..5).map(|_| app.press(&summary, "Restore", &alice));
+    futures::future::join_all(presses).await;
+    let done = app
+        .chat
+        .wait_for_update(
+            &summary.at,
+            "✅ Restored ConfigMap orders-env of orders production",
+        )
+        .await;
+
+    let data = fake.config_object("ConfigMap", "orders-env")["data"].clone();
+    assert_eq!(
+        data,
+        serde_json::json!({"DB_POOL_SIZE": "20", "REGION": "eu1", "API_TOKEN": TOKEN_BEFORE}),
+        "the kept state"
+    );
+    assert_eq!(patches_of(&fake, "configmaps"), 1, "written once");
+    let restarts: Vec<_> = fake
+        .patches()
+        .into_iter()
+        .filter(|p| p.path.ends_with("/deployments/orders"))
+        .collect();
+    assert_eq!(restarts.len(), 1, "restarted once");
+    assert!(
+        restarts[0].body["spec"]["template"]["metadata"]["annotations"]
+            ["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{:?}",
+        restarts[0].body
+    );
+    assert!(
+        done.plain().contains("and restarted it — by Alice"),
+        "{}",
+        done.plain()
+    );
+    let started = app.audited("rollback.started").await;
+    assert_eq!(started.len(), 1);
+    assert!(
+        started[0].details.contains("restore_config"),
+        "{}",
+        started[0].details
+    );
+    assert_eq!(app.audited("rollback.succeeded").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_config_map_changed_again_since_the_offer_is_not_written_and_a_fresh_restore_is_offered()
+{
+    let (Cluster { app, fake, .. }, summary) = edited_then_alerted(false).await;
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "3"), ("REGION", "eu1")],
+        "kubectl-edit",
+        1,
+    );
+
+    app.press(&summary, "Restore", &alice()).await;
+    let stale = app
+        .chat
+        .wait_for_update(
+            &summary.at,
+            "⚠️ Not restored: ConfigMap orders-env was changed again",
+        )
+        .await;
+    assert!(
+        stale.plain().contains("nothing was written"),
+        "{}",
+        stale.plain()
+    );
+    let fresh = app
+        .chat
+        .wait_for_text("Restore ConfigMap orders-env of orders production to its state before")
+        .await;
+    assert!(
+        fresh.plain().contains("DB_POOL_SIZE: 3 → 20"),
+        "{}",
+        fresh.plain()
+    );
+    assert!(
+        fresh.button("Restore orders-env").is_some(),
+        "{}",
+        fresh.plain()
+    );
+    assert_eq!(patches_of(&fake, "configmaps"), 0);
+    assert_eq!(patches_of(&fake, "deployments"), 0);
+    assert_eq!(app.audited("rollback.stale").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_409_on_the_write_refuses_the_restore_and_restarts_nothing() {
+    let (Cluster { app, fake, .. }, summary) = edited_then_alerted(false).await;
+    fake.lose_config_map_races(1);
+
+    app.press(&summary, "Restore", &alice()).await;
+    let refused = app
+        .chat
+        .wait_for_update(
+            &summary.at,
+            "⚠️ Not restored: ConfigMap orders-env was changed by someone else",
+        )
+        .await;
+    assert!(
+        refused
+            .plain()
+            .contains("(409 Conflict); nothing was written"),
+        "{}",
+        refused.plain()
+    );
+    assert_eq!(
+        fake.config_object("ConfigMap", "orders-env")["data"]["DB_POOL_SIZE"],
+        "2",
+        "the other writer's data stays"
+    );
+    assert_eq!(patches_of(&fake, "deployments"), 0, "nothing restarted");
+    app.chat
+        .wait_for_text("Restore ConfigMap orders-env of orders production to its state before")
+        .await;
 }

@@ -16,8 +16,8 @@ use breakwater::core::message::{Message, MessageRef, Platform};
 use breakwater::core::policy::{Actor, Principal};
 use breakwater::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 use breakwater::store::{
-    self, ConfigObject, ConfigSnapshot, ConsolePlace, ConsoleSession, DeployQuery, GroupThread, PostgresStore, SqliteStore,
-    Store, StoreError,
+    self, ConfigObject, ConfigSnapshot, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
+    PostgresStore, SqliteStore, Store, StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
@@ -2275,8 +2275,18 @@ fn snapshot(name: &str, version: u32, minute: i64) -> ConfigSnapshot {
 
 async fn a_config_snapshot_is_kept_once_per_resource_version(db: &mut TestStore) {
     let first = snapshot("checkout-env", 911, 0);
-    assert!(db.store.record_config_snapshot(&first).await.expect("record"));
-    assert!(!db.store.record_config_snapshot(&first).await.expect("again"));
+    assert!(
+        db.store
+            .record_config_snapshot(&first)
+            .await
+            .expect("record")
+    );
+    assert!(
+        !db.store
+            .record_config_snapshot(&first)
+            .await
+            .expect("again")
+    );
     let kept = db
         .store
         .config_snapshots(&config_object("checkout-env"))

@@ -991,7 +991,10 @@ impl DeployBackend for KubernetesBackend {
                 format!("the rollback to revision {}", handle.revision),
                 format!("rolled out the template of revision {}", handle.revision),
                 format!("rolling back to revision {}", handle.revision),
-                format!("the rollout of {deployment} back to revision {}", handle.revision),
+                format!(
+                    "the rollout of {deployment} back to revision {}",
+                    handle.revision
+                ),
                 "the earlier revision may be broken too",
             ),
             Some(config_map) => (

@@ -29,9 +29,10 @@ impl KubernetesBackend {
         if !selector.is_empty() {
             params = params.labels(&selector);
         }
-        let pods = api.list(&params).await.map_err(|e| {
-            self.kube_error(&e, connection, "list pods", deployment, Phase::Read)
-        })?;
+        let pods = api
+            .list(&params)
+            .await
+            .map_err(|e| self.kube_error(&e, connection, "list pods", deployment, Phase::Read))?;
         let now = Utc::now();
         Ok(pods
             .items

@@ -82,9 +82,17 @@ fn restore_patch(current: &ConfigMap, snapshot: &ConfigSnapshot, read: &str) -> 
         patch.extend(kept.iter().map(|(k, v)| (k.clone(), json!(v))));
         patch
     }
-    let data = section(current.data.iter().flatten().map(|(k, _)| k).collect(), &snapshot.data);
+    let data = section(
+        current.data.iter().flatten().map(|(k, _)| k).collect(),
+        &snapshot.data,
+    );
     let binary = section(
-        current.binary_data.iter().flatten().map(|(k, _)| k).collect(),
+        current
+            .binary_data
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .collect(),
         &snapshot.binary_data,
     );
     let mut patch = json!({ "metadata": { "resourceVersion": read } });
@@ -165,7 +173,11 @@ impl KubernetesBackend {
         if changes.is_empty() {
             return Ok(None);
         }
-        let read = current.metadata.resource_version.clone().unwrap_or_default();
+        let read = current
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
         let at = change.effective_at();
         Ok(Some(RestoreOffer {
             object: name.to_owned(),
@@ -179,14 +191,22 @@ impl KubernetesBackend {
                 version: format!("before {}", at.format("%H:%M UTC")),
             },
             changes,
-            caveats: self.argocd_caveat(&current, name).await.into_iter().collect(),
+            caveats: self
+                .argocd_caveat(&current, name)
+                .await
+                .into_iter()
+                .collect(),
         }))
     }
 
     /// Says that Argo CD will undo the restore when it manages the ConfigMap: for sure
     /// when its Application syncs automatically, as a possibility when that cannot be read.
     async fn argocd_caveat(&self, current: &ConfigMap, name: &str) -> Option<Caveat> {
-        let tracking = current.metadata.annotations.as_ref()?.get(ARGOCD_TRACKING)?;
+        let tracking = current
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(ARGOCD_TRACKING)?;
         let app = tracking.split(':').next().filter(|a| !a.is_empty())?;
         let (namespace, application) = app.split_once('_').unwrap_or((ARGOCD_NAMESPACE, app));
         let automated = match self.connection().await {
@@ -233,7 +253,10 @@ impl KubernetesBackend {
         let deployment = self.deployment_ref(&call.target);
         let store = self.snapshot_store()?;
         let snapshot = match call.to.id.parse::<i64>() {
-            Ok(id) => store.config_snapshot(id).await.map_err(|e| store_error(&e))?,
+            Ok(id) => store
+                .config_snapshot(id)
+                .await
+                .map_err(|e| store_error(&e))?,
             Err(_) => None,
         };
         let Some(snapshot) = snapshot else {
@@ -262,7 +285,11 @@ impl KubernetesBackend {
             ));
         }
         let current = self.read_config_map(&object).await?;
-        let read = current.metadata.resource_version.clone().unwrap_or_default();
+        let read = current
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
         if read != call.from.id {
             return Err(changed_since(name, &call.from.id, &read));
         }
@@ -278,7 +305,7 @@ impl KubernetesBackend {
         )
         .await
         .map_err(|e| match &e {
-            kube::Error::Api(status) if status.code == 409 => changed_since(name, &read, "?"),
+            kube::Error::Api(status) if status.code == 409 => written_meanwhile(name),
             _ => self.config_map_error(
                 &e,
                 &cluster,
@@ -324,7 +351,8 @@ impl KubernetesBackend {
         let connection = self.connection().await?;
         let api: Api<Deployment> = Api::namespaced(connection.client.clone(), namespace);
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-        let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
+        let patch =
+            json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
@@ -380,7 +408,10 @@ impl KubernetesBackend {
                     ),
                     429 | 500..=599 => (
                         BackendErrorKind::Unavailable,
-                        format!("check the cluster and `kubectl get configmap {} -n {namespace} -o yaml`", object.name),
+                        format!(
+                            "check the cluster and `kubectl get configmap {} -n {namespace} -o yaml`",
+                            object.name
+                        ),
                     ),
                     _ => (
                         BackendErrorKind::Refused,
@@ -390,7 +421,9 @@ impl KubernetesBackend {
                 };
                 BackendError::new(
                     kind,
-                    format!("the Kubernetes API at {cluster} refused to {verb} {object} ({answer}); {done}. Then {advice}, and ask for a fresh plan"),
+                    format!(
+                        "the Kubernetes API at {cluster} refused to {verb} {object} ({answer}); {done}. Then {advice}, and ask for a fresh plan"
+                    ),
                 )
             }
             other => BackendError::new(
@@ -414,6 +447,19 @@ fn changed_since(name: &str, shown: &str, now: &str) -> BackendError {
             "ConfigMap {name} was changed again since the restore was offered (resourceVersion \
              {shown} then, {now} now); nothing was written. Look at the fresh offer, which \
              starts from what it holds now"
+        ),
+    )
+}
+
+/// The API server refused the write (409): someone wrote the ConfigMap between breakwater
+/// reading it and writing it.
+fn written_meanwhile(name: &str) -> BackendError {
+    BackendError::new(
+        BackendErrorKind::Conflict,
+        format!(
+            "ConfigMap {name} was changed by someone else while breakwater restored it (409 \
+             Conflict); nothing was written. Look at the fresh offer, which starts from what it \
+             holds now"
         ),
     )
 }
@@ -457,7 +503,10 @@ mod tests {
     #[test]
     fn only_a_config_map_change_names_a_config_map_to_restore() {
         assert_eq!(
-            changed_config_map(&change("configmap/checkout-env@912", DeploySource::ConfigChange)),
+            changed_config_map(&change(
+                "configmap/checkout-env@912",
+                DeploySource::ConfigChange
+            )),
             Some(("checkout-env", "912"))
         );
         assert_eq!(

@@ -12,7 +12,9 @@
 //! `?watch=true&resourceVersion=N` answers a chunked body of JSON lines, first the events
 //! after N, then a BOOKMARK (with `allowWatchBookmarks=true`), then live ADDED/MODIFIED
 //! events; a version older than the compacted history gets an ERROR event with a 410
-//! `Expired` Status, as etcd compaction makes the real server answer.
+//! `Expired` Status, as etcd compaction makes the real server answer. A ConfigMap is read
+//! by name and written with a JSON merge patch under the same `resourceVersion`
+//! precondition (409 when it does not match), which its watchers see as MODIFIED.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -80,6 +82,8 @@ struct Inner {
     watchers: Vec<(&'static str, tokio::sync::mpsc::UnboundedSender<Value>)>,
     /// The orders Deployment's pods, replaced by each completed rollout.
     pods: Vec<Value>,
+    /// ConfigMap patches still to lose a race against another writer.
+    conflicting_config_patches: u32,
 }
 
 pub(crate) struct FakeKubernetes {
@@ -263,6 +267,7 @@ impl FakeKubernetes {
                 oldest_watchable: 0,
                 watchers: Vec::new(),
                 pods: Vec::new(),
+                conflicting_config_patches: 0,
             }),
         });
         let router = Router::new().fallback(handle).with_state(fake.clone());
@@ -405,10 +410,17 @@ impl FakeKubernetes {
         let mut inner = self.lock();
         let template = inner.deployment.as_ref().expect("deployment")["spec"]["template"].clone();
         inner.pods = pods_of(&template, minutes_ago);
-        let started = inner.pods[0]["status"]["startTime"].as_str().expect("startTime");
+        let started = inner.pods[0]["status"]["startTime"]
+            .as_str()
+            .expect("startTime");
         chrono::DateTime::parse_from_rfc3339(started)
             .expect("a time")
             .with_timezone(&Utc)
+    }
+
+    /// The next `count` ConfigMap patches find that someone else wrote it first (409).
+    pub(crate) fn lose_config_map_races(&self, count: u32) {
+        self.lock().conflicting_config_patches = count;
     }
 
     /// The ConfigMap or Secret as the server holds it now.
@@ -691,6 +703,77 @@ fn config_objects(inner: &mut Inner, uri: &Uri, ns: &str, plural: &'static str) 
     watch_stream(lines, Some(receiver))
 }
 
+fn find_config_map(inner: &Inner, ns: &str, name: &str) -> Option<usize> {
+    inner.config_objects.iter().position(|o| {
+        o["kind"] == "ConfigMap"
+            && o["metadata"]["namespace"] == ns
+            && o["metadata"]["name"] == name
+    })
+}
+
+fn config_map_not_found(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("configmaps \"{name}\" not found"), "reason": "NotFound",
+            "details": {"name": name, "kind": "configmaps"}, "code": 404
+        })),
+    )
+        .into_response()
+}
+
+/// A JSON merge patch of a ConfigMap with the `resourceVersion` precondition: 409 when it
+/// does not match; otherwise written by the field manager "breakwater" and streamed to
+/// the watchers as MODIFIED.
+fn patch_config_map(
+    inner: &mut Inner,
+    ns: &str,
+    name: &str,
+    content_type: Option<&str>,
+    patch: &Value,
+) -> Response {
+    let Some(index) = find_config_map(inner, ns, name) else {
+        return config_map_not_found(name);
+    };
+    if content_type != Some("application/merge-patch+json") {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format",
+        );
+    }
+    if inner.conflicting_config_patches > 0 {
+        // Someone else wrote it first.
+        inner.conflicting_config_patches -= 1;
+        let data = inner.config_objects[index]["data"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        put_config_object(inner, "ConfigMap", name, data, ("kubectl-edit", 0));
+    }
+    let index = find_config_map(inner, ns, name).expect("still there");
+    let object = inner.config_objects[index].clone();
+    let wanted = &patch["metadata"]["resourceVersion"];
+    if !wanted.is_null() && *wanted != object["metadata"]["resourceVersion"] {
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("Operation cannot be fulfilled on configmaps \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+                "reason": "Conflict", "details": {"name": name, "kind": "configmaps"}, "code": 409
+            })),
+        )
+            .into_response();
+    }
+    let mut data = object["data"].clone();
+    json_merge(&mut data, &patch["data"]);
+    let data = data.as_object().cloned().unwrap_or_default();
+    put_config_object(inner, "ConfigMap", name, data, ("breakwater", 0));
+    let index = find_config_map(inner, ns, name).expect("still there");
+    axum::Json(inner.config_objects[index].clone()).into_response()
+}
+
 fn selector_matches(selector: &str, labels: &Value) -> bool {
     selector
         .split(',')
@@ -739,6 +822,15 @@ async fn handle(
         }
         (Method::GET, ["api", "v1", "namespaces", ns, "secrets"]) => {
             config_objects(&mut inner, &uri, ns, "secrets")
+        }
+        (Method::GET, ["api", "v1", "namespaces", ns, "configmaps", name]) => {
+            match find_config_map(&inner, ns, name) {
+                Some(index) => axum::Json(inner.config_objects[index].clone()).into_response(),
+                None => config_map_not_found(name),
+            }
+        }
+        (Method::PATCH, ["api", "v1", "namespaces", ns, "configmaps", name]) => {
+            patch_config_map(&mut inner, ns, name, content_type.as_deref(), &body_json)
         }
         (Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => {
             let selector = query_param(&uri, "labelSelector").unwrap_or_default();
