@@ -513,3 +513,58 @@ async fn a_409_on_the_write_refuses_the_restore_and_restarts_nothing() {
         .wait_for_text("Restore ConfigMap orders-env of orders production to its state before")
         .await;
 }
+
+#[tokio::test]
+async fn a_restore_of_a_config_map_argo_cd_syncs_automatically_warns_that_the_next_sync_undoes_it()
+{
+    let cluster = start().await;
+    cluster.fake.add_application("shop-orders", true);
+    cluster.fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "2"), ("REGION", "eu1")],
+        "kubectl-edit",
+        12,
+    );
+    cluster.fake.track_by_argocd("orders-env", "shop-orders");
+    until_recorded(&cluster.app, 1).await;
+    cluster
+        .app
+        .fire_alert("HighErrorRate", "orders", "production")
+        .await;
+
+    let summary = cluster.app.summary().await;
+    let text = summary.plain();
+    assert!(
+        text.contains(
+            "ConfigMap orders-env is managed by Argo CD application shop-orders with automated sync: its next sync will undo a restore."
+        ),
+        "{text}"
+    );
+    assert!(summary.button("Restore orders-env").is_some(), "{text}");
+}
+
+#[tokio::test]
+async fn a_restore_of_a_config_map_argo_cd_manages_says_a_sync_may_undo_it_when_the_application_cannot_be_read()
+ {
+    let cluster = start().await;
+    cluster.fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "2"), ("REGION", "eu1")],
+        "kubectl-edit",
+        12,
+    );
+    cluster.fake.track_by_argocd("orders-env", "shop-orders");
+    until_recorded(&cluster.app, 1).await;
+    cluster
+        .app
+        .fire_alert("HighErrorRate", "orders", "production")
+        .await;
+
+    let text = cluster.app.summary().await.plain();
+    assert!(
+        text.contains(
+            "ConfigMap orders-env is managed by Argo CD application shop-orders: if it syncs automatically, its next sync will undo a restore."
+        ),
+        "{text}"
+    );
+}

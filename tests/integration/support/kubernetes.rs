@@ -84,6 +84,8 @@ struct Inner {
     pods: Vec<Value>,
     /// ConfigMap patches still to lose a race against another writer.
     conflicting_config_patches: u32,
+    /// Argo CD Applications in the `argocd` namespace, by name.
+    applications: Vec<Value>,
 }
 
 pub(crate) struct FakeKubernetes {
@@ -268,6 +270,7 @@ impl FakeKubernetes {
                 watchers: Vec::new(),
                 pods: Vec::new(),
                 conflicting_config_patches: 0,
+                applications: Vec::new(),
             }),
         });
         let router = Router::new().fallback(handle).with_state(fake.clone());
@@ -421,6 +424,35 @@ impl FakeKubernetes {
     /// The next `count` ConfigMap patches find that someone else wrote it first (409).
     pub(crate) fn lose_config_map_races(&self, count: u32) {
         self.lock().conflicting_config_patches = count;
+    }
+
+    /// Marks the ConfigMap as managed by Argo CD application `app` (annotation tracking),
+    /// as Argo CD's sync writes it.
+    pub(crate) fn track_by_argocd(&self, name: &str, app: &str) {
+        let mut inner = self.lock();
+        let object = inner
+            .config_objects
+            .iter_mut()
+            .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == name)
+            .expect("config map");
+        object["metadata"]["annotations"] = json!({
+            "argocd.argoproj.io/tracking-id": format!("{app}:/ConfigMap:{NAMESPACE}/{name}")
+        });
+    }
+
+    /// An Argo CD Application in the `argocd` namespace, syncing automatically or not.
+    pub(crate) fn add_application(&self, name: &str, automated: bool) {
+        let sync_policy = if automated {
+            json!({"automated": {"prune": true, "selfHeal": true}})
+        } else {
+            json!({})
+        };
+        self.lock().applications.push(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": name, "namespace": "argocd"},
+            "spec": {"project": "default", "syncPolicy": sync_policy,
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": NAMESPACE}}
+        }));
     }
 
     /// The ConfigMap or Secret as the server holds it now.
@@ -832,6 +864,29 @@ async fn handle(
         (Method::PATCH, ["api", "v1", "namespaces", ns, "configmaps", name]) => {
             patch_config_map(&mut inner, ns, name, content_type.as_deref(), &body_json)
         }
+        (
+            Method::GET,
+            [
+                "apis",
+                "argoproj.io",
+                "v1alpha1",
+                "namespaces",
+                "argocd",
+                "applications",
+                name,
+            ],
+        ) => match inner
+            .applications
+            .iter()
+            .find(|a| a["metadata"]["name"] == *name)
+        {
+            Some(application) => axum::Json(application.clone()).into_response(),
+            None => status(
+                404,
+                "NotFound",
+                &format!("applications.argoproj.io \"{name}\" not found"),
+            ),
+        },
         (Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => {
             let selector = query_param(&uri, "labelSelector").unwrap_or_default();
             let items: Vec<Value> = inner
