@@ -101,10 +101,12 @@ impl Application {
         let audit = AuditLog::new(store.clone(), sealer, clock.clone());
         let backends: Arc<dyn BackendDirectory> = match overrides.backends {
             Some(backends) => backends,
-            None => Arc::new(
-                BackendRegistry::from_config(&config)
-                    .context("building the deployment backends")?,
-            ),
+            None => {
+                let registry = BackendRegistry::from_config(&config)
+                    .context("building the deployment backends")?;
+                registry.keep_config_snapshots_in(&store);
+                Arc::new(registry)
+            }
         };
         let chats = ChatHub::new();
         let metrics = Arc::new(Metrics::new());
@@ -286,6 +288,9 @@ impl Application {
             let stop = maintenance_stop.clone();
             tokio::spawn(async move { bot.run_maintenance(maintenance_every, stop).await })
         };
+        let watches_stop = CancellationToken::new();
+        #[cfg(feature = "kubernetes")]
+        let watches = start_config_watches(&config, &bot, &watches_stop);
         tracing::info!(address = %listener.local_addr().map_or_else(|_| config.server.listen.to_string(), |a| a.to_string()), "breakwater is serving");
         http::serve(
             listener,
@@ -300,12 +305,54 @@ impl Application {
         maintenance_stop.cancel();
         let _ = maintenance.await;
         let _ = heartbeat.await;
+        watches_stop.cancel();
+        #[cfg(feature = "kubernetes")]
+        for watch in watches {
+            let _ = watch.await;
+        }
         bot.shutdown(config.server.shutdown_grace).await;
         adapters_stop.cancel();
         adapters.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), adapters.wait()).await;
         Ok(())
     }
+}
+
+/// One task per Kubernetes backend with `watch_config`: its ConfigMap and Secret watches,
+/// on their own tasks so a slow or refusing API server never holds up alerts.
+#[cfg(feature = "kubernetes")]
+fn start_config_watches(
+    config: &Config,
+    bot: &Bot,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use crate::backends::kubernetes::config_watch::RegistrySink;
+    use crate::config::BackendConfig;
+    let sink = Arc::new(RegistrySink {
+        store: bot.store().clone(),
+        audit: bot.audit().clone(),
+    });
+    let mut watches = Vec::new();
+    for (name, backend) in &config.backends {
+        let BackendConfig::Kubernetes(kubernetes) = backend else {
+            continue;
+        };
+        if !kubernetes.watch_config {
+            continue;
+        }
+        match crate::backends::KubernetesBackend::new(name, kubernetes, &config.services) {
+            Ok(backend) => {
+                let backend = Arc::new(backend);
+                watches.push(tokio::spawn(
+                    backend.watch_config(sink.clone(), stop.clone()),
+                ));
+            }
+            Err(error) => {
+                tracing::error!(backend = %name, %error, "not watching configuration changes");
+            }
+        }
+    }
+    watches
 }
 
 async fn shutdown_signal() {

@@ -52,6 +52,8 @@ pub mod actions {
     pub const CONSOLE_LOGIN_FAILED: &str = "console.login_failed";
     /// A deploy event (GitHub, GitLab, Flux) that matched no configured service.
     pub const DEPLOY_EVENT_UNROUTED: &str = "deploy_event.unrouted";
+    /// A watched ConfigMap or Secret changed in place (Kubernetes `watch_config`).
+    pub const CONFIG_CHANGE_RECORDED: &str = "config_change.recorded";
 }
 
 /// A record to append; the store gives it its sequence number and hashes.

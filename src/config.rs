@@ -397,6 +397,9 @@ pub struct KubernetesBackendConfig {
     /// The operator accepts sending the kubeconfig's credentials to a plain `http://` API
     /// server, which kubectl refuses.
     pub allow_insecure_http: bool,
+    /// Watch the ConfigMaps and Secrets the services' pod templates reference and record
+    /// in-place changes beside deploys (`watch_config`, default true).
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -717,6 +720,7 @@ struct RawKubernetesBackend {
     poll_interval: Option<String>,
     #[serde(default)]
     allow_insecure_http: bool,
+    watch_config: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1657,6 +1661,7 @@ impl<'a> Validator<'a> {
             timeout,
             poll_interval,
             allow_insecure_http: raw.allow_insecure_http,
+            watch_config: raw.watch_config.unwrap_or(true),
         }))
     }
 

@@ -365,6 +365,29 @@ const HISTORY: &[Seed] = &[
     },
 ];
 
+/// A ConfigMap edited in place, as the Kubernetes config watch records it: payments'
+/// gateway timeout cut to a tenth 40 minutes ago, its newest change and so the suspect of
+/// any alert about payments production.
+struct ConfigEdit {
+    service: &'static str,
+    environment: &'static str,
+    config_map: &'static str,
+    resource_version: &'static str,
+    manager: &'static str,
+    minutes_ago: i64,
+    keys: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const CONFIG_EDITS: &[ConfigEdit] = &[ConfigEdit {
+    service: "payments",
+    environment: "production",
+    config_map: "payments-env",
+    resource_version: "48213",
+    manager: "kubectl-edit",
+    minutes_ago: 40,
+    keys: &[("GATEWAY_TIMEOUT_MS", "3000", "300")],
+}];
+
 /// Records the demo's deploy history (unless the data directory already has one), audited
 /// as CI's reports would be, and returns the target deployed most recently: the scripted
 /// alert's subject.
@@ -437,6 +460,51 @@ async fn seed_history(
                         "status": recorded.deploy.status.as_str(),
                         "author": recorded.deploy.author,
                         "commit": recorded.deploy.commit,
+                    })),
+            )
+            .await?;
+    }
+    for edit in CONFIG_EDITS {
+        let at = now - chrono::Duration::minutes(edit.minutes_ago);
+        let change = Deploy {
+            target: Target::new(name(edit.service)?, env(edit.environment)?),
+            version: format!("configmap/{}@{}", edit.config_map, edit.resource_version),
+            previous_version: None,
+            revision: None,
+            commit: None,
+            author: Some(edit.manager.to_owned()),
+            description: Some(format!("ConfigMap {} changed", edit.config_map)),
+            url: None,
+            started_at: at,
+            finished_at: Some(at),
+            status: DeployStatus::Succeeded,
+            changes: Vec::new(),
+            config_changes: edit
+                .keys
+                .iter()
+                .map(|(key, old, new)| {
+                    ConfigChange {
+                        key: (*key).to_owned(),
+                        old: Some((*old).to_owned()),
+                        new: Some((*new).to_owned()),
+                    }
+                    .masked()
+                })
+                .collect(),
+            source: DeploySource::ConfigChange,
+        };
+        let recorded = store.record_deploy(&change).await?;
+        audit
+            .append(
+                audit
+                    .entry(actions::CONFIG_CHANGE_RECORDED)
+                    .target(&recorded.deploy.target)
+                    .details(serde_json::json!({
+                        "deploy": recorded.id,
+                        "object": recorded.deploy.description,
+                        "version": recorded.deploy.version,
+                        "manager": recorded.deploy.author,
+                        "at": at.to_rfc3339(),
                     })),
             )
             .await?;
@@ -567,12 +635,21 @@ mod tests {
             .deploys(&DeployQuery::default())
             .await
             .expect("deploys");
-        assert_eq!(all.len(), HISTORY.len());
+        assert_eq!(all.len(), HISTORY.len() + CONFIG_EDITS.len());
         let report = audit.verify().await.expect("verify");
         assert_eq!(
             report.count,
-            HISTORY.len() as i64,
-            "each deploy audited once"
+            (HISTORY.len() + CONFIG_EDITS.len()) as i64,
+            "each deploy and configuration change audited once"
+        );
+        let edit = all
+            .iter()
+            .find(|d| d.is_config_change())
+            .expect("the payments ConfigMap edit");
+        assert_eq!(edit.target.to_string(), "payments production");
+        assert_eq!(
+            edit.description.as_deref(),
+            Some("ConfigMap payments-env changed")
         );
     }
 

@@ -72,6 +72,10 @@ pub struct BackendRegistry {
     /// The simulated backends again with their concrete type, so the demo and tests can
     /// read what they were asked to do.
     simulated: BTreeMap<String, Arc<SimulatedBackend>>,
+    /// The Kubernetes backends again, to hand them the store their ConfigMap snapshots
+    /// are kept in.
+    #[cfg(feature = "kubernetes")]
+    kubernetes: Vec<Arc<KubernetesBackend>>,
 }
 
 impl BackendRegistry {
@@ -79,6 +83,8 @@ impl BackendRegistry {
     pub fn from_config(config: &Config) -> Result<Self, BuildError> {
         let mut backends: BTreeMap<String, Arc<dyn DeployBackend>> = BTreeMap::new();
         let mut simulated = BTreeMap::new();
+        #[cfg(feature = "kubernetes")]
+        let mut kubernetes = Vec::new();
         for (name, backend) in &config.backends {
             let built: Arc<dyn DeployBackend> = match backend {
                 BackendConfig::Webhook(c) => Arc::new(WebhookBackend::new(name, c)?),
@@ -93,7 +99,9 @@ impl BackendRegistry {
                 }
                 #[cfg(feature = "kubernetes")]
                 BackendConfig::Kubernetes(c) => {
-                    Arc::new(KubernetesBackend::new(name, c, &config.services)?)
+                    let backend = Arc::new(KubernetesBackend::new(name, c, &config.services)?);
+                    kubernetes.push(Arc::clone(&backend));
+                    backend
                 }
                 #[cfg(not(feature = "kubernetes"))]
                 BackendConfig::Kubernetes(_) => {
@@ -111,6 +119,8 @@ impl BackendRegistry {
             backends,
             services: services_by_name(&config.services),
             simulated,
+            #[cfg(feature = "kubernetes")]
+            kubernetes,
         })
     }
 
@@ -128,7 +138,20 @@ impl BackendRegistry {
                 .collect(),
             services: services_by_name(services),
             simulated: BTreeMap::new(),
+            #[cfg(feature = "kubernetes")]
+            kubernetes: Vec::new(),
         }
+    }
+
+    /// Tells the Kubernetes backends where the config watch keeps ConfigMap snapshots, so
+    /// they can offer and run a Restore.
+    pub fn keep_config_snapshots_in(&self, store: &Arc<dyn crate::store::Store>) {
+        #[cfg(feature = "kubernetes")]
+        for backend in &self.kubernetes {
+            backend.keep_snapshots_in(Arc::clone(store));
+        }
+        #[cfg(not(feature = "kubernetes"))]
+        let _ = store;
     }
 
     /// The backend configured as `[backends.NAME]`; used to resume a rollback whose plan

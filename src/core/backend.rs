@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::deploy::{Deploy, Revision, Target};
+use super::deploy::{ConfigChange, Deploy, Revision, Target};
 use super::policy::Actor;
 use super::rollback::PlanId;
 
@@ -53,6 +53,9 @@ pub enum Action {
     /// Return the target to the plan's `to` revision.
     #[default]
     Rollback,
+    /// Write a ConfigMap changed in place back to the kept state `to` names, if it still
+    /// holds what `from` names, then restart the workload so its pods read it.
+    RestoreConfig,
 }
 
 impl Action {
@@ -60,15 +63,37 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Rollback => "rollback",
+            Self::RestoreConfig => "restore_config",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "rollback" => Some(Self::Rollback),
+            "restore_config" => Some(Self::RestoreConfig),
             _ => None,
         }
     }
+}
+
+/// A configuration change the backend can undo in place: a ConfigMap written back to the
+/// snapshot kept from before the change, then the workload restarted so its pods read it.
+/// Offered when such a change is the suspect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreOffer {
+    /// The object as people call it ("checkout-env").
+    pub object: String,
+    /// When the suspect change was made: the restore returns to the state before it.
+    pub before: DateTime<Utc>,
+    /// What the object holds now: its `id` is what the backend checks is still there
+    /// (a resourceVersion) before writing.
+    pub from: Revision,
+    /// The kept state to write back: its `id` names the snapshot.
+    pub to: Revision,
+    /// The keys that will change, from now to restored, masked by the usual rules.
+    pub changes: Vec<ConfigChange>,
+    /// What the person should know first (a GitOps tool that will undo it).
+    pub caveats: Vec<Caveat>,
 }
 
 /// Everything a backend is told when asked to roll back.
@@ -207,6 +232,27 @@ pub trait DeployBackend: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// When each running instance of the target started (for Kubernetes, its pods'
+    /// containers), so a summary can say whether a configuration change made in place
+    /// has been read yet. `Ok(None)` when the backend cannot tell.
+    async fn instances_started(
+        &self,
+        _target: &Target,
+    ) -> Result<Option<Vec<DateTime<Utc>>>, BackendError> {
+        Ok(None)
+    }
+
+    /// The restore to offer when `change` (a configuration change made in place) is the
+    /// suspect; `Ok(None)` when the backend cannot undo it (a Secret, no state kept from
+    /// before it, or the object already holds that state again).
+    async fn restore_offer(
+        &self,
+        _target: &Target,
+        _change: &Deploy,
+    ) -> Result<Option<RestoreOffer>, BackendError> {
+        Ok(None)
+    }
+
     /// Starts the rollback. Returning means the backend accepted it, not that it is done.
     async fn rollback(&self, call: &RollbackCall) -> Result<Operation, BackendError>;
 
@@ -230,12 +276,13 @@ mod tests {
 
     #[test]
     fn an_action_reads_back_what_it_stores() {
-        let action = Action::Rollback;
-        assert_eq!(Action::parse(action.as_str()), Some(action));
-        assert_eq!(
-            serde_json::to_value(action).expect("serializes"),
-            serde_json::json!(action.as_str())
-        );
+        for action in [Action::Rollback, Action::RestoreConfig] {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+            assert_eq!(
+                serde_json::to_value(action).expect("serializes"),
+                serde_json::json!(action.as_str())
+            );
+        }
     }
 
     #[test]

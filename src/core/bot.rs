@@ -23,7 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use super::alert::{Alert, AlertStatus, KnownService, Recognizer};
 use super::backend::{
-    Action, BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall,
+    Action, BackendDirectory, BackendErrorKind, Caveat, DeployBackend, Operation, Outcome,
+    RollbackCall,
 };
 use super::clock::Clock;
 use super::compose::{self, SummaryView};
@@ -38,7 +39,9 @@ use super::message::{
 use super::policy::{Actor, Policy, Principal, RollbackRequest};
 use super::repository::{ConsoleLinks, ServiceLinks};
 use super::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
-use super::summary::{Offer, Summary, SummaryBody, SummaryInput, human_span, summarize};
+use super::summary::{
+    DeploySummary, Offer, Summary, SummaryBody, SummaryInput, human_span, summarize,
+};
 use crate::audit::{AuditLog, AuditQuery, AuditRecord, actions};
 use crate::chat::{Chat, ChatHub, Lane};
 use crate::metrics::{IncidentInterval, Metrics};
@@ -1270,6 +1273,7 @@ impl Bot {
                 None
             }
         };
+        let instances_started = self.instances_started(&target, &history).await;
         let mut summary = summarize(SummaryInput {
             alert,
             target: &target,
@@ -1277,11 +1281,17 @@ impl Bot {
             lookback: self.inner.settings.policy.lookback,
             current,
             caveats,
+            instances_started: instances_started.as_deref(),
         });
         if let SummaryBody::Deploys(deploys) = &mut summary.body {
-            if let (Some(offer), Some(backend)) =
-                (&deploys.offer, self.inner.backends.for_target(&target))
-            {
+            self.offer_restore(deploys).await;
+            if let (Some(offer), Some(backend)) = (
+                deploys
+                    .offer
+                    .as_ref()
+                    .filter(|o| o.action == Action::Rollback),
+                self.inner.backends.for_target(&target),
+            ) {
                 match backend.caveats(&target, &offer.to).await {
                     Ok(found) => deploys.caveats.extend(found),
                     Err(error) => deploys.caveats.push(Caveat {
@@ -1303,6 +1313,48 @@ impl Bot {
             }
         }
         summary
+    }
+
+    /// When the suspect is a configuration change the backend can undo in place (a
+    /// ConfigMap with a snapshot from before it), offers that restore instead of the
+    /// "rolling back the code would not undo it" line.
+    async fn offer_restore(&self, deploys: &mut DeploySummary) {
+        let Some(suspect) = deploys
+            .entries
+            .iter()
+            .find(|e| e.suspect && e.deploy.is_config_change())
+        else {
+            return;
+        };
+        let Some(backend) = self.inner.backends.for_target(&deploys.target) else {
+            return;
+        };
+        match backend
+            .restore_offer(&deploys.target, &suspect.deploy)
+            .await
+        {
+            Ok(Some(restore)) => {
+                deploys.offer = Some(Offer {
+                    reason: compose::restore_reason(&restore.changes),
+                    from: restore.from,
+                    to: restore.to,
+                    suspect_version: suspect.deploy.version.clone(),
+                    to_url: None,
+                    action: Action::RestoreConfig,
+                });
+                deploys.no_offer_reason = None;
+                deploys.caveats.extend(restore.caveats);
+            }
+            Ok(None) => {}
+            Err(error) => deploys.caveats.push(Caveat {
+                message: format!(
+                    "Could not check whether {} can restore the changed configuration: {error}",
+                    backend.name()
+                ),
+                blocking: false,
+                remedy: None,
+            }),
+        }
     }
 
     /// The target's deploys, newest first: the registry merged with the backend's own
@@ -1367,6 +1419,35 @@ impl Bot {
         (deploys, caveats)
     }
 
+    /// When the target's running instances started, asked only when a configuration
+    /// change is in the history (it is one more backend call per summary). A failure
+    /// leaves the changes without a pick-up flag rather than holding up the summary.
+    async fn instances_started(
+        &self,
+        target: &Target,
+        history: &[Deploy],
+    ) -> Option<Vec<DateTime<Utc>>> {
+        if !history.iter().any(Deploy::is_config_change) {
+            return None;
+        }
+        let backend = self.inner.backends.for_target(target)?;
+        let started = Instant::now();
+        let result = backend.instances_started(target).await;
+        self.inner.metrics.backend_call(
+            backend.name(),
+            "instances_started",
+            result.is_ok(),
+            started.elapsed(),
+        );
+        match result {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(backend = backend.name(), %target, %error, "could not read when the running instances started; configuration changes are shown without whether they were picked up");
+                None
+            }
+        }
+    }
+
     /// What runs now: from the backend when it knows, else the newest successful deploy
     /// in the registry.
     async fn current_revision(
@@ -1398,7 +1479,7 @@ impl Bot {
         }
         Ok(history
             .iter()
-            .filter(|d| d.status == DeployStatus::Succeeded)
+            .filter(|d| d.status == DeployStatus::Succeeded && !d.is_config_change())
             .max_by_key(|d| d.effective_at())
             .map(Deploy::as_revision))
     }
@@ -1729,6 +1810,26 @@ impl Bot {
         plan: &RollbackPlan,
         disable_auto_sync: bool,
     ) -> Result<Option<Reply>, BotError> {
+        // A restore's blockers (a paused Deployment, a changed ConfigMap) are checked by
+        // the backend before it writes anything; a rollback's caveats do not apply to it.
+        if plan.action == Action::RestoreConfig {
+            if !disable_auto_sync {
+                return Ok(None);
+            }
+            return self
+                .deny(
+                    press,
+                    Some(&plan.target),
+                    "action_not_offered",
+                    format!(
+                        "\"Disable auto-sync and roll back\" is not offered for a restore of {}. \
+                         Nothing was done.",
+                        plan.target
+                    ),
+                )
+                .await
+                .map(Some);
+        }
         let Some(backend) = self.inner.backends.for_target(&plan.target) else {
             return Ok(None);
         };
@@ -2079,8 +2180,8 @@ impl Bot {
             None => "The outcome will replace this message.",
         };
         Ok(Reply::Private(Message::plain(format!(
-            "Rolling back {} from {} to {}. {follow}",
-            started.target, started.from.version, started.to.version
+            "{} {follow}",
+            compose::starting_line(&started)
         ))))
     }
 
@@ -2132,21 +2233,25 @@ impl Bot {
             .await;
             return;
         };
-        let (history, _) = self.history(&plan.target, HistoryScope::Latest(20)).await;
-        let current = match self.current_revision(&plan.target, &history).await {
-            Ok(current) => current,
-            Err(message) => {
-                self.finish(
-                    &plan,
-                    Outcome::Failed(format!("{message}. Nothing was changed.")),
-                )
-                .await;
+        // A restore's `from` is what the ConfigMap holds, not a revision: the backend
+        // checks it against the object itself right before writing.
+        if plan.action == Action::Rollback {
+            let (history, _) = self.history(&plan.target, HistoryScope::Latest(20)).await;
+            let current = match self.current_revision(&plan.target, &history).await {
+                Ok(current) => current,
+                Err(message) => {
+                    self.finish(
+                        &plan,
+                        Outcome::Failed(format!("{message}. Nothing was changed.")),
+                    )
+                    .await;
+                    return;
+                }
+            };
+            if current.as_ref().map(|c| &c.id) != Some(&plan.from.id) {
+                self.mark_stale(&plan, current).await;
                 return;
             }
-        };
-        if current.as_ref().map(|c| &c.id) != Some(&plan.from.id) {
-            self.mark_stale(&plan, current).await;
-            return;
         }
         let Some(actor) = plan.started_by.clone() else {
             self.finish(
@@ -2219,6 +2324,12 @@ impl Bot {
             tracing::error!(%error, "could not audit the backend call");
         }
         match result {
+            Err(error)
+                if plan.action == Action::RestoreConfig
+                    && error.kind == BackendErrorKind::Conflict =>
+            {
+                self.restore_went_stale(&plan, backend, error.message).await;
+            }
             Err(error) => self.finish(&plan, Outcome::Failed(error.message)).await,
             Ok(operation) => {
                 if let Ok(value) = serde_json::to_value(&operation)
@@ -2328,7 +2439,8 @@ impl Bot {
                 return Ok(());
             };
             let actor = finished.started_by.clone();
-            if state == PlanState::Succeeded {
+            // A restore is recorded by the config watch, as the ConfigMap change it is.
+            if state == PlanState::Succeeded && plan.action == Action::Rollback {
                 let who = actor
                     .as_ref()
                     .map_or("breakwater".to_owned(), |a| a.name().to_owned());
@@ -2469,6 +2581,103 @@ impl Bot {
         .await;
         if let Err(error) = result {
             tracing::error!(%error, plan = %plan.id, "could not record the stale plan");
+        }
+        lock(&self.inner.running).remove(&plan.id);
+    }
+
+    /// A restore found the ConfigMap changed since it was offered (or lost the race to
+    /// write it): nothing was written. The plan goes stale, and a fresh restore to the
+    /// same kept state, from what the ConfigMap holds now, is offered in the thread.
+    async fn restore_went_stale(
+        &self,
+        plan: &RollbackPlan,
+        backend: Arc<dyn DeployBackend>,
+        outcome: String,
+    ) {
+        let now = self.now();
+        let patch = PlanPatch {
+            finished_at: Some(now),
+            outcome: Some(outcome),
+            ..PlanPatch::default()
+        };
+        let result: Result<(), BotError> = async {
+            let Some(stale) = self
+                .inner
+                .store
+                .transition_plan(
+                    &plan.id,
+                    &[PlanState::Running],
+                    PlanState::Stale,
+                    &patch,
+                    now,
+                )
+                .await?
+            else {
+                return Ok(());
+            };
+            let mut entry = self
+                .inner
+                .audit
+                .entry(actions::ROLLBACK_STALE)
+                .target(&plan.target)
+                .details(json!({
+                    "plan": plan.id.to_string(),
+                    "action": plan.action.as_str(),
+                    "expected_from": plan.from,
+                    "to": plan.to,
+                }));
+            if let Some(actor) = &stale.started_by {
+                entry = entry.actor(actor);
+            }
+            self.inner.audit.append(entry).await?;
+            self.inner.metrics.rollback("stale");
+            self.update_plan_message(&stale).await;
+            let Some(at) = &stale.message else {
+                return Ok(());
+            };
+            // The change the plan restores from: the newest one of that ConfigMap whose
+            // restore still returns to the same kept state.
+            let (history, _) = self.history(&plan.target, HistoryScope::Latest(50)).await;
+            let mut fresh = None;
+            for change in history.iter().filter(|d| d.is_config_change()) {
+                if let Ok(Some(restore)) = backend.restore_offer(&plan.target, change).await
+                    && restore.to.id == plan.to.id
+                {
+                    fresh = Some((change.version.clone(), restore));
+                    break;
+                }
+            }
+            let Some((suspect_version, restore)) = fresh else {
+                return Ok(());
+            };
+            let offer = Offer {
+                reason: compose::restore_reason(&restore.changes),
+                from: restore.from,
+                to: restore.to,
+                suspect_version,
+                to_url: None,
+                action: Action::RestoreConfig,
+            };
+            let fresh = self
+                .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
+                .await?;
+            if let Some(chat) = self.inner.chats.get(at.platform) {
+                let message = compose::plan_message(&fresh, &restore.caveats, now);
+                match chat.reply(at, &message, Lane::Interactive).await {
+                    Ok(posted) => {
+                        self.inner
+                            .store
+                            .set_plan_message(&fresh.id, &posted)
+                            .await?
+                    }
+                    Err(error) => tracing::warn!(%error, "could not post the fresh restore"),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::error!(%error, plan = %plan.id, "could not record the stale restore");
         }
         lock(&self.inner.running).remove(&plan.id);
     }

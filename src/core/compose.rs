@@ -5,14 +5,14 @@
 use chrono::{DateTime, Utc};
 
 use super::alert::{Alert, Severity};
-use super::backend::Remedy;
-use super::deploy::{Deploy, DeployStatus, MASKED, Target};
+use super::backend::{Action as PlanAction, Remedy};
+use super::deploy::{ConfigChange, Deploy, DeployStatus, MASKED, Target};
 use super::message::{
     Action, ButtonAction, ButtonKind, ButtonStyle, Confirmation, Message, RichText, Section, Tone,
 };
 use super::repository::{ConsoleLinks, Repository, ServiceLinks};
 use super::rollback::{PlanId, PlanState, RollbackPlan};
-use super::summary::{DeployEntry, MAX_COMMITS, Summary, SummaryBody, human_span};
+use super::summary::{DeployEntry, MAX_COMMITS, Pickup, Summary, SummaryBody, human_span};
 use crate::text::clip;
 
 /// Buttons and labels stay within the platforms' limits (Slack 75, Discord 80).
@@ -282,7 +282,15 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
             if let (Some(plan), Some(offer), None) = (open_plan, &deploys.offer, view.resolved_at) {
                 if !blocking {
                     actions.push(rollback_button(plan));
-                    text.push_str(&format!(". Roll back to {}?", offer.to.version));
+                    match offer.action {
+                        PlanAction::Rollback => {
+                            text.push_str(&format!(". Roll back to {}?", offer.to.version))
+                        }
+                        PlanAction::RestoreConfig => text.push_str(&format!(
+                            ". Restore {} to its state {}?",
+                            offer.from.version, offer.to.version
+                        )),
+                    }
                 }
                 if view.offer_remedy
                     && deploys
@@ -418,7 +426,74 @@ fn investigate_line(target: &Target, view: &SummaryView<'_>) -> Option<RichText>
     (!line.is_empty()).then_some(line)
 }
 
+/// At most this many keys are named in a restore's reason.
+const MAX_RESTORED_KEYS: usize = 10;
+
+/// What a restore changes, for its plan's reason and confirmation: "restores
+/// DB_POOL_SIZE: 2 → 20; API_TOKEN: •••••• → ••••••". Values come masked from the
+/// backend; long ones are cut.
+pub fn restore_reason(changes: &[ConfigChange]) -> String {
+    let value = |v: &Option<String>| {
+        v.as_deref()
+            .map_or_else(|| "(unset)".to_owned(), |v| clip(v, 60))
+    };
+    let mut named: Vec<String> = changes
+        .iter()
+        .take(MAX_RESTORED_KEYS)
+        .map(|c| format!("{}: {} → {}", c.key, value(&c.old), value(&c.new)))
+        .collect();
+    if changes.len() > MAX_RESTORED_KEYS {
+        named.push(format!("+{} more keys", changes.len() - MAX_RESTORED_KEYS));
+    }
+    format!("restores {}", named.join("; "))
+}
+
+/// "ConfigMap checkout-env of checkout production to its state before 14:02 UTC": a
+/// restore plan's `from` names the ConfigMap, its `to` the kept state.
+fn restore_words(plan: &RollbackPlan) -> String {
+    format!(
+        "ConfigMap {} of {} to its state {}",
+        plan.from.version, plan.target, plan.to.version
+    )
+}
+
+/// The private answer to the press that started a plan.
+pub fn starting_line(plan: &RollbackPlan) -> String {
+    match plan.action {
+        PlanAction::Rollback => format!(
+            "Rolling back {} from {} to {}.",
+            plan.target, plan.from.version, plan.to.version
+        ),
+        PlanAction::RestoreConfig => {
+            format!("Restoring {}, then restarting it.", restore_words(plan))
+        }
+    }
+}
+
 fn rollback_button(plan: &RollbackPlan) -> Action {
+    if plan.action == PlanAction::RestoreConfig {
+        return Action::Button {
+            label: clip(
+                &format!(
+                    "Restore {} to its state {}",
+                    plan.from.version, plan.to.version
+                ),
+                MAX_LABEL,
+            ),
+            action: ButtonAction::new(ButtonKind::Rollback, plan.id),
+            style: ButtonStyle::Danger,
+            confirm: Some(Confirmation {
+                title: "Restore ConfigMap?".to_owned(),
+                text: format!(
+                    "Restore {} ({}), then restart it?",
+                    restore_words(plan),
+                    plan.reason
+                ),
+                confirm: "Restore".to_owned(),
+                deny: "Cancel".to_owned(),
+            }),
+        };
+    }
     Action::Button {
         label: clip(
             &format!("Roll back {} to {}", plan.target, plan.to.version),
@@ -443,6 +518,9 @@ fn deploy_headline(entry: &DeployEntry, repository: Option<&Repository>) -> Rich
     let mut line = RichText::new();
     if entry.suspect {
         line = line.plain("🔴 ").bold("Suspect").plain(" ");
+    }
+    if deploy.is_config_change() {
+        return config_change_headline(line, entry);
     }
     line = match &deploy.url {
         Some(url) => line.link(deploy.version.clone(), url.clone()),
@@ -478,6 +556,43 @@ fn deploy_headline(entry: &DeployEntry, repository: Option<&Repository>) -> Rich
         line = line.plain(format!(" — {}", clip(description, 120)));
     }
     line
+}
+
+/// "⚙ ConfigMap checkout-env changed by kubectl-edit · changed 12 min before the alert
+/// (14:02 UTC) · live since 14:05 UTC": an in-place change of what the pods read, not a
+/// deploy, and whether the running pods have read it yet.
+fn config_change_headline(line: RichText, entry: &DeployEntry) -> RichText {
+    let deploy = &entry.deploy;
+    let mut line = line.plain("⚙ ").bold(
+        deploy
+            .description
+            .clone()
+            .unwrap_or_else(|| deploy.version.clone()),
+    );
+    if let Some(author) = &deploy.author {
+        line = line.plain(format!(" by {author}"));
+    }
+    let line = line.plain(format!(
+        " · {} ({})",
+        entry.relative,
+        clock(deploy.effective_at())
+    ));
+    match &entry.pickup {
+        None => line,
+        Some(pickup) => line.plain(format!(" · {}", pickup_words(pickup))),
+    }
+}
+
+/// Whether the running pods read a configuration change yet, in the thread's words.
+fn pickup_words(pickup: &Pickup) -> String {
+    match pickup {
+        Pickup::NotYet => "not yet picked up by running pods".to_owned(),
+        Pickup::Live(since) => format!("live since {}", clock(*since)),
+        Pickup::Partly { picked, of, since } => format!(
+            "picked up by {picked} of {of} running pods (since {})",
+            clock(*since)
+        ),
+    }
 }
 
 /// Which end of the deploy its age is measured from, and when that was: its finish, else
@@ -562,6 +677,53 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
     };
     let started = plan.started_at.map(clock).unwrap_or_default();
     let outcome = plan.outcome.clone().unwrap_or_default();
+    if plan.action == PlanAction::RestoreConfig {
+        let line = match plan.state {
+            PlanState::Offered if now.is_some_and(|now| plan.is_expired(now)) => format!(
+                "⌛ This restore offer expired at {}.",
+                clock(plan.expires_at)
+            ),
+            PlanState::Offered => return None,
+            PlanState::Confirmed => format!(
+                "✋ Approved by {} — a second authorised person must press Restore ({} → its state {}).",
+                who(&plan.approved_by),
+                plan.from.version,
+                plan.to.version
+            ),
+            PlanState::Running => format!(
+                "⏳ Restoring {} and restarting it — started by {} at {}. {}",
+                restore_words(plan),
+                who(&plan.started_by),
+                started,
+                outcome
+            ),
+            PlanState::Succeeded => format!(
+                "✅ Restored {} and restarted it — by {} at {}{took}.",
+                restore_words(plan),
+                who(&plan.started_by),
+                started
+            ),
+            PlanState::Failed => format!(
+                "❌ Restore of {} failed — started by {} at {}{took}: {outcome}",
+                restore_words(plan),
+                who(&plan.started_by),
+                started
+            ),
+            PlanState::Stale => format!("⚠️ Not restored: {outcome}"),
+            PlanState::Expired => format!(
+                "⌛ This restore offer expired at {}.",
+                clock(plan.expires_at)
+            ),
+            PlanState::Dismissed => format!("🙅 {outcome}"),
+            PlanState::Interrupted => format!(
+                "⚠️ Restore of {} was interrupted — started by {} at {}: {outcome}",
+                restore_words(plan),
+                who(&plan.started_by),
+                started
+            ),
+        };
+        return Some(RichText::new().plain(line.trim_end().to_owned()));
+    }
     let line = match plan.state {
         PlanState::Offered if now.is_some_and(|now| plan.is_expired(now)) => format!(
             "⌛ This rollback offer expired at {}. Run /breakwater rollback {} {} for a fresh one.",
@@ -655,8 +817,8 @@ pub fn plan_message(
     caveats: &[super::backend::Caveat],
     now: DateTime<Utc>,
 ) -> Message {
-    let mut sections = vec![Section::Text {
-        text: RichText::new()
+    let question = match plan.action {
+        PlanAction::Rollback => RichText::new()
             .plain("Roll back ")
             .bold(plan.target.to_string())
             .plain(" from ")
@@ -664,7 +826,15 @@ pub fn plan_message(
             .plain(" to ")
             .code(plan.to.to_string())
             .plain("?"),
-    }];
+        PlanAction::RestoreConfig => RichText::new()
+            .plain("Restore ConfigMap ")
+            .bold(plan.from.version.clone())
+            .plain(format!(
+                " of {} to its state {}, then restart it?",
+                plan.target, plan.to.version
+            )),
+    };
+    let mut sections = vec![Section::Text { text: question }];
     sections.push(Section::Context {
         text: RichText::new().plain(format!(
             "{} · offer valid until {}",
@@ -683,12 +853,22 @@ pub fn plan_message(
     if open && !blocking {
         actions.push(rollback_button(plan));
     }
-    Message {
-        text: format!(
-            "Rollback plan for {}: {} → {}",
-            plan.target, plan.from.version, plan.to.version
+    let (text, title) = match plan.action {
+        PlanAction::Rollback => (
+            format!(
+                "Rollback plan for {}: {} → {}",
+                plan.target, plan.from.version, plan.to.version
+            ),
+            format!("{} · rollback plan", plan.target),
         ),
-        title: Some(format!("{} · rollback plan", plan.target)),
+        PlanAction::RestoreConfig => (
+            format!("Restore {}: {}", restore_words(plan), plan.reason),
+            format!("{} · restore plan", plan.target),
+        ),
+    };
+    Message {
+        text,
+        title: Some(title),
         tone: Tone::Warning,
         sections,
         actions,
@@ -707,25 +887,37 @@ pub fn confirm_prompt(
     } else {
         ""
     };
-    let text = format!(
-        "Roll back {} from {} to {}?{extra}",
-        plan.target, plan.from, plan.to
-    );
+    let (text, title, question) = match plan.action {
+        PlanAction::Rollback => (
+            format!(
+                "Roll back {} from {} to {}?{extra}",
+                plan.target, plan.from, plan.to
+            ),
+            "Confirm rollback",
+            RichText::new()
+                .plain("Roll back ")
+                .bold(plan.target.to_string())
+                .plain(" from ")
+                .code(plan.from.to_string())
+                .plain(" to ")
+                .code(plan.to.to_string())
+                .plain(format!("?{extra}")),
+        ),
+        PlanAction::RestoreConfig => {
+            let text = format!(
+                "Restore {}, then restart it? This {}.",
+                restore_words(plan),
+                plan.reason
+            );
+            (text.clone(), "Confirm restore", RichText::new().plain(text))
+        }
+    };
     Message {
         text: text.clone(),
-        title: Some("Confirm rollback".to_owned()),
+        title: Some(title.to_owned()),
         tone: Tone::Warning,
         sections: vec![
-            Section::Text {
-                text: RichText::new()
-                    .plain("Roll back ")
-                    .bold(plan.target.to_string())
-                    .plain(" from ")
-                    .code(plan.from.to_string())
-                    .plain(" to ")
-                    .code(plan.to.to_string())
-                    .plain(format!("?{extra}")),
-            },
+            Section::Text { text: question },
             Section::Context {
                 text: RichText::new().plain(
                     "Only you can confirm this. It calls the deployment backend right away.",
@@ -860,6 +1052,68 @@ mod tests {
     }
 
     #[test]
+    fn a_config_change_reads_as_the_object_changed_by_its_manager() {
+        let mut change = deploy();
+        change.version = "configmap/checkout-env@912".into();
+        change.description = Some("ConfigMap checkout-env changed".into());
+        change.author = Some("kubectl-edit".into());
+        change.source = DeploySource::ConfigChange;
+        change.finished_at = Some(change.started_at);
+        let entry = DeployEntry {
+            relative: "changed 12 min before the alert".into(),
+            deploy: change,
+            compare_from: None,
+            suspect: true,
+            after_alert: false,
+            pickup: None,
+        };
+        let line = deploy_headline(&entry, None).to_string();
+        assert!(
+            line.starts_with("🔴 Suspect ⚙ ConfigMap checkout-env changed by kubectl-edit · changed 12 min before the alert ("),
+            "{line}"
+        );
+        assert!(!line.contains("configmap/checkout-env@912"), "{line}");
+    }
+
+    #[test]
+    fn a_config_change_says_whether_the_running_pods_picked_it_up() {
+        let mut change = deploy();
+        change.description = Some("ConfigMap checkout-env changed".into());
+        change.source = DeploySource::ConfigChange;
+        let restart = DateTime::parse_from_rfc3339("2026-11-29T14:05:00Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let line = |pickup| {
+            deploy_headline(
+                &DeployEntry {
+                    relative: "changed 12 min before the alert".into(),
+                    deploy: change.clone(),
+                    compare_from: None,
+                    suspect: false,
+                    after_alert: false,
+                    pickup: Some(pickup),
+                },
+                None,
+            )
+            .to_string()
+        };
+        assert!(
+            line(Pickup::NotYet).ends_with(" · not yet picked up by running pods"),
+            "{}",
+            line(Pickup::NotYet)
+        );
+        assert!(line(Pickup::Live(restart)).ends_with(" · live since 14:05 UTC"));
+        assert!(
+            line(Pickup::Partly {
+                picked: 1,
+                of: 3,
+                since: restart
+            })
+            .ends_with(" · picked up by 1 of 3 running pods (since 14:05 UTC)")
+        );
+    }
+
+    #[test]
     fn config_changes_show_values_and_masked_secrets() {
         let lines: Vec<String> = deploy_details(&deploy(), None)
             .iter()
@@ -961,6 +1215,7 @@ mod tests {
                 lookback: std::time::Duration::from_secs(6 * 3600),
                 current: Some(Revision::version("v42")),
                 caveats: vec![],
+                instances_started: None,
             })
         }
 

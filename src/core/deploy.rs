@@ -192,6 +192,10 @@ pub enum DeploySource {
     Backend,
     /// A rollback breakwater itself performed.
     Rollback,
+    /// A ConfigMap or Secret the service's pods read was changed in place (seen by a
+    /// Kubernetes watch): no deploy happened, yet what runs may behave differently. Never
+    /// a rollback target; `description` names the object, `author` the field manager.
+    ConfigChange,
 }
 
 impl DeploySource {
@@ -200,6 +204,7 @@ impl DeploySource {
             Self::Api => "api",
             Self::Backend => "backend",
             Self::Rollback => "rollback",
+            Self::ConfigChange => "config_change",
         }
     }
 
@@ -208,6 +213,7 @@ impl DeploySource {
             "api" => Some(Self::Api),
             "backend" => Some(Self::Backend),
             "rollback" => Some(Self::Rollback),
+            "config_change" => Some(Self::ConfigChange),
             _ => None,
         }
     }
@@ -294,6 +300,11 @@ impl Deploy {
     /// When the deploy took effect: its finish, or its start while it is still rolling out.
     pub fn effective_at(&self) -> DateTime<Utc> {
         self.finished_at.unwrap_or(self.started_at)
+    }
+
+    /// A ConfigMap or Secret changed in place: shown beside deploys, never rolled back to.
+    pub fn is_config_change(&self) -> bool {
+        self.source == DeploySource::ConfigChange
     }
 
     pub fn is_in_progress(&self) -> bool {

@@ -74,6 +74,49 @@ pub struct DeployEntry {
     pub compare_from: Option<String>,
     pub suspect: bool,
     pub after_alert: bool,
+    /// For a configuration change: whether the running instances have read it yet.
+    pub pickup: Option<Pickup>,
+}
+
+/// Whether a configuration change made in place reached what runs. Pods read ConfigMaps
+/// and Secrets through environment variables when their containers start, so a change
+/// made after every running pod started is not what they run yet, and one made before
+/// a restart has been live since that restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pickup {
+    /// Every running instance started before the change.
+    NotYet,
+    /// Every running instance started after the change, the first of them at this time.
+    Live(DateTime<Utc>),
+    /// Some running instances started after the change, the first of them at `since`.
+    Partly {
+        picked: usize,
+        of: usize,
+        since: DateTime<Utc>,
+    },
+}
+
+impl Pickup {
+    /// How a change made at `changed_at` stands against the running instances' start
+    /// times; `None` when nothing runs.
+    pub fn of(changed_at: DateTime<Utc>, started: &[DateTime<Utc>]) -> Option<Self> {
+        let after: Vec<DateTime<Utc>> = started
+            .iter()
+            .copied()
+            .filter(|start| *start >= changed_at)
+            .collect();
+        let first = after.iter().min().copied();
+        match first {
+            _ if started.is_empty() => None,
+            None => Some(Self::NotYet),
+            Some(first) if after.len() == started.len() => Some(Self::Live(first)),
+            Some(since) => Some(Self::Partly {
+                picked: after.len(),
+                of: started.len(),
+                since,
+            }),
+        }
+    }
 }
 
 /// A rollback worth offering: from what runs now to the deploy before the suspect.
@@ -101,6 +144,9 @@ pub struct SummaryInput<'a> {
     pub lookback: std::time::Duration,
     pub current: Option<Revision>,
     pub caveats: Vec<Caveat>,
+    /// When each running instance of the target started, when the backend can tell: says
+    /// whether configuration changes have been picked up.
+    pub instances_started: Option<&'a [DateTime<Utc>]>,
 }
 
 /// The age of a deploy relative to the alert, naming the end it is measured from:
@@ -108,6 +154,10 @@ pub struct SummaryInput<'a> {
 /// with no finish time, "rolling out, started …" for one still in progress.
 pub fn deploy_age(deploy: &Deploy, alert: DateTime<Utc>) -> String {
     match deploy.finished_at {
+        _ if deploy.is_config_change() => format!(
+            "changed {}",
+            relative_to_alert(deploy.effective_at(), alert)
+        ),
         _ if deploy.is_in_progress() => format!(
             "rolling out, started {}",
             relative_to_alert(deploy.started_at, alert)
@@ -208,14 +258,29 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
             .copied()
     });
 
+    // Configuration changes compete for the suspect mark but are never what a rollback
+    // returns to, nor what ran before a deploy.
+    let code_history: Vec<Deploy> = input
+        .history
+        .iter()
+        .filter(|d| !d.is_config_change())
+        .cloned()
+        .collect();
     let entries: Vec<DeployEntry> = window
         .iter()
         .take(MAX_DEPLOYS)
         .map(|deploy| DeployEntry {
             relative: deploy_age(deploy, alert_at),
-            compare_from: ran_before(input.history, deploy),
+            compare_from: (!deploy.is_config_change())
+                .then(|| ran_before(&code_history, deploy))
+                .flatten(),
             suspect: suspect.is_some_and(|s| std::ptr::eq(s, *deploy)),
             after_alert: deploy.started_at > alert_at,
+            pickup: deploy
+                .is_config_change()
+                .then_some(input.instances_started)
+                .flatten()
+                .and_then(|started| Pickup::of(deploy.effective_at(), started)),
             deploy: (*deploy).clone(),
         })
         .collect();
@@ -244,7 +309,14 @@ pub fn summarize(input: SummaryInput<'_>) -> Summary {
             None,
             Some("No deploy finished before the alert started, so none is suspect.".to_owned()),
         ),
-        Some(suspect) => offer_for(input.history, suspect, input.current.clone(), input.target),
+        Some(suspect) if suspect.is_config_change() => (
+            None,
+            Some(format!(
+                "The suspect is a configuration change ({}); rolling back the code would not undo it.",
+                suspect.description.as_deref().unwrap_or(&suspect.version)
+            )),
+        ),
+        Some(suspect) => offer_for(&code_history, suspect, input.current.clone(), input.target),
     };
     let failed_rollout = live_failure.map(|failed| {
         let healthy_before = offer
@@ -492,6 +564,7 @@ mod tests {
             lookback: std::time::Duration::from_secs(6 * 3600),
             current: current.map(Revision::version),
             caveats: vec![],
+            instances_started: None,
         });
         match summary.body {
             SummaryBody::Deploys(deploys) => *deploys,
@@ -537,6 +610,99 @@ mod tests {
             (offer.from.version.as_str(), offer.to.version.as_str()),
             ("v42", "v41")
         );
+    }
+
+    fn config_change(minutes_from_alert: i64) -> Deploy {
+        let mut change = deploy("configmap/checkout-env@912", minutes_from_alert);
+        change.started_at = at(minutes_from_alert);
+        change.commit = None;
+        change.author = Some("kubectl-edit".into());
+        change.description = Some("ConfigMap checkout-env changed".into());
+        change.source = DeploySource::ConfigChange;
+        change
+    }
+
+    #[test]
+    fn a_config_change_after_the_last_deploy_is_the_suspect_and_offers_no_code_rollback() {
+        let history = [config_change(-12), deploy("v42", -60), deploy("v41", -200)];
+        let summary = summarize_history(&history, Some("v42"));
+        assert!(summary.entries[0].suspect);
+        assert!(!summary.entries[1].suspect);
+        assert_eq!(
+            summary.entries[0].relative,
+            "changed 12 min before the alert"
+        );
+        assert!(summary.offer.is_none());
+        assert!(
+            summary
+                .no_offer_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("ConfigMap checkout-env changed")),
+            "{:?}",
+            summary.no_offer_reason
+        );
+    }
+
+    #[test]
+    fn a_config_change_after_every_pod_started_is_not_yet_picked_up() {
+        assert_eq!(
+            Pickup::of(at(-12), &[at(-60), at(-50)]),
+            Some(Pickup::NotYet)
+        );
+    }
+
+    #[test]
+    fn a_config_change_before_a_restart_is_live_since_the_first_pod_started_after_it() {
+        assert_eq!(
+            Pickup::of(at(-12), &[at(-8), at(-9)]),
+            Some(Pickup::Live(at(-9)))
+        );
+    }
+
+    #[test]
+    fn a_restart_halfway_through_counts_the_pods_that_have_the_change() {
+        assert_eq!(
+            Pickup::of(at(-12), &[at(-60), at(-5), at(-4)]),
+            Some(Pickup::Partly {
+                picked: 2,
+                of: 3,
+                since: at(-5)
+            })
+        );
+        assert_eq!(Pickup::of(at(-12), &[]), None);
+    }
+
+    #[test]
+    fn only_config_changes_carry_a_pickup() {
+        let history = [config_change(-12), deploy("v42", -60), deploy("v41", -200)];
+        let alert = alert();
+        let target = target();
+        let started = [at(-30)];
+        let summary = summarize(SummaryInput {
+            alert: &alert,
+            target: &target,
+            history: &history,
+            lookback: std::time::Duration::from_secs(6 * 3600),
+            current: Some(Revision::version("v42")),
+            caveats: vec![],
+            instances_started: Some(&started),
+        });
+        let SummaryBody::Deploys(deploys) = summary.body else {
+            panic!("a deploy summary")
+        };
+        let pickups: Vec<Option<Pickup>> =
+            deploys.entries.iter().map(|e| e.pickup.clone()).collect();
+        assert_eq!(pickups, [Some(Pickup::NotYet), None, None]);
+    }
+
+    #[test]
+    fn a_config_change_before_the_suspect_deploy_is_never_its_rollback_target() {
+        let history = [deploy("v42", -18), config_change(-30), deploy("v41", -200)];
+        let summary = summarize_history(&history, Some("v42"));
+        assert!(summary.entries[0].suspect);
+        let offer = summary.offer.expect("offer");
+        assert_eq!(offer.to.version, "v41");
+        assert_eq!(summary.entries[0].compare_from.as_deref(), Some("v41-sha"));
     }
 
     #[test]
@@ -678,6 +844,7 @@ mod tests {
             lookback: std::time::Duration::from_secs(6 * 3600),
             current: None,
             caveats: vec![],
+            instances_started: None,
         });
         assert!(matches!(summary.body, SummaryBody::Deploys(_)));
     }

@@ -232,6 +232,24 @@ macro_rules! impl_store {
             async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
                 Q::release_lease(&mut *self.write().await?, name, holder).await
             }
+
+            async fn record_config_snapshot(
+                &self,
+                snapshot: &super::ConfigSnapshot,
+            ) -> StoreResult<bool> {
+                Q::record_config_snapshot(&mut *self.write().await?, snapshot).await
+            }
+
+            async fn config_snapshots(
+                &self,
+                object: &super::ConfigObject,
+            ) -> StoreResult<Vec<super::ConfigSnapshot>> {
+                Q::config_snapshots(&mut *self.read().await?, object).await
+            }
+
+            async fn config_snapshot(&self, id: i64) -> StoreResult<Option<super::ConfigSnapshot>> {
+                Q::config_snapshot(&mut *self.read().await?, id).await
+            }
         }
     };
 }

@@ -1,6 +1,7 @@
 //! Persistence behind one trait: deploys, alerts and their groups, rollback plans with
-//! conditional state transitions, processed-event claims, the audit chain, and leases (a
-//! role one replica holds at a time). SQLite (default) and PostgreSQL (several replicas)
+//! conditional state transitions, processed-event claims, the audit chain, leases (a
+//! role one replica holds at a time), and snapshots of watched ConfigMaps (for Restore).
+//! SQLite (default) and PostgreSQL (several replicas)
 //! implement it and pass the same tests. `backup` copies a SQLite store online; `open`
 //! turns a database that cannot be opened into one line with the cause and the fix.
 //!
@@ -19,6 +20,7 @@ use crate::core::message::{Message, MessageRef};
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 
 mod backup;
+mod config_snapshots;
 mod forward;
 mod lease;
 mod open;
@@ -27,6 +29,7 @@ mod sql;
 mod sqlite;
 
 pub use backup::{BackupError, backup_sqlite};
+pub use config_snapshots::{ConfigObject, ConfigSnapshot, SNAPSHOTS_KEPT};
 pub use lease::DISCORD_GATEWAY_LEASE;
 pub use open::{
     CONNECT_TIMEOUT, OpenCause, OpenError, check as check_database, redact as redact_url,
@@ -505,6 +508,17 @@ pub trait Store: Send + Sync {
     /// Gives the lease up at once if `holder` holds it (a graceful stop), so that another
     /// replica takes over without waiting for it to expire.
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
+
+    // --- configuration snapshots -------------------------------------------------------
+
+    /// Keeps a ConfigMap's data once per object and resourceVersion, and only the newest
+    /// [`SNAPSHOTS_KEPT`] per object. True when it was new.
+    async fn record_config_snapshot(&self, snapshot: &ConfigSnapshot) -> StoreResult<bool>;
+
+    /// The object's kept snapshots, newest first.
+    async fn config_snapshots(&self, object: &ConfigObject) -> StoreResult<Vec<ConfigSnapshot>>;
+
+    async fn config_snapshot(&self, id: i64) -> StoreResult<Option<ConfigSnapshot>>;
 }
 
 /// Opens the store a `database.url` names: `sqlite:…` (the default, one process) or

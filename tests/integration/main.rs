@@ -8,6 +8,8 @@ mod backends_helm;
 #[cfg(feature = "kubernetes")]
 mod backends_kubernetes;
 mod cli;
+#[cfg(feature = "kubernetes")]
+mod config_changes;
 mod console;
 mod console_browser;
 mod crash;

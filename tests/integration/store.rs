@@ -16,8 +16,8 @@ use breakwater::core::message::{Message, MessageRef, Platform};
 use breakwater::core::policy::{Actor, Principal};
 use breakwater::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 use breakwater::store::{
-    self, ConsolePlace, ConsoleSession, DeployQuery, GroupThread, PostgresStore, SqliteStore,
-    Store, StoreError,
+    self, ConfigObject, ConfigSnapshot, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
+    PostgresStore, SqliteStore, Store, StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
@@ -234,6 +234,8 @@ store_tests!(
     a_released_lease_is_free_at_once,
     the_incident_history_holds_the_groups_opened_since_their_plans_and_the_asked_for_records,
     an_incident_history_over_its_limit_keeps_the_newest_records,
+    a_config_snapshot_is_kept_once_per_resource_version,
+    only_the_newest_config_snapshots_of_an_object_are_kept,
 );
 
 // --- fixtures --------------------------------------------------------------------------------
@@ -2337,4 +2339,83 @@ async fn an_incident_history_over_its_limit_keeps_the_newest_records(db: &mut Te
         history.records.iter().map(|r| r.at).collect::<Vec<_>>(),
         [at(3), at(4)]
     );
+}
+
+// --- configuration snapshots ----------------------------------------------------------------
+
+fn config_object(name: &str) -> ConfigObject {
+    ConfigObject {
+        backend: "cluster".to_owned(),
+        namespace: "shop".to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+fn snapshot(name: &str, version: u32, minute: i64) -> ConfigSnapshot {
+    ConfigSnapshot {
+        id: 0,
+        object: config_object(name),
+        resource_version: version.to_string(),
+        data: BTreeMap::from([("DB_POOL_SIZE".to_owned(), version.to_string())]),
+        binary_data: BTreeMap::from([("logo.png".to_owned(), "iVBORw0KGgo=".to_owned())]),
+        taken_at: at(minute),
+    }
+}
+
+async fn a_config_snapshot_is_kept_once_per_resource_version(db: &mut TestStore) {
+    let first = snapshot("checkout-env", 911, 0);
+    assert!(
+        db.store
+            .record_config_snapshot(&first)
+            .await
+            .expect("record")
+    );
+    assert!(
+        !db.store
+            .record_config_snapshot(&first)
+            .await
+            .expect("again")
+    );
+    let kept = db
+        .store
+        .config_snapshots(&config_object("checkout-env"))
+        .await
+        .expect("read");
+    assert_eq!(kept.len(), 1);
+    let read = db
+        .store
+        .config_snapshot(kept[0].id)
+        .await
+        .expect("read one")
+        .expect("kept");
+    assert_eq!(ConfigSnapshot { id: 0, ..read }, first);
+}
+
+async fn only_the_newest_config_snapshots_of_an_object_are_kept(db: &mut TestStore) {
+    let kept_per_object = usize::try_from(store::SNAPSHOTS_KEPT).expect("small");
+    for version in 0..u32::try_from(kept_per_object + 5).expect("small") {
+        db.store
+            .record_config_snapshot(&snapshot("checkout-env", 900 + version, i64::from(version)))
+            .await
+            .expect("record");
+    }
+    db.store
+        .record_config_snapshot(&snapshot("other-env", 1, 0))
+        .await
+        .expect("record");
+    let kept = db
+        .store
+        .config_snapshots(&config_object("checkout-env"))
+        .await
+        .expect("read");
+    assert_eq!(kept.len(), kept_per_object);
+    let newest = format!("{}", 900 + kept_per_object + 4);
+    assert_eq!(kept[0].resource_version, newest, "newest first");
+    assert_eq!(kept[kept_per_object - 1].resource_version, "905");
+    let other = db
+        .store
+        .config_snapshots(&config_object("other-env"))
+        .await
+        .expect("read");
+    assert_eq!(other.len(), 1, "another object keeps its own");
 }

@@ -41,7 +41,10 @@
 //! `get`, `list` and `watch` on `deployments` and `replicasets` and `patch` on
 //! `deployments` in the services' namespaces; `deploy/kubernetes/rbac.yaml` has the Role.
 
+pub mod config_watch;
 mod errors;
+mod pods;
+mod restore;
 mod template;
 
 use std::collections::{BTreeMap, HashMap};
@@ -61,8 +64,8 @@ use super::toolkit::{Follow, Look};
 use super::{VersionSource, distinct_versions, error_chain, image_tag};
 use crate::config::{KubernetesBackendConfig, ServiceConfig};
 use crate::core::backend::{
-    BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation, Outcome,
-    ProgressFn, RollbackCall,
+    Action, BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation,
+    Outcome, ProgressFn, RestoreOffer, RollbackCall,
 };
 use crate::core::deploy::{Deploy, DeploySource, DeployStatus, Revision, ServiceName, Target};
 use template::{DESIRED_REPLICAS, merge_patch, replica_change, template_changes, template_value};
@@ -93,6 +96,8 @@ pub struct KubernetesBackend {
     /// Built on first use: loading credentials may run exec plugins and needs the runtime.
     client: OnceCell<Connection>,
     services: HashMap<ServiceName, ServiceConfig>,
+    /// Where the config watch keeps ConfigMap snapshots, for Restore; set at start-up.
+    snapshots: std::sync::OnceLock<std::sync::Arc<dyn crate::store::Store>>,
 }
 
 #[derive(Clone)]
@@ -145,6 +150,8 @@ enum Phase {
     Read,
     Patch,
     Follow,
+    /// The restart after a ConfigMap was restored.
+    Restart,
 }
 
 impl Phase {
@@ -153,6 +160,7 @@ impl Phase {
             Self::Read => "nothing was changed",
             Self::Patch => "nothing was rolled back",
             Self::Follow => "the rollout may still be running",
+            Self::Restart => "the pods were not restarted",
         }
     }
 }
@@ -186,6 +194,10 @@ struct Handle {
     revision: String,
     /// The pod template rolled back to; a different one means someone deployed since.
     template: Value,
+    /// The ConfigMap restored before this restart, when it is one (then `revision` says
+    /// which state, "before 14:02 UTC").
+    #[serde(default)]
+    restored: Option<String>,
 }
 
 impl KubernetesBackend {
@@ -240,7 +252,17 @@ impl KubernetesBackend {
             allow_insecure_http: config.allow_insecure_http,
             client: OnceCell::new(),
             services: super::services_by_name(services),
+            snapshots: std::sync::OnceLock::new(),
         })
+    }
+
+    /// A Deployment named directly (a restart, a handle), its version read from images.
+    fn deployment_named(&self, namespace: &str, name: &str) -> DeploymentRef {
+        DeploymentRef {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            version_from: VersionFrom::Image,
+        }
     }
 
     fn deployment_ref(&self, target: &Target) -> DeploymentRef {
@@ -358,18 +380,7 @@ impl KubernetesBackend {
         let connection = self.connection().await?;
         let api: Api<ReplicaSet> =
             Api::namespaced(connection.client.clone(), &deployment.namespace);
-        let selector = object
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.selector.match_labels.as_ref())
-            .map(|labels| {
-                labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
+        let selector = selector_of(object);
         let mut params = ListParams::default();
         if !selector.is_empty() {
             params = params.labels(&selector);
@@ -530,6 +541,22 @@ impl KubernetesBackend {
                 )
             })
     }
+}
+
+/// The Deployment's `matchLabels` as a label selector (`app=orders,tier=web`).
+fn selector_of(object: &Deployment) -> String {
+    object
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.selector.match_labels.as_ref())
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 /// Whether a kubeconfig user authenticates with something a plain-HTTP hop could read
@@ -787,6 +814,23 @@ impl DeployBackend for KubernetesBackend {
             .map(|d| d.as_revision()))
     }
 
+    async fn instances_started(
+        &self,
+        target: &Target,
+    ) -> Result<Option<Vec<chrono::DateTime<Utc>>>, BackendError> {
+        self.pods_started(&self.deployment_ref(target))
+            .await
+            .map(Some)
+    }
+
+    async fn restore_offer(
+        &self,
+        target: &Target,
+        change: &Deploy,
+    ) -> Result<Option<RestoreOffer>, BackendError> {
+        self.offer_restore(target, change).await
+    }
+
     async fn caveats(&self, target: &Target, to: &Revision) -> Result<Vec<Caveat>, BackendError> {
         let deployment = self.deployment_ref(target);
         let object = self.get_deployment(&deployment, Phase::Read).await?;
@@ -828,6 +872,9 @@ impl DeployBackend for KubernetesBackend {
     }
 
     async fn rollback(&self, call: &RollbackCall) -> Result<Operation, BackendError> {
+        if call.action == Action::RestoreConfig {
+            return self.restore(call).await;
+        }
         let deployment = self.deployment_ref(&call.target);
         let mut attempt = 0;
         loop {
@@ -876,6 +923,7 @@ impl DeployBackend for KubernetesBackend {
                 deployment: deployment.name.clone(),
                 revision: call.to.id.clone(),
                 template: target.template.clone(),
+                restored: None,
             };
             let operation = |finished| Operation {
                 target: call.target.clone(),
@@ -936,6 +984,30 @@ impl DeployBackend for KubernetesBackend {
             within: self.timeout,
             tolerated_read_failures: FOLLOW_READ_FAILURES,
         };
+        // The same rollout follows a rollback and the restart after a ConfigMap restore;
+        // only the words differ.
+        let (followed, done, during, rollout, broken) = match &handle.restored {
+            None => (
+                format!("the rollback to revision {}", handle.revision),
+                format!("rolled out the template of revision {}", handle.revision),
+                format!("rolling back to revision {}", handle.revision),
+                format!(
+                    "the rollout of {deployment} back to revision {}",
+                    handle.revision
+                ),
+                "the earlier revision may be broken too",
+            ),
+            Some(config_map) => (
+                format!("the restart after restoring ConfigMap {config_map}"),
+                format!(
+                    "restarted with ConfigMap {config_map} restored to its state {}",
+                    handle.revision
+                ),
+                format!("restarting after ConfigMap {config_map} was restored"),
+                format!("the restart of {deployment} after restoring ConfigMap {config_map}"),
+                "the restored values may be broken too",
+            ),
+        };
         follow
             .until(
                 progress,
@@ -948,23 +1020,21 @@ impl DeployBackend for KubernetesBackend {
                         .unwrap_or(Value::Null);
                     if template != handle.template {
                         return Ok(Look::Done(Outcome::Failed(format!(
-                            "{deployment} was changed again by someone else while the \
-                             rollback to revision {} was followed; check `kubectl rollout \
-                             history deployment/{} -n {}` to see what runs now",
-                            handle.revision, deployment.name, deployment.namespace
+                            "{deployment} was changed again by someone else while {followed} \
+                             was followed; check `kubectl rollout history deployment/{} -n {}` \
+                             to see what runs now",
+                            deployment.name, deployment.namespace
                         ))));
                     }
                     Ok(match rollout_status(&object) {
                         Rollout::Complete(detail) => Look::Done(Outcome::Succeeded(format!(
-                            "{deployment} rolled out the template of revision {}: {detail}",
-                            handle.revision
+                            "{deployment} {done}: {detail}"
                         ))),
                         Rollout::DeadlineExceeded(message) => Look::Done(Outcome::Failed(format!(
-                            "{deployment} exceeded its progress deadline rolling back to \
-                                 revision {}{}. Its new pods are not becoming available: check \
-                                 `kubectl get pods -n {}` and `kubectl describe deployment/{} \
-                                 -n {}`; the earlier revision may be broken too",
-                            handle.revision,
+                            "{deployment} exceeded its progress deadline {during}{}. \
+                                 Its new pods are not becoming available: check `kubectl get \
+                                 pods -n {}` and `kubectl describe deployment/{} -n {}`; \
+                                 {broken}",
                             if message.is_empty() {
                                 String::new()
                             } else {
@@ -981,10 +1051,8 @@ impl DeployBackend for KubernetesBackend {
                     BackendError::new(
                         BackendErrorKind::Timeout,
                         format!(
-                            "the rollout of {deployment} back to revision {} did not finish \
-                             within {}{}; it may still be progressing. Check `kubectl rollout \
+                            "{rollout} did not finish within {}{}; it may still be progressing. Check `kubectl rollout \
                              status deployment/{} -n {}` before retrying",
-                            handle.revision,
                             humantime::format_duration(self.timeout),
                             last.map(|l| format!(" (last seen: {l})"))
                                 .unwrap_or_default(),

@@ -4,7 +4,17 @@
 //! changes the pod template is picked up by a fake deployment controller one step per
 //! status read, as the real one would report it: spec observed, the matching old
 //! ReplicaSet reactivated under the next revision (or a new one created), replicas
-//! updated, then available — or the `ProgressDeadlineExceeded` condition.
+//! updated, then available — or the `ProgressDeadlineExceeded` condition. The
+//! Deployment's pods are listed with their containers' start times; a completed rollout
+//! replaces them with pods started at that moment.
+//!
+//! ConfigMaps and Secrets (core/v1) are listed and watched as the API server streams them:
+//! `?watch=true&resourceVersion=N` answers a chunked body of JSON lines, first the events
+//! after N, then a BOOKMARK (with `allowWatchBookmarks=true`), then live ADDED/MODIFIED
+//! events; a version older than the compacted history gets an ERROR event with a 410
+//! `Expired` Status, as etcd compaction makes the real server answer. A ConfigMap is read
+//! by name and written with a JSON merge patch under the same `resourceVersion`
+//! precondition (409 when it does not match), which its watchers see as MODIFIED.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,6 +72,20 @@ struct Inner {
     /// Controller steps still to show, one per Deployment read.
     steps: u32,
     resource_version: u64,
+    /// ConfigMaps and Secrets, each with its `kind`.
+    config_objects: Vec<Value>,
+    /// Every config object event: (resourceVersion, plural, watch event line).
+    config_events: Vec<(u64, &'static str, Value)>,
+    /// Watches from a resourceVersion below this are answered 410 Gone.
+    oldest_watchable: u64,
+    /// Open watch streams by plural.
+    watchers: Vec<(&'static str, tokio::sync::mpsc::UnboundedSender<Value>)>,
+    /// The orders Deployment's pods, replaced by each completed rollout.
+    pods: Vec<Value>,
+    /// ConfigMap patches still to lose a race against another writer.
+    conflicting_config_patches: u32,
+    /// Argo CD Applications in the `argocd` namespace, by name.
+    applications: Vec<Value>,
 }
 
 pub(crate) struct FakeKubernetes {
@@ -73,12 +97,16 @@ pub(crate) struct FakeKubernetes {
 pub(crate) fn pod_template(tag: &str, env: &[(&str, &str)]) -> Value {
     let env: Vec<Value> = env
         .iter()
-        .map(|(name, value)| match value.strip_prefix("secret:") {
-            Some(reference) => {
+        .map(|(name, value)| {
+            if let Some(reference) = value.strip_prefix("secret:") {
                 let (secret, key) = reference.split_once('/').expect("secret/key");
                 json!({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+            } else if let Some(reference) = value.strip_prefix("configmap:") {
+                let (map, key) = reference.split_once('/').expect("configmap/key");
+                json!({"name": name, "valueFrom": {"configMapKeyRef": {"name": map, "key": key}}})
+            } else {
+                json!({"name": name, "value": value})
             }
-            None => json!({"name": name, "value": value}),
         })
         .collect();
     json!({
@@ -160,6 +188,36 @@ fn replica_set(
     })
 }
 
+/// Three running pods of `template`, their containers up since `minutes_ago`.
+fn pods_of(template: &Value, minutes_ago: i64) -> Vec<Value> {
+    let hash = hash_of(template);
+    (0..3)
+        .map(|i| {
+            json!({
+                "kind": "Pod", "apiVersion": "v1",
+                "metadata": {
+                    "name": format!("orders-{hash}-{i}x{minutes_ago}"),
+                    "namespace": NAMESPACE,
+                    "uid": format!("pod-{hash}-{i}-{minutes_ago}"),
+                    "labels": {"app": "orders", "pod-template-hash": hash},
+                    "creationTimestamp": stamp(minutes_ago)
+                },
+                "spec": template["spec"].clone(),
+                "status": {
+                    "phase": "Running",
+                    "startTime": stamp(minutes_ago),
+                    "containerStatuses": [{
+                        "name": "orders", "ready": true, "restartCount": 0, "started": true,
+                        "image": template["spec"]["containers"][0]["image"].clone(),
+                        "imageID": "",
+                        "state": {"running": {"startedAt": stamp(minutes_ago)}}
+                    }]
+                }
+            })
+        })
+        .collect()
+}
+
 fn status(code: u16, reason: &str, message: &str) -> Response {
     (
         StatusCode::from_u16(code).expect("code"),
@@ -206,6 +264,13 @@ impl FakeKubernetes {
                 end: RolloutEnd::Available,
                 steps: 0,
                 resource_version: 1000,
+                config_objects: Vec::new(),
+                config_events: Vec::new(),
+                oldest_watchable: 0,
+                watchers: Vec::new(),
+                pods: Vec::new(),
+                conflicting_config_patches: 0,
+                applications: Vec::new(),
             }),
         });
         let router = Router::new().fallback(handle).with_state(fake.clone());
@@ -247,6 +312,7 @@ impl FakeKubernetes {
         let last = revisions.last().expect("revisions");
         let running = pod_template(last.tag, last.env);
         let rs_name = format!("orders-{}", hash_of(&running));
+        inner.pods = pods_of(&running, last.minutes_ago);
         inner.resource_version += 1;
         inner.deployment = Some(json!({
             "kind": "Deployment",
@@ -340,6 +406,135 @@ impl FakeKubernetes {
         inner.steps = 4 + unobserved_reads;
     }
 
+    /// The pods are replaced by new ones that started `minutes_ago`, as `kubectl rollout
+    /// restart` (or a crash of every pod) would.
+    /// Returns when they started, to the second as the API shows it.
+    pub(crate) fn restart_pods(&self, minutes_ago: i64) -> chrono::DateTime<Utc> {
+        let mut inner = self.lock();
+        let template = inner.deployment.as_ref().expect("deployment")["spec"]["template"].clone();
+        inner.pods = pods_of(&template, minutes_ago);
+        let started = inner.pods[0]["status"]["startTime"]
+            .as_str()
+            .expect("startTime");
+        chrono::DateTime::parse_from_rfc3339(started)
+            .expect("a time")
+            .with_timezone(&Utc)
+    }
+
+    /// The next `count` ConfigMap patches find that someone else wrote it first (409).
+    pub(crate) fn lose_config_map_races(&self, count: u32) {
+        self.lock().conflicting_config_patches = count;
+    }
+
+    /// Marks the ConfigMap as managed by Argo CD application `app` (annotation tracking),
+    /// as Argo CD's sync writes it.
+    pub(crate) fn track_by_argocd(&self, name: &str, app: &str) {
+        let mut inner = self.lock();
+        let object = inner
+            .config_objects
+            .iter_mut()
+            .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == name)
+            .expect("config map");
+        object["metadata"]["annotations"] = json!({
+            "argocd.argoproj.io/tracking-id": format!("{app}:/ConfigMap:{NAMESPACE}/{name}")
+        });
+    }
+
+    /// An Argo CD Application in the `argocd` namespace, syncing automatically or not.
+    pub(crate) fn add_application(&self, name: &str, automated: bool) {
+        let sync_policy = if automated {
+            json!({"automated": {"prune": true, "selfHeal": true}})
+        } else {
+            json!({})
+        };
+        self.lock().applications.push(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": name, "namespace": "argocd"},
+            "spec": {"project": "default", "syncPolicy": sync_policy,
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": NAMESPACE}}
+        }));
+    }
+
+    /// The ConfigMap or Secret as the server holds it now.
+    pub(crate) fn config_object(&self, kind: &str, name: &str) -> Value {
+        self.lock()
+            .config_objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .cloned()
+            .expect("config object")
+    }
+
+    /// Creates or replaces a ConfigMap as `manager` (kubectl-edit, helm) wrote it
+    /// `minutes_ago` (its managedFields time).
+    pub(crate) fn put_config_map(
+        &self,
+        name: &str,
+        data: &[(&str, &str)],
+        manager: &str,
+        minutes_ago: i64,
+    ) {
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        self.put_config_object("ConfigMap", name, data, (manager, minutes_ago));
+    }
+
+    /// Creates or replaces a Secret; its values travel base64-encoded, as the API shows them.
+    pub(crate) fn put_secret(
+        &self,
+        name: &str,
+        data: &[(&str, &str)],
+        manager: &str,
+        minutes_ago: i64,
+    ) {
+        use base64::Engine;
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+                ((*k).to_owned(), json!(encoded))
+            })
+            .collect();
+        self.put_config_object("Secret", name, data, (manager, minutes_ago));
+    }
+
+    fn put_config_object(
+        &self,
+        kind: &str,
+        name: &str,
+        data: serde_json::Map<String, Value>,
+        written: (&str, i64),
+    ) {
+        let mut inner = self.lock();
+        put_config_object(&mut inner, kind, name, data, written);
+    }
+
+    /// The server compacts its history and drops every open watch, and `change` happens
+    /// while no one watches: a watcher resuming from its last version gets 410 Gone and
+    /// must list again to see it.
+    pub(crate) fn compact_history_then(&self, change: impl FnOnce(&Self)) {
+        {
+            let mut inner = self.lock();
+            inner.watchers.clear();
+            inner.oldest_watchable = inner.resource_version + 1;
+        }
+        change(self);
+        // From now on the current version is watchable again.
+        let mut inner = self.lock();
+        inner.oldest_watchable = inner.resource_version;
+    }
+
+    /// Watch requests for `plural` answered so far.
+    pub(crate) fn watches_of(&self, plural: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.path.ends_with(&format!("/{plural}")))
+            .filter(|s| s.query.as_deref().is_some_and(|q| q.contains("watch=true")))
+            .count()
+    }
+
     pub(crate) fn remove_deployment(&self) {
         self.lock().deployment = None;
     }
@@ -412,6 +607,205 @@ impl FakeKubernetes {
     }
 }
 
+fn plural_of(kind: &str) -> &'static str {
+    if kind == "Secret" {
+        "secrets"
+    } else {
+        "configmaps"
+    }
+}
+
+fn put_config_object(
+    inner: &mut Inner,
+    kind: &str,
+    name: &str,
+    data: serde_json::Map<String, Value>,
+    (manager, minutes_ago): (&str, i64),
+) {
+    inner.resource_version += 1;
+    let version = inner.resource_version;
+    let object = json!({
+        "kind": kind, "apiVersion": "v1",
+        "metadata": {
+            "name": name, "namespace": NAMESPACE, "uid": format!("uid-{kind}-{name}"),
+            "resourceVersion": version.to_string(), "creationTimestamp": stamp(60 * 24),
+            "managedFields": [
+                {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
+                 "time": stamp(60 * 24), "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}},
+                {"manager": manager, "operation": "Update", "apiVersion": "v1",
+                 "time": stamp(minutes_ago), "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}}
+            ]
+        },
+        "data": data
+    });
+    let existing = inner
+        .config_objects
+        .iter()
+        .position(|o| o["kind"] == kind && o["metadata"]["name"] == name);
+    let event_type = match existing {
+        Some(index) => {
+            inner.config_objects[index] = object.clone();
+            "MODIFIED"
+        }
+        None => {
+            inner.config_objects.push(object.clone());
+            "ADDED"
+        }
+    };
+    let plural = plural_of(kind);
+    let event = json!({"type": event_type, "object": object});
+    inner.config_events.push((version, plural, event.clone()));
+    inner
+        .watchers
+        .retain(|(p, sender)| *p != plural || sender.send(event.clone()).is_ok());
+}
+
+/// A watch answer: the given lines, then whatever live events arrive, as JSON lines.
+fn watch_stream(
+    lines: Vec<Value>,
+    live: Option<tokio::sync::mpsc::UnboundedReceiver<Value>>,
+) -> Response {
+    let first = futures::stream::iter(lines);
+    let rest = futures::stream::unfold(live, |live| async move {
+        let mut receiver = live?;
+        let next = receiver.recv().await?;
+        Some((next, Some(receiver)))
+    });
+    let body = futures::StreamExt::map(futures::StreamExt::chain(first, rest), |line| {
+        Ok::<_, std::convert::Infallible>(Bytes::from(format!("{line}\n")))
+    });
+    (
+        [("content-type", "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
+fn config_objects(inner: &mut Inner, uri: &Uri, ns: &str, plural: &'static str) -> Response {
+    if query_param(uri, "watch").as_deref() != Some("true") {
+        let items: Vec<Value> = inner
+            .config_objects
+            .iter()
+            .filter(|o| plural_of(o["kind"].as_str().unwrap_or("")) == plural)
+            .filter(|o| o["metadata"]["namespace"] == ns)
+            .cloned()
+            .collect();
+        let kind = if plural == "secrets" {
+            "SecretList"
+        } else {
+            "ConfigMapList"
+        };
+        return axum::Json(json!({
+            "kind": kind, "apiVersion": "v1",
+            "metadata": {"resourceVersion": inner.resource_version.to_string()},
+            "items": items
+        }))
+        .into_response();
+    }
+    let from: u64 = query_param(uri, "resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(inner.resource_version);
+    if from < inner.oldest_watchable {
+        let gone = json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("too old resource version: {from} ({})", inner.oldest_watchable),
+            "reason": "Expired", "code": 410
+        }});
+        return watch_stream(vec![gone], None);
+    }
+    let mut lines: Vec<Value> = inner
+        .config_events
+        .iter()
+        .filter(|(version, p, _)| *version > from && *p == plural)
+        .map(|(_, _, event)| event.clone())
+        .collect();
+    if query_param(uri, "allowWatchBookmarks").as_deref() == Some("true") {
+        let kind = if plural == "secrets" {
+            "Secret"
+        } else {
+            "ConfigMap"
+        };
+        lines.push(json!({"type": "BOOKMARK", "object": {
+            "kind": kind, "apiVersion": "v1",
+            "metadata": {"resourceVersion": inner.resource_version.to_string()}
+        }}));
+    }
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    inner.watchers.push((plural, sender));
+    watch_stream(lines, Some(receiver))
+}
+
+fn find_config_map(inner: &Inner, ns: &str, name: &str) -> Option<usize> {
+    inner.config_objects.iter().position(|o| {
+        o["kind"] == "ConfigMap"
+            && o["metadata"]["namespace"] == ns
+            && o["metadata"]["name"] == name
+    })
+}
+
+fn config_map_not_found(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("configmaps \"{name}\" not found"), "reason": "NotFound",
+            "details": {"name": name, "kind": "configmaps"}, "code": 404
+        })),
+    )
+        .into_response()
+}
+
+/// A JSON merge patch of a ConfigMap with the `resourceVersion` precondition: 409 when it
+/// does not match; otherwise written by the field manager "breakwater" and streamed to
+/// the watchers as MODIFIED.
+fn patch_config_map(
+    inner: &mut Inner,
+    ns: &str,
+    name: &str,
+    content_type: Option<&str>,
+    patch: &Value,
+) -> Response {
+    let Some(index) = find_config_map(inner, ns, name) else {
+        return config_map_not_found(name);
+    };
+    if content_type != Some("application/merge-patch+json") {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format",
+        );
+    }
+    if inner.conflicting_config_patches > 0 {
+        // Someone else wrote it first.
+        inner.conflicting_config_patches -= 1;
+        let data = inner.config_objects[index]["data"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        put_config_object(inner, "ConfigMap", name, data, ("kubectl-edit", 0));
+    }
+    let index = find_config_map(inner, ns, name).expect("still there");
+    let object = inner.config_objects[index].clone();
+    let wanted = &patch["metadata"]["resourceVersion"];
+    if !wanted.is_null() && *wanted != object["metadata"]["resourceVersion"] {
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("Operation cannot be fulfilled on configmaps \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+                "reason": "Conflict", "details": {"name": name, "kind": "configmaps"}, "code": 409
+            })),
+        )
+            .into_response();
+    }
+    let mut data = object["data"].clone();
+    json_merge(&mut data, &patch["data"]);
+    let data = data.as_object().cloned().unwrap_or_default();
+    put_config_object(inner, "ConfigMap", name, data, ("breakwater", 0));
+    let index = find_config_map(inner, ns, name).expect("still there");
+    axum::Json(inner.config_objects[index].clone()).into_response()
+}
+
 fn selector_matches(selector: &str, labels: &Value) -> bool {
     selector
         .split(',')
@@ -455,6 +849,60 @@ async fn handle(
     }
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
+        (Method::GET, ["api", "v1", "namespaces", ns, "configmaps"]) => {
+            config_objects(&mut inner, &uri, ns, "configmaps")
+        }
+        (Method::GET, ["api", "v1", "namespaces", ns, "secrets"]) => {
+            config_objects(&mut inner, &uri, ns, "secrets")
+        }
+        (Method::GET, ["api", "v1", "namespaces", ns, "configmaps", name]) => {
+            match find_config_map(&inner, ns, name) {
+                Some(index) => axum::Json(inner.config_objects[index].clone()).into_response(),
+                None => config_map_not_found(name),
+            }
+        }
+        (Method::PATCH, ["api", "v1", "namespaces", ns, "configmaps", name]) => {
+            patch_config_map(&mut inner, ns, name, content_type.as_deref(), &body_json)
+        }
+        (
+            Method::GET,
+            [
+                "apis",
+                "argoproj.io",
+                "v1alpha1",
+                "namespaces",
+                "argocd",
+                "applications",
+                name,
+            ],
+        ) => match inner
+            .applications
+            .iter()
+            .find(|a| a["metadata"]["name"] == *name)
+        {
+            Some(application) => axum::Json(application.clone()).into_response(),
+            None => status(
+                404,
+                "NotFound",
+                &format!("applications.argoproj.io \"{name}\" not found"),
+            ),
+        },
+        (Method::GET, ["api", "v1", "namespaces", ns, "pods"]) => {
+            let selector = query_param(&uri, "labelSelector").unwrap_or_default();
+            let items: Vec<Value> = inner
+                .pods
+                .iter()
+                .filter(|pod| pod["metadata"]["namespace"] == *ns)
+                .filter(|pod| selector_matches(&selector, &pod["metadata"]["labels"]))
+                .cloned()
+                .collect();
+            axum::Json(json!({
+                "kind": "PodList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": inner.resource_version.to_string()},
+                "items": items
+            }))
+            .into_response()
+        }
         (Method::GET, ["apis", "apps", "v1", "namespaces", ns, "replicasets"]) => {
             let selector = query_param(&uri, "labelSelector").unwrap_or_default();
             let items: Vec<Value> = inner
@@ -627,7 +1075,8 @@ fn controller_step(inner: &mut Inner) {
         }
         _ => match end {
             RolloutEnd::Available => {
-                deployment["status"] = complete_status(generation.as_i64().unwrap_or(0), &rs_name)
+                deployment["status"] = complete_status(generation.as_i64().unwrap_or(0), &rs_name);
+                inner.pods = pods_of(&template, 0);
             }
             RolloutEnd::Stuck => {}
             RolloutEnd::DeadlineExceeded => {
