@@ -93,6 +93,7 @@ fn services() -> Vec<ServiceConfig> {
             deployment: None,
             release: None,
             version_from: None,
+            rollout: None,
             repository: None,
             sources: Default::default(),
         })

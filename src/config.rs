@@ -292,6 +292,8 @@ pub struct ServiceConfig {
     pub deployment: Option<String>,
     pub release: Option<String>,
     pub version_from: Option<String>,
+    /// The Argo Rollouts `Rollout` object's name (`argo-rollouts` backends).
+    pub rollout: Option<String>,
     /// `repository` (+ `repository_kind`): where commits and compares of its deploys link.
     pub repository: Option<Repository>,
     /// How deploy events from GitHub, GitLab and Flux name this service.
@@ -334,6 +336,8 @@ pub enum BackendConfig {
     ArgoCd(ArgoCdBackendConfig),
     Kubernetes(KubernetesBackendConfig),
     Helm(HelmBackendConfig),
+    /// Argo Rollouts: the same cluster connection settings as `kubernetes`.
+    ArgoRollouts(KubernetesBackendConfig),
 }
 
 impl BackendConfig {
@@ -345,6 +349,7 @@ impl BackendConfig {
             Self::ArgoCd(_) => "argocd",
             Self::Kubernetes(_) => "kubernetes",
             Self::Helm(_) => "helm",
+            Self::ArgoRollouts(_) => "argo-rollouts",
         }
     }
 }
@@ -665,6 +670,7 @@ struct RawService {
     deployment: Option<String>,
     release: Option<String>,
     version_from: Option<String>,
+    rollout: Option<String>,
     repository: Option<String>,
     repository_kind: Option<String>,
     github_repository: Option<String>,
@@ -1461,6 +1467,7 @@ impl<'a> Validator<'a> {
             "argocd",
             "kubernetes",
             "helm",
+            "argo-rollouts",
         ];
         let mut backends = BTreeMap::new();
         let Some(value) = value else { return backends };
@@ -1480,7 +1487,7 @@ impl<'a> Validator<'a> {
                 Some(_) | None => {
                     self.problem(
                         join(&path, "kind"),
-                        "is required: argocd, kubernetes, helm, webhook, command or simulated",
+                        "is required: argocd, kubernetes, helm, webhook, command, simulated or argo-rollouts",
                     );
                     continue;
                 }
@@ -1497,10 +1504,17 @@ impl<'a> Validator<'a> {
                 "argocd" => self.argocd_backend(&path, body),
                 "kubernetes" => self.kubernetes_backend(&path, body),
                 "helm" => self.helm_backend(&path, body),
+                "argo-rollouts" => {
+                    self.kubernetes_backend(&path, body)
+                        .map(|backend| match backend {
+                            BackendConfig::Kubernetes(c) => BackendConfig::ArgoRollouts(c),
+                            other => other,
+                        })
+                }
                 other => {
                     self.problem(
                         join(&path, "kind"),
-                        format!("{other:?} is not one of argocd, kubernetes, helm, webhook, command, simulated"),
+                        format!("{other:?} is not one of argocd, kubernetes, helm, webhook, command, simulated, argo-rollouts"),
                     );
                     None
                 }
@@ -1793,6 +1807,7 @@ impl<'a> Validator<'a> {
                 deployment: raw.deployment,
                 release: raw.release,
                 version_from: raw.version_from,
+                rollout: raw.rollout,
                 repository,
                 sources,
             };
@@ -1898,7 +1913,7 @@ impl<'a> Validator<'a> {
                 (None, _) => judged = false,
             }
         }
-        let keys: [(&str, bool, &[&str]); 6] = [
+        let keys: [(&str, bool, &[&str]); 7] = [
             ("app", service.app.is_some(), &["argocd"]),
             (
                 "app_namespace",
@@ -1908,15 +1923,16 @@ impl<'a> Validator<'a> {
             (
                 "namespace",
                 service.namespace.is_some(),
-                &["kubernetes", "helm"],
+                &["kubernetes", "helm", "argo-rollouts"],
             ),
             ("deployment", service.deployment.is_some(), &["kubernetes"]),
             ("release", service.release.is_some(), &["helm"]),
             (
                 "version_from",
                 service.version_from.is_some(),
-                &["kubernetes"],
+                &["kubernetes", "argo-rollouts"],
             ),
+            ("rollout", service.rollout.is_some(), &["argo-rollouts"]),
         ];
         for (key, set, fits) in keys {
             if set && judged && !kinds.iter().any(|kind| fits.contains(&kind.as_str())) {
@@ -1932,6 +1948,7 @@ impl<'a> Validator<'a> {
             ("namespace", &service.namespace),
             ("deployment", &service.deployment),
             ("release", &service.release),
+            ("rollout", &service.rollout),
         ] {
             if let Some(value) = value {
                 for placeholder in placeholders(value) {

@@ -5,6 +5,8 @@
 //! follows that mapping. Backends that keep no history of their own (webhook, command,
 //! simulated) leave history and the current revision to the deploy registry.
 
+#[cfg(feature = "kubernetes")]
+pub mod argo_rollouts;
 pub mod argocd;
 pub mod command;
 pub mod helm;
@@ -21,6 +23,8 @@ use crate::config::{BackendConfig, Config, ServiceConfig};
 use crate::core::backend::DeployBackend;
 use crate::core::deploy::{ServiceName, Target};
 
+#[cfg(feature = "kubernetes")]
+pub use argo_rollouts::ArgoRolloutsBackend;
 pub use argocd::ArgoCdBackend;
 pub use command::CommandBackend;
 pub use helm::HelmBackend;
@@ -104,6 +108,18 @@ impl BackendRegistry {
                     });
                 }
                 BackendConfig::Helm(c) => Arc::new(HelmBackend::new(name, c, &config.services)),
+                #[cfg(feature = "kubernetes")]
+                BackendConfig::ArgoRollouts(c) => {
+                    Arc::new(ArgoRolloutsBackend::new(name, c, &config.services)?)
+                }
+                #[cfg(not(feature = "kubernetes"))]
+                BackendConfig::ArgoRollouts(_) => {
+                    return Err(BuildError::FeatureDisabled {
+                        name: name.clone(),
+                        kind: backend.kind(),
+                        feature: "kubernetes",
+                    });
+                }
             };
             backends.insert(name.clone(), built);
         }
@@ -170,7 +186,7 @@ pub fn credential_problems(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, backend) in &config.backends {
         #[cfg(feature = "kubernetes")]
-        if let BackendConfig::Kubernetes(c) = backend
+        if let BackendConfig::Kubernetes(c) | BackendConfig::ArgoRollouts(c) = backend
             && let Some(reason) = kubernetes::insecure_http_problem(name, c)
         {
             problems.push(format!("backends.{name}.allow_insecure_http: {reason}"));
