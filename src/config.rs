@@ -2784,6 +2784,40 @@ mod tests {
     }
 
     #[test]
+    fn an_argo_rollouts_backend_takes_the_kubernetes_connection_settings_and_a_rollout_name() {
+        let text = VALID
+            .replace(
+                "backend = \"deployer\"",
+                "backend = \"rollouts\"\nnamespace = \"shop\"\nrollout = \"{service}-canary\"",
+            )
+            .replace(
+                "[[services]]",
+                "[backends.rollouts]\nkind = \"argo-rollouts\"\ncontext = \"prod\"\ntimeout = \"3m\"\n\n[[services]]",
+            );
+        let config = parse(&text).expect("valid");
+        let Some(BackendConfig::ArgoRollouts(rollouts)) = config.backends.get("rollouts") else {
+            panic!("{:?}", config.backends);
+        };
+        assert_eq!(rollouts.context.as_deref(), Some("prod"));
+        assert_eq!(rollouts.timeout, Duration::from_secs(180));
+        assert_eq!(
+            config.services[0].rollout.as_deref(),
+            Some("{service}-canary")
+        );
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\nrollout = \"checkout\"",
+        );
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("rollout: only applies to argo-rollouts")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn duplicate_service_names_and_aliases_are_refused() {
         let text = format!(
             "{VALID}\n[[services]]\nname = \"checkout-svc\"\nenvironments = [\"production\"]\nbackend = \"deployer\"\n"

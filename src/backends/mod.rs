@@ -403,6 +403,29 @@ mod tests {
     }
 
     #[test]
+    fn an_argo_rollouts_section_becomes_a_backend_of_its_kind() {
+        let text = BACKENDS.to_owned()
+            + r#"
+            [backends.rollouts]
+            kind = "argo-rollouts"
+        "#;
+        let built = BackendRegistry::from_config(&config(&text));
+        if cfg!(feature = "kubernetes") {
+            let registry = built.expect("built");
+            assert_eq!(
+                registry.get("rollouts").expect("rollouts").kind(),
+                "argo-rollouts"
+            );
+        } else {
+            let error = built.expect_err("refused");
+            assert!(
+                error.to_string().contains("--features kubernetes"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn an_unreadable_argocd_ca_file_is_refused_naming_its_key() {
         let text = BACKENDS.to_owned()
             + r#"
