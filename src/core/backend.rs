@@ -160,7 +160,7 @@ pub trait DeployBackend: Send + Sync {
     /// The configured name (`[backends.NAME]`).
     fn name(&self) -> &str;
 
-    /// The kind (`argocd`, `kubernetes`, `helm`, `webhook`, `command`, `simulated`).
+    /// The kind (`argocd`, `kubernetes`, `argo-rollouts`, `helm`, `webhook`, `command`, `simulated`).
     fn kind(&self) -> &'static str;
 
     fn capabilities(&self) -> Capabilities;

@@ -326,3 +326,40 @@ async fn rollouts_a_fully_promoted_rollout_is_described_as_healthy_on_its_stable
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn rollouts_a_service_account_that_may_not_patch_rollouts_fails_pointing_at_the_rbac_manifest()
+ {
+    let Cluster { app, fake, .. } = start(Shape::Canary).await;
+    fake.forbid_patch();
+    let summary = summary_of_an_alert(&app).await;
+
+    app.press(&summary, "Roll back", &alice()).await;
+
+    let detail = app.failed_rollback(&summary).await;
+    assert!(detail.contains("HTTP 403 Forbidden"), "{detail}");
+    assert!(
+        detail.contains("apply deploy/kubernetes/rbac.yaml in namespace shop"),
+        "{detail}"
+    );
+    assert!(detail.contains("patch rollouts"), "{detail}");
+}
+
+#[tokio::test]
+async fn rollouts_a_rollout_moved_to_another_revision_since_the_offer_is_stale_and_never_patched() {
+    let Cluster { app, fake, .. } = start(Shape::Canary).await;
+    let summary = summary_of_an_alert(&app).await;
+    fake.edit_rollout(|r| {
+        r["metadata"]["annotations"]["rollout.argoproj.io/revision"] = serde_json::json!("2")
+    });
+
+    app.press(&summary, "Roll back", &alice()).await;
+
+    app.chat
+        .wait_for_update(
+            &summary.at,
+            "Not rolled back: orders production now runs v1.3.2, not v1.4.0",
+        )
+        .await;
+    assert!(fake.patches().is_empty(), "{:?}", fake.patches());
+}

@@ -54,6 +54,7 @@ struct Inner {
     seen: Vec<Seen>,
     /// Patches still to lose a race against another writer.
     conflicting_patches: u32,
+    may_patch: bool,
     end: End,
     /// Controller steps still to show, one per Rollout read.
     steps: u32,
@@ -229,6 +230,7 @@ impl FakeRollouts {
                 replica_sets,
                 seen: Vec::new(),
                 conflicting_patches: 0,
+                may_patch: true,
                 end: End::Healthy,
                 steps: 0,
                 resource_version: 1000,
@@ -258,6 +260,11 @@ impl FakeRollouts {
     /// The next `count` patches find that someone else wrote the Rollout first.
     pub(crate) fn lose_patch_races(&self, count: u32) {
         self.lock().conflicting_patches = count;
+    }
+
+    /// The service account loses `patch` on rollouts (RBAC without the Rollouts rules).
+    pub(crate) fn forbid_patch(&self) {
+        self.lock().may_patch = false;
     }
 
     pub(crate) fn end_rollouts(&self, end: End) {
@@ -357,6 +364,13 @@ async fn handle(
             axum::Json(inner.rollout.clone()).into_response()
         }
         Method::PATCH => {
+            if !inner.may_patch {
+                return status(
+                    403,
+                    "Forbidden",
+                    "rollouts.argoproj.io \"orders\" is forbidden: User \"system:serviceaccount:breakwater:breakwater\" cannot patch resource \"rollouts\" in API group \"argoproj.io\" in the namespace \"shop\"",
+                );
+            }
             if content_type.as_deref() != Some("application/merge-patch+json") {
                 return status(
                     415,
