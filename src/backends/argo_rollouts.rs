@@ -106,8 +106,52 @@ struct State {
     stable_hash: Option<String>,
     current_hash: Option<String>,
     aborted: bool,
+    /// Analysis runs (canary step, background, blue-green pre- and post-promotion) that
+    /// failed, errored or were inconclusive: the usual reason a rollout stops.
+    failed_analyses: Vec<FailedAnalysis>,
     /// The controller has seen the current spec (`status.observedGeneration`).
     observed: bool,
+}
+
+/// An analysis run that said no, as the Rollout's status reports it
+/// (`RolloutAnalysisRunStatus`: name, status, message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FailedAnalysis {
+    name: String,
+    status: String,
+    message: String,
+}
+
+impl FailedAnalysis {
+    fn of(run: &Value) -> Option<Self> {
+        let field = |key: &str| {
+            run.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let status = field("status");
+        matches!(status.as_str(), "Failed" | "Error" | "Inconclusive").then(|| Self {
+            name: field("name"),
+            status,
+            message: snippet(&field("message"), 200),
+        })
+    }
+}
+
+impl std::fmt::Display for FailedAnalysis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = match self.status.as_str() {
+            "Failed" => "failed",
+            "Error" => "could not measure (error)",
+            _ => "was inconclusive",
+        };
+        write!(f, "analysis run {} {verdict}", self.name)?;
+        if !self.message.is_empty() {
+            write!(f, " ({})", self.message)?;
+        }
+        Ok(())
+    }
 }
 
 /// What is stored with the plan to follow a rollback, also after a restart.
@@ -326,8 +370,21 @@ impl ArgoRolloutsBackend {
                 text.push_str(" It waits for someone to promote it.");
             }
         }
+        if !state.failed_analyses.is_empty() {
+            let runs: Vec<String> = state
+                .failed_analyses
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            text.push_str(&format!(" Failing analysis: {}.", runs.join("; ")));
+        }
+        // An abort caused by analysis repeats the failing metric: say it once.
         if let Some(message) = state.message.as_deref().filter(|m| !m.is_empty())
             && (state.aborted || state.phase == "Degraded")
+            && !state
+                .failed_analyses
+                .iter()
+                .any(|run| !run.message.is_empty() && message.contains(run.message.as_str()))
         {
             text.push_str(&format!(" Argo Rollouts says: {}", snippet(message, 300)));
         }
@@ -489,6 +546,16 @@ impl State {
             stable_hash: text("/status/stableRS"),
             current_hash: text("/status/currentPodHash"),
             aborted: data.pointer("/status/abort").and_then(Value::as_bool) == Some(true),
+            failed_analyses: [
+                "/status/canary/currentStepAnalysisRunStatus",
+                "/status/canary/currentBackgroundAnalysisRunStatus",
+                "/status/blueGreen/prePromotionAnalysisRunStatus",
+                "/status/blueGreen/postPromotionAnalysisRunStatus",
+            ]
+            .iter()
+            .filter_map(|pointer| data.pointer(pointer))
+            .filter_map(FailedAnalysis::of)
+            .collect(),
             observed: observed.is_some() && observed == generation,
         }
     }

@@ -176,6 +176,47 @@ async fn rollouts_an_aborted_canary_says_traffic_is_back_on_stable_and_the_templ
 }
 
 #[tokio::test]
+async fn rollouts_a_failed_analysis_run_is_named_with_its_verdict_and_metric_once() {
+    let Cluster { app, .. } = start(Shape::Aborted).await;
+
+    let text = summary_of_an_alert(&app).await.plain();
+
+    assert!(
+        text.contains(
+            "Failing analysis: analysis run orders-e57c-3-2 failed (Metric \"error-rate\" \
+             assessed Failed due to failed (3) > failureLimit (2))."
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("failureLimit (2)").count(),
+        1,
+        "the controller's abort message repeats the metric: {text}"
+    );
+}
+
+#[tokio::test]
+async fn rollouts_an_inconclusive_background_analysis_of_a_paused_canary_is_reported() {
+    let Cluster { app, fake, .. } = start(Shape::Paused).await;
+    fake.edit_rollout(|r| {
+        r["status"]["canary"] = serde_json::json!({"currentBackgroundAnalysisRunStatus": {
+            "name": "orders-e57c-3-bg", "status": "Inconclusive",
+            "message": "Metric \"latency-p99\" assessed Inconclusive due to inconclusive (1) > inconclusiveLimit (0)"
+        }});
+    });
+
+    let text = summary_of_an_alert(&app).await.plain();
+
+    assert!(
+        text.contains(
+            "It waits for someone to promote it. Failing analysis: analysis run orders-e57c-3-bg \
+             was inconclusive (Metric \"latency-p99\" assessed Inconclusive"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn rollouts_a_degraded_rollout_is_reported_with_the_controllers_reason() {
     let Cluster { app, .. } = start(Shape::Degraded).await;
 

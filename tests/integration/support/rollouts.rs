@@ -179,6 +179,10 @@ impl FakeRollouts {
                 status["message"] = json!(
                     "RolloutAborted: Rollout aborted update to revision 3: Metric \"error-rate\" assessed Failed due to failed (3) > failureLimit (2)"
                 );
+                status["canary"] = json!({"currentStepAnalysisRunStatus": {
+                    "name": "orders-e57c-3-2", "status": "Failed",
+                    "message": "Metric \"error-rate\" assessed Failed due to failed (3) > failureLimit (2)"
+                }});
                 "Degraded"
             }
             Shape::Degraded => {
