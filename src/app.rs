@@ -51,6 +51,27 @@ pub struct Application {
     maintenance_every: Duration,
 }
 
+/// A configured chat platform whose adapter this binary was built without would otherwise
+/// be ignored without a word; refuse to start instead, naming the section and the feature.
+fn refuse_platforms_not_built(config: &Config) -> anyhow::Result<()> {
+    #[cfg(not(feature = "slack"))]
+    if config.slack.is_some() {
+        anyhow::bail!(
+            "[slack] is configured but this breakwater was built without the `slack` feature: \
+             rebuild with it or remove [slack]"
+        );
+    }
+    #[cfg(not(feature = "discord"))]
+    if config.discord.is_some() {
+        anyhow::bail!(
+            "[discord] is configured but this breakwater was built without the `discord` \
+             feature: rebuild with it or remove [discord]"
+        );
+    }
+    let _ = config;
+    Ok(())
+}
+
 /// Installs ring as the process-wide TLS provider once; several libraries build rustls
 /// configurations and would otherwise disagree about the provider.
 pub fn install_tls_provider() {
@@ -65,6 +86,7 @@ impl Application {
     pub async fn build_with(config: Config, overrides: Overrides) -> anyhow::Result<Self> {
         install_tls_provider();
         http::raise_open_file_limit();
+        refuse_platforms_not_built(&config)?;
         let config = Arc::new(config);
         let store = match overrides.store {
             Some(store) => store,

@@ -436,10 +436,24 @@ impl AuditLog {
         since: Option<DateTime<Utc>>,
         out: &mut dyn Write,
     ) -> Result<u64, ExportError> {
+        self.export_matching(format, since, &|_| true, out).await
+    }
+
+    /// Like [`export`](Self::export), but only the records `keep` accepts: the console's
+    /// download of what its filters show.
+    pub async fn export_matching(
+        &self,
+        format: ExportFormat,
+        since: Option<DateTime<Utc>>,
+        keep: &(dyn Fn(&AuditRecord) -> bool + Sync),
+        out: &mut dyn Write,
+    ) -> Result<u64, ExportError> {
+        let wanted =
+            |record: &AuditRecord| since.is_none_or(|since| record.at >= since) && keep(record);
         match format {
             ExportFormat::Jsonl => {
                 let mut line = Vec::new();
-                self.for_each_record(since, |record| {
+                self.for_each_record(wanted, |record| {
                     line.clear();
                     serde_json::to_writer(&mut line, &ExportedRecord::from(record))
                         .map_err(std::io::Error::other)?;
@@ -464,7 +478,7 @@ impl AuditLog {
                     "hash",
                 ])?;
                 let written = self
-                    .for_each_record(since, |record| {
+                    .for_each_record(wanted, |record| {
                         writer.write_record([
                             record.seq.to_string().as_str(),
                             &record
@@ -490,7 +504,7 @@ impl AuditLog {
 
     async fn for_each_record(
         &self,
-        since: Option<DateTime<Utc>>,
+        keep: impl Fn(&AuditRecord) -> bool,
         mut visit: impl FnMut(&AuditRecord) -> Result<(), ExportError>,
     ) -> Result<u64, ExportError> {
         let mut written = 0;
@@ -499,10 +513,7 @@ impl AuditLog {
             let page = self.store.audit_records(after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            for record in page
-                .iter()
-                .filter(|r| since.is_none_or(|since| r.at >= since))
-            {
+            for record in page.iter().filter(|r| keep(r)) {
                 visit(record)?;
                 written += 1;
             }

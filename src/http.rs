@@ -144,6 +144,7 @@ impl IntoResponse for ApiError {
 /// The core routes; adapters' routes are merged by the application.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -203,6 +204,32 @@ async fn record_metrics(
         started.elapsed(),
     );
     response
+}
+
+/// `GET /`: people who open breakwater's address land in the console when there is one;
+/// otherwise a short index says what is served here.
+async fn index(State(state): State<AppState>) -> Response {
+    if state.config.console.enabled {
+        return (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "/console"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+        )
+            .into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        concat!(
+            "breakwater ",
+            env!("CARGO_PKG_VERSION"),
+            "\n\nGET /healthz   liveness\nGET /readyz    readiness (store, chat)\n",
+            "GET /metrics   Prometheus metrics\n/api/v1/deploys, /webhooks/...   see README.md\n\n",
+            "The web console is off; add a [console] section to the configuration to use it.\n",
+        ),
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -359,7 +386,8 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 
 // --- deploy registry ---------------------------------------------------------------------
 
-/// The deploy report CI/CD posts (DESIGN.md "Deploy report").
+/// The deploy report CI/CD posts to `POST /api/v1/deploys`: `service`, `environment` and
+/// `version` required, everything else optional; unknown fields are refused.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployReport {

@@ -3,6 +3,9 @@
 //!
 //! # Layout
 //!
+//! - [`app`]: builds the whole application from a [`config::Config`] (store, audit log,
+//!   backends, bot, chat adapters, HTTP listener) and runs it; tests and the demo swap in
+//!   parts through `app::Overrides`.
 //! - [`config`]: the TOML configuration, read and validated once into typed values.
 //! - [`core`]: the platform-neutral domain (alerts, deploys, summaries, rollback plans,
 //!   policy) and the bot that decides; it knows no Slack, Discord, SQL or HTTP.
@@ -18,6 +21,8 @@
 //!   parsers and the mapping of their names to configured services.
 //! - [`http`]: the axum router: health, metrics, deploy API, alert webhooks, platform
 //!   HTTP endpoints; and the accept loop that serves it with connection limits.
+//! - [`metrics`]: the Prometheus metrics operators watch (alerts in, summaries out,
+//!   rollbacks and their outcomes, backend and HTTP latency), served at `/metrics`.
 //!
 //! Data flows one way: adapters turn the outside world into core events, the core
 //! decides, adapters render the core's replies.

@@ -174,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Commands::Audit { command } => audit(command).await,
         Commands::Backup { config, to } => backup(&config, &to).await,
         Commands::Demo { listen, data } => demo(listen, data).await,
-        Commands::HashPassword => hash_password(),
+        Commands::HashPassword => hash_password().await,
     }
 }
 
@@ -255,10 +255,14 @@ async fn demo(listen: std::net::SocketAddr, data: Option<PathBuf>) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-fn hash_password() -> anyhow::Result<ExitCode> {
+async fn hash_password() -> anyhow::Result<ExitCode> {
     let input = if std::io::stdin().is_terminal() {
-        let first = read_hidden("Password: ").context("reading the password")?;
-        let again = read_hidden("Repeat the password: ").context("reading the password")?;
+        let first = read_hidden("Password: ")
+            .await
+            .context("reading the password")?;
+        let again = read_hidden("Repeat the password: ")
+            .await
+            .context("reading the password")?;
         if first != again {
             eprintln!("error: the passwords do not match; nothing was hashed");
             return Ok(ExitCode::from(1));
@@ -283,12 +287,14 @@ fn hash_password() -> anyhow::Result<ExitCode> {
 }
 
 /// Asks for a line on the terminal at standard input without echoing what is typed (the
-/// Enter still moves to the next line), then restores the terminal as it was.
+/// Enter still moves to the next line), then restores the terminal as it was — also when the
+/// person gives up with Ctrl-C, which would otherwise leave their shell without echo.
 #[cfg(unix)]
-fn read_hidden(prompt: &str) -> std::io::Result<String> {
+async fn read_hidden(prompt: &str) -> std::io::Result<String> {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     use std::io::Write;
     use std::os::fd::AsFd;
+    use tokio::signal::unix::{SignalKind, signal};
 
     /// Puts the saved settings back however reading ends.
     struct Restore(rustix::termios::Termios);
@@ -298,6 +304,8 @@ fn read_hidden(prompt: &str) -> std::io::Result<String> {
         }
     }
 
+    // Ctrl-C is caught from before echo goes off until the terminal is restored.
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let stdin = std::io::stdin();
     let saved = tcgetattr(stdin.as_fd())?;
     let mut hidden = saved.clone();
@@ -305,18 +313,28 @@ fn read_hidden(prompt: &str) -> std::io::Result<String> {
     hidden.local_modes.insert(LocalModes::ECHONL);
     // Echo goes off before the prompt shows, so nothing typed after it is seen.
     tcsetattr(stdin.as_fd(), OptionalActions::Now, &hidden)?;
-    let _restore = Restore(saved);
+    let restore = Restore(saved);
     let mut stderr = std::io::stderr();
     stderr.write_all(prompt.as_bytes())?;
     stderr.flush()?;
-    let mut line = String::new();
-    stdin.read_line(&mut line)?;
-    Ok(line)
+    let read = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    });
+    tokio::select! {
+        line = read => line.map_err(std::io::Error::other)?,
+        _ = interrupt.recv() => {
+            drop(restore);
+            eprintln!();
+            // The blocked read cannot be cancelled; leave at once, as Ctrl-C would have.
+            std::process::exit(130);
+        }
+    }
 }
 
 /// Without termios the password is read as typed.
 #[cfg(not(unix))]
-fn read_hidden(prompt: &str) -> std::io::Result<String> {
+async fn read_hidden(prompt: &str) -> std::io::Result<String> {
     eprint!("{prompt}");
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;

@@ -432,6 +432,7 @@ fn kill_group(_pgid: u32) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::backend::Action;
     use crate::core::deploy::{Environment, ServiceName};
     use crate::core::policy::{Actor, Principal};
     use crate::core::rollback::PlanId;
@@ -454,6 +455,7 @@ mod tests {
             requested_by: Actor::new(Principal::parse("console:alice").expect("p"), "Alice"),
             reason: "error rate; rm -rf /".into(),
             disable_auto_sync: false,
+            action: Action::Rollback,
         }
     }
 

@@ -183,18 +183,19 @@ impl std::fmt::Debug for BackendRegistry {
 /// Kubernetes backend's API server comes from its kubeconfig, read here when it exists (a
 /// missing one is reported when breakwater starts).
 pub fn credential_problems(config: &Config) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (name, backend) in &config.backends {
-        #[cfg(feature = "kubernetes")]
-        if let BackendConfig::Kubernetes(c) | BackendConfig::ArgoRollouts(c) = backend
-            && let Some(reason) = kubernetes::insecure_http_problem(name, c)
-        {
-            problems.push(format!("backends.{name}.allow_insecure_http: {reason}"));
-        }
-        #[cfg(not(feature = "kubernetes"))]
-        let _ = (name, backend);
-    }
-    problems
+    config
+        .backends
+        .iter()
+        .filter_map(|backend| match backend {
+            #[cfg(feature = "kubernetes")]
+            (name, BackendConfig::Kubernetes(c) | BackendConfig::ArgoRollouts(c)) => {
+                kubernetes::insecure_http_problem(name, c)
+                    .map(|reason| format!("backends.{name}.allow_insecure_http: {reason}"))
+            }
+            // Without the feature a Kubernetes backend is refused when the registry is built.
+            _ => None,
+        })
+        .collect()
 }
 
 pub(crate) fn services_by_name(services: &[ServiceConfig]) -> HashMap<ServiceName, ServiceConfig> {

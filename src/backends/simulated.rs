@@ -206,6 +206,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::core::backend::Action;
     use crate::core::deploy::{Environment, ServiceName};
     use crate::core::policy::{Actor, Principal};
     use crate::core::rollback::PlanId;
@@ -232,6 +233,7 @@ mod tests {
             requested_by: Actor::new(Principal::parse("console:alice").expect("p"), "Alice"),
             reason: "HighErrorRate".into(),
             disable_auto_sync: false,
+            action: Action::Rollback,
         }
     }
 

@@ -5,7 +5,6 @@ pub mod console;
 #[cfg(feature = "discord")]
 pub mod discord;
 pub mod outbox;
-#[cfg(any(feature = "slack", feature = "discord"))]
 pub(crate) mod recent;
 #[cfg(feature = "slack")]
 pub mod slack;

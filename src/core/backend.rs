@@ -43,6 +43,34 @@ pub enum Remedy {
     DisableAutoSync,
 }
 
+/// What a confirmed press asks the backend to do. A plan carries one, so that every action
+/// a backend offers in place of a plain rollback (aborting a canary, restoring a
+/// ConfigMap) goes through the same policy, confirmation, exactly-once start, audit and
+/// follow as a rollback does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Return the target to the plan's `to` revision.
+    #[default]
+    Rollback,
+}
+
+impl Action {
+    /// The stored and audited name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rollback => "rollback",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "rollback" => Some(Self::Rollback),
+            _ => None,
+        }
+    }
+}
+
 /// Everything a backend is told when asked to roll back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RollbackCall {
@@ -54,6 +82,8 @@ pub struct RollbackCall {
     pub reason: String,
     /// The person explicitly confirmed turning automated sync off first.
     pub disable_auto_sync: bool,
+    /// What to do; backends that offer nothing but rollbacks see only `Action::Rollback`.
+    pub action: Action,
 }
 
 /// The outcome of a finished rollback, in words for the on-call engineer.
@@ -192,4 +222,25 @@ pub trait DeployBackend: Send + Sync {
 /// Finds the backend that deploys a target; implemented by the configured registry.
 pub trait BackendDirectory: Send + Sync {
     fn for_target(&self, target: &Target) -> Option<std::sync::Arc<dyn DeployBackend>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_reads_back_what_it_stores() {
+        for action in [Action::Rollback] {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+            assert_eq!(
+                serde_json::to_value(action).expect("serializes"),
+                serde_json::json!(action.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_stored_action_is_not_taken_for_a_rollback() {
+        assert_eq!(Action::parse("explode"), None);
+    }
 }

@@ -1,6 +1,6 @@
 //! The brain. Adapters hand it alerts, channel messages, button presses and commands; it
 //! records them, decides, calls the deployment backend and tells the chat platforms what
-//! to show. It follows DESIGN.md's rollback rules step by step:
+//! to show. It applies the rollback rules (README "Rollback rules") step by step:
 //!
 //! 1. claim the inbound event id (retries and double clicks collapse to one);
 //! 2. load the plan and check policy (who, where, freeze, cooldown);
@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::alert::{Alert, AlertStatus, KnownService, Recognizer};
-use super::backend::{BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall};
+use super::backend::{
+    Action, BackendDirectory, Caveat, DeployBackend, Operation, Outcome, RollbackCall,
+};
 use super::clock::Clock;
 use super::compose::{self, SummaryView};
 use super::deploy::{
@@ -819,6 +821,7 @@ impl Bot {
         summary: &Summary,
         at: Option<MessageRef>,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let posted_by_bot = at.is_none();
         let alert_message = match at {
             Some(at) => at,
             None => {
@@ -842,6 +845,7 @@ impl Bot {
                 group_id: group.id,
                 alert_message: alert_message.clone(),
                 summary: None,
+                posted_by_bot,
             })
             .await?;
         let plan = match &summary.body {
@@ -951,8 +955,7 @@ impl Bot {
             };
             let summary = self.summary_for(group_id, first).await;
             for thread in &threads {
-                self.refresh_alert_post(&group, first, &thread.alert_message, lane)
-                    .await;
+                self.refresh_alert_post(&group, first, thread, lane).await;
             }
             for thread in threads {
                 let Some(summary_ref) = thread.summary else {
@@ -977,23 +980,26 @@ impl Bot {
         }
     }
 
-    /// Shows the group's state in the alert post this process made for it: resolved (✅,
-    /// no red) or firing again. Only posts known to be the bot's own are edited, once per
-    /// change of state.
+    /// Shows the group's state in the alert post breakwater made for it: resolved (✅, no
+    /// red) or firing again. Only posts known to be the bot's own are edited (stored as such,
+    /// so another replica or a restarted process edits them too), once per change of state
+    /// seen by this process.
     async fn refresh_alert_post(
         &self,
         group: &AlertGroup,
         alert: &Alert,
-        post: &MessageRef,
+        thread: &GroupThread,
         lane: Lane,
     ) {
+        let post = &thread.alert_message;
         let Some(chat) = self.inner.chats.get(post.platform) else {
             return;
         };
         let resolved = group.resolved_at.is_some();
         let shown = lock(&self.inner.own_posts).resolved.get(post).copied();
+        let own = shown.is_some() || thread.posted_by_bot;
         let ours_unseen = shown.is_none() && chat.mirrors_all_alerts() && resolved;
-        if shown.is_none_or(|shown| shown == resolved) && !ours_unseen {
+        if !(own || ours_unseen) || shown == Some(resolved) {
             return;
         }
         let target = alert.target();
@@ -1358,6 +1364,7 @@ impl Bot {
             outcome: None,
             operation: None,
             verified_at: None,
+            action: offer.action,
         };
         self.inner.store.insert_plan(&plan).await?;
         let mut entry = self
@@ -1367,6 +1374,7 @@ impl Bot {
             .target(target)
             .details(json!({
                 "plan": plan.id.to_string(),
+                "action": plan.action.as_str(),
                 "from": plan.from,
                 "to": plan.to,
                 "group": group,
@@ -2077,6 +2085,7 @@ impl Bot {
                         "plan": plan.id.to_string(),
                         "from": plan.from,
                         "to": plan.to,
+                        "action": plan.action.as_str(),
                         "backend": backend.name(),
                         "kind": backend.kind(),
                         "disable_auto_sync": disable_auto_sync,
@@ -2097,6 +2106,7 @@ impl Bot {
             requested_by: actor.clone(),
             reason: plan.reason.clone(),
             disable_auto_sync,
+            action: plan.action,
         };
         let started_at = Instant::now();
         let result = backend.rollback(&call).await;
@@ -2329,6 +2339,7 @@ impl Bot {
                     suspect_version: plan.from.version.clone(),
                     reason: format!("fresh plan after {} was deployed again", plan.target),
                     to_url: None,
+                    action: Action::Rollback,
                 };
                 let fresh = self
                     .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
@@ -2665,7 +2676,7 @@ impl Bot {
                 };
                 RichText::new()
                     .code(format!("#{}", r.seq))
-                    .plain(format!(" {} ", r.at.format("%m-%d %H:%M:%S")))
+                    .plain(format!(" {} ", r.at.format("%m-%d %H:%M:%S UTC")))
                     .bold(r.action.clone())
                     .plain(format!(" by {who}{target}"))
             })
@@ -2800,6 +2811,7 @@ impl Bot {
             to,
             suspect_version: String::new(),
             to_url: None,
+            action: Action::Rollback,
         };
         let plan = self
             .offer_plan(&target, &offer, None, Some(request.actor.clone()))

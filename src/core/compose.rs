@@ -966,6 +966,7 @@ mod tests {
         }
 
         fn plan(state: PlanState) -> RollbackPlan {
+            use crate::core::backend::Action;
             let alice = Actor::new(Principal::parse("console:alice").expect("ok"), "Alice");
             RollbackPlan {
                 id: PlanId::generate(),
@@ -986,6 +987,7 @@ mod tests {
                 outcome: None,
                 operation: None,
                 verified_at: None,
+                action: Action::Rollback,
             }
         }
 

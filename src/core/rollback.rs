@@ -11,9 +11,9 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use super::backend::Action;
 use super::deploy::{Revision, Target};
 use super::message::MessageRef;
 use super::policy::Actor;
@@ -26,9 +26,7 @@ pub struct PlanId([u8; 16]);
 
 impl PlanId {
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 16];
-        rand::rng().fill_bytes(&mut bytes);
-        Self(bytes)
+        Self(rand::random())
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
@@ -164,6 +162,8 @@ pub struct RollbackPlan {
     pub operation: Option<serde_json::Value>,
     /// When the alert's resolution (or its still firing) was reported after a rollback.
     pub verified_at: Option<DateTime<Utc>>,
+    /// What confirming the plan does (a rollback unless the backend offered another action).
+    pub action: Action,
 }
 
 impl RollbackPlan {

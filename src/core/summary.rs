@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::alert::{Alert, Severity};
-use super::backend::Caveat;
+use super::backend::{Action, Caveat};
 use super::deploy::{Deploy, DeployStatus, Revision, ServiceName, Target};
 
 /// At most this many commits are listed per deploy.
@@ -86,6 +86,8 @@ pub struct Offer {
     pub reason: String,
     /// The deploy being returned to, for its link.
     pub to_url: Option<String>,
+    /// What the button does: a rollback unless the backend offered another action.
+    pub action: Action,
 }
 
 /// Inputs for [`summarize`].
@@ -341,6 +343,7 @@ fn offer_for(
                         suspect.version
                     ),
                     to_url: None,
+                    action: Action::Rollback,
                 }),
                 None,
             ),
@@ -370,6 +373,7 @@ fn offer_for(
                         suspect.version
                     ),
                     to_url: None,
+                    action: Action::Rollback,
                 }),
                 None,
             ),
@@ -411,6 +415,7 @@ fn offer_to(
             to,
             suspect_version: suspect.version.clone(),
             to_url: predecessor.url.clone(),
+            action: Action::Rollback,
         }),
         None,
     )

@@ -194,6 +194,9 @@ pub struct GroupThread {
     pub group_id: i64,
     pub alert_message: MessageRef,
     pub summary: Option<MessageRef>,
+    /// breakwater posted the alert message itself (for a webhook alert), so it may edit its
+    /// header when the group resolves — also after a restart or from another replica.
+    pub posted_by_bot: bool,
 }
 
 /// A message in the web console's channel, as the bot posted or last updated it.
@@ -271,6 +274,15 @@ pub trait Store: Send + Sync {
 
     /// Most recent first, for the console and `status`.
     async fn recent_alert_groups(&self, limit: u32) -> StoreResult<Vec<AlertGroup>>;
+
+    /// When the alerts of the `limit` most recent groups (those of
+    /// [`recent_alert_groups`](Self::recent_alert_groups)) first fired, by group id: the
+    /// earliest start their sources reported, which may be well before breakwater
+    /// received them. The console's timeline draws alerts at this time.
+    async fn recent_alert_groups_fired_at(
+        &self,
+        limit: u32,
+    ) -> StoreResult<std::collections::HashMap<i64, DateTime<Utc>>>;
 
     /// Alerts of a group, oldest first.
     async fn group_alerts(&self, group_id: i64) -> StoreResult<Vec<(i64, Alert, AlertStatus)>>;
@@ -380,6 +392,10 @@ pub trait Store: Send + Sync {
 
     /// Newest first, filtered, for people reading the log.
     async fn audit_search(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Like [`audit_search`](Self::audit_search), but `query.action` matches every action
+    /// that contains it, ignoring case: people type `rollback`, not `rollback.started`.
+    async fn audit_search_containing(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
 
     /// The recorded head of the chain: last sequence number and hash.
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;

@@ -163,6 +163,17 @@ impl Store for PostgresStore {
         Q::recent_alert_groups(&mut *self.conn().await?, limit).await
     }
 
+    async fn recent_alert_groups_fired_at(
+        &self,
+        limit: u32,
+    ) -> StoreResult<std::collections::HashMap<i64, DateTime<Utc>>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(super::sql::RECENT_GROUPS_FIRED_AT)
+            .bind(super::sql::limit(limit))
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
+        super::sql::fired_at_by_group(rows)
+    }
+
     async fn group_alerts(&self, group_id: i64) -> StoreResult<Vec<(i64, Alert, AlertStatus)>> {
         Q::group_alerts(&mut *self.conn().await?, group_id).await
     }
@@ -295,6 +306,10 @@ impl Store for PostgresStore {
 
     async fn audit_search(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
         Q::audit_search(&mut *self.conn().await?, query).await
+    }
+
+    async fn audit_search_containing(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        Q::audit_search_containing(&mut *self.conn().await?, query).await
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
+use crate::core::backend::Action;
 use crate::core::deploy::{
     Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target,
 };
@@ -84,7 +85,7 @@ macro_rules! plan_columns {
     () => {
         "id, service, environment, from_id, from_version, to_id, to_version, reason, \
          alert_group, offered_at, expires_at, message, requested_by, state, approved_by, \
-         started_by, started_at, finished_at, outcome, operation, verified_at"
+         started_by, started_at, finished_at, outcome, operation, verified_at, action"
     };
 }
 
@@ -347,12 +348,24 @@ pub(crate) struct ThreadRow {
 
 impl ThreadRow {
     fn into_thread(self) -> StoreResult<GroupThread> {
+        let stored: StoredAlertMessage = from_json("thread alert message", &self.alert_message)?;
         Ok(GroupThread {
             group_id: self.group_id,
-            alert_message: from_json("thread alert message", &self.alert_message)?,
+            alert_message: stored.message,
             summary: opt_from_json("thread summary", self.summary.as_deref())?,
+            posted_by_bot: stored.posted_by_bot,
         })
     }
+}
+
+/// A thread's alert message as stored, with whether breakwater posted it: the flag rides in
+/// the same JSON column, so rows written before it existed read as not the bot's.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredAlertMessage {
+    #[serde(flatten)]
+    message: MessageRef,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    posted_by_bot: bool,
 }
 
 #[derive(FromRow)]
@@ -378,6 +391,7 @@ pub(crate) struct PlanRow {
     outcome: Option<String>,
     operation: Option<String>,
     verified_at: Option<i64>,
+    action: String,
 }
 
 impl PlanRow {
@@ -408,6 +422,8 @@ impl PlanRow {
             outcome: self.outcome,
             operation: opt_from_json("plan operation", self.operation.as_deref())?,
             verified_at: opt_time(self.verified_at)?,
+            action: Action::parse(&self.action)
+                .ok_or_else(|| corrupt(format!("unknown plan action {:?}", self.action)))?,
         })
     }
 }
@@ -571,6 +587,44 @@ fn collect<R, T>(rows: Vec<R>, convert: impl Fn(R) -> StoreResult<T>) -> StoreRe
 /// The store's statements for one database. A namespace rather than a value: the bounds
 /// sqlx needs to run generic queries are written once, on this impl.
 pub(crate) struct Sql<DB>(PhantomData<DB>);
+
+/// How an audit search compares the action it is given.
+#[derive(Clone, Copy)]
+enum ActionMatch {
+    Exact,
+    Contains,
+}
+
+/// A `LIKE … ESCAPE '\'` pattern for values containing `part` (lower-cased): the
+/// wildcards `%` and `_` (common in action names) in it match only themselves.
+fn like_containing(part: &str) -> String {
+    let mut pattern = String::with_capacity(part.len() + 4);
+    pattern.push('%');
+    for c in part.to_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The first start of the alerts of each of the `$1` most recent groups (the same groups,
+/// in the same order, as [`Sql::recent_alert_groups`]), as `(group_id, started_at)`. Run
+/// by each store with its own driver's tuple rows.
+pub(crate) const RECENT_GROUPS_FIRED_AT: &str = "SELECT group_id, MIN(started_at) FROM alerts \
+     WHERE group_id IN (SELECT id FROM alert_groups ORDER BY last_alert_at DESC, id DESC LIMIT $1) \
+     GROUP BY group_id";
+
+/// The rows of [`RECENT_GROUPS_FIRED_AT`] by group id.
+pub(crate) fn fired_at_by_group(
+    rows: Vec<(i64, i64)>,
+) -> StoreResult<std::collections::HashMap<i64, DateTime<Utc>>> {
+    rows.into_iter()
+        .map(|(group, started_at)| Ok((group, time(started_at)?)))
+        .collect()
+}
 
 impl<DB> Sql<DB>
 where
@@ -1024,7 +1078,13 @@ where
         .bind(message.platform.as_str())
         .bind(message.channel.clone())
         .bind(message.id.clone())
-        .bind(to_json("thread alert message", message)?)
+        .bind(to_json(
+            "thread alert message",
+            &StoredAlertMessage {
+                message: message.clone(),
+                posted_by_bot: thread.posted_by_bot,
+            },
+        )?)
         .bind(opt_to_json("thread summary", thread.summary.as_ref())?)
         .execute(conn)
         .await?;
@@ -1075,9 +1135,9 @@ where
             "INSERT INTO rollback_plans (id, service, service_key, environment, environment_key, \
              from_id, from_version, to_id, to_version, reason, alert_group, offered_at, \
              expires_at, message, requested_by, state, approved_by, started_by, started_at, \
-             finished_at, outcome, operation, verified_at) \
+             finished_at, outcome, operation, verified_at, action) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21, $22, $23)",
+             $18, $19, $20, $21, $22, $23, $24)",
         )
         .bind(plan.id.to_string())
         .bind(plan.target.service.to_string())
@@ -1105,6 +1165,7 @@ where
         .bind(plan.outcome.clone())
         .bind(opt_to_json("plan operation", plan.operation.as_ref())?)
         .bind(opt_micros(plan.verified_at))
+        .bind(plan.action.as_str())
         .execute(&mut *conn)
         .await;
         let error = match result {
@@ -1509,6 +1570,21 @@ where
         conn: &mut DB::Connection,
         query: &AuditQuery,
     ) -> StoreResult<Vec<AuditRecord>> {
+        Self::audit_search_by(conn, query, ActionMatch::Exact).await
+    }
+
+    pub(crate) async fn audit_search_containing(
+        conn: &mut DB::Connection,
+        query: &AuditQuery,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        Self::audit_search_by(conn, query, ActionMatch::Contains).await
+    }
+
+    async fn audit_search_by(
+        conn: &mut DB::Connection,
+        query: &AuditQuery,
+        action_match: ActionMatch,
+    ) -> StoreResult<Vec<AuditRecord>> {
         let mut sql = QueryBuilder::<DB>::new(concat!(
             "SELECT ",
             audit_columns!(),
@@ -1524,8 +1600,16 @@ where
                 .push_bind(actor.clone())
                 .push(")");
         }
-        if let Some(action) = &query.action {
-            sql.push(" AND action = ").push_bind(action.clone());
+        match (&query.action, action_match) {
+            (None, _) => {}
+            (Some(action), ActionMatch::Exact) => {
+                sql.push(" AND action = ").push_bind(action.clone());
+            }
+            (Some(action), ActionMatch::Contains) => {
+                sql.push(" AND LOWER(action) LIKE ")
+                    .push_bind(like_containing(action))
+                    .push(" ESCAPE '\\'");
+            }
         }
         if let Some(before) = query.before_seq {
             sql.push(" AND seq < ").push_bind(before);

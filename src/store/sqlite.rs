@@ -165,6 +165,17 @@ impl Store for SqliteStore {
         Q::recent_alert_groups(&mut *self.read().await?, limit).await
     }
 
+    async fn recent_alert_groups_fired_at(
+        &self,
+        limit: u32,
+    ) -> StoreResult<std::collections::HashMap<i64, DateTime<Utc>>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(super::sql::RECENT_GROUPS_FIRED_AT)
+            .bind(super::sql::limit(limit))
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        super::sql::fired_at_by_group(rows)
+    }
+
     async fn group_alerts(&self, group_id: i64) -> StoreResult<Vec<(i64, Alert, AlertStatus)>> {
         Q::group_alerts(&mut *self.read().await?, group_id).await
     }
@@ -302,6 +313,10 @@ impl Store for SqliteStore {
 
     async fn audit_search(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
         Q::audit_search(&mut *self.read().await?, query).await
+    }
+
+    async fn audit_search_containing(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        Q::audit_search_containing(&mut *self.read().await?, query).await
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {

@@ -301,15 +301,7 @@ async fn health_readiness_and_metrics_answer() {
         .await
         .expect("request");
     assert_eq!(health.status(), 200);
-    let ready: serde_json::Value = app
-        .http
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let (_, ready) = app.readyz().await;
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["store"], "ok");
     let metrics = app

@@ -14,7 +14,7 @@ use breakwater::backends::WebhookBackend;
 use breakwater::backends::webhook::{PLAN_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use breakwater::config::{Secret, WebhookBackendConfig};
 use breakwater::core::backend::{
-    BackendErrorKind, DeployBackend, Operation, Outcome, RollbackCall,
+    Action, BackendErrorKind, DeployBackend, Operation, Outcome, RollbackCall,
 };
 use breakwater::core::deploy::{Environment, Revision, ServiceName, Target};
 use breakwater::core::policy::{Actor, Principal};
@@ -46,6 +46,7 @@ fn call() -> RollbackCall {
         ),
         reason: "error rate > 5%; rm -rf / && echo pwned".into(),
         disable_auto_sync: false,
+        action: Action::Rollback,
     }
 }
 
@@ -525,12 +526,12 @@ async fn webhook_that_cannot_be_reached_says_nothing_was_sent() {
 #[cfg(unix)]
 mod command {
     use std::path::{Path, PathBuf};
-    use std::time::Instant;
 
     use breakwater::backends::CommandBackend;
     use breakwater::config::CommandBackendConfig;
 
     use super::*;
+    use crate::support::eventually;
 
     /// A script in a temporary directory. Scripts run as `/bin/sh SCRIPT …` rather than
     /// directly: in a test binary that spawns processes from many threads, a freshly
@@ -691,11 +692,10 @@ mod command {
         );
         let pid = std::fs::read_to_string(dir.path().join("sleep.pid")).expect("pid written");
         let pid = pid.trim();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !ended(pid) {
-            assert!(Instant::now() < deadline, "sleep {pid} is still running");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(format_args!("sleep {pid} to end"), async || {
+            ended(pid).then_some(())
+        })
+        .await;
     }
 
     #[tokio::test]

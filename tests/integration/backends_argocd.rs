@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use breakwater::backends::BackendRegistry;
 use breakwater::config::Config;
-use breakwater::core::backend::{Outcome, RollbackCall};
+use breakwater::core::backend::{Action, Outcome, RollbackCall};
 use breakwater::core::deploy::{Environment, Revision, ServiceName, Target};
 use breakwater::core::event::Reply;
 use breakwater::core::message::Platform;
@@ -552,6 +552,7 @@ async fn argocd_a_rollback_is_followed_again_by_a_restarted_breakwater_and_the_a
         requested_by: actor("console:alice", "Alice"),
         reason: "error rate".into(),
         disable_auto_sync: false,
+        action: Action::Rollback,
     };
     let operation = backend.rollback(&call).await.expect("accepted");
     let stored = serde_json::to_value(&operation).expect("store");
@@ -633,6 +634,7 @@ fn rollback_call() -> RollbackCall {
         requested_by: actor("console:alice", "Alice"),
         reason: "error rate".into(),
         disable_auto_sync: false,
+        action: Action::Rollback,
     }
 }
 

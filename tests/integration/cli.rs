@@ -1079,6 +1079,42 @@ mod on_a_terminal {
         );
     }
 
+    #[test]
+    fn hash_password_interrupted_at_its_prompt_gives_the_terminal_its_echo_back() {
+        let (mut terminal, program_side) = terminal();
+        let settings = program_side.try_clone().expect("clone");
+        let child = Command::new(env!("CARGO_BIN_EXE_breakwater"))
+            .arg("hash-password")
+            .stdin(Stdio::from(program_side.try_clone().expect("clone")))
+            .stderr(Stdio::from(program_side))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run breakwater");
+
+        terminal.wait_for("Password: ");
+        let hidden = rustix::termios::tcgetattr(&settings).expect("tcgetattr");
+        assert!(
+            !hidden
+                .local_modes
+                .contains(rustix::termios::LocalModes::ECHO),
+            "echo is off while the password is typed"
+        );
+        // What the terminal sends to its foreground program on Ctrl-C.
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+        let output = child.wait_with_output().expect("output");
+
+        assert_eq!(output.status.code(), Some(130));
+        assert!(output.stdout.is_empty());
+        let restored = rustix::termios::tcgetattr(&settings).expect("tcgetattr");
+        assert!(
+            restored
+                .local_modes
+                .contains(rustix::termios::LocalModes::ECHO),
+            "echo is back after Ctrl-C"
+        );
+    }
+
     /// What `serve` shows on a terminal as its standard error before it stops.
     fn serve_on_a_terminal(no_color: Option<&str>) -> String {
         let (_dir, path) = config_file(WARNS_THEN_STOPS);

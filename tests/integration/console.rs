@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{WEBHOOK_TOKEN, alertmanager};
+use crate::support::{WEBHOOK_TOKEN, alertmanager, eventually};
 
 const ALICE_PASSWORD: &str = "alice-correct-horse";
 const MALLORY_PASSWORD: &str = "mallory-battery-staple";
@@ -234,18 +234,15 @@ impl ConsoleApp {
 
     /// Polls the channel page until it contains `text`.
     async fn wait_for(&self, session: &Session, text: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually(format_args!("the channel to show {text:?}"), async || {
             let html = self.channel(session).await;
             if html.contains(text) {
-                return html;
+                Ok(html)
+            } else {
+                Err(html)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the channel never showed {text:?}:\n{html}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Presses the button labelled `label` as shown on the channel page.
@@ -302,6 +299,20 @@ impl ConsoleApp {
         self.fire_alert("HighErrorRate").await;
         self.wait_for(session, "Roll back checkout production to v41")
             .await
+    }
+
+    /// Appends an audit record as the core would, with these details.
+    async fn audit(&self, action: &str, details: serde_json::Value) {
+        let log = self.bot.audit();
+        log.append(log.entry(action).details(details))
+            .await
+            .expect("append audit record");
+    }
+
+    async fn page(&self, path: &str, session: &Session) -> String {
+        let response = self.get(path, Some(session)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.text().await.expect("body")
     }
 
     async fn audited(&self, action: &str) -> usize {
@@ -909,4 +920,308 @@ async fn the_demo_incident_is_rolled_back_and_verified_over_http() {
     app.wait_for(&session, "HighErrorRate resolved").await;
     assert_eq!(app.audited("rollback.verified").await, 1);
     app.stop().await;
+}
+
+// --- phone width, no script, filters (issue 13) ---------------------------------------------
+
+#[tokio::test]
+async fn the_root_address_redirects_to_the_console() {
+    let app = spawn_console("").await;
+    let response = app.get("/", None).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/console");
+}
+
+#[tokio::test]
+async fn the_root_address_without_a_console_names_what_is_served() {
+    let app = crate::support::spawn_app().await;
+    let response = app
+        .http
+        .get(format!("{}/", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("body");
+    assert!(text.contains("/healthz"), "{text}");
+    assert!(text.contains("add a [console] section"), "{text}");
+}
+
+#[tokio::test]
+async fn without_javascript_the_channel_does_not_claim_to_update_itself() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.channel(&session).await;
+    assert!(!html.contains("updates itself"), "{html}");
+    assert!(
+        html.contains("<noscript> Reload to see new events.</noscript>"),
+        "{html}"
+    );
+    let script = app
+        .get("/console/static/console.js", None)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        script.contains("This page updates itself while it is open."),
+        "the script says it once it is running"
+    );
+}
+
+#[tokio::test]
+async fn wide_tables_scroll_sideways_in_their_own_box() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.deploy("v41", 300, Vec::new()).await;
+    let deploys = app.page("/console/deploys", &session).await;
+    assert!(
+        deploys.contains(
+            "<div class=\"scroll\" role=\"region\" tabindex=\"0\" aria-label=\"Deploys of checkout in production\"><table"
+        ),
+        "{deploys}"
+    );
+    assert!(
+        deploys.contains("<figure class=\"timeline\"><div class=\"scroll\""),
+        "the timeline scrolls rather than shrinks: {deploys}"
+    );
+    let audit = app.page("/console/audit", &session).await;
+    assert!(
+        audit.contains(
+            "<div class=\"scroll\" role=\"region\" tabindex=\"0\" aria-label=\"Audit records\"><table"
+        ),
+        "{audit}"
+    );
+    let css = app
+        .get("/console/static/console.css", None)
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        css.contains(".scroll { max-width: 100%; overflow-x: auto; }"),
+        "{css}"
+    );
+    assert!(css.contains(".timeline .scroll svg { display: block; min-width: 800px; }"));
+}
+
+#[tokio::test]
+async fn audit_details_read_as_key_value_lines_with_nested_keys_flattened() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.audit(
+        "rollback.started",
+        serde_json::json!({
+            "plan": "p-1",
+            "revision": {"from": "v42", "to": "v41"},
+            "hosts": ["web-1", "web-2"],
+            "note": "<b>escaped</b>",
+        }),
+    )
+    .await;
+    let html = app.page("/console/audit?action=rollback", &session).await;
+    for line in [
+        "<li><span class=\"key\">plan</span>: p-1</li>",
+        "<li><span class=\"key\">revision.from</span>: v42</li>",
+        "<li><span class=\"key\">revision.to</span>: v41</li>",
+        "<li><span class=\"key\">hosts.1</span>: web-2</li>",
+        "<li><span class=\"key\">note</span>: &lt;b&gt;escaped&lt;/b&gt;</li>",
+    ] {
+        assert!(html.contains(line), "no {line:?} in:\n{html}");
+    }
+    assert!(!html.contains("{&quot;"), "no raw JSON left: {html}");
+}
+
+#[tokio::test]
+async fn the_audit_action_filter_matches_part_of_an_action_name() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    for action in ["rollback.started", "rollback.succeeded", "alert.received"] {
+        app.audit(action, serde_json::json!({})).await;
+    }
+    let html = app.page("/console/audit?action=RollBack", &session).await;
+    assert!(html.contains("<code>rollback.started</code>"), "{html}");
+    assert!(html.contains("<code>rollback.succeeded</code>"), "{html}");
+    assert!(!html.contains("<code>alert.received</code>"), "{html}");
+    assert!(!html.contains("<code>console.login</code>"), "{html}");
+}
+
+#[tokio::test]
+async fn the_audit_action_filter_takes_wildcard_characters_literally() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.try_sign_in("alice", "wrong").await;
+    let html = app.page("/console/audit?action=login_f", &session).await;
+    assert!(html.contains("<code>console.login_failed</code>"), "{html}");
+    assert!(!html.contains("<code>console.login</code>"), "{html}");
+    // `_` and `%` match only themselves: "e_l" is not "console.login".
+    for literal in ["e_l", "%25"] {
+        let html = app
+            .page(&format!("/console/audit?action={literal}"), &session)
+            .await;
+        assert!(html.contains("No records match."), "{literal}: {html}");
+    }
+}
+
+#[tokio::test]
+async fn the_audit_downloads_carry_the_filter_shown() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.page("/console/audit?action=rollback", &session).await;
+    assert!(
+        html.contains("href=\"/console/audit/export?format=jsonl&amp;action=rollback\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/console/audit/export?format=csv&amp;action=rollback\""),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_export_honours_the_filter() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    for action in ["rollback.started", "alert.received", "rollback.succeeded"] {
+        app.audit(action, serde_json::json!({})).await;
+    }
+    let body = app
+        .page(
+            "/console/audit/export?format=jsonl&action=rollback",
+            &session,
+        )
+        .await;
+    let actions: Vec<String> = body
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("json line");
+            record["action"].as_str().expect("action").to_owned()
+        })
+        .collect();
+    assert_eq!(actions, ["rollback.started", "rollback.succeeded"]);
+    let csv = app
+        .page("/console/audit/export?format=csv&action=alert", &session)
+        .await;
+    assert_eq!(csv.lines().count(), 2, "header and one record: {csv}");
+    assert!(csv.contains(",alert.received,"), "{csv}");
+    let everything = app.page("/console/audit/export", &session).await;
+    assert!(
+        everything.contains("\"action\":\"alert.received\""),
+        "{everything}"
+    );
+    assert!(
+        everything.contains("\"action\":\"console.login\""),
+        "{everything}"
+    );
+}
+
+#[tokio::test]
+async fn the_deploys_timeline_draws_an_alert_when_it_fired_not_when_it_arrived() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.deploy("v42", 60, Vec::new()).await;
+    let fired = chrono::Utc::now() - chrono::Duration::minutes(25);
+    let mut payload = alertmanager("HighErrorRate", "checkout", "production", "firing");
+    payload["alerts"][0]["startsAt"] = serde_json::json!(fired.to_rfc3339());
+    let response = app
+        .http
+        .post(app.url("/webhooks/alertmanager"))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&payload)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = app.page("/console/deploys", &session).await;
+    let tooltip = format!(
+        "Alert HighErrorRate fired {} (received ",
+        fired.format("%Y-%m-%d %H:%M UTC")
+    );
+    assert!(html.contains(&tooltip), "no {tooltip:?} in:\n{html}");
+    assert!(html.contains("UTC</text>"), "axis times carry their zone");
+}
+
+#[tokio::test]
+async fn a_thread_whose_alert_post_the_core_marks_resolved_reads_resolved() {
+    use breakwater::core::message::{Message, MessageRef, Platform, Tone};
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    let html = app.incident(&session).await;
+    let root = Regex::new(r#"<section class="thread" id="t-(\d+)""#)
+        .expect("regex")
+        .captures(&html)
+        .map(|c| c[1].to_owned())
+        .expect("a thread");
+    assert!(
+        html.contains(&format!(
+            "<article class=\"msg tone-danger\" id=\"m-{root}\""
+        )),
+        "a firing alert is shown as a problem: {html}"
+    );
+    // What the core sends when the group resolves: the same post, resolved.
+    let resolved = Message::plain(
+        "✅ HighErrorRate (critical) on checkout production — resolved at 15:20 UTC",
+    )
+    .with_tone(Tone::Success);
+    let console = app
+        .bot
+        .chats()
+        .get(Platform::Console)
+        .expect("console chat");
+    console
+        .update(
+            &MessageRef {
+                platform: Platform::Console,
+                channel: breakwater::chat::console::CHANNEL.into(),
+                id: root.clone(),
+                thread: None,
+            },
+            &resolved,
+            breakwater::chat::Lane::Alerts,
+        )
+        .await
+        .expect("update");
+    let html = app.channel(&session).await;
+    let head = format!(
+        "<article class=\"msg tone-success\" id=\"m-{root}\" data-id=\"{root}\" data-thread=\"\" data-rev=\"2\""
+    );
+    assert!(html.contains(&head), "{html}");
+    let heading = format!(
+        "<h2 id=\"m-{root}-h\"><span class=\"visually-hidden\">Resolved: </span>✅ HighErrorRate"
+    );
+    assert!(html.contains(&heading), "{html}");
+    assert!(!html.contains("🚨"), "no alarm left in the thread: {html}");
+}
+
+#[tokio::test]
+async fn a_confirm_step_left_open_when_the_alert_resolves_stops_offering_confirm() {
+    let app = spawn_console("").await;
+    let session = app.sign_in("alice", ALICE_PASSWORD).await;
+    app.incident(&session).await;
+    app.press(&session, "Roll back checkout production").await;
+    let html = app.wait_for(&session, "Only you can see this").await;
+    assert!(
+        form_fields(&html, "/console/press", "Confirm").is_some(),
+        "{html}"
+    );
+    let response = app
+        .http
+        .post(app.url("/webhooks/alertmanager"))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&alertmanager(
+            "HighErrorRate",
+            "checkout",
+            "production",
+            "resolved",
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = app.wait_for(&session, "is no longer offered here").await;
+    assert!(
+        form_fields(&html, "/console/press", "Confirm").is_none(),
+        "the private step no longer offers Confirm: {html}"
+    );
+    assert_eq!(app.audited("rollback.started").await, 0);
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
@@ -21,7 +21,7 @@ use breakwater::core::rollback::PlanId;
 use regex::Regex;
 use reqwest::header::{COOKIE, SET_COOKIE};
 
-use crate::support::{API_TOKEN, BACKEND_SECRET, WEBHOOK_TOKEN, alertmanager};
+use crate::support::{API_TOKEN, BACKEND_SECRET, WEBHOOK_TOKEN, alertmanager, eventually};
 
 const ALICE_PASSWORD: &str = "alice-correct-horse";
 
@@ -91,9 +91,13 @@ impl SlowDeployer {
     /// Waits until the rollback was accepted and is being followed: breakwater polls only
     /// after it stored the operation, so from then on a successor can follow it too.
     async fn wait_until_followed(&self) {
-        wait_until("the backend to be asked for the rollback's status", || {
-            self.started.load(Ordering::SeqCst) > 0 && self.polled.load(Ordering::SeqCst) > 0
-        })
+        eventually(
+            "the backend to be asked for the rollback's status",
+            async || {
+                (self.started.load(Ordering::SeqCst) > 0 && self.polled.load(Ordering::SeqCst) > 0)
+                    .then_some(())
+            },
+        )
         .await;
     }
 }
@@ -122,14 +126,6 @@ async fn report_status(
         serde_json::json!({"status": "running", "message": "rolling back"})
     };
     axum::Json(status).into_response()
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn free_port() -> u16 {
@@ -164,23 +160,20 @@ impl Serve {
             log,
         };
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = client
-                .get(format!("{}/healthz", serve.address))
-                .send()
-                .await
-                && response.status().is_success()
-            {
-                return serve;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "breakwater never answered /healthz:\n{}",
-                serve.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            std::fmt::from_fn(|f| write!(f, "breakwater to answer /healthz:\n{}", serve.log())),
+            async || {
+                let response = client
+                    .get(format!("{}/healthz", serve.address))
+                    .send()
+                    .await;
+                response
+                    .is_ok_and(|response| response.status().is_success())
+                    .then_some(())
+            },
+        )
+        .await;
+        serve
     }
 
     fn log(&self) -> String {
@@ -320,19 +313,24 @@ impl Rig {
     }
 
     async fn wait_for(&self, serve: &Serve, session: &str, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let html = self.channel(serve, session).await;
-            if html.contains(text) {
-                return html;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the console never showed {text:?}:\n{html}\n--- log ---\n{}",
-                serve.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            std::fmt::from_fn(|f| {
+                write!(
+                    f,
+                    "the console to show {text:?}\n--- log ---\n{}",
+                    serve.log()
+                )
+            }),
+            async || {
+                let html = self.channel(serve, session).await;
+                if html.contains(text) {
+                    Ok(html)
+                } else {
+                    Err(html)
+                }
+            },
+        )
+        .await
     }
 
     async fn press(&self, serve: &Serve, session: &str, label: &str) {

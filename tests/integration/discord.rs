@@ -12,7 +12,7 @@ use crate::support::fake_discord::{
     ALERT_CHANNEL, APPLICATION_ID, BOT_USER_ID, DiscordUser, FakeDiscord, GUILD_ID,
     NO_THREADS_CHANNEL, ONCALL_ROLE, RouteKind, StoredMessage, apply_callback_to, buttons,
 };
-use crate::support::{AppOptions, TestApp, spawn_app_with};
+use crate::support::{AppOptions, TestApp, eventually, spawn_app_with};
 
 const TOKEN: &str = "test-discord-token";
 
@@ -135,21 +135,6 @@ impl DiscordApp {
         assert_eq!(answer["type"], 4, "{answer}");
         assert_eq!(answer["data"]["flags"], 64, "ephemeral: {answer}");
         self.fake.response_to(&press).expect("the confirmation")
-    }
-
-    async fn wait_for_backend_calls(&self, count: usize) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let calls = self.app.receiver.calls();
-            if calls.len() >= count {
-                return calls;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {count} backend calls; got {calls:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
 
     async fn audit_actions(&self, action: &str) -> Vec<breakwater::audit::AuditRecord> {
@@ -339,7 +324,7 @@ async fn press_then_confirm_makes_exactly_one_signed_backend_call_and_edits_the_
     assert!(answer_text(&answer).contains("Rolling back checkout production from v42 to v41"));
     assert_eq!(answer["data"]["components"], json!([]));
 
-    let calls = discord.wait_for_backend_calls(1).await;
+    let calls = discord.app.wait_for_backend_calls(1).await;
     assert_eq!(calls[0]["to"], "v41");
     assert_eq!(calls[0]["requested_by"], format!("discord:{}", alice().id));
     assert_eq!(discord.app.receiver.rejected(), 0, "the call is signed");
@@ -355,7 +340,8 @@ async fn press_then_confirm_makes_exactly_one_signed_backend_call_and_edits_the_
         done.buttons().is_empty(),
         "the buttons give way to the status line"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Whatever the presses started has been started by now; let it finish, then count.
+    discord.app.bot.settle().await;
     assert_eq!(discord.app.receiver.calls().len(), 1);
 }
 
@@ -388,7 +374,7 @@ async fn press_then_cancel_runs_nothing() {
         answer_text(&answer).contains("already used or has expired"),
         "{answer}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    discord.app.bot.settle().await;
     assert!(discord.app.receiver.calls().is_empty());
     assert_eq!(discord.audit_actions("rollback.cancelled").await.len(), 1);
 }
@@ -415,7 +401,7 @@ async fn a_second_user_cannot_confirm_someone_elses_step() {
         answer_text(&answer).contains("Only Alice can confirm this rollback"),
         "{answer}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    discord.app.bot.settle().await;
     assert!(discord.app.receiver.calls().is_empty());
 
     // Alice's own confirmation still works.
@@ -423,7 +409,7 @@ async fn a_second_user_cannot_confirm_someone_elses_step() {
         .fake
         .component_interaction(&alice(), &confirmation, &confirm_id);
     discord.interact(&by_alice).await;
-    assert_eq!(discord.wait_for_backend_calls(1).await.len(), 1);
+    assert_eq!(discord.app.wait_for_backend_calls(1).await.len(), 1);
 }
 
 #[tokio::test]
@@ -462,7 +448,7 @@ async fn concurrent_confirms_run_the_rollback_once() {
         .fake
         .wait_for_update(&summary.id, "Rolled back checkout production")
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    discord.app.bot.settle().await;
     assert_eq!(discord.app.receiver.calls().len(), 1);
 }
 
@@ -496,7 +482,7 @@ async fn an_unauthorised_press_is_refused_ephemerally_and_audited() {
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].actor, format!("discord:{}", mallory().id));
     assert!(denied[0].details.contains("not_allowed"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    discord.app.bot.settle().await;
     assert!(discord.app.receiver.calls().is_empty());
 }
 
@@ -549,7 +535,7 @@ async fn the_rollback_command_answers_with_a_plan_and_never_rolls_back() {
         plan.button("Roll back checkout production to v41")
             .is_some()
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    discord.app.bot.settle().await;
     assert!(discord.app.receiver.calls().is_empty());
     assert!(discord.audit_actions("rollback.started").await.is_empty());
 }
@@ -677,14 +663,7 @@ async fn the_gateway_identifies_with_the_message_intents_and_keeps_its_heartbeat
             (fake.heartbeats() >= 2).then_some(())
         })
         .await;
-    let ready = discord
-        .app
-        .http
-        .get(format!("{}/readyz", discord.app.address))
-        .send()
-        .await
-        .expect("readyz");
-    let body: Value = ready.json().await.expect("json");
+    let (_, body) = discord.app.readyz().await;
     assert_eq!(body["chat"]["discord"], "connected", "{body}");
     discord
         .fake
@@ -774,25 +753,43 @@ async fn the_bots_own_posts_and_other_channels_are_not_read_as_alerts() {
         &alice(),
         "payments production is down",
     );
+    // A later alert in the alert channel: once it is in, what came before was read.
+    discord
+        .fake
+        .post_as_person(ALERT_CHANNEL, &alice(), "checkout staging is throwing 500s");
+    eventually("the later alert to be recorded", async || {
+        (discord.audit_actions("alert.received").await.len() >= 2).then_some(())
+    })
+    .await;
     discord.app.bot.settle().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(discord.audit_actions("alert.received").await.len(), 1);
-    let summaries = discord
+    let received = discord.audit_actions("alert.received").await;
+    assert_eq!(
+        received.len(),
+        2,
+        "the webhook alert and the later one only"
+    );
+    assert!(
+        received[0]
+            .details
+            .contains("checkout staging is throwing 500s"),
+        "{received:?}"
+    );
+    let by_bot: Vec<StoredMessage> = discord
         .fake
         .messages()
         .into_iter()
-        .filter(|m| m.text().contains("recent deploys"))
+        .filter(|m| m.json["author"]["id"] == BOT_USER_ID)
+        .collect();
+    let checkout_production = by_bot
+        .iter()
+        .filter(|m| m.text().contains("checkout production · recent deploys"))
         .count();
-    assert_eq!(summaries, 1);
+    assert_eq!(checkout_production, 1, "its own summary is not a new alert");
     assert!(
-        discord
-            .fake
-            .messages()
-            .iter()
-            .filter(|m| m.json["author"]["id"] == BOT_USER_ID)
-            .count()
-            >= 2
+        !by_bot.iter().any(|m| m.text().contains("payments")),
+        "the other channel's message is not an alert"
     );
+    assert!(by_bot.len() >= 2);
 }
 
 #[tokio::test]
@@ -821,14 +818,10 @@ async fn a_message_replayed_after_a_resume_is_answered_once() {
     discord
         .fake
         .post_as_person(ALERT_CHANNEL, &alice(), "payments production is slow");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while discord.audit_actions("alert.received").await.len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the later alert never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the later alert to be recorded", async || {
+        (discord.audit_actions("alert.received").await.len() >= 2).then_some(())
+    })
+    .await;
     discord.app.bot.settle().await;
     let received = discord.audit_actions("alert.received").await;
     assert_eq!(received.len(), 2, "the replayed message is claimed once");
@@ -884,7 +877,7 @@ async fn a_gateway_press_and_confirm_roll_back_once_and_show_the_outcome() {
         .await;
     assert!(updated.buttons().is_empty());
 
-    assert_eq!(discord.wait_for_backend_calls(1).await.len(), 1);
+    assert_eq!(discord.app.wait_for_backend_calls(1).await.len(), 1);
     let done = discord
         .fake
         .wait_for_update(
@@ -895,7 +888,12 @@ async fn a_gateway_press_and_confirm_roll_back_once_and_show_the_outcome() {
     assert!(done.buttons().is_empty());
     // The same confirm delivered again (a resume replay) changes nothing.
     discord.fake.dispatch_interaction(&confirm);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let confirm_id = confirm["id"].as_str().expect("id");
+    eventually("the replayed confirm to be answered", async || {
+        (discord.fake.callback_attempts(confirm_id) >= 2).then_some(())
+    })
+    .await;
+    discord.app.bot.settle().await;
     assert_eq!(discord.app.receiver.calls().len(), 1);
 }
 

@@ -3,7 +3,6 @@
 //! Content intent not enabled, a 401 on the REST API) that are reported, never retried.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -41,31 +40,12 @@ api_url = "{api_url}"
     .await
 }
 
-async fn readyz(app: &TestApp) -> (u16, Value) {
-    let response = app
-        .http
-        .get(format!("{}/readyz", app.address))
-        .send()
-        .await
-        .expect("readyz");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("json"))
-}
-
-/// Polls `/readyz` until Discord shows `state`; returns the body.
+/// Polls `/readyz` until Discord shows `state`; returns the answer.
 async fn wait_for_discord(app: &TestApp, state: &str) -> (u16, Value) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = readyz(app).await;
-        if body["chat"]["discord"] == state {
-            return (status, body);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "discord never became {state}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_readyz(&format!("Discord {state}"), |_, body| {
+        body["chat"]["discord"] == state
+    })
+    .await
 }
 
 #[tokio::test]
@@ -85,7 +65,7 @@ async fn readiness_follows_the_gateway_session_through_a_close_and_refused_recon
         (fake.refused_connections() >= 1).then_some(())
     })
     .await;
-    let (status, body) = readyz(&app).await;
+    let (status, body) = app.readyz().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["chat"]["discord"], "disconnected", "{body}");
 
@@ -111,7 +91,7 @@ async fn rejected_identify_fails_the_adapter(code: u16, named: &str) {
         }))
         .await;
     assert_eq!(response.status().as_u16(), 201);
-    let (_, body) = readyz(&app).await;
+    let (_, body) = app.readyz().await;
     assert_eq!(
         body["chat"]["discord"], "failed",
         "final, not retried: {body}"

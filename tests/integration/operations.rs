@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use sqlx::Connection;
 
-use crate::support::{AppOptions, actor, spawn_app, spawn_app_with};
+use crate::support::{AppOptions, actor, eventually, spawn_app, spawn_app_with};
 
 fn breakwater(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_breakwater"));
@@ -285,14 +285,10 @@ backend = "script"
     app.press(&summary, "Roll back", &actor("console:alice", "Alice"))
         .await;
 
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !work.join("started").exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the command never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("the command to start", async || {
+        work.join("started").exists().then_some(())
+    })
+    .await;
     assert_eq!(
         rollbacks_running(&app).await,
         "breakwater_rollbacks_running 1"
@@ -301,13 +297,14 @@ backend = "script"
     std::fs::write(work.join("release"), "").expect("release");
     app.chat.wait_for_update(&summary.at, "Rolled back").await;
     // The run ends just after its outcome is shown.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while rollbacks_running(&app).await != "breakwater_rollbacks_running 0" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the finished rollback is still counted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("the finished rollback to leave the gauge", async || {
+        let running = rollbacks_running(&app).await;
+        if running == "breakwater_rollbacks_running 0" {
+            Ok(())
+        } else {
+            Err(running)
+        }
+    })
+    .await;
     app.stop().await;
 }

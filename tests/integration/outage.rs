@@ -13,7 +13,7 @@ use breakwater::store::{PostgresStore, Store};
 
 use crate::support::proxy::CuttableProxy;
 use crate::support::{
-    AppOptions, Receiver, Replacements, TestApp, alertmanager, spawn_app_replacing,
+    AppOptions, Receiver, Replacements, TestApp, alertmanager, eventually, spawn_app_replacing,
 };
 
 /// The application on a PostgreSQL schema reached through a proxy the test controls.
@@ -65,6 +65,7 @@ pub(crate) async fn spawn_behind_proxy_with(
         Replacements {
             store: Some(store),
             tune,
+            ..Replacements::default()
         },
     )
     .await;
@@ -89,28 +90,17 @@ impl OutageApp {
 
     /// Waits until `/readyz` says the store is reachable again.
     pub(crate) async fn wait_until_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = self.get("/readyz").await;
-            let body: serde_json::Value = ready.json().await.expect("json");
-            if body["store"] == "ok" {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the store never came back: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.app
+            .wait_for_readyz("the store reachable", |_, body| body["store"] == "ok")
+            .await;
     }
 
     /// Waits until the bot holds no alert any more.
     async fn wait_until_drained(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.app.bot.held_alerts() > 0 {
-            assert!(Instant::now() < deadline, "held alerts were never recorded");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually("the held alerts to be recorded", async || {
+            (self.app.bot.held_alerts() == 0).then_some(())
+        })
+        .await;
     }
 
     pub(crate) async fn finish(self) {
@@ -377,11 +367,10 @@ alert_channels = ["{ALERT_CHANNEL}"]
     );
     let first_ts = first["event"]["ts"].as_str().expect("ts").to_owned();
     let acknowledged = deliver(first).await.expect("deliver");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while outage.app.bot.held_alerts() == 0 {
-        assert!(Instant::now() < deadline, "the first event was never held");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the first event to be held", async || {
+        (outage.app.bot.held_alerts() > 0).then_some(())
+    })
+    .await;
     let second = fake.post_in_channel(
         ALERT_CHANNEL,
         serde_json::json!({"user": ALICE.id, "text": "payments production errors everywhere"}),

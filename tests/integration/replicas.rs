@@ -21,9 +21,14 @@ use crate::support::fake_discord::{
     ALERT_CHANNEL, APPLICATION_ID, DiscordUser, FakeDiscord, GUILD_ID, ONCALL_ROLE,
     apply_callback_to, text_of,
 };
-use crate::support::{API_TOKEN, BACKEND_SECRET, Behaviour, Receiver, WEBHOOK_TOKEN, alertmanager};
+use crate::support::{
+    API_TOKEN, BACKEND_SECRET, Behaviour, Receiver, WEBHOOK_TOKEN, alertmanager, eventually,
+    eventually_within,
+};
 
 const TOKEN: &str = "test-discord-token";
+/// A takeover waits for the gateway lease (10 s) to expire and a standby's next try (3 s).
+const TAKEOVER_PATIENCE: Duration = Duration::from_secs(40);
 
 /// A running `breakwater serve`, killed (SIGKILL) when dropped.
 struct Replica {
@@ -120,23 +125,19 @@ impl Replica {
 
 /// Which replicas say they hold the gateway lease, once exactly one does.
 async fn the_one_holder(replicas: &[&Replica]) -> usize {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("exactly one gateway holder", async || {
         let mut holders = Vec::new();
         for (i, replica) in replicas.iter().enumerate() {
             if replica.holds_gateway().await {
                 holders.push(i);
             }
         }
-        if holders.len() == 1 {
-            return holders[0];
+        match holders[..] {
+            [one] => Ok(one),
+            _ => Err(format!("holders {holders:?}")),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "expected exactly one gateway holder, saw {holders:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// A fresh schema on the test database, and a `database.url` whose connections use it.
@@ -214,15 +215,11 @@ api_url = "{api_url}"
     );
     assert_eq!(fake.connections(), 1);
     for replica in &replicas {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !replica.ready().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "a replica never became ready: {}",
-                replica.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            std::fmt::from_fn(|f| write!(f, "a replica to be ready: {}", replica.logs())),
+            async || replica.ready().await.then_some(()),
+        )
+        .await;
     }
 
     // SIGKILL: no chance to release the lease; another replica takes over once it expires.
@@ -231,14 +228,12 @@ api_url = "{api_url}"
     dead.child.kill().expect("kill -9");
     let _ = dead.child.wait();
     // The lease lasts 10 s and standbys try every 3 s: allow well beyond that.
-    let deadline = killed_at + Duration::from_secs(40);
-    while fake.identifies().len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no replica took the gateway over"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(
+        TAKEOVER_PATIENCE,
+        "a replica to take the gateway over",
+        async || (fake.identifies().len() >= 2).then_some(()),
+    )
+    .await;
     fake.wait_until_ready().await;
     eprintln!(
         "gateway taken over {:.1} s after kill -9",
@@ -281,14 +276,12 @@ api_url = "{api_url}"
         "the stopped replica still holds the lease: {holder:?}"
     );
     let _ = conn.close().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while fake.identifies().len() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the last replica did not take the gateway over"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(
+        TAKEOVER_PATIENCE,
+        "the last replica to take the gateway over",
+        async || (fake.identifies().len() >= 3).then_some(()),
+    )
+    .await;
     eprintln!(
         "gateway taken over {:.1} s after SIGTERM",
         terminated_at.elapsed().as_secs_f64()

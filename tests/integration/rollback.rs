@@ -1,13 +1,18 @@
 //! End to end through the neutral test adapter: deploys reported, an alert, the summary
 //! with the suspect, and the rollback rules (who, once, to what was shown, never stale).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use breakwater::core::clock::ManualClock;
 use breakwater::core::event::Reply;
 use breakwater::core::message::Platform;
 use breakwater::core::rollback::PlanState;
 
-use crate::support::{AppOptions, Behaviour, actor, spawn_app, spawn_app_with};
+use crate::support::{
+    AppOptions, BACKEND_SECRET, Behaviour, Receiver, Replacements, actor, spawn_app,
+    spawn_app_replacing, spawn_app_with,
+};
 
 fn private_text(reply: &Reply) -> String {
     reply.message().map(|m| m.to_plain()).unwrap_or_default()
@@ -165,7 +170,7 @@ async fn an_unauthorised_press_is_refused_privately_and_audited() {
         "{}",
         private_text(&reply)
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.bot.settle().await;
     assert!(app.receiver.calls().is_empty());
     let denied = app
         .bot
@@ -329,17 +334,25 @@ async fn a_deploy_after_the_button_was_offered_makes_the_plan_stale_and_nothing_
 
 #[tokio::test]
 async fn an_expired_plan_is_refused_with_how_to_get_a_fresh_one() {
-    let app = spawn_app_with(AppOptions {
-        extra_config: "[policy]\nrollback_allowed = [\"console:alice\"]\nplan_ttl = \"1s\"\ncooldown = \"0s\"\n".into(),
-        ..AppOptions::default()
-    })
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let app = spawn_app_replacing(
+        AppOptions {
+            extra_config: "[policy]\nrollback_allowed = [\"console:alice\"]\nplan_ttl = \"10m\"\ncooldown = \"0s\"\n".into(),
+            ..AppOptions::default()
+        },
+        Receiver::start(BACKEND_SECRET).await,
+        Replacements {
+            clock: Some(clock.clone()),
+            ..Replacements::default()
+        },
+    )
     .await;
     app.deploy("checkout", "production", "v41", 300).await;
     app.deploy("checkout", "production", "v42", 18).await;
     app.fire_alert("HighErrorRate", "checkout", "production")
         .await;
     let summary = app.summary().await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(chrono::Duration::minutes(10) + chrono::Duration::seconds(1));
 
     let reply = app
         .press(&summary, "Roll back", &actor("console:alice", "Alice"))
@@ -440,7 +453,7 @@ async fn on_a_platform_without_a_confirm_dialog_a_press_asks_for_confirmation_fi
         "{}",
         prompt.to_plain()
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.bot.settle().await;
     assert!(
         app.receiver.calls().is_empty(),
         "nothing runs before Confirm"
@@ -488,7 +501,7 @@ async fn cancel_in_the_confirmation_step_runs_nothing() {
     let reply = app.press_action(cancel.clone(), None, &alice).await;
 
     assert!(private_text(&reply).contains("Cancelled"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.bot.settle().await;
     assert!(app.receiver.calls().is_empty());
     let plans = app
         .bot
@@ -665,7 +678,7 @@ async fn the_rollback_command_answers_with_a_plan_and_never_rolls_back_by_itself
         .chat
         .wait_for_text("Roll back checkout production from v42 to v41?")
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.bot.settle().await;
     assert!(app.receiver.calls().is_empty());
     app.press(&plan, "Roll back", &actor("console:alice", "Alice"))
         .await;

@@ -12,7 +12,7 @@ use crate::support::fake_slack::{
     ALERT_CHANNEL, ALICE, APP_TOKEN, BOB, BOT_ID, BOT_TOKEN, BOT_USER_ID, FakeSlack, MALLORY,
     ONCALL_GROUP, OTHER_CHANNEL, SIGNING_SECRET, SlackUser, StoredMessage, buttons, text_of,
 };
-use crate::support::{AppOptions, TestApp, spawn_app_with};
+use crate::support::{AppOptions, TestApp, eventually, spawn_app_with};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -81,26 +81,11 @@ cooldown = "0s"
 
 impl SlackApp {
     async fn wait_until_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let response = self
-                .app
-                .http
-                .get(format!("{}/readyz", self.app.address))
-                .send()
-                .await
-                .expect("request");
-            let status = response.status();
-            let body: Value = response.json().await.expect("json");
-            if status == 200 && body["chat"]["slack"] == "connected" {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never ready: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.app
+            .wait_for_readyz("Slack connected", |status, body| {
+                status == 200 && body["chat"]["slack"] == "connected"
+            })
+            .await;
     }
 
     fn timestamp() -> String {
@@ -247,21 +232,6 @@ impl SlackApp {
             .await
     }
 
-    async fn wait_for_backend_calls(&self, count: usize) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let calls = self.app.receiver.calls();
-            if calls.len() >= count {
-                return calls;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {count} backend calls; got {calls:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
     async fn audited(&self, action: &str) -> Vec<breakwater::audit::AuditRecord> {
         self.app
             .bot
@@ -276,14 +246,15 @@ impl SlackApp {
     }
 
     async fn wait_for_audited(&self, action: &str, count: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while self.audited(action).await.len() < count {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {count} {action} records"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(format_args!("{count} {action} records"), async || {
+            let found = self.audited(action).await.len();
+            if found >= count {
+                Ok(())
+            } else {
+                Err(format!("{found}"))
+            }
+        })
+        .await;
     }
 }
 
@@ -365,7 +336,7 @@ async fn alert_to_rollback(mode: Mode) {
     );
 
     slack.click(&ALICE, &summary, &button).await;
-    let calls = slack.wait_for_backend_calls(1).await;
+    let calls = slack.app.wait_for_backend_calls(1).await;
     assert_eq!(calls[0]["to"], "v41", "{}", calls[0]);
     assert_eq!(calls[0]["requested_by"], format!("slack:{}", ALICE.id));
     let updated = slack.fake.wait_for_update(&summary, "✅ Rolled back").await;
@@ -930,13 +901,12 @@ async fn an_alert_storm_is_grouped_into_threads_within_the_rate_limit_and_fully_
             "events_api",
             slack.fake.post_in_channel(ALERT_CHANNEL, fields),
         );
-        // 500 alerts in 10 s.
+        // 500 alerts in 10 s: paces the flood like a real one; no test step waits on it.
         tokio::time::sleep_until(started + Duration::from_millis(20 * (i as u64 + 1))).await;
     }
     slack.wait_for_audited("alert.received", 500).await;
     slack.app.bot.settle().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually("every summary to be updated with the count", async || {
         let summaries: Vec<StoredMessage> = slack
             .fake
             .messages()
@@ -947,20 +917,21 @@ async fn an_alert_storm_is_grouped_into_threads_within_the_rate_limit_and_fully_
             .iter()
             .filter(|m| m.text().contains("alerts grouped in this thread"))
             .count();
-        if summaries.len() == targets.len() && grouped == targets.len() {
-            break;
-        }
         assert!(
             summaries.len() <= targets.len(),
             "one thread per service and environment, got {}",
             summaries.len()
         );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "summaries were not updated with the count"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if summaries.len() == targets.len() && grouped == targets.len() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} summaries, {grouped} with the count",
+                summaries.len()
+            ))
+        }
+    })
+    .await;
     let received = slack.audited("alert.received").await;
     assert_eq!(received.len(), 500, "every alert is audited");
     // Within Slack's rate: posts and updates in the channel at most one per second.
@@ -1042,32 +1013,15 @@ async fn mentions_and_links_from_alerts_and_deploy_authors_are_escaped_on_the_wi
 // --- floods, refused tokens, reconnects ---------------------------------------------------
 
 impl SlackApp {
-    async fn readyz(&self) -> Value {
-        self.app
-            .http
-            .get(format!("{}/readyz", self.app.address))
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json")
-    }
-
     /// Waits until `/readyz` shows Slack as `state`; returns the body.
     async fn wait_for_slack_state(&self, state: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let body = self.readyz().await;
-            if body["chat"]["slack"] == state {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "Slack never {state}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (_, body) = self
+            .app
+            .wait_for_readyz(&format!("Slack {state}"), |_, body| {
+                body["chat"]["slack"] == state
+            })
+            .await;
+        body
     }
 
     /// A sample of `/metrics`: the value of the first line of `name` with every label in

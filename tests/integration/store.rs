@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use breakwater::audit::{AuditEntry, AuditQuery, AuditSealer, ChainVerifier, GENESIS_HASH};
 use breakwater::core::alert::{Alert, AlertSource, AlertStatus, Severity};
+use breakwater::core::backend::Action;
 use breakwater::core::deploy::{
     Change, ConfigChange, Deploy, DeploySource, DeployStatus, Environment, MASKED, Revision,
     ServiceName, Target,
@@ -185,6 +186,7 @@ store_tests!(
     a_resolved_group_is_not_joined_by_later_alerts,
     concurrent_alerts_for_one_target_share_one_group_with_exact_counts,
     recent_groups_are_listed_most_recent_first,
+    recent_groups_are_drawn_from_when_their_first_alert_fired,
     a_group_remembers_its_threads_and_their_summaries,
     a_plan_reads_back_as_inserted,
     a_transition_happens_only_from_the_given_states,
@@ -215,6 +217,7 @@ store_tests!(
     audit_records_are_paged_in_sequence_order,
     audit_search_filters_by_service_actor_and_action,
     audit_search_pages_backwards_from_before_seq,
+    an_audit_search_by_part_of_an_action_ignores_case_and_wildcards,
     audit_details_are_stored_as_the_exact_text_hashed,
     reopening_keeps_data_and_applies_no_migration_twice,
     console_messages_read_back_with_their_thread_and_audience,
@@ -343,6 +346,7 @@ fn plan(target: &Target) -> RollbackPlan {
         outcome: None,
         operation: None,
         verified_at: None,
+        action: Action::Rollback,
     }
 }
 
@@ -817,6 +821,7 @@ async fn a_group_remembers_its_threads_and_their_summaries(db: &mut TestStore) {
                 group_id: group.id,
                 alert_message: alert_message.clone(),
                 summary: None,
+                posted_by_bot: alert_message.platform == Platform::Console,
             })
             .await
             .expect("add thread");
@@ -839,11 +844,13 @@ async fn a_group_remembers_its_threads_and_their_summaries(db: &mut TestStore) {
                 group_id: group.id,
                 alert_message: slack_alert,
                 summary: Some(summary),
+                posted_by_bot: false,
             },
             GroupThread {
                 group_id: group.id,
                 alert_message: console_alert,
                 summary: None,
+                posted_by_bot: true,
             },
         ]
     );
@@ -2162,4 +2169,83 @@ async fn replicas_starting_at_once_on_a_fresh_postgres_schema_migrate_it_once() 
         store.close().await;
     }
     drop_schema(&url, &schema).await;
+}
+
+async fn recent_groups_are_drawn_from_when_their_first_alert_fired(db: &mut TestStore) {
+    // Received at minute 30, fired at minute 12; a second alert joins, fired at minute 20.
+    let first = alert(Some(&checkout()), "HighErrorRate", at(12));
+    let group = db.record(&first, 30).await.group;
+    let later = alert(Some(&checkout()), "HighLatency", at(20));
+    assert_eq!(db.record(&later, 31).await.group.id, group.id);
+    let other = db
+        .record(
+            &alert(Some(&target("search", "production")), "Down", at(40)),
+            40,
+        )
+        .await
+        .group;
+
+    let fired = db
+        .store
+        .recent_alert_groups_fired_at(10)
+        .await
+        .expect("read");
+    assert_eq!(fired.get(&group.id), Some(&at(12)));
+    assert_eq!(fired.get(&other.id), Some(&at(40)));
+    let newest = db
+        .store
+        .recent_alert_groups_fired_at(1)
+        .await
+        .expect("read");
+    assert_eq!(newest.keys().copied().collect::<Vec<_>>(), [other.id]);
+}
+
+async fn an_audit_search_by_part_of_an_action_ignores_case_and_wildcards(db: &mut TestStore) {
+    let sealer = AuditSealer::new(None);
+    for (minute, action) in [
+        "rollback.started",
+        "alert.received",
+        "console.login_failed",
+        "console.login",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        db.store
+            .append_audit(&entry(action, minute as i64), &sealer)
+            .await
+            .expect("append");
+    }
+    let search = |part: &str| {
+        let store = db.store.clone();
+        let query = AuditQuery {
+            action: Some(part.to_owned()),
+            ..AuditQuery::default()
+        };
+        async move {
+            let found = store.audit_search_containing(&query).await.expect("search");
+            found.into_iter().map(|r| r.action).collect::<Vec<_>>()
+        }
+    };
+
+    assert_eq!(search("ROLLBACK").await, ["rollback.started"]);
+    assert_eq!(
+        search("login").await,
+        ["console.login", "console.login_failed"]
+    );
+    assert_eq!(search("n_f").await, ["console.login_failed"]);
+    assert!(search("e_l").await.is_empty(), "_ matches only itself");
+    assert!(search("%").await.is_empty(), "% matches only itself");
+    assert_eq!(
+        db.store
+            .audit_search(&AuditQuery {
+                action: Some("login".to_owned()),
+                ..AuditQuery::default()
+            })
+            .await
+            .expect("search")
+            .len(),
+        0,
+        "the exact search stays exact"
+    );
 }

@@ -83,6 +83,35 @@ async fn a_resolved_incident_takes_the_siren_off_the_alert_post() {
 }
 
 #[tokio::test]
+async fn a_restarted_process_takes_the_siren_off_the_alert_post_an_earlier_one_made() {
+    let app = spawn_app().await;
+    let summary = incident(&app).await;
+    let post = summary.parent.clone().expect("the alert post");
+    let chat = app.chat.clone();
+    let dir = app.stop().await;
+
+    let restarted = spawn_app_replacing(
+        AppOptions {
+            dir: Some(dir),
+            ..AppOptions::default()
+        },
+        Receiver::start(crate::support::BACKEND_SECRET).await,
+        Replacements {
+            chat: Some(chat),
+            ..Replacements::default()
+        },
+    )
+    .await;
+    resolve(&restarted).await;
+
+    let updated = restarted
+        .chat
+        .wait_for_update(&post, "✅ HighErrorRate")
+        .await;
+    assert!(!updated.plain().contains('🚨'), "{}", updated.plain());
+}
+
+#[tokio::test]
 async fn after_a_rollback_and_the_resolution_the_status_lines_read_in_time_order() {
     let app = spawn_app().await;
     let summary = incident(&app).await;
@@ -174,4 +203,28 @@ async fn with_a_repository_the_summary_links_commits_and_compares_and_names_the_
         assert!(plain.contains(url), "{url} missing:\n{plain}");
     }
     assert!(plain.contains("Owners: @checkout-oncall"), "{plain}");
+}
+
+#[tokio::test]
+async fn the_audit_command_gives_every_time_its_zone() {
+    let app = spawn_app().await;
+    incident(&app).await;
+
+    let reply = app
+        .bot
+        .handle_command(breakwater::core::event::CommandRequest {
+            event_id: "cmd-audit".into(),
+            actor: actor("console:alice", "Alice"),
+            command: breakwater::core::event::Command::parse("audit checkout").expect("parse"),
+            platform: breakwater::core::message::Platform::Console,
+            channel: Some("alerts".into()),
+        })
+        .await;
+
+    let text = reply.message().expect("an answer").to_plain();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("• #")).collect();
+    assert!(!lines.is_empty(), "{text}");
+    for line in lines {
+        assert!(line.contains(" UTC "), "a time without its zone: {line}");
+    }
 }

@@ -20,20 +20,29 @@ mod pages;
 mod timeline;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use tokio::sync::broadcast;
 
+use crate::chat::recent::RecentPresses;
 use crate::chat::{Chat, ChatError, Lane};
 use crate::config::Config;
 use crate::core::bot::Bot;
 use crate::core::deploy::ServiceName;
-use crate::core::message::{Message, MessageRef, Platform};
+use crate::core::message::{Message, MessageRef, Platform, PrivateReply};
 use crate::store::{ConsoleMessage, ConsolePlace, Store, StoreError};
 
 /// The console's one channel: every alert is shown here.
 pub const CHANNEL: &str = "alerts";
+
+/// Private replies posted beside a pressed message (a Confirm/Cancel step) remembered, by
+/// the press, so that the core can replace them once out of date. Oldest forgotten first:
+/// a forgotten step keeps its buttons, and pressing them is answered with why not.
+const PRIVATE_REPLIES_KEPT: usize = 1024;
+/// Longer than any offer stays open; a step older than this is left as it is.
+const PRIVATE_REPLY_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The adapter's parts, built from `[console]`.
 pub struct ConsoleAdapter {
@@ -47,6 +56,7 @@ impl ConsoleAdapter {
         let chat = Arc::new(ConsoleChat {
             store: bot.store().clone(),
             changes: changes.clone(),
+            private_replies: RecentPresses::new(PRIVATE_REPLIES_KEPT, PRIVATE_REPLY_LIFETIME),
         });
         let secure = config
             .server
@@ -78,6 +88,8 @@ impl ConsoleAdapter {
 pub struct ConsoleChat {
     store: Arc<dyn Store>,
     changes: broadcast::Sender<()>,
+    /// Console message ids of private replies posted as new messages, by press event id.
+    private_replies: RecentPresses<i64>,
 }
 
 fn unavailable(error: StoreError) -> ChatError {
@@ -116,6 +128,11 @@ impl ConsoleChat {
             .map_err(unavailable)?;
         let _ = self.changes.send(());
         Ok(stored)
+    }
+
+    /// Remembers the private reply a press was answered with in a message of its own.
+    pub(crate) fn remember_private_reply(&self, event_id: String, id: i64) {
+        self.private_replies.remember(event_id, id);
     }
 
     pub(crate) async fn replace(&self, id: i64, message: &Message) -> Result<(), ChatError> {
@@ -202,5 +219,23 @@ impl Chat for ConsoleChat {
         _lane: Lane,
     ) -> Result<(), ChatError> {
         self.replace(message_id(&target.id)?, message).await
+    }
+
+    /// A step answered in place is the pressed message itself; one posted beside the
+    /// pressed message is found by its press. A step this process does not know (posted
+    /// by another replica, or forgotten) is left as it is.
+    async fn replace_private(
+        &self,
+        reply: &PrivateReply,
+        message: &Message,
+    ) -> Result<(), ChatError> {
+        let id = match (&reply.pressed, reply.in_place) {
+            (Some(pressed), true) => message_id(&pressed.id)?,
+            _ => match self.private_replies.live(&reply.event_id) {
+                Some(id) => id,
+                None => return Ok(()),
+            },
+        };
+        self.replace(id, message).await
     }
 }

@@ -7,7 +7,7 @@
 //! | `GET /console` | the channel: alerts, summaries, progress, outcomes |
 //! | `GET /console/deploys` | recent deploys per service and environment, with a timeline |
 //! | `GET /console/audit` | the audit log, filtered; chain status and head hash |
-//! | `GET /console/audit/export` | the audit log as a JSON Lines or CSV download |
+//! | `GET /console/audit/export` | the audit log as a JSON Lines or CSV download, with the page's filters |
 //! | `GET /console/events` | live updates (server-sent events) |
 //! | `POST /console/press` | a button press |
 //! | `GET`/`POST /console/login`, `POST /console/logout` | signing in and out |
@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 use super::auth::{self, Auth, SignInError, Viewer};
 use super::html::{self, Html, Viewing};
 use super::{CHANNEL, ConsoleChat, live, timeline};
-use crate::audit::{AuditQuery, ExportFormat, actions};
+use crate::audit::{AuditQuery, AuditRecord, ExportFormat, actions};
 use crate::core::bot::Bot;
 use crate::core::deploy::{Deploy, DeploySource, DeployStatus};
 use crate::core::event::{Press, Reply};
@@ -42,6 +42,8 @@ const THREADS_SHOWN: u32 = 50;
 const AUDIT_PAGE: u32 = 100;
 /// Deploys shown per service.
 const DEPLOYS_SHOWN: u32 = 30;
+/// Alert groups drawn on the deploys page's timelines.
+const ALERT_GROUPS_SHOWN: u32 = 500;
 /// Forms are small; anything larger is refused.
 const MAX_FORM: usize = 16 * 1024;
 
@@ -492,8 +494,10 @@ async fn channel(State(console): State<Shared>, request: Request) -> Response {
     }
     let mut main = Html::new();
     main.raw("<h1>#").text(CHANNEL).raw("</h1>");
+    // The script says the page updates itself once it really does; without it the page
+    // is a snapshot, and says so.
     main.raw("<p id=\"live\" class=\"live\" role=\"status\" aria-live=\"polite\">")
-        .raw("Showing the latest threads. This page updates itself while it is open.</p>");
+        .raw("Showing the latest threads.<noscript> Reload to see new events.</noscript></p>");
     main.raw(&format!(
         "<div id=\"channel\" class=\"channel\" data-since=\"{}\">",
         now.timestamp_micros()
@@ -587,9 +591,10 @@ async fn press_inner(console: &Console, body: Body, viewer: &Viewer) -> Result<i
             )
         })?;
     let thread = pressed.thread.unwrap_or(pressed.id);
+    // The nonce is fresh per rendering, so a double submit of one form is one press.
+    let event_id = format!("press:{}:{nonce}", viewer.user);
     let press = Press {
-        // The nonce is fresh per rendering, so a double submit of one form is one press.
-        event_id: format!("press:{}:{nonce}", viewer.user),
+        event_id: event_id.clone(),
         actor: viewer.actor(),
         action,
         channel: Some(format!("console:{}", pressed.channel)),
@@ -627,7 +632,10 @@ async fn press_inner(console: &Console, body: Body, viewer: &Viewer) -> Result<i
                 &message,
             )
             .await
-            .map(|stored| stored.id),
+            .map(|stored| {
+                console.chat.remember_private_reply(event_id, stored.id);
+                stored.id
+            }),
     };
     shown.map_err(PageError::internal)
 }
@@ -658,7 +666,11 @@ async fn deploys_page(console: &Console, parts: &Parts) -> Result<String, PageEr
     let services = console.bot.recognizer().services();
     let wanted = filter.get("service").map(|s| s.to_lowercase());
     let groups = store
-        .recent_alert_groups(500)
+        .recent_alert_groups(ALERT_GROUPS_SHOWN)
+        .await
+        .map_err(PageError::internal)?;
+    let fired = store
+        .recent_alert_groups_fired_at(ALERT_GROUPS_SHOWN)
         .await
         .map_err(PageError::internal)?;
     let now = Utc::now();
@@ -698,6 +710,11 @@ async fn deploys_page(console: &Console, parts: &Parts) -> Result<String, PageEr
         let alerts: Vec<_> = groups
             .iter()
             .filter(|g| g.target.as_ref().is_some_and(|t| t.service == service.name))
+            .map(|group| timeline::AlertMark {
+                group,
+                // A group whose first alert is not readable yet is drawn when it arrived.
+                fired_at: fired.get(&group.id).copied().unwrap_or(group.opened_at),
+            })
             .collect();
         let id = format!("svc-{}", service.name.key());
         main.raw("<section class=\"service\" aria-labelledby=\"")
@@ -758,7 +775,13 @@ fn deploy_table(
     deploys: &[&Deploy],
     now: chrono::DateTime<Utc>,
 ) {
-    html.raw("<table class=\"deploys\"><caption>")
+    // On a phone the table scrolls sideways in its own box, not the page; the box is
+    // focusable so that keyboard users can scroll it too.
+    html.raw("<div class=\"scroll\" role=\"region\" tabindex=\"0\" aria-label=\"Deploys of ")
+        .text(service)
+        .raw(" in ")
+        .text(environment)
+        .raw("\"><table class=\"deploys\"><caption>")
         .text(service)
         .raw(" in ")
         .text(environment)
@@ -780,7 +803,7 @@ fn deploy_table(
         html.raw("</td><td>");
         html::time(html, deploy.started_at);
         html.raw("<br><small>")
-            .text(&ago(now, deploy.started_at))
+            .text(&format!("started {}", ago(now, deploy.started_at)))
             .raw("</small></td><td>")
             .text(deploy.author.as_deref().unwrap_or("—"))
             .raw("</td><td class=\"status-")
@@ -823,7 +846,7 @@ fn deploy_table(
         }
         html.raw("</td></tr>");
     }
-    html.raw("</tbody></table>");
+    html.raw("</tbody></table></div>");
 }
 
 // --- audit ----------------------------------------------------------------------------------
@@ -858,13 +881,13 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
         None => None,
     };
     let log = console.bot.audit();
-    let records = log
-        .search(&AuditQuery {
-            service: filter.get("service").cloned(),
-            actor: filter.get("actor").cloned(),
-            action: filter.get("action").cloned(),
+    let records = console
+        .bot
+        .store()
+        .audit_search_containing(&AuditQuery {
             before_seq,
             limit: AUDIT_PAGE,
+            ..audit_filter(&filter)
         })
         .await
         .map_err(PageError::internal)?;
@@ -887,8 +910,24 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
                 .raw(" records verified before it).</p>");
         }
     }
-    main.raw("<p><a class=\"btn\" href=\"/console/audit/export?format=jsonl\" download>Download JSON Lines</a> ")
-        .raw("<a class=\"btn\" href=\"/console/audit/export?format=csv\" download>Download CSV</a></p></div>");
+    // The downloads carry the filters shown, so that what is downloaded is what is seen
+    // (every page of it).
+    let filtered = !filter_pairs(&filter).is_empty();
+    main.raw("<p>");
+    for (format, label) in [("jsonl", "Download JSON Lines"), ("csv", "Download CSV")] {
+        let mut pairs = vec![("format", format)];
+        pairs.extend(filter_pairs(&filter));
+        let href = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        main.raw("<a class=\"btn\" href=\"/console/audit/export?")
+            .text(&href)
+            .raw("\" download>")
+            .raw(label)
+            .raw(if filtered { " (filtered)" } else { "" })
+            .raw("</a> ");
+    }
+    main.raw("</p></div>");
     main.raw("<form class=\"filters\" method=\"get\" action=\"/console/audit\">");
     for (name, label) in [
         ("service", "Service"),
@@ -905,10 +944,16 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
             .raw(name)
             .raw("\" value=\"")
             .text(filter.get(name).map(String::as_str).unwrap_or_default())
-            .raw("\">");
+            .raw("\"")
+            .raw(if name == "action" {
+                " placeholder=\"e.g. rollback\""
+            } else {
+                ""
+            })
+            .raw(">");
     }
     main.raw("<button type=\"submit\" class=\"btn\">Filter</button> <a href=\"/console/audit\">Clear</a></form>");
-    main.raw("<table class=\"audit\"><caption>Newest first</caption><thead><tr><th scope=\"col\">#</th><th scope=\"col\">Time</th><th scope=\"col\">Actor</th><th scope=\"col\">Action</th><th scope=\"col\">Service</th><th scope=\"col\">Details</th></tr></thead><tbody>");
+    main.raw("<div class=\"scroll\" role=\"region\" tabindex=\"0\" aria-label=\"Audit records\"><table class=\"audit\"><caption>Newest first</caption><thead><tr><th scope=\"col\">#</th><th scope=\"col\">Time</th><th scope=\"col\">Actor</th><th scope=\"col\">Action</th><th scope=\"col\">Service</th><th scope=\"col\">Details</th></tr></thead><tbody>");
     for record in &records {
         main.raw("<tr><td>")
             .text(&record.seq.to_string())
@@ -929,11 +974,11 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
             .text(&record.service)
             .raw(" ")
             .text(&record.environment)
-            .raw("</td><td><code class=\"details\">")
-            .text(&record.details)
-            .raw("</code></td></tr>");
+            .raw("</td><td>");
+        details(&mut main, &record.details_value());
+        main.raw("</td></tr>");
     }
-    main.raw("</tbody></table>");
+    main.raw("</tbody></table></div>");
     if records.is_empty() {
         main.raw("<p class=\"empty\">No records match.</p>");
     }
@@ -954,6 +999,89 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
             .raw("\">Older records</a></p>");
     }
     Ok(main.into_string())
+}
+
+/// The audit filters a person can set on the page, as the store reads them.
+fn audit_filter(filter: &HashMap<String, String>) -> AuditQuery {
+    AuditQuery {
+        service: filter.get("service").cloned(),
+        actor: filter.get("actor").cloned(),
+        action: filter.get("action").cloned(),
+        ..AuditQuery::default()
+    }
+}
+
+/// The filters set, in a fixed order, for links that keep them.
+fn filter_pairs(filter: &HashMap<String, String>) -> Vec<(&'static str, &str)> {
+    ["service", "actor", "action"]
+        .into_iter()
+        .filter_map(|name| filter.get(name).map(|value| (name, value.as_str())))
+        .collect()
+}
+
+/// Whether a record passes the page's filters, read the way
+/// [`Store::audit_search_containing`](crate::store::Store::audit_search_containing)
+/// reads them: service exact, actor by principal or name, action by any part of it.
+fn audit_keeps(query: &AuditQuery, record: &AuditRecord) -> bool {
+    query.service.as_ref().is_none_or(|s| *s == record.service)
+        && query
+            .actor
+            .as_ref()
+            .is_none_or(|a| *a == record.actor || *a == record.actor_name)
+        && query
+            .action
+            .as_ref()
+            .is_none_or(|a| record.action.to_lowercase().contains(&a.to_lowercase()))
+}
+
+/// Audit details as `key: value` lines, nested keys joined with dots, so that they read
+/// (and wrap) as text rather than as one long JSON string.
+fn details(html: &mut Html, value: &serde_json::Value) {
+    let mut lines = Vec::new();
+    flatten(String::new(), value, &mut lines);
+    if lines.is_empty() {
+        html.raw("—");
+        return;
+    }
+    html.raw("<ul class=\"kv\">");
+    for (key, value) in lines {
+        html.raw("<li>");
+        if !key.is_empty() {
+            html.raw("<span class=\"key\">").text(&key).raw("</span>: ");
+        }
+        html.text(&value).raw("</li>");
+    }
+    html.raw("</ul>");
+}
+
+/// Appends one `(a.b.c, value)` line per leaf of `value`.
+fn flatten(prefix: String, value: &serde_json::Value, lines: &mut Vec<(String, String)>) {
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (key, value) in map {
+                flatten(join(key), value, lines);
+            }
+        }
+        serde_json::Value::Array(items) if !items.is_empty() => {
+            for (i, value) in items.iter().enumerate() {
+                flatten(join(&i.to_string()), value, lines);
+            }
+        }
+        serde_json::Value::Object(_) | serde_json::Value::Array(_) if prefix.is_empty() => {}
+        serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+            lines.push((prefix, "(empty)".to_owned()));
+        }
+        serde_json::Value::String(text) => lines.push((prefix, text.clone())),
+        serde_json::Value::Null => lines.push((prefix, "(none)".to_owned())),
+        other => lines.push((prefix, other.to_string())),
+    }
 }
 
 async fn export(State(console): State<Shared>, request: Request) -> Response {
@@ -990,10 +1118,12 @@ async fn export(State(console): State<Shared>, request: Request) -> Response {
     // on a blocking thread instead of inside this handler's future.
     let log = console.bot.audit().clone();
     let runtime = tokio::runtime::Handle::current();
+    let wanted = audit_filter(&filter);
     let exported = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
+        let keep = |record: &AuditRecord| audit_keeps(&wanted, record);
         runtime
-            .block_on(log.export(format, since, &mut out))
+            .block_on(log.export_matching(format, since, &keep, &mut out))
             .map(|_| out)
     })
     .await;
@@ -1016,4 +1146,66 @@ async fn export(State(console): State<Shared>, request: Request) -> Response {
         .into_response();
     secure_headers(&mut response);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(value: serde_json::Value) -> Vec<(String, String)> {
+        let mut lines = Vec::new();
+        flatten(String::new(), &value, &mut lines);
+        lines
+    }
+
+    #[test]
+    fn nested_details_flatten_to_dotted_keys() {
+        let out = lines(json!({"to": {"version": "v41", "id": 7}, "hosts": ["a"], "none": null}));
+        assert_eq!(
+            out,
+            [
+                ("hosts.0".to_owned(), "a".to_owned()),
+                ("none".to_owned(), "(none)".to_owned()),
+                ("to.id".to_owned(), "7".to_owned()),
+                ("to.version".to_owned(), "v41".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_details_are_no_lines_and_empty_nested_values_say_so() {
+        assert!(lines(json!({})).is_empty());
+        assert_eq!(
+            lines(json!({"changes": []})),
+            [("changes".to_owned(), "(empty)".to_owned())]
+        );
+    }
+
+    #[test]
+    fn the_export_filter_reads_the_action_as_a_part_of_it() {
+        let record = |action: &str| AuditRecord {
+            seq: 1,
+            at: Utc::now(),
+            actor: "console:alice".into(),
+            actor_name: "alice".into(),
+            action: action.into(),
+            service: "checkout".into(),
+            environment: "production".into(),
+            details: "{}".into(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let query = AuditQuery {
+            action: Some("RollBack".into()),
+            actor: Some("alice".into()),
+            ..AuditQuery::default()
+        };
+        assert!(audit_keeps(&query, &record("rollback.started")));
+        assert!(!audit_keeps(&query, &record("alert.received")));
+        let other_service = AuditQuery {
+            service: Some("payments".into()),
+            ..AuditQuery::default()
+        };
+        assert!(!audit_keeps(&other_service, &record("rollback.started")));
+    }
 }

@@ -12,6 +12,14 @@ use crate::core::clock::{saturating_add, saturating_sub};
 use crate::core::deploy::{Deploy, DeploySource, DeployStatus};
 use crate::store::AlertGroup;
 
+/// An alert group as drawn: at the time its first alert fired (its source's own start
+/// time), not when breakwater received it, which can be minutes later.
+#[derive(Clone, Copy)]
+pub(crate) struct AlertMark<'a> {
+    pub(crate) group: &'a AlertGroup,
+    pub(crate) fired_at: DateTime<Utc>,
+}
+
 const WIDTH: f64 = 900.0;
 const LEFT: f64 = 110.0;
 const RIGHT: f64 = 20.0;
@@ -33,13 +41,13 @@ const LABEL_GAP: f64 = 56.0;
 pub(crate) fn svg(
     service: &str,
     deploys: &[Deploy],
-    alerts: &[&AlertGroup],
+    alerts: &[AlertMark<'_>],
     now: DateTime<Utc>,
 ) -> String {
     let earliest = deploys
         .iter()
         .map(|d| d.started_at)
-        .chain(alerts.iter().map(|a| a.opened_at))
+        .chain(alerts.iter().map(|a| a.fired_at))
         .min()
         .unwrap_or(now);
     // Saturating shifts: a stored time near chrono's limits (an old, unchecked report)
@@ -58,10 +66,10 @@ pub(crate) fn svg(
         .filter(|d| d.started_at >= detail_start)
         .cloned()
         .collect();
-    let recent_alerts: Vec<&AlertGroup> = alerts
+    let recent_alerts: Vec<AlertMark<'_>> = alerts
         .iter()
         .copied()
-        .filter(|a| a.opened_at >= detail_start)
+        .filter(|a| a.fired_at >= detail_start)
         .collect();
     let recent = !recent_deploys.is_empty() || !recent_alerts.is_empty();
     if recent && now - start > chrono::Duration::hours(24) {
@@ -96,7 +104,7 @@ fn draw(
     service: &str,
     view: View,
     deploys: &[Deploy],
-    alerts: &[&AlertGroup],
+    alerts: &[AlertMark<'_>],
     start: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> String {
@@ -105,7 +113,7 @@ fn draw(
         .map(|d| d.target.environment.as_str().to_owned())
         .collect();
     for alert in alerts {
-        if let Some(target) = &alert.target {
+        if let Some(target) = &alert.group.target {
             environments.insert(target.environment.as_str().to_owned());
         }
     }
@@ -131,7 +139,8 @@ fn draw(
     let mut out = String::new();
     let _ = write!(
         out,
-        "<figure class=\"timeline\"><svg role=\"img\" aria-labelledby=\"{title_id}\" \
+        "<figure class=\"timeline\"><div class=\"scroll\" role=\"region\" tabindex=\"0\" \
+         aria-labelledby=\"{title_id}\"><svg role=\"img\" aria-labelledby=\"{title_id}\" \
          viewBox=\"0 0 {WIDTH} {height}\" width=\"100%\" xmlns=\"http://www.w3.org/2000/svg\">\
          <title id=\"{title_id}\">Timeline ({}) of {} deploys and {} alerts for {}</title>",
         view.name(),
@@ -189,15 +198,17 @@ fn draw(
             }
             out.push_str("</g>");
         }
-        for alert in alerts.iter().filter(|a| {
-            a.target
+        for mark in alerts.iter().filter(|a| {
+            a.group
+                .target
                 .as_ref()
                 .is_some_and(|t| t.environment.as_str() == environment)
         }) {
-            let ax = x(alert.opened_at);
+            let alert = mark.group;
+            let ax = x(mark.fired_at);
             let _ = write!(
                 out,
-                "<g class=\"alert{}\"><path d=\"M{ax:.1} {:.1} l7 12 h-14 z\"><title>Alert {} at {}{}</title></path></g>",
+                "<g class=\"alert{}\"><path d=\"M{ax:.1} {:.1} l7 12 h-14 z\"><title>Alert {} fired {} (received {}){}</title></path></g>",
                 if alert.resolved_at.is_some() {
                     " resolved"
                 } else {
@@ -205,7 +216,8 @@ fn draw(
                 },
                 y + 2.0,
                 escape(&alert.title),
-                alert.opened_at.format("%Y-%m-%d %H:%M UTC"),
+                mark.fired_at.format("%Y-%m-%d %H:%M UTC"),
+                alert.opened_at.format("%H:%M UTC"),
                 match alert.resolved_at {
                     Some(at) => format!(", resolved {}", at.format("%H:%M UTC")),
                     None => ", still firing".to_owned(),
@@ -226,9 +238,9 @@ fn draw(
                 .unwrap_or(chrono::TimeDelta::MAX),
         );
         let label = if span > 86_400.0 {
-            at.format("%b %d %H:%M").to_string()
+            at.format("%b %d %H:%M UTC").to_string()
         } else {
-            at.format("%H:%M").to_string()
+            at.format("%H:%M UTC").to_string()
         };
         let _ = write!(
             out,
@@ -239,8 +251,8 @@ fn draw(
     }
     let _ = write!(
         out,
-        "</svg><figcaption>{}: circles are deploys (outlined: with configuration changes; \
-         green: rollbacks), triangles are alerts. Times in UTC.</figcaption></figure>",
+        "</svg></div><figcaption>{}: circles are deploys (outlined: with configuration changes; \
+         green: rollbacks), triangles are alerts, at the time they fired. Times in UTC.</figcaption></figure>",
         if view == View::Overview {
             "Overview"
         } else {
@@ -310,7 +322,10 @@ mod tests {
         let out = svg(
             "checkout",
             &[deploy("v2", 30, now), deploy("v1<", 600, now)],
-            &[&group],
+            &[AlertMark {
+                group: &group,
+                fired_at: group.opened_at,
+            }],
             now,
         );
         assert_eq!(out.matches("<circle").count(), 2, "{out}");
@@ -318,6 +333,73 @@ mod tests {
         assert!(out.contains("Alert &lt;HighErrorRate&gt;"), "{out}");
         assert!(out.contains("v1&lt;"), "{out}");
         assert!(out.contains("role=\"img\""), "{out}");
+    }
+
+    /// The x coordinate of the first alert marker's tip.
+    fn alert_x(out: &str) -> f64 {
+        let start = out.find("<path d=\"M").expect("an alert marker") + "<path d=\"M".len();
+        out[start..]
+            .split(' ')
+            .next()
+            .and_then(|x| x.parse().ok())
+            .expect("a coordinate")
+    }
+
+    #[test]
+    fn an_alert_is_drawn_when_it_fired_and_its_arrival_is_only_in_the_tooltip() {
+        let now = DateTime::parse_from_rfc3339("2026-11-30T15:30:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let received = now - chrono::Duration::minutes(11);
+        let group = AlertGroup {
+            id: 1,
+            key: "checkout/production".into(),
+            target: Some(deploy("x", 0, now).target),
+            title: "HighErrorRate".into(),
+            opened_at: received,
+            last_alert_at: received,
+            alert_count: 1,
+            firing_count: 1,
+            resolved_at: None,
+        };
+        let draw_at = |fired_at| {
+            svg(
+                "checkout",
+                &[deploy("v2", 60, now)],
+                &[AlertMark {
+                    group: &group,
+                    fired_at,
+                }],
+                now,
+            )
+        };
+        let fired = draw_at(now - chrono::Duration::minutes(15));
+        assert!(
+            fired.contains("Alert HighErrorRate fired 2026-11-30 15:15 UTC (received 15:19 UTC)"),
+            "{fired}"
+        );
+        let as_received = draw_at(received);
+        assert!(
+            alert_x(&fired) < alert_x(&as_received),
+            "the marker sits at the firing time, left of the arrival"
+        );
+    }
+
+    #[test]
+    fn the_axis_labels_name_their_zone() {
+        let now = Utc::now();
+        let out = svg("checkout", &[deploy("v2", 30, now)], &[], now);
+        assert_eq!(out.matches("UTC</text>").count(), 5, "{out}");
+    }
+
+    #[test]
+    fn the_picture_scrolls_in_its_own_box_rather_than_shrinking() {
+        let now = Utc::now();
+        let out = svg("checkout", &[deploy("v2", 30, now)], &[], now);
+        assert!(
+            out.contains("<div class=\"scroll\" role=\"region\" tabindex=\"0\""),
+            "{out}"
+        );
     }
 
     #[test]

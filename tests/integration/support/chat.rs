@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use breakwater::chat::{Chat, ChatError, Lane};
@@ -99,30 +98,21 @@ impl RecordingChat {
         self.messages().into_iter().find(|m| m.at.id == at.id)
     }
 
-    /// Waits (polling, with a deadline) until `find` returns something.
+    /// Waits until `find` returns something; on failure shows what the chat shows.
     pub(crate) async fn wait_for<T>(
         &self,
         what: &str,
         mut find: impl FnMut(&[Shown]) -> Option<T>,
     ) -> T {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(found) = find(&self.messages()) {
-                return found;
-            }
-            if tokio::time::Instant::now() > deadline {
-                let shown: Vec<String> = self
-                    .messages()
-                    .iter()
-                    .map(|m| format!("[{}] {}", m.at.id, m.plain()))
-                    .collect();
-                panic!(
-                    "timed out waiting for {what}; the chat shows:\n{}",
-                    shown.join("\n---\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let shown = std::fmt::from_fn(|f| {
+            let shown: Vec<String> = self
+                .messages()
+                .iter()
+                .map(|m| format!("[{}] {}", m.at.id, m.plain()))
+                .collect();
+            write!(f, "{what}; the chat shows:\n{}", shown.join("\n---\n"))
+        });
+        super::eventually(shown, async || find(&self.messages())).await
     }
 
     /// Waits until a message whose plain text contains `needle` is shown.

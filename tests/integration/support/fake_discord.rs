@@ -8,7 +8,6 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -179,6 +178,8 @@ struct Recorded {
     /// Thread id → (parent channel, name).
     threads: HashMap<String, (String, String)>,
     callbacks: Vec<Callback>,
+    /// The interaction id of every callback request, refused ones included.
+    callback_attempts: Vec<String>,
     /// Every request body that carries a message (create, edit, callback, follow-up,
     /// `@original` edit), by route, as it came over the wire.
     message_bodies: Vec<(&'static str, Value)>,
@@ -293,6 +294,12 @@ impl FakeDiscord {
         self.with(|s| s.callbacks.clone())
     }
 
+    /// How many callback requests the bot made for interaction `id`, refused ones (an
+    /// interaction already acknowledged) included.
+    pub(crate) fn callback_attempts(&self, id: &str) -> usize {
+        self.with(|s| s.callback_attempts.iter().filter(|a| *a == id).count())
+    }
+
     /// The message-carrying request bodies the bot sent, by route.
     pub(crate) fn message_bodies(&self) -> Vec<(&'static str, Value)> {
         self.state.lock().expect("lock").message_bodies.clone()
@@ -322,30 +329,21 @@ impl FakeDiscord {
         self.with(|s| s.gateway.connections)
     }
 
-    /// Polls `find` until it returns something, or panics after 10 s.
+    /// Waits until `find` returns something; on failure shows what Discord shows.
     pub(crate) async fn wait_for<T>(
         &self,
         what: &str,
         mut find: impl FnMut(&FakeDiscord) -> Option<T>,
     ) -> T {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(found) = find(self) {
-                return found;
-            }
-            if tokio::time::Instant::now() > deadline {
-                let shown: Vec<String> = self
-                    .messages()
-                    .iter()
-                    .map(|m| format!("[{} in {}] {}", m.id, m.channel_id, m.text()))
-                    .collect();
-                panic!(
-                    "timed out waiting for {what}; Discord shows:\n{}",
-                    shown.join("\n---\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let shown = std::fmt::from_fn(|f| {
+            let shown: Vec<String> = self
+                .messages()
+                .iter()
+                .map(|m| format!("[{} in {}] {}", m.id, m.channel_id, m.text()))
+                .collect();
+            write!(f, "{what}; Discord shows:\n{}", shown.join("\n---\n"))
+        });
+        super::eventually(shown, async || find(self)).await
     }
 
     /// Waits for a message whose text contains `needle`.
@@ -895,6 +893,7 @@ async fn interaction_callback(
 ) -> Response {
     let body = parse_body(&body);
     let mut s = state.lock().expect("lock");
+    s.callback_attempts.push(id.clone());
     s.message_bodies
         .push(("interaction callback", body.clone()));
     if let Some(limited) = take_fault(&mut s, RouteKind::Callback) {

@@ -310,38 +310,29 @@ impl FakeSlack {
         self.with(|s| s.responses.clone())
     }
 
-    /// Polls `find` until it returns something, or panics after 15 s.
+    /// Waits until `find` returns something; on failure shows what Slack shows.
     pub(crate) async fn wait_for<T>(
         &self,
         what: &str,
         mut find: impl FnMut(&FakeSlack) -> Option<T>,
     ) -> T {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(found) = find(self) {
-                return found;
-            }
-            if tokio::time::Instant::now() > deadline {
-                let shown: Vec<String> = self
-                    .messages()
-                    .iter()
-                    .map(|m| {
-                        format!(
-                            "[{} {} thread {:?}] {}",
-                            m.channel,
-                            m.ts,
-                            m.thread_ts,
-                            m.text()
-                        )
-                    })
-                    .collect();
-                panic!(
-                    "timed out waiting for {what}; Slack shows:\n{}",
-                    shown.join("\n---\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let shown = std::fmt::from_fn(|f| {
+            let shown: Vec<String> = self
+                .messages()
+                .iter()
+                .map(|m| {
+                    format!(
+                        "[{} {} thread {:?}] {}",
+                        m.channel,
+                        m.ts,
+                        m.thread_ts,
+                        m.text()
+                    )
+                })
+                .collect();
+            write!(f, "{what}; Slack shows:\n{}", shown.join("\n---\n"))
+        });
+        super::eventually(shown, async || find(self)).await
     }
 
     /// Waits for a bot message whose text contains `needle`.

@@ -4,6 +4,7 @@
 
 pub(crate) mod argocd;
 pub(crate) mod chat;
+pub(crate) mod eventually;
 #[cfg(feature = "discord")]
 pub(crate) mod fake_discord;
 #[cfg(feature = "slack")]
@@ -29,6 +30,7 @@ use breakwater::core::policy::{Actor, Principal};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use chat::{RecordingChat, Shown};
+pub(crate) use eventually::{eventually, eventually_within};
 pub(crate) use receiver::{Behaviour, Receiver};
 
 pub(crate) const API_TOKEN: &str = "test-api-token-0123456789";
@@ -130,6 +132,10 @@ pub(crate) struct Replacements {
     /// Bot settings the configuration does not expose; replaces the default tuning
     /// (a 50 ms refresh delay).
     pub tune: Option<fn(&mut breakwater::core::bot::BotSettings)>,
+    /// The bot's clock, e.g. a `ManualClock` the test moves instead of sleeping.
+    pub clock: Option<Arc<dyn breakwater::core::clock::Clock>>,
+    /// The chat, e.g. the one an earlier process posted in (restart tests).
+    pub chat: Option<Arc<RecordingChat>>,
 }
 
 pub(crate) async fn spawn_app_replacing(
@@ -161,11 +167,14 @@ pub(crate) async fn spawn_app_replacing(
     let config_path = dir.path().join("breakwater.toml");
     std::fs::write(&config_path, &text).expect("write config");
     let config = Config::load(&config_path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
-    let chat = RecordingChat::new(options.platform, "alerts", options.confirm_step);
+    let chat = replacements
+        .chat
+        .unwrap_or_else(|| RecordingChat::new(options.platform, "alerts", options.confirm_step));
     let app = Application::build_with(
         config,
         Overrides {
             store: replacements.store,
+            clock: replacements.clock,
             chats: vec![chat.clone()],
             maintenance_every: Some(Duration::from_millis(100)),
             tune: Some(
@@ -341,6 +350,49 @@ impl TestApp {
     fn chat_confirm_step(&self) -> bool {
         use breakwater::chat::Chat;
         self.chat.needs_confirm_step()
+    }
+
+    /// `GET /readyz`: the status code and the JSON body.
+    pub(crate) async fn readyz(&self) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(format!("{}/readyz", self.address))
+            .send()
+            .await
+            .expect("readyz");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("readyz json"))
+    }
+
+    /// Polls `/readyz` until `shows(status, body)` holds; returns that answer.
+    pub(crate) async fn wait_for_readyz(
+        &self,
+        what: &str,
+        shows: impl Fn(u16, &serde_json::Value) -> bool,
+    ) -> (u16, serde_json::Value) {
+        eventually(format_args!("/readyz to show {what}"), async || {
+            let (status, body) = self.readyz().await;
+            if shows(status, &body) {
+                Ok((status, body))
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        })
+        .await
+    }
+
+    /// The backend's verified calls, once there are at least `count`.
+    pub(crate) async fn wait_for_backend_calls(&self, count: usize) -> Vec<serde_json::Value> {
+        eventually(
+            std::fmt::from_fn(|f| {
+                write!(f, "{count} backend calls; got {:?}", self.receiver.calls())
+            }),
+            async || {
+                let calls = self.receiver.calls();
+                (calls.len() >= count).then_some(calls)
+            },
+        )
+        .await
     }
 
     /// The summary posted for the first alert, once it is there.

@@ -42,20 +42,11 @@ impl CuttableProxy {
             return;
         }
         // The old listener closes asynchronously once its task sees the cancellation.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let listener = loop {
-            match TcpListener::bind(self.address).await {
-                Ok(listener) => break listener,
-                Err(error) => {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "cannot listen on {} again: {error}",
-                        self.address
-                    );
-                    tokio::task::yield_now().await;
-                }
-            }
-        };
+        let listener = super::eventually(
+            format_args!("listening on {} again", self.address),
+            async || TcpListener::bind(self.address).await,
+        )
+        .await;
         let alive = CancellationToken::new();
         tokio::spawn(serve(listener, self.upstream, alive.clone()));
         *self.up.lock().expect("lock") = Some(alive);

@@ -106,6 +106,7 @@ async fn rollback(
     let behaviour = receiver.behaviour.lock().expect("lock").clone();
     match behaviour {
         Behaviour::Succeed { delay } => {
+            // Simulates a slow deployment system; no test waits on this sleep.
             tokio::time::sleep(delay).await;
             (
                 StatusCode::OK,
@@ -117,6 +118,7 @@ async fn rollback(
             (StatusCode::from_u16(status).expect("status"), body).into_response()
         }
         Behaviour::Hang => {
+            // Simulates a deployment system that never answers.
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
         }

@@ -4,6 +4,17 @@
 (function () {
   var channel = document.getElementById("channel");
   var live = document.getElementById("live");
+  // The message whose button this person pressed last: when its update arrives, the
+  // keyboard focus (lost with the replaced button) moves to it.
+  var pressed = null;
+
+  // Takes the focus to an updated message: its status line when it has one (that is what
+  // changed), else the whole message, which then reads out as one region.
+  function focusOn(article) {
+    var target = article.querySelector(".status") || article;
+    target.setAttribute("tabindex", "-1");
+    target.focus();
+  }
 
   function place(data) {
     var existing = document.getElementById("m-" + data.id);
@@ -13,7 +24,13 @@
     if (!article) return;
     if (existing) {
       if (Number(existing.dataset.rev) >= data.rev) return;
+      var hadFocus = existing.contains(document.activeElement) || pressed === existing.id;
       existing.replaceWith(article);
+      if (hadFocus) {
+        pressed = null;
+        focusOn(article);
+        if (live) live.textContent = "Updated: " + article.querySelector("h2").textContent;
+      }
       return;
     }
     if (data.thread === null) {
@@ -41,10 +58,20 @@
     // A private step (Confirm/Cancel) answers what this person just pressed: take the
     // keyboard focus there.
     var next = article.classList.contains("private") && article.querySelector("button");
-    if (next) next.focus();
+    if (next) {
+      pressed = null;
+      next.focus();
+    }
   }
 
+  // A timeline wider than the screen starts at its right end: now and the latest deploys.
+  Array.prototype.forEach.call(document.querySelectorAll(".timeline .scroll"), function (box) {
+    box.scrollLeft = box.scrollWidth;
+  });
+
   if (channel && window.EventSource) {
+    // Only now is it true; without the script the page says to reload instead.
+    if (live) live.textContent = "Showing the latest threads. This page updates itself while it is open.";
     var source = new EventSource("/console/events?since=" + encodeURIComponent(channel.dataset.since));
     source.addEventListener("message", function (event) {
       try { place(JSON.parse(event.data)); } catch (e) { /* a malformed event changes nothing */ }
@@ -60,6 +87,8 @@
     event.preventDefault();
     var button = form.querySelector("button");
     if (button) button.disabled = true;
+    var article = form.closest("article");
+    pressed = article ? article.id : null;
     // getAttribute: the form's "action" input shadows the form.action property.
     fetch(form.getAttribute("action"), {
       method: "POST",
@@ -68,10 +97,12 @@
       credentials: "same-origin"
     }).then(function (response) {
       if (!response.ok) {
+        pressed = null;
         if (button) button.disabled = false;
         if (live) live.textContent = "The press was refused (" + response.status + "). Reload the page and try again.";
       }
     }, function () {
+      pressed = null;
       if (button) button.disabled = false;
       if (live) live.textContent = "breakwater could not be reached; try again.";
     });
