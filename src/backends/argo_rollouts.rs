@@ -46,10 +46,11 @@ use super::kubernetes::{
 use super::toolkit::{Follow, Look, error_chain, snippet};
 use crate::config::{KubernetesBackendConfig, ServiceConfig};
 use crate::core::backend::{
-    BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation, Outcome,
-    ProgressFn, RollbackCall,
+    Action, BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation,
+    Outcome, ProgressFn, RollbackCall,
 };
 use crate::core::deploy::{Deploy, DeployStatus, Revision, ServiceName, Target};
+use crate::core::summary::Offer;
 
 const REVISION: &str = "rollout.argoproj.io/revision";
 /// The label Argo Rollouts tells its ReplicaSets apart by (not Deployments' `pod-template-hash`).
@@ -86,6 +87,9 @@ impl std::fmt::Display for RolloutRef {
 struct RolloutRevision {
     set: RevisionSet,
     hash: String,
+    /// Pods of this ReplicaSet that are available: after an abort, the stable one's serve
+    /// all traffic once the canary's are gone.
+    available: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +115,8 @@ struct State {
     failed_analyses: Vec<FailedAnalysis>,
     /// The controller has seen the current spec (`status.observedGeneration`).
     observed: bool,
+    /// `spec.replicas`: how many pods the stable ReplicaSet needs to serve all traffic.
+    desired: i64,
 }
 
 /// An analysis run that said no, as the Rollout's status reports it
@@ -164,6 +170,29 @@ struct Handle {
     hash: String,
     /// The pod template rolled back to; a different one means someone deployed since.
     template: Value,
+}
+
+/// What is stored with the plan to follow an abort, also after a restart.
+#[derive(Debug, Serialize, Deserialize)]
+struct AbortHandle {
+    namespace: String,
+    rollout: String,
+    /// The ReplicaSet that must end up serving all traffic, and its version.
+    stable_hash: String,
+    stable_version: String,
+    /// The aborted ReplicaSet, whose pods must stop serving, and its version.
+    canary_hash: String,
+    canary_version: String,
+    /// The Rollout's template when aborted; a different one means someone changed it since.
+    template: Value,
+}
+
+/// The two kinds of operation this backend follows, told apart by their fields.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Followed {
+    Abort(AbortHandle),
+    Undo(Handle),
 }
 
 fn rollout_resource() -> ApiResource {
@@ -273,9 +302,18 @@ impl ArgoRolloutsBackend {
                     .and_then(|l| l.get(POD_TEMPLATE_HASH))
                     .cloned()
                     .unwrap_or_default();
+                let available = rs
+                    .status
+                    .as_ref()
+                    .and_then(|status| status.available_replicas)
+                    .map_or(0, i64::from);
                 let mut set = numbered_revision_set(rs, REVISION)?;
                 remove_label(&mut set.template, POD_TEMPLATE_HASH);
-                Some(RolloutRevision { set, hash })
+                Some(RolloutRevision {
+                    set,
+                    hash,
+                    available,
+                })
             })
             .collect();
         revisions.sort_by_key(|r| r.set.revision);
@@ -432,6 +470,206 @@ impl ArgoRolloutsBackend {
             })
     }
 
+    /// Sets `status.abort` as `kubectl argo rollouts abort` does: a JSON merge patch on the
+    /// status subresource, or on the Rollout itself where the CRD has none (a 404 there),
+    /// carrying the `resourceVersion` read just before so that a write in between (the
+    /// controller moving to the next step) refuses it with a 409.
+    async fn patch_abort(
+        &self,
+        rollout: &RolloutRef,
+        object: &DynamicObject,
+    ) -> Result<(), BackendError> {
+        let connection = self.cluster.connection().await?;
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": object.metadata.resource_version.clone().unwrap_or_default(),
+            },
+            "status": { "abort": true },
+        });
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            connection.client.clone(),
+            &rollout.0.namespace,
+            &rollout_resource(),
+        );
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let consequence = "the abort may or may not have been applied";
+        let result = match api
+            .patch_status(&rollout.0.name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                api.patch(&rollout.0.name, &params, &Patch::Merge(&patch))
+                    .await
+            }
+            other => other,
+        };
+        result.map(|_| ()).map_err(|e| {
+            self.kube_error(
+                &e,
+                connection,
+                "patch rollouts/status",
+                rollout,
+                consequence,
+            )
+        })
+    }
+
+    /// Starts an abort: checks that the Rollout still rolls out the offered canary over the
+    /// offered stable revision, then patches `status.abort`.
+    async fn abort(&self, call: &RollbackCall) -> Result<Operation, BackendError> {
+        let rollout = self.rollout_ref(&call.target);
+        let object = self.get_rollout(&rollout, "nothing was aborted").await?;
+        let revisions = self.revisions(&rollout, &object).await?;
+        let state = State::of(&object);
+        let running = current_revision_number(&object, &revisions).map(|r| r.to_string());
+        let stable = revisions
+            .iter()
+            .find(|r| Some(&r.hash) == state.stable_hash.as_ref());
+        let look = format!(
+            "Check `kubectl argo rollouts get rollout {} -n {}`",
+            rollout.0.name, rollout.0.namespace
+        );
+        if running.as_deref() != Some(call.from.id.as_str())
+            || stable.map(|s| s.set.revision.to_string()).as_deref() != Some(call.to.id.as_str())
+        {
+            return Err(BackendError::new(
+                BackendErrorKind::Conflict,
+                format!(
+                    "{rollout} no longer rolls out revision {} over the stable revision {} (it now has revision {}, stable {}); nothing was aborted. {look}, then ask for a fresh plan",
+                    call.from.id,
+                    call.to.id,
+                    running.unwrap_or_else(|| "?".to_owned()),
+                    stable.map_or("?".to_owned(), |s| s.set.revision.to_string()),
+                ),
+            ));
+        }
+        let (Some(stable), Some(canary_hash)) = (stable, state.current_hash.clone()) else {
+            return Err(BackendError::new(
+                BackendErrorKind::Protocol,
+                format!(
+                    "{rollout} reports no stable or current ReplicaSet, so breakwater cannot tell where traffic would go; nothing was aborted. {look}"
+                ),
+            ));
+        };
+        if !state.aborted && !state.abortable() {
+            return Err(BackendError::new(
+                BackendErrorKind::Refused,
+                format!(
+                    "{rollout} is not rolling out a canary any more ({} is stable); nothing was aborted. Ask for a fresh plan to roll back instead",
+                    call.from.version
+                ),
+            ));
+        }
+        // Already aborted (by its analysis or by hand): nothing to write, only to follow.
+        if !state.aborted {
+            self.patch_abort(&rollout, &object).await?;
+        }
+        tracing::info!(backend = %self.name, %rollout, aborted_before = state.aborted, "aborting the Rollout; following it");
+        let handle = AbortHandle {
+            namespace: rollout.0.namespace.clone(),
+            rollout: rollout.0.name.clone(),
+            stable_hash: stable.hash.clone(),
+            stable_version: call.to.version.clone(),
+            canary_hash,
+            canary_version: call.from.version.clone(),
+            template: rollout_template(&object),
+        };
+        Ok(Operation {
+            target: call.target.clone(),
+            to: call.to.clone(),
+            started_at: Utc::now(),
+            handle: serde_json::to_value(&handle).unwrap_or(Value::Null),
+            finished: None,
+        })
+    }
+
+    /// Follows an abort until the stable ReplicaSet serves all traffic: the traffic
+    /// router's canary weight at 0 (or, without one, no canary pod available) and every
+    /// desired pod of the stable ReplicaSet available.
+    async fn wait_abort(
+        &self,
+        handle: &AbortHandle,
+        progress: ProgressFn<'_>,
+    ) -> Result<Outcome, BackendError> {
+        let rollout = RolloutRef(DeploymentRef {
+            namespace: handle.namespace.clone(),
+            name: handle.rollout.clone(),
+            version_from: VersionFrom::Image,
+        });
+        let follow = Follow {
+            backend: &self.name,
+            subject: &rollout,
+            every: self.poll_interval,
+            within: self.timeout,
+            tolerated_read_failures: FOLLOW_READ_FAILURES,
+        };
+        let look = format!(
+            "check `kubectl argo rollouts get rollout {} -n {}`",
+            rollout.0.name, rollout.0.namespace
+        );
+        let (canary, stable) = (&handle.canary_version, &handle.stable_version);
+        follow
+            .until(
+                progress,
+                || async {
+                    let object = self
+                        .get_rollout(&rollout, "the abort may still be under way")
+                        .await?;
+                    if rollout_template(&object) != handle.template {
+                        return Ok(Look::Done(Outcome::Failed(format!(
+                            "{rollout} got a new template while the abort of {canary} was followed: someone deployed or rolled back since; {look} to see what runs now"
+                        ))));
+                    }
+                    let state = State::of(&object);
+                    if !state.aborted {
+                        return Ok(Look::Done(Outcome::Failed(format!(
+                            "the abort of {canary} on {rollout} was lifted (retried or promoted) before all traffic was back on {stable}; the rollout of {canary} goes on. {look}"
+                        ))));
+                    }
+                    let revisions = self.revisions(&rollout, &object).await?;
+                    let available = |hash: &str| {
+                        revisions
+                            .iter()
+                            .find(|r| r.hash == hash)
+                            .map_or(0, |r| r.available)
+                    };
+                    let stable_pods = available(&handle.stable_hash);
+                    let canary_pods = available(&handle.canary_hash);
+                    Ok(match state.canary_weight {
+                        Some(weight) if weight > 0 => Look::running(format!(
+                            "{weight} % of traffic still goes to the canary {canary}"
+                        )),
+                        _ if stable_pods < state.desired => Look::running(format!(
+                            "{stable_pods} of {} pods of the stable {stable} available",
+                            state.desired
+                        )),
+                        None if canary_pods > 0 => Look::running(format!(
+                            "{canary_pods} pods of the canary {canary} still serve traffic"
+                        )),
+                        _ => Look::Done(Outcome::Succeeded(format!(
+                            "{rollout}: the stable ReplicaSet ({stable}) serves all traffic with {stable_pods} of {} pods available, the canary {canary} gets none",
+                            state.desired
+                        ))),
+                    })
+                },
+                |last| {
+                    BackendError::new(
+                        BackendErrorKind::Timeout,
+                        format!(
+                            "the abort of {canary} on {rollout} did not bring all traffic back to {stable} within {}{}; the Rollout is aborted, but {look} before acting again",
+                            humantime::format_duration(self.timeout),
+                            last.map(|l| format!(" (last seen: {l})"))
+                                .unwrap_or_default(),
+                        ),
+                    )
+                },
+            )
+            .await
+    }
+
     /// What a failed API call means for the person: which setting or permission to fix.
     fn kube_error(
         &self,
@@ -469,7 +707,7 @@ impl ArgoRolloutsBackend {
                 BackendErrorKind::Unauthorized,
                 format!(
                     "apply deploy/kubernetes/rbac.yaml in namespace {namespace} (get, list, watch \
-                     rollouts and replicasets; patch rollouts)"
+                     rollouts and replicasets; patch rollouts and rollouts/status)"
                 ),
             ),
             404 => (
@@ -557,7 +795,22 @@ impl State {
             .filter_map(FailedAnalysis::of)
             .collect(),
             observed: observed.is_some() && observed == generation,
+            desired: data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
         }
+    }
+
+    /// A canary update under way that an abort would stop: the new template is not yet
+    /// stable and nobody aborted it. Blue-green updates are left to a rollback: until
+    /// promotion the active service already sends all traffic to the stable version.
+    fn abortable(&self) -> bool {
+        matches!(self.strategy, Strategy::Canary { .. })
+            && !self.aborted
+            && self.stable_hash.is_some()
+            && self.current_hash.is_some()
+            && self.stable_hash != self.current_hash
     }
 
     /// The share of traffic on the canary: what the traffic router reports, else the
@@ -651,6 +904,49 @@ impl DeployBackend for ArgoRolloutsBackend {
             .map(|d| d.as_revision()))
     }
 
+    async fn instead_of_rollback(
+        &self,
+        target: &Target,
+        offer: &Offer,
+    ) -> Result<Option<Offer>, BackendError> {
+        let rollout = self.rollout_ref(target);
+        let object = self.get_rollout(&rollout, "nothing was changed").await?;
+        let state = State::of(&object);
+        if !state.abortable() {
+            return Ok(None);
+        }
+        let revisions = self.revisions(&rollout, &object).await?;
+        let deploys = self.deploys(target, &rollout, &object, &revisions);
+        let deploy_of = |number: Option<i64>| {
+            let number = number?.to_string();
+            deploys
+                .iter()
+                .find(|d| d.revision.as_deref() == Some(number.as_str()))
+        };
+        let canary = deploy_of(current_revision_number(&object, &revisions));
+        let stable = deploy_of(
+            revisions
+                .iter()
+                .find(|r| Some(&r.hash) == state.stable_hash.as_ref())
+                .map(|r| r.set.revision),
+        );
+        let (Some(canary), Some(stable)) = (canary, stable) else {
+            return Ok(None);
+        };
+        Ok(Some(Offer {
+            from: canary.as_revision(),
+            to: stable.as_revision(),
+            suspect_version: offer.suspect_version.clone(),
+            reason: format!(
+                "{} is rolling out as a canary; aborting sends all traffic back to the stable {} \
+                 at once",
+                canary.version, stable.version
+            ),
+            to_url: stable.url.clone(),
+            action: Action::AbortRollout,
+        }))
+    }
+
     async fn caveats(&self, target: &Target, to: &Revision) -> Result<Vec<Caveat>, BackendError> {
         let rollout = self.rollout_ref(target);
         let object = self.get_rollout(&rollout, "nothing was changed").await?;
@@ -661,11 +957,14 @@ impl DeployBackend for ArgoRolloutsBackend {
             blocking,
             remedy: None,
         };
+        let state = State::of(&object);
         let mut caveats = vec![note(
-            self.describe(&rollout, &State::of(&object), &revisions, &deploys),
+            self.describe(&rollout, &state, &revisions, &deploys),
             false,
         )];
-        if object.data.pointer("/spec/workloadRef").is_some() {
+        // While a canary rolls out the offer is an abort, which writes only the status; a
+        // template from a workloadRef stops the rollback that may follow, at its own press.
+        if object.data.pointer("/spec/workloadRef").is_some() && !state.abortable() {
             caveats.push(note(workload_ref_error(&rollout).message, true));
         }
         if !revisions
@@ -683,10 +982,18 @@ impl DeployBackend for ArgoRolloutsBackend {
         }
         if let Some(owner) = managed_by(&object.metadata) {
             caveats.push(note(
-                format!(
-                    "{rollout} is managed by {owner}: its next sync will replace the \
-                     rolled-back template. Revert the change there too."
-                ),
+                if state.abortable() {
+                    format!(
+                        "{rollout} is managed by {owner}: an abort changes only the Rollout's \
+                         status, which a sync leaves alone, but the rollback after it changes \
+                         the template, which the next sync replaces. Revert the change there too."
+                    )
+                } else {
+                    format!(
+                        "{rollout} is managed by {owner}: its next sync will replace the \
+                         rolled-back template. Revert the change there too."
+                    )
+                },
                 false,
             ));
         }
@@ -694,6 +1001,9 @@ impl DeployBackend for ArgoRolloutsBackend {
     }
 
     async fn rollback(&self, call: &RollbackCall) -> Result<Operation, BackendError> {
+        if call.action == Action::AbortRollout {
+            return self.abort(call).await;
+        }
         let rollout = self.rollout_ref(&call.target);
         let object = self
             .get_rollout(&rollout, "nothing was rolled back")
@@ -757,16 +1067,21 @@ impl DeployBackend for ArgoRolloutsBackend {
         if let Some(outcome) = &operation.finished {
             return Ok(outcome.clone());
         }
-        let handle: Handle = serde_json::from_value(operation.handle.clone()).map_err(|_| {
-            BackendError::new(
-                BackendErrorKind::Protocol,
-                format!(
-                    "this Argo Rollouts rollback of {} has no readable handle, so breakwater \
-                     cannot follow it; check `kubectl argo rollouts get rollout`",
-                    operation.target
-                ),
-            )
-        })?;
+        let followed: Followed =
+            serde_json::from_value(operation.handle.clone()).map_err(|_| {
+                BackendError::new(
+                    BackendErrorKind::Protocol,
+                    format!(
+                        "this Argo Rollouts operation on {} has no readable handle, so \
+                         breakwater cannot follow it; check `kubectl argo rollouts get rollout`",
+                        operation.target
+                    ),
+                )
+            })?;
+        let handle = match followed {
+            Followed::Abort(handle) => return self.wait_abort(&handle, progress).await,
+            Followed::Undo(handle) => handle,
+        };
         let rollout = RolloutRef(DeploymentRef {
             namespace: handle.namespace.clone(),
             name: handle.rollout.clone(),

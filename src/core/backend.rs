@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::deploy::{Deploy, Revision, Target};
 use super::policy::Actor;
 use super::rollback::PlanId;
+use super::summary::Offer;
 
 /// What a backend can and cannot do, so the core offers only what will work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,10 @@ pub enum Action {
     /// Return the target to the plan's `to` revision.
     #[default]
     Rollback,
+    /// Stop a staged rollout (an Argo Rollouts canary or blue-green update) and send all
+    /// traffic back to the stable `to` revision at once; the target keeps `from` as its
+    /// template, so a rollback to `to` usually follows.
+    AbortRollout,
 }
 
 impl Action {
@@ -60,13 +65,26 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Rollback => "rollback",
+            Self::AbortRollout => "abort_rollout",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "rollback" => Some(Self::Rollback),
+            "abort_rollout" => Some(Self::AbortRollout),
             _ => None,
+        }
+    }
+
+    /// Whether success means the target now runs the plan's `to` revision, so that it is
+    /// recorded as a deploy and starts the rollback cooldown. An aborted rollout still
+    /// holds the new template: nothing was deployed, and the rollback that should follow
+    /// must not wait out a cooldown.
+    pub fn changes_revision(self) -> bool {
+        match self {
+            Self::Rollback => true,
+            Self::AbortRollout => false,
         }
     }
 }
@@ -202,6 +220,17 @@ pub trait DeployBackend: Send + Sync {
     /// answers instead.
     async fn current(&self, target: &Target) -> Result<Option<Revision>, BackendError>;
 
+    /// The action to offer in place of the summary's plain rollback, when the backend knows
+    /// a better first move for what it sees now (aborting a canary still rolling out
+    /// rather than rolling back through it). `Ok(None)` keeps the rollback.
+    async fn instead_of_rollback(
+        &self,
+        _target: &Target,
+        _offer: &Offer,
+    ) -> Result<Option<Offer>, BackendError> {
+        Ok(None)
+    }
+
     /// What the person should know before rolling back to `to`.
     async fn caveats(&self, _target: &Target, _to: &Revision) -> Result<Vec<Caveat>, BackendError> {
         Ok(Vec::new())
@@ -230,7 +259,7 @@ mod tests {
 
     #[test]
     fn an_action_reads_back_what_it_stores() {
-        for action in [Action::Rollback] {
+        for action in [Action::Rollback, Action::AbortRollout] {
             assert_eq!(Action::parse(action.as_str()), Some(action));
             assert_eq!(
                 serde_json::to_value(action).expect("serializes"),

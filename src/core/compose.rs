@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::alert::{Alert, Severity};
-use super::backend::Remedy;
+use super::backend::{Action as PlanAction, Remedy};
 use super::deploy::{Deploy, DeployStatus, MASKED, Target};
 use super::message::{
     Action, ButtonAction, ButtonKind, ButtonStyle, Confirmation, Message, RichText, Section, Tone,
@@ -287,8 +287,14 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
             }
             if let (Some(plan), Some(offer), None) = (open_plan, &deploys.offer, view.resolved_at) {
                 if !blocking {
-                    actions.push(rollback_button(plan));
-                    text.push_str(&format!(". Roll back to {}?", offer.to.version));
+                    actions.push(plan_button(plan));
+                    text.push_str(&match plan.action {
+                        PlanAction::Rollback => format!(". Roll back to {}?", offer.to.version),
+                        PlanAction::AbortRollout => format!(
+                            ". Abort the rollout of {} and send all traffic back to {}?",
+                            offer.from.version, offer.to.version
+                        ),
+                    });
                 }
                 if view.offer_remedy
                     && deploys
@@ -419,23 +425,68 @@ fn investigate_line(target: &Target, view: &SummaryView<'_>) -> Option<RichText>
     (!line.is_empty()).then_some(line)
 }
 
-fn rollback_button(plan: &RollbackPlan) -> Action {
-    Action::Button {
-        label: truncate(
-            &format!("Roll back {} to {}", plan.target, plan.to.version),
-            MAX_LABEL,
+/// The button that starts the plan's action, with a confirmation naming the revisions.
+fn plan_button(plan: &RollbackPlan) -> Action {
+    let (label, title, confirm) = match plan.action {
+        PlanAction::Rollback => (
+            format!("Roll back {} to {}", plan.target, plan.to.version),
+            "Roll back?",
+            "Roll back",
         ),
+        PlanAction::AbortRollout => (
+            format!("Abort rollout of {}", plan.from.version),
+            "Abort rollout?",
+            "Abort rollout",
+        ),
+    };
+    Action::Button {
+        label: truncate(&label, MAX_LABEL),
         action: ButtonAction::new(ButtonKind::Rollback, plan.id),
         style: ButtonStyle::Danger,
         confirm: Some(Confirmation {
-            title: "Roll back?".to_owned(),
-            text: format!(
-                "Roll back {} from {} to {}?",
-                plan.target, plan.from, plan.to
-            ),
-            confirm: "Roll back".to_owned(),
+            title: title.to_owned(),
+            text: match plan_aftermath(plan) {
+                Some(aftermath) => format!("{} {aftermath}", plan_question(plan)),
+                None => plan_question(plan).to_string(),
+            },
+            confirm: confirm.to_owned(),
             deny: "Cancel".to_owned(),
         }),
+    }
+}
+
+/// What confirming the plan does, as a question naming the exact revisions.
+fn plan_question(plan: &RollbackPlan) -> RichText {
+    match plan.action {
+        PlanAction::Rollback => RichText::new()
+            .plain("Roll back ")
+            .bold(plan.target.to_string())
+            .plain(" from ")
+            .code(plan.from.to_string())
+            .plain(" to ")
+            .code(plan.to.to_string())
+            .plain("?"),
+        PlanAction::AbortRollout => RichText::new()
+            .plain("Abort the rollout of ")
+            .code(plan.from.version.clone())
+            .plain(" on ")
+            .bold(plan.target.to_string())
+            .plain(": send all traffic back to ")
+            .code(plan.to.version.clone())
+            .plain(" from the canary ")
+            .code(plan.from.version.clone())
+            .plain("?"),
+    }
+}
+
+/// For an abort, what it leaves to do: the new template stays until a rollback.
+fn plan_aftermath(plan: &RollbackPlan) -> Option<String> {
+    match plan.action {
+        PlanAction::Rollback => None,
+        PlanAction::AbortRollout => Some(format!(
+            "The rollout keeps {} as its template and tries it again if the abort is lifted; a rollback to {} is offered once traffic is back.",
+            plan.from.version, plan.to.version
+        )),
     }
 }
 
@@ -563,6 +614,11 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
     };
     let started = plan.started_at.map(clock).unwrap_or_default();
     let outcome = plan.outcome.clone().unwrap_or_default();
+    if plan.action == PlanAction::AbortRollout
+        && let Some(line) = abort_status(plan, &who, &took, &started, &outcome)
+    {
+        return Some(RichText::new().plain(line.trim_end().to_owned()));
+    }
     let line = match plan.state {
         PlanState::Offered if now.is_some_and(|now| plan.is_expired(now)) => format!(
             "⌛ This rollback offer expired at {}. Run /breakwater rollback {} {} for a fresh one.",
@@ -620,6 +676,44 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
     Some(RichText::new().plain(line.trim_end().to_owned()))
 }
 
+/// The status line of an abort, for the states whose words differ from a rollback's.
+fn abort_status(
+    plan: &RollbackPlan,
+    who: &dyn Fn(&Option<super::policy::Actor>) -> String,
+    took: &str,
+    started: &str,
+    outcome: &str,
+) -> Option<String> {
+    let canary = &plan.from.version;
+    let stable = &plan.to.version;
+    let target = &plan.target;
+    Some(match plan.state {
+        PlanState::Confirmed => format!(
+            "✋ Approved by {} — a second authorised person must press Abort rollout ({canary} → {stable}).",
+            who(&plan.approved_by)
+        ),
+        PlanState::Running => format!(
+            "⏳ Aborting the rollout of {canary} on {target}, sending all traffic back to {stable} — started by {} at {started}. {outcome}",
+            who(&plan.started_by)
+        ),
+        PlanState::Succeeded => format!(
+            "✅ Aborted the rollout of {canary} on {target}: all traffic is back on {stable} — by {} at {started}{took}. {}. The rollout still holds {canary} as its template and will try it again if the abort is lifted (retry or promote); roll back to {stable} to make the abort final.",
+            who(&plan.started_by),
+            outcome.trim_end_matches('.')
+        ),
+        PlanState::Failed => format!(
+            "❌ Abort of the rollout of {canary} on {target} failed — started by {} at {started}{took}: {outcome}",
+            who(&plan.started_by)
+        ),
+        PlanState::Stale => format!("⚠️ Not aborted: {outcome}"),
+        PlanState::Interrupted => format!(
+            "⚠️ Abort of the rollout of {canary} on {target} was interrupted — started by {} at {started}: {outcome}",
+            who(&plan.started_by)
+        ),
+        PlanState::Offered | PlanState::Expired | PlanState::Dismissed => return None,
+    })
+}
+
 /// What a private reply about a plan (its Confirm step, "Rolling back…") becomes once the
 /// plan is over: the outcome in one line, and where the rest is.
 pub fn private_outcome(plan: &RollbackPlan, now: DateTime<Utc>) -> Message {
@@ -657,14 +751,7 @@ pub fn plan_message(
     now: DateTime<Utc>,
 ) -> Message {
     let mut sections = vec![Section::Text {
-        text: RichText::new()
-            .plain("Roll back ")
-            .bold(plan.target.to_string())
-            .plain(" from ")
-            .code(plan.from.to_string())
-            .plain(" to ")
-            .code(plan.to.to_string())
-            .plain("?"),
+        text: plan_question(plan),
     }];
     sections.push(Section::Context {
         text: RichText::new().plain(format!(
@@ -682,14 +769,18 @@ pub fn plan_message(
     let open = plan.state.is_open() && !plan.is_expired(now);
     let mut actions = Vec::new();
     if open && !blocking {
-        actions.push(rollback_button(plan));
+        actions.push(plan_button(plan));
     }
+    let kind = match plan.action {
+        PlanAction::Rollback => "Rollback",
+        PlanAction::AbortRollout => "Abort",
+    };
     Message {
         text: format!(
-            "Rollback plan for {}: {} → {}",
+            "{kind} plan for {}: {} → {}",
             plan.target, plan.from.version, plan.to.version
         ),
-        title: Some(format!("{} · rollback plan", plan.target)),
+        title: Some(format!("{} · {} plan", plan.target, kind.to_lowercase())),
         tone: Tone::Warning,
         sections,
         actions,
@@ -708,29 +799,29 @@ pub fn confirm_prompt(
     } else {
         ""
     };
-    let text = format!(
-        "Roll back {} from {} to {}?{extra}",
-        plan.target, plan.from, plan.to
-    );
+    let question = if extra.is_empty() {
+        plan_question(plan)
+    } else {
+        plan_question(plan).plain(extra)
+    };
+    let text = question.to_string();
+    let title = match plan.action {
+        PlanAction::Rollback => "Confirm rollback",
+        PlanAction::AbortRollout => "Confirm abort",
+    };
+    let mut context =
+        "Only you can confirm this. It calls the deployment backend right away.".to_owned();
+    if let Some(aftermath) = plan_aftermath(plan) {
+        context = format!("{aftermath} {context}");
+    }
     Message {
-        text: text.clone(),
-        title: Some("Confirm rollback".to_owned()),
+        text,
+        title: Some(title.to_owned()),
         tone: Tone::Warning,
         sections: vec![
-            Section::Text {
-                text: RichText::new()
-                    .plain("Roll back ")
-                    .bold(plan.target.to_string())
-                    .plain(" from ")
-                    .code(plan.from.to_string())
-                    .plain(" to ")
-                    .code(plan.to.to_string())
-                    .plain(format!("?{extra}")),
-            },
+            Section::Text { text: question },
             Section::Context {
-                text: RichText::new().plain(
-                    "Only you can confirm this. It calls the deployment backend right away.",
-                ),
+                text: RichText::new().plain(context),
             },
         ],
         actions: vec![

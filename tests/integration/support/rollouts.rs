@@ -58,6 +58,10 @@ struct Inner {
     end: End,
     /// Controller steps still to show, one per Rollout read.
     steps: u32,
+    /// Controller steps still to show after `status.abort` was set, one per Rollout read.
+    abort_steps: u32,
+    /// The Rollout CRD serves the status subresource (it does since Argo Rollouts 1.0).
+    status_subresource: bool,
     resource_version: u64,
 }
 
@@ -135,9 +139,27 @@ impl FakeRollouts {
             .await
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
+        // Pods as the controller leaves them: the stable ReplicaSet full, the canary with
+        // its share (none once aborted), older ones scaled to zero.
+        let newest_index = revisions.len() - 1;
+        let replicas_of = |index: usize| match (shape, index) {
+            (Shape::Healthy, i) => i64::from(i == newest_index) * 3,
+            (_, i) if i + 1 == newest_index => 3,
+            (Shape::Aborted, _) => 0,
+            (Shape::BlueGreen, i) => i64::from(i == newest_index) * 3,
+            (_, i) => i64::from(i == newest_index),
+        };
         let replica_sets: Vec<Value> = revisions
             .iter()
-            .map(|r| replica_set(&pod_template(r.tag, r.env), r.revision, r.minutes_ago, 3))
+            .enumerate()
+            .map(|(i, r)| {
+                replica_set(
+                    &pod_template(r.tag, r.env),
+                    r.revision,
+                    r.minutes_ago,
+                    replicas_of(i),
+                )
+            })
             .collect();
         let last = revisions.last().expect("revisions");
         let newest = pod_template(last.tag, last.env);
@@ -237,6 +259,8 @@ impl FakeRollouts {
                 may_patch: true,
                 end: End::Healthy,
                 steps: 0,
+                abort_steps: 0,
+                status_subresource: true,
                 resource_version: 1000,
             }),
         });
@@ -269,6 +293,11 @@ impl FakeRollouts {
     /// The service account loses `patch` on rollouts (RBAC without the Rollouts rules).
     pub(crate) fn forbid_patch(&self) {
         self.lock().may_patch = false;
+    }
+
+    /// The CRD without the status subresource: `/status` is not found.
+    pub(crate) fn without_status_subresource(&self) {
+        self.lock().status_subresource = false;
     }
 
     pub(crate) fn end_rollouts(&self, end: End) {
@@ -336,7 +365,8 @@ async fn handle(
     {
         return status(401, "Unauthorized", "Unauthorized");
     }
-    let path = uri.path();
+    let path = uri.path().to_owned();
+    let path = path.as_str();
     if method == Method::GET && path == "/apis/apps/v1/namespaces/shop/replicasets" {
         let selector = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .find(|(k, _)| k == "labelSelector")
@@ -354,6 +384,12 @@ async fn handle(
             "items": items
         }))
         .into_response();
+    }
+    if method == Method::PATCH
+        && path.strip_prefix(ROLLOUT_PATH) == Some("/status")
+        && inner.status_subresource
+    {
+        return patch_status(&mut inner, content_type.as_deref(), &body_json);
     }
     if path != ROLLOUT_PATH {
         return status(
@@ -398,6 +434,7 @@ async fn handle(
                 );
             }
             let before = inner.rollout["spec"]["template"].clone();
+            let aborted_before = inner.rollout["status"]["abort"] == true;
             let mut patch = body_json.clone();
             if let Some(metadata) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
                 metadata.remove("resourceVersion");
@@ -413,6 +450,10 @@ async fn handle(
                     + 1;
                 inner.rollout["metadata"]["generation"] = json!(generation);
                 inner.steps = 2;
+                inner.abort_steps = 0;
+            } else if !aborted_before && inner.rollout["status"]["abort"] == true {
+                // Without the subresource the status is written with the object.
+                inner.abort_steps = 2;
             }
             axum::Json(inner.rollout.clone()).into_response()
         }
@@ -420,8 +461,93 @@ async fn handle(
     }
 }
 
+/// A merge patch on `rollouts/status`, as the API server takes it: only `status` is
+/// written (spec and metadata changes are ignored), under the same preconditions.
+fn patch_status(inner: &mut Inner, content_type: Option<&str>, body: &Value) -> Response {
+    if !inner.may_patch {
+        return status(
+            403,
+            "Forbidden",
+            "rollouts.argoproj.io \"orders\" is forbidden: User \"system:serviceaccount:breakwater:breakwater\" cannot patch resource \"rollouts/status\" in API group \"argoproj.io\" in the namespace \"shop\"",
+        );
+    }
+    if content_type != Some("application/merge-patch+json") {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format",
+        );
+    }
+    if inner.conflicting_patches > 0 {
+        // The controller wrote the status of the next canary step first.
+        inner.conflicting_patches -= 1;
+        inner.resource_version += 1;
+        let version = inner.resource_version.to_string();
+        inner.rollout["metadata"]["resourceVersion"] = json!(version);
+    }
+    let wanted = &body["metadata"]["resourceVersion"];
+    if !wanted.is_null() && *wanted != inner.rollout["metadata"]["resourceVersion"] {
+        return status(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled on rollouts.argoproj.io \"orders\": the object has been modified; please apply your changes to the latest version and try again",
+        );
+    }
+    let aborted_before = inner.rollout["status"]["abort"] == true;
+    if let Some(status) = body.get("status") {
+        json_merge(&mut inner.rollout["status"], status);
+    }
+    inner.resource_version += 1;
+    let version = inner.resource_version.to_string();
+    inner.rollout["metadata"]["resourceVersion"] = json!(version);
+    if !aborted_before && inner.rollout["status"]["abort"] == true {
+        inner.abort_steps = 2;
+    }
+    axum::Json(inner.rollout.clone()).into_response()
+}
+
+/// What the Rollouts controller shows at the next read after an abort: the Rollout
+/// `Degraded` as aborted with the canary still draining, then the canary scaled to zero
+/// and the stable ReplicaSet serving everything.
+fn abort_step(inner: &mut Inner) {
+    let step = inner.abort_steps;
+    inner.abort_steps -= 1;
+    let revision = inner.rollout["metadata"]["annotations"]["rollout.argoproj.io/revision"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned();
+    let status = &mut inner.rollout["status"];
+    if step == 2 {
+        status["phase"] = json!("Degraded");
+        status["message"] = json!(format!(
+            "RolloutAborted: Rollout aborted update to revision {revision}"
+        ));
+        status["abortedAt"] = json!(stamp(0));
+        status["currentStepIndex"] = json!(0);
+        if let Some(status) = status.as_object_mut() {
+            status.remove("pauseConditions");
+        }
+        if status["canary"]["weights"].is_object() {
+            status["canary"]["weights"]["canary"]["weight"] = json!(0);
+            status["canary"]["weights"]["stable"]["weight"] = json!(100);
+        }
+        return;
+    }
+    let canary = status["currentPodHash"].clone();
+    for rs in &mut inner.replica_sets {
+        if rs["metadata"]["labels"]["rollouts-pod-template-hash"] == canary {
+            rs["spec"]["replicas"] = json!(0);
+            rs["status"] = json!({"replicas": 0, "readyReplicas": 0, "availableReplicas": 0});
+        }
+    }
+}
+
 /// What the Rollouts controller shows at the next read after a template change.
 fn controller_step(inner: &mut Inner) {
+    if inner.abort_steps > 0 {
+        abort_step(inner);
+        return;
+    }
     if inner.steps == 0 {
         return;
     }
