@@ -377,6 +377,21 @@ pub struct SimulatedBackendConfig {
     pub delay: Duration,
     /// 0.0–1.0: the share of rollbacks that fail.
     pub failure_rate: f64,
+    /// A canary shown halfway through, so the demo can show Abort rollout.
+    pub canary: Option<SimulatedCanary>,
+}
+
+/// `canary = { service, stable, version, step, steps, weight }` of a simulated backend: an
+/// Argo Rollouts canary of `version` over the stable `stable`, at `step` of `steps` with
+/// `weight` % of the service's traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedCanary {
+    pub service: ServiceName,
+    pub stable: String,
+    pub version: String,
+    pub step: u32,
+    pub steps: u32,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -698,6 +713,17 @@ struct RawCommandBackend {
 struct RawSimulatedBackend {
     delay: Option<String>,
     failure_rate: Option<f64>,
+    canary: Option<RawSimulatedCanary>,
+}
+
+#[derive(Deserialize)]
+struct RawSimulatedCanary {
+    service: String,
+    stable: String,
+    version: String,
+    step: u32,
+    steps: u32,
+    weight: u32,
 }
 
 #[derive(Deserialize)]
@@ -1602,9 +1628,36 @@ impl<'a> Validator<'a> {
         if !(0.0..=1.0).contains(&failure_rate) {
             self.problem(join(path, "failure_rate"), "must be between 0.0 and 1.0");
         }
+        let canary = raw.canary.and_then(|canary| {
+            let at = join(path, "canary");
+            if canary.steps == 0 || !(1..=canary.steps).contains(&canary.step) {
+                self.problem(join(&at, "step"), "must be between 1 and steps");
+            }
+            if canary.weight > 100 {
+                self.problem(join(&at, "weight"), "must be a share of traffic, 0–100");
+            }
+            if canary.stable == canary.version {
+                self.problem(join(&at, "version"), "must differ from stable");
+            }
+            match ServiceName::parse(&canary.service) {
+                Ok(service) => Some(SimulatedCanary {
+                    service,
+                    stable: canary.stable,
+                    version: canary.version,
+                    step: canary.step,
+                    steps: canary.steps,
+                    weight: canary.weight,
+                }),
+                Err(error) => {
+                    self.problem(join(&at, "service"), error.to_string());
+                    None
+                }
+            }
+        });
         Some(BackendConfig::Simulated(SimulatedBackendConfig {
             delay,
             failure_rate,
+            canary,
         }))
     }
 

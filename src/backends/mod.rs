@@ -453,6 +453,7 @@ mod tests {
             &crate::config::SimulatedBackendConfig {
                 delay: std::time::Duration::ZERO,
                 failure_rate: 0.0,
+                canary: None,
             },
         ));
         let registry = BackendRegistry::from_parts(&config.services, [fake]);
