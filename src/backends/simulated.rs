@@ -455,4 +455,76 @@ mod tests {
         let outcome = fresh.wait(&restored, &|_| {}).await.expect("followed");
         assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
     }
+
+    fn canary_backend() -> SimulatedBackend {
+        SimulatedBackend::new(
+            "canary",
+            &SimulatedBackendConfig {
+                delay: Duration::from_millis(20),
+                failure_rate: 0.0,
+                canary: Some(SimulatedCanary {
+                    service: ServiceName::parse("checkout").expect("name"),
+                    stable: "v1.3.2".into(),
+                    version: "v1.4.0".into(),
+                    step: 3,
+                    steps: 8,
+                    weight: 20,
+                }),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_canary_offers_an_abort_then_stays_the_template_until_rolled_back() {
+        let backend = canary_backend();
+        let target = call("v1.3.2").target;
+        let offer = Offer {
+            from: Revision::version("v1.4.0"),
+            to: Revision::version("v1.3.2"),
+            suspect_version: "v1.4.0".into(),
+            reason: "v1.4.0 is the suspect".into(),
+            to_url: None,
+            action: Action::Rollback,
+        };
+        let abort = backend
+            .instead_of_rollback(&target, &offer)
+            .await
+            .expect("read")
+            .expect("an abort is offered");
+        assert_eq!(abort.action, Action::AbortRollout);
+        assert_eq!(abort.to.version, "v1.3.2");
+
+        let (outcome, lines) = run(
+            &backend,
+            &RollbackCall {
+                action: Action::AbortRollout,
+                ..call("v1.3.2")
+            },
+        )
+        .await;
+
+        assert!(
+            matches!(&outcome, Outcome::Succeeded(d) if d.contains("serves all traffic")),
+            "{outcome:?}"
+        );
+        assert!(
+            lines[0].contains("canary weight of v1.4.0 to 0 %"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            backend.current(&target).await.expect("current"),
+            Some(Revision::version("v1.4.0")),
+            "an aborted canary is still the template"
+        );
+        assert_eq!(
+            backend
+                .instead_of_rollback(&target, &offer)
+                .await
+                .expect("read"),
+            None,
+            "once aborted, the rollback is what is left"
+        );
+        run(&backend, &call("v1.3.2")).await;
+        assert_eq!(backend.current(&target).await.expect("current"), None);
+    }
 }
