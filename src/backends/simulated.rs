@@ -82,19 +82,13 @@ impl SimulatedBackend {
             .canary
             .as_ref()
             .filter(|c| c.service == target.service)?;
-        let phase = *self
-            .canary_phase
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let phase = *crate::sync::lock(&self.canary_phase);
         Some((canary, phase))
     }
 
     fn set_canary_phase(&self, target: &Target, phase: CanaryPhase) {
         if self.canary_of(target).is_some() {
-            *self
-                .canary_phase
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = phase;
+            *crate::sync::lock(&self.canary_phase) = phase;
         }
     }
 
@@ -113,10 +107,7 @@ impl SimulatedBackend {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
-        // The records stay consistent even if a holder panicked: each update is one push.
-        self.calls
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.calls)
     }
 
     fn fails(&self) -> bool {
