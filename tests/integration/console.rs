@@ -946,6 +946,9 @@ async fn the_demo_canary_is_aborted_then_rolled_back_over_http() {
         "Aborted the rollout of v0.43.0 on search production: all traffic is back on v0.42.0",
     )
     .await;
+    // The rollback plan is posted in the thread once the abort's outcome is shown.
+    app.wait_for(&session, "Roll back search production to v0.42.0")
+        .await;
     app.press(&session, "Roll back search production to v0.42.0")
         .await;
     app.wait_for(&session, "Only you can see this").await;
