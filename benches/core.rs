@@ -93,6 +93,7 @@ fn services() -> Vec<ServiceConfig> {
             deployment: None,
             release: None,
             version_from: None,
+            rollout: None,
             repository: None,
             sources: Default::default(),
         })
@@ -135,6 +136,7 @@ fn bench_summary(c: &mut Criterion) {
             &SimulatedBackendConfig {
                 delay: std::time::Duration::ZERO,
                 failure_rate: 0.0,
+                canary: None,
             },
         ));
     let registry = BackendRegistry::from_parts(&services, [simulated]);

@@ -292,6 +292,8 @@ pub struct ServiceConfig {
     pub deployment: Option<String>,
     pub release: Option<String>,
     pub version_from: Option<String>,
+    /// The Argo Rollouts `Rollout` object's name (`argo-rollouts` backends).
+    pub rollout: Option<String>,
     /// `repository` (+ `repository_kind`): where commits and compares of its deploys link.
     pub repository: Option<Repository>,
     /// How deploy events from GitHub, GitLab and Flux name this service.
@@ -334,6 +336,8 @@ pub enum BackendConfig {
     ArgoCd(ArgoCdBackendConfig),
     Kubernetes(KubernetesBackendConfig),
     Helm(HelmBackendConfig),
+    /// Argo Rollouts: the same cluster connection settings as `kubernetes`.
+    ArgoRollouts(KubernetesBackendConfig),
 }
 
 impl BackendConfig {
@@ -345,6 +349,7 @@ impl BackendConfig {
             Self::ArgoCd(_) => "argocd",
             Self::Kubernetes(_) => "kubernetes",
             Self::Helm(_) => "helm",
+            Self::ArgoRollouts(_) => "argo-rollouts",
         }
     }
 }
@@ -372,6 +377,21 @@ pub struct SimulatedBackendConfig {
     pub delay: Duration,
     /// 0.0–1.0: the share of rollbacks that fail.
     pub failure_rate: f64,
+    /// A canary shown halfway through, so the demo can show Abort rollout.
+    pub canary: Option<SimulatedCanary>,
+}
+
+/// `canary = { service, stable, version, step, steps, weight }` of a simulated backend: an
+/// Argo Rollouts canary of `version` over the stable `stable`, at `step` of `steps` with
+/// `weight` % of the service's traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedCanary {
+    pub service: ServiceName,
+    pub stable: String,
+    pub version: String,
+    pub step: u32,
+    pub steps: u32,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -668,6 +688,7 @@ struct RawService {
     deployment: Option<String>,
     release: Option<String>,
     version_from: Option<String>,
+    rollout: Option<String>,
     repository: Option<String>,
     repository_kind: Option<String>,
     github_repository: Option<String>,
@@ -695,6 +716,17 @@ struct RawCommandBackend {
 struct RawSimulatedBackend {
     delay: Option<String>,
     failure_rate: Option<f64>,
+    canary: Option<RawSimulatedCanary>,
+}
+
+#[derive(Deserialize)]
+struct RawSimulatedCanary {
+    service: String,
+    stable: String,
+    version: String,
+    step: u32,
+    steps: u32,
+    weight: u32,
 }
 
 #[derive(Deserialize)]
@@ -1465,6 +1497,7 @@ impl<'a> Validator<'a> {
             "argocd",
             "kubernetes",
             "helm",
+            "argo-rollouts",
         ];
         let mut backends = BTreeMap::new();
         let Some(value) = value else { return backends };
@@ -1484,7 +1517,7 @@ impl<'a> Validator<'a> {
                 Some(_) | None => {
                     self.problem(
                         join(&path, "kind"),
-                        "is required: argocd, kubernetes, helm, webhook, command or simulated",
+                        "is required: argocd, kubernetes, helm, webhook, command, simulated or argo-rollouts",
                     );
                     continue;
                 }
@@ -1501,10 +1534,17 @@ impl<'a> Validator<'a> {
                 "argocd" => self.argocd_backend(&path, body),
                 "kubernetes" => self.kubernetes_backend(&path, body),
                 "helm" => self.helm_backend(&path, body),
+                "argo-rollouts" => {
+                    self.kubernetes_backend(&path, body)
+                        .map(|backend| match backend {
+                            BackendConfig::Kubernetes(c) => BackendConfig::ArgoRollouts(c),
+                            other => other,
+                        })
+                }
                 other => {
                     self.problem(
                         join(&path, "kind"),
-                        format!("{other:?} is not one of argocd, kubernetes, helm, webhook, command, simulated"),
+                        format!("{other:?} is not one of argocd, kubernetes, helm, webhook, command, simulated, argo-rollouts"),
                     );
                     None
                 }
@@ -1592,9 +1632,36 @@ impl<'a> Validator<'a> {
         if !(0.0..=1.0).contains(&failure_rate) {
             self.problem(join(path, "failure_rate"), "must be between 0.0 and 1.0");
         }
+        let canary = raw.canary.and_then(|canary| {
+            let at = join(path, "canary");
+            if canary.steps == 0 || !(1..=canary.steps).contains(&canary.step) {
+                self.problem(join(&at, "step"), "must be between 1 and steps");
+            }
+            if canary.weight > 100 {
+                self.problem(join(&at, "weight"), "must be a share of traffic, 0–100");
+            }
+            if canary.stable == canary.version {
+                self.problem(join(&at, "version"), "must differ from stable");
+            }
+            match ServiceName::parse(&canary.service) {
+                Ok(service) => Some(SimulatedCanary {
+                    service,
+                    stable: canary.stable,
+                    version: canary.version,
+                    step: canary.step,
+                    steps: canary.steps,
+                    weight: canary.weight,
+                }),
+                Err(error) => {
+                    self.problem(join(&at, "service"), error.to_string());
+                    None
+                }
+            }
+        });
         Some(BackendConfig::Simulated(SimulatedBackendConfig {
             delay,
             failure_rate,
+            canary,
         }))
     }
 
@@ -1798,6 +1865,7 @@ impl<'a> Validator<'a> {
                 deployment: raw.deployment,
                 release: raw.release,
                 version_from: raw.version_from,
+                rollout: raw.rollout,
                 repository,
                 sources,
             };
@@ -1903,7 +1971,7 @@ impl<'a> Validator<'a> {
                 (None, _) => judged = false,
             }
         }
-        let keys: [(&str, bool, &[&str]); 6] = [
+        let keys: [(&str, bool, &[&str]); 7] = [
             ("app", service.app.is_some(), &["argocd"]),
             (
                 "app_namespace",
@@ -1913,15 +1981,16 @@ impl<'a> Validator<'a> {
             (
                 "namespace",
                 service.namespace.is_some(),
-                &["kubernetes", "helm"],
+                &["kubernetes", "helm", "argo-rollouts"],
             ),
             ("deployment", service.deployment.is_some(), &["kubernetes"]),
             ("release", service.release.is_some(), &["helm"]),
             (
                 "version_from",
                 service.version_from.is_some(),
-                &["kubernetes"],
+                &["kubernetes", "argo-rollouts"],
             ),
+            ("rollout", service.rollout.is_some(), &["argo-rollouts"]),
         ];
         for (key, set, fits) in keys {
             if set && judged && !kinds.iter().any(|kind| fits.contains(&kind.as_str())) {
@@ -1937,6 +2006,7 @@ impl<'a> Validator<'a> {
             ("namespace", &service.namespace),
             ("deployment", &service.deployment),
             ("release", &service.release),
+            ("rollout", &service.rollout),
         ] {
             if let Some(value) = value {
                 for placeholder in placeholders(value) {
@@ -2767,6 +2837,40 @@ mod tests {
             problems
                 .iter()
                 .any(|p| p.contains("release: only applies to helm")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_argo_rollouts_backend_takes_the_kubernetes_connection_settings_and_a_rollout_name() {
+        let text = VALID
+            .replace(
+                "backend = \"deployer\"",
+                "backend = \"rollouts\"\nnamespace = \"shop\"\nrollout = \"{service}-canary\"",
+            )
+            .replace(
+                "[[services]]",
+                "[backends.rollouts]\nkind = \"argo-rollouts\"\ncontext = \"prod\"\ntimeout = \"3m\"\n\n[[services]]",
+            );
+        let config = parse(&text).expect("valid");
+        let Some(BackendConfig::ArgoRollouts(rollouts)) = config.backends.get("rollouts") else {
+            panic!("{:?}", config.backends);
+        };
+        assert_eq!(rollouts.context.as_deref(), Some("prod"));
+        assert_eq!(rollouts.timeout, Duration::from_secs(180));
+        assert_eq!(
+            config.services[0].rollout.as_deref(),
+            Some("{service}-canary")
+        );
+        let text = VALID.replace(
+            "backend = \"deployer\"",
+            "backend = \"deployer\"\nrollout = \"checkout\"",
+        );
+        let problems = parse(&text).expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("rollout: only applies to argo-rollouts")),
             "{problems:?}"
         );
     }

@@ -2,7 +2,9 @@
 //! anywhere. SQLite in a temporary data directory, the web console as the chat, the
 //! simulated backend with three services and a deploy history, and a scripted incident:
 //! an alert shortly after start for the service deployed most recently, which resolves a
-//! little while after someone rolls it back, so the verification line appears.
+//! little while after someone rolls it back, so the verification line appears. Beside it,
+//! an alert for a service in the middle of a canary, whose first button is Abort rollout;
+//! it resolves a little while after the abort sends all traffic back to the stable version.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -183,6 +185,11 @@ impl Demo {
         &self.incident
     }
 
+    /// The service and environment in the middle of a canary, with an alert of its own.
+    pub fn canary(&self) -> String {
+        format!("{} {}", CANARY.0, CANARY.1)
+    }
+
     /// Serves, and plays the scripted incident, until `stop` completes.
     pub async fn run_until(
         self,
@@ -196,7 +203,7 @@ impl Demo {
             let options = self.options.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    () = play_incident(bot, target, options) => {}
+                    () = play_incidents(bot, target, options) => {}
                     () = stop.cancelled() => {}
                 }
             })
@@ -252,7 +259,12 @@ struct Seed {
     author: &'static str,
     commits: &'static [(&'static str, &'static str)],
     config: &'static [(&'static str, &'static str, &'static str)],
+    /// Still rolling out (a canary): reported started, not finished.
+    rolling_out: bool,
 }
+
+/// The service in the middle of a canary (`backends.canary` in `config/demo.toml`).
+const CANARY: (&str, &str) = ("search", "production");
 
 const HISTORY: &[Seed] = &[
     Seed {
@@ -267,6 +279,7 @@ const HISTORY: &[Seed] = &[
             ("3b7d0a1", "Cache shipping zones for 10 minutes"),
         ],
         config: &[],
+        rolling_out: false,
     },
     Seed {
         service: "checkout",
@@ -280,6 +293,7 @@ const HISTORY: &[Seed] = &[
             "Fix rounding of discounts on multi-currency carts",
         )],
         config: &[],
+        rolling_out: false,
     },
     Seed {
         service: "checkout",
@@ -293,6 +307,7 @@ const HISTORY: &[Seed] = &[
             ("a2c4e60", "Bump pgx to 5.7.1"),
         ],
         config: &[("DB_POOL_MAX", "40", "8")],
+        rolling_out: false,
     },
     Seed {
         service: "checkout",
@@ -309,6 +324,7 @@ const HISTORY: &[Seed] = &[
             ("DB_POOL_MAX", "40", "8"),
             ("PAYMENTS_API_TOKEN", "old", "new"),
         ],
+        rolling_out: false,
     },
     Seed {
         service: "payments",
@@ -322,6 +338,7 @@ const HISTORY: &[Seed] = &[
             "Retry card authorisations once on gateway timeouts",
         )],
         config: &[],
+        rolling_out: false,
     },
     Seed {
         service: "payments",
@@ -332,6 +349,7 @@ const HISTORY: &[Seed] = &[
         author: "Sam Okafor",
         commits: &[("77aa120", "Support SEPA instant transfers")],
         config: &[],
+        rolling_out: false,
     },
     Seed {
         service: "payments",
@@ -342,6 +360,7 @@ const HISTORY: &[Seed] = &[
         author: "Aiko Tanaka",
         commits: &[("c0ffee1", "Log gateway latency per acquirer")],
         config: &[],
+        rolling_out: false,
     },
     Seed {
         service: "search",
@@ -352,6 +371,7 @@ const HISTORY: &[Seed] = &[
         author: "Noor Haddad",
         commits: &[("5e5e5e5", "Rank exact SKU matches first")],
         config: &[],
+        rolling_out: false,
     },
     Seed {
         service: "search",
@@ -362,6 +382,18 @@ const HISTORY: &[Seed] = &[
         author: "Noor Haddad",
         commits: &[("9a8b7c6", "Typo tolerance for product names")],
         config: &[],
+        rolling_out: false,
+    },
+    Seed {
+        service: "search",
+        environment: "production",
+        version: "v0.43.0",
+        previous: Some("v0.42.0"),
+        minutes_ago: 14,
+        author: "Noor Haddad",
+        commits: &[("d1ce5ab", "Query both index shards in parallel")],
+        config: &[("SEARCH_SHARD_TIMEOUT_MS", "800", "2500")],
+        rolling_out: true,
     },
 ];
 
@@ -398,6 +430,7 @@ async fn seed_history(
 ) -> Result<Target, StoreError> {
     let newest = HISTORY
         .iter()
+        .filter(|seed| !seed.rolling_out)
         .min_by_key(|seed| seed.minutes_ago)
         .map(|seed| (seed.service, seed.environment))
         .unwrap_or(("checkout", "production"));
@@ -423,8 +456,12 @@ async fn seed_history(
             description: None,
             url: None,
             started_at,
-            finished_at: Some(started_at + chrono::Duration::minutes(3)),
-            status: DeployStatus::Succeeded,
+            finished_at: (!seed.rolling_out).then(|| started_at + chrono::Duration::minutes(3)),
+            status: if seed.rolling_out {
+                DeployStatus::Started
+            } else {
+                DeployStatus::Succeeded
+            },
             changes: seed
                 .commits
                 .iter()
@@ -513,8 +550,30 @@ async fn seed_history(
 }
 
 fn incident_alert(target: &Target, status: AlertStatus, now: DateTime<Utc>) -> Alert {
+    let description = format!(
+        "5xx responses on {target} are at 12.4% over the last 5 minutes (threshold 2%). \
+         Most failures: \"pq: sorry, too many clients already\".",
+    );
+    demo_alert(target, "HighErrorRate", description, status, now)
+}
+
+fn canary_alert(target: &Target, status: AlertStatus, now: DateTime<Utc>) -> Alert {
+    let description = format!(
+        "p99 latency of {target} is 2.4 s over the last 5 minutes (threshold 800 ms), since \
+         the canary took a share of the traffic."
+    );
+    demo_alert(target, "HighLatency", description, status, now)
+}
+
+fn demo_alert(
+    target: &Target,
+    title: &str,
+    description: String,
+    status: AlertStatus,
+    now: DateTime<Utc>,
+) -> Alert {
     let labels: BTreeMap<String, String> = [
-        ("alertname", "HighErrorRate"),
+        ("alertname", title),
         ("service", target.service.as_str()),
         ("env", target.environment.as_str()),
         ("severity", "critical"),
@@ -522,19 +581,15 @@ fn incident_alert(target: &Target, status: AlertStatus, now: DateTime<Utc>) -> A
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let fingerprint = Alert::derive_fingerprint(&AlertSource::Breakwater, "HighErrorRate", &labels);
+    let fingerprint = Alert::derive_fingerprint(&AlertSource::Breakwater, title, &labels);
     Alert {
         source: AlertSource::Breakwater,
         service: Some(target.service.clone()),
         environment: Some(target.environment.clone()),
         severity: Severity::Critical,
         status,
-        title: "HighErrorRate".to_owned(),
-        description: format!(
-            "5xx responses on {} are at 12.4% over the last 5 minutes (threshold 2%). \
-             Most failures: \"pq: sorry, too many clients already\".",
-            target.service
-        ),
+        title: title.to_owned(),
+        description,
         // The alert started firing a few minutes before it was delivered.
         started_at: now - chrono::Duration::minutes(4),
         ended_at: (status == AlertStatus::Resolved).then_some(now),
@@ -544,11 +599,28 @@ fn incident_alert(target: &Target, status: AlertStatus, now: DateTime<Utc>) -> A
     }
 }
 
-/// The scripted incident: the alert fires; once a rollback of its target succeeds, the
-/// alert resolves a little later.
-async fn play_incident(bot: Bot, target: Target, options: DemoOptions) {
+/// The scripted incidents, side by side: the latest deploy's, and the canary's.
+async fn play_incidents(bot: Bot, target: Target, options: DemoOptions) {
+    let canary = match (name(CANARY.0), env(CANARY.1)) {
+        (Ok(service), Ok(environment)) => Target::new(service, environment),
+        _ => return play_incident(bot, target, options, incident_alert).await,
+    };
+    tokio::join!(
+        play_incident(bot.clone(), target, options.clone(), incident_alert),
+        play_incident(bot, canary, options, canary_alert),
+    );
+}
+
+/// A scripted incident: the alert fires; once the action offered for it (a rollback, or
+/// the canary's abort) succeeds, the alert resolves a little later.
+async fn play_incident(
+    bot: Bot,
+    target: Target,
+    options: DemoOptions,
+    alert: fn(&Target, AlertStatus, DateTime<Utc>) -> Alert,
+) {
     tokio::time::sleep(options.alert_after).await;
-    let fired = incident_alert(&target, AlertStatus::Firing, Utc::now());
+    let fired = alert(&target, AlertStatus::Firing, Utc::now());
     let started_at = fired.started_at;
     let group = match bot.handle_webhook_alerts(vec![fired]).await {
         Ok(handled) => match handled.first() {
@@ -563,7 +635,7 @@ async fn play_incident(bot: Bot, target: Target, options: DemoOptions) {
             return;
         }
     };
-    tracing::info!(%target, "demo: HighErrorRate is firing; open the console to roll back");
+    tracing::info!(%target, "demo: an alert is firing; open the console to act on it");
     let mut every = tokio::time::interval(Duration::from_millis(500));
     loop {
         every.tick().await;
@@ -574,7 +646,7 @@ async fn play_incident(bot: Bot, target: Target, options: DemoOptions) {
         }
     }
     tokio::time::sleep(options.resolve_after).await;
-    let mut resolved = incident_alert(&target, AlertStatus::Resolved, Utc::now());
+    let mut resolved = alert(&target, AlertStatus::Resolved, Utc::now());
     resolved.started_at = started_at;
     if let Err(error) = bot.handle_webhook_alerts(vec![resolved]).await {
         tracing::error!(%error, "the demo could not resolve its alert");
@@ -599,7 +671,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_history_makes_the_latest_deploy_the_incident_with_a_config_change() {
+    async fn the_history_makes_the_latest_finished_deploy_the_incident_beside_a_canary() {
         let store = Arc::new(
             crate::store::SqliteStore::connect("sqlite::memory:")
                 .await
@@ -616,7 +688,22 @@ mod tests {
             })
             .await
             .expect("deploys");
-        assert_eq!(newest[0].target, incident);
+        assert_eq!(
+            newest[0].target.to_string(),
+            "search production",
+            "the canary is the newest deploy, still rolling out"
+        );
+        assert!(newest[0].is_in_progress());
+        let latest = store
+            .deploys(&DeployQuery {
+                service: Some(incident.service.clone()),
+                environment: Some(incident.environment.clone()),
+                limit: 1,
+                ..DeployQuery::default()
+            })
+            .await
+            .expect("deploys");
+        let newest = latest;
         assert!(!newest[0].config_changes.is_empty());
         assert_eq!(
             newest[0]

@@ -11,7 +11,7 @@
 //!   policy, incidents told after the fact) and the bot that decides; it knows no Slack,
 //!   Discord, SQL or HTTP.
 //! - [`alerts`]: parsers that turn webhook payloads and chat messages into alerts.
-//! - [`backends`]: the deployment backends (Argo CD, Kubernetes, Helm, webhook, command,
+//! - [`backends`]: the deployment backends (Argo CD, Kubernetes, Argo Rollouts, Helm, webhook, command,
 //!   simulated) and the registry that picks one per service and environment.
 //! - [`store`]: persistence behind one trait, on SQLite or PostgreSQL.
 //! - [`audit`]: the hash-chained audit log on top of the store.

@@ -271,6 +271,10 @@ async fn demo(listen: std::net::SocketAddr, data: Option<PathBuf>) -> anyhow::Re
         "  An alert for {} fires in about 10 seconds. Roll it back from the console.",
         demo.incident()
     );
+    println!(
+        "  Another fires for {}, in the middle of a canary: abort the rollout.",
+        demo.canary()
+    );
     println!("  Data: {} (Ctrl-C to stop)", demo.data_dir().display());
     std::io::Write::flush(&mut std::io::stdout())?;
     demo.run_until(async {

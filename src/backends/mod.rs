@@ -5,6 +5,8 @@
 //! follows that mapping. Backends that keep no history of their own (webhook, command,
 //! simulated) leave history and the current revision to the deploy registry.
 
+#[cfg(feature = "kubernetes")]
+pub mod argo_rollouts;
 pub mod argocd;
 pub mod command;
 pub mod helm;
@@ -21,6 +23,8 @@ use crate::config::{BackendConfig, Config, ServiceConfig};
 use crate::core::backend::DeployBackend;
 use crate::core::deploy::{ServiceName, Target};
 
+#[cfg(feature = "kubernetes")]
+pub use argo_rollouts::ArgoRolloutsBackend;
 pub use argocd::ArgoCdBackend;
 pub use command::CommandBackend;
 pub use helm::HelmBackend;
@@ -112,6 +116,18 @@ impl BackendRegistry {
                     });
                 }
                 BackendConfig::Helm(c) => Arc::new(HelmBackend::new(name, c, &config.services)),
+                #[cfg(feature = "kubernetes")]
+                BackendConfig::ArgoRollouts(c) => {
+                    Arc::new(ArgoRolloutsBackend::new(name, c, &config.services)?)
+                }
+                #[cfg(not(feature = "kubernetes"))]
+                BackendConfig::ArgoRollouts(_) => {
+                    return Err(BuildError::FeatureDisabled {
+                        name: name.clone(),
+                        kind: backend.kind(),
+                        feature: "kubernetes",
+                    });
+                }
             };
             backends.insert(name.clone(), built);
         }
@@ -195,8 +211,10 @@ pub fn credential_problems(config: &Config) -> Vec<String> {
         .iter()
         .filter_map(|backend| match backend {
             #[cfg(feature = "kubernetes")]
-            (name, BackendConfig::Kubernetes(c)) => kubernetes::insecure_http_problem(name, c)
-                .map(|reason| format!("backends.{name}.allow_insecure_http: {reason}")),
+            (name, BackendConfig::Kubernetes(c) | BackendConfig::ArgoRollouts(c)) => {
+                kubernetes::insecure_http_problem(name, c)
+                    .map(|reason| format!("backends.{name}.allow_insecure_http: {reason}"))
+            }
             // Without the feature a Kubernetes backend is refused when the registry is built.
             _ => None,
         })
@@ -409,6 +427,29 @@ mod tests {
     }
 
     #[test]
+    fn an_argo_rollouts_section_becomes_a_backend_of_its_kind() {
+        let text = BACKENDS.to_owned()
+            + r#"
+            [backends.rollouts]
+            kind = "argo-rollouts"
+        "#;
+        let built = BackendRegistry::from_config(&config(&text));
+        if cfg!(feature = "kubernetes") {
+            let registry = built.expect("built");
+            assert_eq!(
+                registry.get("rollouts").expect("rollouts").kind(),
+                "argo-rollouts"
+            );
+        } else {
+            let error = built.expect_err("refused");
+            assert!(
+                error.to_string().contains("--features kubernetes"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn an_unreadable_argocd_ca_file_is_refused_naming_its_key() {
         let text = BACKENDS.to_owned()
             + r#"
@@ -435,6 +476,7 @@ mod tests {
             &crate::config::SimulatedBackendConfig {
                 delay: std::time::Duration::ZERO,
                 failure_rate: 0.0,
+                canary: None,
             },
         ));
         let registry = BackendRegistry::from_parts(&config.services, [fake]);

@@ -5,6 +5,12 @@
 //! `delay` and ends in success, or in a failure at `failure_rate` (decided when the
 //! rollback starts and kept in the operation's handle, so a resumed follow ends the same
 //! way). History and the current revision come from the deploy registry, as for a webhook.
+//!
+//! With `canary`, one service is shown as an Argo Rollouts canary halfway through, as the
+//! `argo-rollouts` backend shows one: its new version is what runs (the Rollout's
+//! template), the summary says the step and share of traffic, and the first button is
+//! Abort rollout. An abort is followed as traffic drains back to the stable version; the
+//! canary then stays aborted, still the template, until the rollback offered after it.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -15,12 +21,13 @@ use chrono::Utc;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::SimulatedBackendConfig;
+use crate::config::{SimulatedBackendConfig, SimulatedCanary};
 use crate::core::backend::{
-    BackendError, BackendErrorKind, Capabilities, DeployBackend, Operation, Outcome, ProgressFn,
-    RollbackCall,
+    Action, BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation,
+    Outcome, ProgressFn, RollbackCall,
 };
 use crate::core::deploy::{Deploy, Revision, Target};
+use crate::core::summary::Offer;
 
 /// How many past calls are kept for inspection.
 const RECENT_CALLS: usize = 20;
@@ -31,6 +38,16 @@ pub struct SimulatedBackend {
     delay: Duration,
     failure_rate: f64,
     calls: Mutex<Calls>,
+    canary: Option<SimulatedCanary>,
+    /// Where the simulated canary stands; in memory, like the rest of the simulation.
+    canary_phase: Mutex<CanaryPhase>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CanaryPhase {
+    RollingOut,
+    Aborted,
+    RolledBack,
 }
 
 #[derive(Default)]
@@ -43,6 +60,8 @@ struct Calls {
 struct Handle {
     from: String,
     fails: bool,
+    #[serde(default)]
+    action: Action,
 }
 
 impl SimulatedBackend {
@@ -52,6 +71,24 @@ impl SimulatedBackend {
             delay: config.delay,
             failure_rate: config.failure_rate,
             calls: Mutex::new(Calls::default()),
+            canary: config.canary.clone(),
+            canary_phase: Mutex::new(CanaryPhase::RollingOut),
+        }
+    }
+
+    /// The simulated canary of `target`'s service, with where it stands.
+    fn canary_of(&self, target: &Target) -> Option<(&SimulatedCanary, CanaryPhase)> {
+        let canary = self
+            .canary
+            .as_ref()
+            .filter(|c| c.service == target.service)?;
+        let phase = *crate::sync::lock(&self.canary_phase);
+        Some((canary, phase))
+    }
+
+    fn set_canary_phase(&self, target: &Target, phase: CanaryPhase) {
+        if self.canary_of(target).is_some() {
+            *crate::sync::lock(&self.canary_phase) = phase;
         }
     }
 
@@ -99,7 +136,8 @@ impl DeployBackend for SimulatedBackend {
         Capabilities {
             any_revision: true,
             config_diffs: false,
-            own_history: false,
+            // Only to say what a simulated canary runs; history stays the registry's.
+            own_history: self.canary.is_some(),
             resumable: true,
         }
     }
@@ -108,8 +146,66 @@ impl DeployBackend for SimulatedBackend {
         Ok(Vec::new())
     }
 
-    async fn current(&self, _target: &Target) -> Result<Option<Revision>, BackendError> {
-        Ok(None)
+    async fn current(&self, target: &Target) -> Result<Option<Revision>, BackendError> {
+        // A canary's template is its new version, aborted or not; after the rollback the
+        // registry's record of it answers.
+        Ok(match self.canary_of(target) {
+            Some((canary, CanaryPhase::RollingOut | CanaryPhase::Aborted)) => {
+                Some(Revision::version(canary.version.clone()))
+            }
+            _ => None,
+        })
+    }
+
+    async fn instead_of_rollback(
+        &self,
+        target: &Target,
+        offer: &Offer,
+    ) -> Result<Option<Offer>, BackendError> {
+        let Some((canary, CanaryPhase::RollingOut)) = self.canary_of(target) else {
+            return Ok(None);
+        };
+        if offer.from.version != canary.version {
+            return Ok(None);
+        }
+        Ok(Some(Offer {
+            to: Revision::version(canary.stable.clone()),
+            reason: format!(
+                "{} is rolling out as a canary; aborting sends all traffic back to the stable {} \
+                 at once",
+                canary.version, canary.stable
+            ),
+            action: Action::AbortRollout,
+            ..offer.clone()
+        }))
+    }
+
+    async fn caveats(&self, target: &Target, _to: &Revision) -> Result<Vec<Caveat>, BackendError> {
+        let message = match self.canary_of(target) {
+            Some((canary, CanaryPhase::RollingOut)) => format!(
+                "simulated rollout of {} (canary): in progress, moving from stable {} to {}, \
+                 step {} of {}, {} % of traffic on {}.",
+                target,
+                canary.stable,
+                canary.version,
+                canary.step,
+                canary.steps,
+                canary.weight,
+                canary.version
+            ),
+            Some((canary, CanaryPhase::Aborted)) => format!(
+                "simulated rollout of {} (canary): the rollout of {} was aborted, so all traffic \
+                 is back on the stable version {}; the Rollout still holds {}'s template and will \
+                 try it again if it is retried.",
+                target, canary.version, canary.stable, canary.version
+            ),
+            _ => return Ok(Vec::new()),
+        };
+        Ok(vec![Caveat {
+            message,
+            blocking: false,
+            remedy: None,
+        }])
     }
 
     async fn rollback(&self, call: &RollbackCall) -> Result<Operation, BackendError> {
@@ -125,7 +221,11 @@ impl DeployBackend for SimulatedBackend {
             target: call.target.clone(),
             to: call.to.clone(),
             started_at: Utc::now(),
-            handle: serde_json::json!({ "from": call.from.version, "fails": self.fails() }),
+            handle: serde_json::json!({
+                "from": call.from.version,
+                "fails": self.fails(),
+                "action": call.action,
+            }),
             finished: None,
         })
     }
@@ -150,6 +250,9 @@ impl DeployBackend for SimulatedBackend {
         })?;
         let target = &operation.target;
         let to = &operation.to.version;
+        if handle.action == Action::AbortRollout {
+            return Ok(self.follow_abort(operation, &handle, progress).await);
+        }
         let new_rs = replica_set(target, to);
         let old_rs = replica_set(target, &handle.from);
         let mut steps: Vec<String> = (1..=REPLICAS)
@@ -180,10 +283,51 @@ impl DeployBackend for SimulatedBackend {
                 handle.from
             )))
         } else {
+            self.set_canary_phase(target, CanaryPhase::RolledBack);
             Ok(Outcome::Succeeded(format!(
                 "{target} is running {to}: {REPLICAS}/{REPLICAS} pods ready"
             )))
         }
+    }
+}
+
+impl SimulatedBackend {
+    /// An abort as the `argo-rollouts` backend follows one: the canary's weight drops to
+    /// zero, its pods go, and the stable ReplicaSet serves everything.
+    async fn follow_abort(
+        &self,
+        operation: &Operation,
+        handle: &Handle,
+        progress: ProgressFn<'_>,
+    ) -> Outcome {
+        let target = &operation.target;
+        let stable = &operation.to.version;
+        let canary = &handle.from;
+        let stable_rs = replica_set(target, stable);
+        let canary_rs = replica_set(target, canary);
+        let steps = [
+            format!("Rollout aborted: setting the canary weight of {canary} to 0 %"),
+            format!("Scaling down canary ReplicaSet {canary_rs} ({canary}) 0/1"),
+            format!("Stable ReplicaSet {stable_rs} ({stable}) {REPLICAS}/{REPLICAS} pods ready"),
+        ];
+        let pause = self.delay / (steps.len() as u32 + 1);
+        let shown = if handle.fails { 1 } else { steps.len() };
+        for step in steps.into_iter().take(shown) {
+            tokio::time::sleep(pause).await;
+            progress(step);
+        }
+        tokio::time::sleep(pause).await;
+        if handle.fails {
+            return Outcome::Failed(format!(
+                "the traffic router did not take the canary weight of {canary} to 0 % (simulated \
+                 failure); the Rollout is aborted, check it before acting again"
+            ));
+        }
+        self.set_canary_phase(target, CanaryPhase::Aborted);
+        Outcome::Succeeded(format!(
+            "the stable ReplicaSet {stable_rs} ({stable}) serves all traffic with \
+             {REPLICAS}/{REPLICAS} pods available, the canary {canary} gets none"
+        ))
     }
 }
 
@@ -214,6 +358,7 @@ mod tests {
             &SimulatedBackendConfig {
                 delay: Duration::from_millis(20),
                 failure_rate,
+                canary: None,
             },
         )
     }
@@ -295,9 +440,82 @@ mod tests {
             &SimulatedBackendConfig {
                 delay: Duration::ZERO,
                 failure_rate: 0.0,
+                canary: None,
             },
         );
         let outcome = fresh.wait(&restored, &|_| {}).await.expect("followed");
         assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+    }
+
+    fn canary_backend() -> SimulatedBackend {
+        SimulatedBackend::new(
+            "canary",
+            &SimulatedBackendConfig {
+                delay: Duration::from_millis(20),
+                failure_rate: 0.0,
+                canary: Some(SimulatedCanary {
+                    service: ServiceName::parse("checkout").expect("name"),
+                    stable: "v1.3.2".into(),
+                    version: "v1.4.0".into(),
+                    step: 3,
+                    steps: 8,
+                    weight: 20,
+                }),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_canary_offers_an_abort_then_stays_the_template_until_rolled_back() {
+        let backend = canary_backend();
+        let target = call("v1.3.2").target;
+        let offer = Offer {
+            from: Revision::version("v1.4.0"),
+            to: Revision::version("v1.3.2"),
+            suspect_version: "v1.4.0".into(),
+            reason: "v1.4.0 is the suspect".into(),
+            to_url: None,
+            action: Action::Rollback,
+        };
+        let abort = backend
+            .instead_of_rollback(&target, &offer)
+            .await
+            .expect("read")
+            .expect("an abort is offered");
+        assert_eq!(abort.action, Action::AbortRollout);
+        assert_eq!(abort.to.version, "v1.3.2");
+
+        let (outcome, lines) = run(
+            &backend,
+            &RollbackCall {
+                action: Action::AbortRollout,
+                ..call("v1.3.2")
+            },
+        )
+        .await;
+
+        assert!(
+            matches!(&outcome, Outcome::Succeeded(d) if d.contains("serves all traffic")),
+            "{outcome:?}"
+        );
+        assert!(
+            lines[0].contains("canary weight of v1.4.0 to 0 %"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            backend.current(&target).await.expect("current"),
+            Some(Revision::version("v1.4.0")),
+            "an aborted canary is still the template"
+        );
+        assert_eq!(
+            backend
+                .instead_of_rollback(&target, &offer)
+                .await
+                .expect("read"),
+            None,
+            "once aborted, the rollback is what is left"
+        );
+        run(&backend, &call("v1.3.2")).await;
+        assert_eq!(backend.current(&target).await.expect("current"), None);
     }
 }

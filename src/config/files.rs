@@ -26,7 +26,7 @@ impl Config {
                         check(at("ca_file"), readable_file(ca));
                     }
                 }
-                BackendConfig::Kubernetes(kubernetes) => {
+                BackendConfig::Kubernetes(kubernetes) | BackendConfig::ArgoRollouts(kubernetes) => {
                     if let Some(kubeconfig) = &kubernetes.kubeconfig {
                         check(at("kubeconfig"), readable_file(kubeconfig));
                     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::deploy::{ConfigChange, Deploy, Revision, Target};
 use super::policy::Actor;
 use super::rollback::PlanId;
+use super::summary::Offer;
 
 /// What a backend can and cannot do, so the core offers only what will work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,10 @@ pub enum Action {
     /// Write a ConfigMap changed in place back to the kept state `to` names, if it still
     /// holds what `from` names, then restart the workload so its pods read it.
     RestoreConfig,
+    /// Stop a staged rollout (an Argo Rollouts canary or blue-green update) and send all
+    /// traffic back to the stable `to` revision at once; the target keeps `from` as its
+    /// template, so a rollback to `to` usually follows.
+    AbortRollout,
 }
 
 impl Action {
@@ -64,6 +69,7 @@ impl Action {
         match self {
             Self::Rollback => "rollback",
             Self::RestoreConfig => "restore_config",
+            Self::AbortRollout => "abort_rollout",
         }
     }
 
@@ -71,7 +77,20 @@ impl Action {
         match raw {
             "rollback" => Some(Self::Rollback),
             "restore_config" => Some(Self::RestoreConfig),
+            "abort_rollout" => Some(Self::AbortRollout),
             _ => None,
+        }
+    }
+
+    /// Whether success means the target now runs the plan's `to` revision, so that it is
+    /// recorded as a deploy and starts the rollback cooldown. An aborted rollout still
+    /// holds the new template: nothing was deployed, and the rollback that should follow
+    /// must not wait out a cooldown.
+    pub fn changes_revision(self) -> bool {
+        match self {
+            Self::Rollback => true,
+            // A restore changes configuration, recorded by the watch as a config change.
+            Self::RestoreConfig | Self::AbortRollout => false,
         }
     }
 }
@@ -215,7 +234,7 @@ pub trait DeployBackend: Send + Sync {
     /// The configured name (`[backends.NAME]`).
     fn name(&self) -> &str;
 
-    /// The kind (`argocd`, `kubernetes`, `helm`, `webhook`, `command`, `simulated`).
+    /// The kind (`argocd`, `kubernetes`, `argo-rollouts`, `helm`, `webhook`, `command`, `simulated`).
     fn kind(&self) -> &'static str;
 
     fn capabilities(&self) -> Capabilities;
@@ -226,6 +245,17 @@ pub trait DeployBackend: Send + Sync {
     /// What runs now. Backends without `own_history` return `Ok(None)` and the registry
     /// answers instead.
     async fn current(&self, target: &Target) -> Result<Option<Revision>, BackendError>;
+
+    /// The action to offer in place of the summary's plain rollback, when the backend knows
+    /// a better first move for what it sees now (aborting a canary still rolling out
+    /// rather than rolling back through it). `Ok(None)` keeps the rollback.
+    async fn instead_of_rollback(
+        &self,
+        _target: &Target,
+        _offer: &Offer,
+    ) -> Result<Option<Offer>, BackendError> {
+        Ok(None)
+    }
 
     /// What the person should know before rolling back to `to`.
     async fn caveats(&self, _target: &Target, _to: &Revision) -> Result<Vec<Caveat>, BackendError> {
@@ -276,7 +306,11 @@ mod tests {
 
     #[test]
     fn an_action_reads_back_what_it_stores() {
-        for action in [Action::Rollback, Action::RestoreConfig] {
+        for action in [
+            Action::Rollback,
+            Action::RestoreConfig,
+            Action::AbortRollout,
+        ] {
             assert_eq!(Action::parse(action.as_str()), Some(action));
             assert_eq!(
                 serde_json::to_value(action).expect("serializes"),

@@ -1292,6 +1292,28 @@ impl Bot {
                     .filter(|o| o.action == Action::Rollback),
                 self.inner.backends.for_target(&target),
             ) {
+                match backend.instead_of_rollback(&target, offer).await {
+                    Ok(Some(better)) => deploys.offer = Some(better),
+                    Ok(None) => {}
+                    Err(error) => deploys.caveats.push(Caveat {
+                        message: format!(
+                            "Could not read {} for a better first move than a rollback: {error}",
+                            backend.name()
+                        ),
+                        blocking: false,
+                        remedy: None,
+                    }),
+                }
+            }
+            // A restore carries its own caveats (offer_restore); rollbacks and aborts ask
+            // the backend.
+            if let (Some(offer), Some(backend)) = (
+                deploys
+                    .offer
+                    .as_ref()
+                    .filter(|o| o.action != Action::RestoreConfig),
+                self.inner.backends.for_target(&target),
+            ) {
                 match backend.caveats(&target, &offer.to).await {
                     Ok(found) => deploys.caveats.extend(found),
                     Err(error) => deploys.caveats.push(Caveat {
@@ -2330,7 +2352,13 @@ impl Bot {
             {
                 self.restore_went_stale(&plan, backend, error.message).await;
             }
-            Err(error) => self.finish(&plan, Outcome::Failed(error.message)).await,
+            Err(error) => {
+                let conflict = error.kind == BackendErrorKind::Conflict;
+                self.finish(&plan, Outcome::Failed(error.message)).await;
+                if conflict {
+                    self.reoffer_after_conflict(&plan).await;
+                }
+            }
             Ok(operation) => {
                 if let Ok(value) = serde_json::to_value(&operation)
                     && let Err(error) = self.inner.store.set_plan_operation(&plan.id, &value).await
@@ -2439,8 +2467,9 @@ impl Bot {
                 return Ok(());
             };
             let actor = finished.started_by.clone();
-            // A restore is recorded by the config watch, as the ConfigMap change it is.
-            if state == PlanState::Succeeded && plan.action == Action::Rollback {
+            // A restore is recorded by the config watch, as the ConfigMap change it is; an
+            // abort deployed nothing.
+            if state == PlanState::Succeeded && plan.action.changes_revision() {
                 let who = actor
                     .as_ref()
                     .map_or("breakwater".to_owned(), |a| a.name().to_owned());
@@ -2481,6 +2510,7 @@ impl Bot {
                 .target(&plan.target)
                 .details(json!({
                     "plan": plan.id.to_string(),
+                    "action": plan.action.as_str(),
                     "from": plan.from,
                     "to": plan.to,
                     "detail": detail,
@@ -2493,6 +2523,23 @@ impl Bot {
             self.inner.metrics.rollback(state.as_str());
             self.observe_incident(plan.alert_group, &written).await;
             self.update_plan_message(&finished).await;
+            if state == PlanState::Succeeded && plan.action == Action::AbortRollout {
+                // Traffic is back on the stable version, but the target still holds the
+                // aborted template: the rollback that makes the abort final comes next.
+                let offer = Offer {
+                    from: plan.from.clone(),
+                    to: plan.to.clone(),
+                    suspect_version: plan.from.version.clone(),
+                    reason: format!(
+                        "the rollout of {} was aborted; rolling back makes {} the template again",
+                        plan.from.version, plan.to.version
+                    ),
+                    to_url: None,
+                    action: Action::Rollback,
+                };
+                self.post_fresh_plan(&finished, &offer, actor.clone(), true)
+                    .await?;
+            }
             Ok(())
         }
         .await;
@@ -2508,8 +2555,13 @@ impl Bot {
         let current_text = current
             .as_ref()
             .map_or("an unknown revision".to_owned(), |c| c.version.clone());
+        let nothing = if plan.action.changes_revision() {
+            "Nothing was rolled back."
+        } else {
+            "Nothing was changed."
+        };
         let outcome = format!(
-            "{} now runs {current_text}, not {} as when this was offered (deployed again since). Nothing was rolled back.",
+            "{} now runs {current_text}, not {} as when this was offered (deployed again since). {nothing}",
             plan.target, plan.from.version
         );
         let patch = PlanPatch {
@@ -2549,7 +2601,7 @@ impl Bot {
             self.inner.audit.append(entry).await?;
             self.inner.metrics.rollback("stale");
             self.update_plan_message(&stale).await;
-            if let (Some(current), Some(at)) = (current, &stale.message)
+            if let Some(current) = current
                 && current.id != plan.to.id
             {
                 let offer = Offer {
@@ -2560,21 +2612,8 @@ impl Bot {
                     to_url: None,
                     action: Action::Rollback,
                 };
-                let fresh = self
-                    .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
+                self.post_fresh_plan(&stale, &offer, stale.started_by.clone(), false)
                     .await?;
-                if let Some(chat) = self.inner.chats.get(at.platform) {
-                    let message = compose::plan_message(&fresh, &[], now);
-                    match chat.reply(at, &message, Lane::Interactive).await {
-                        Ok(posted) => {
-                            self.inner
-                                .store
-                                .set_plan_message(&fresh.id, &posted)
-                                .await?
-                        }
-                        Err(error) => tracing::warn!(%error, "could not post the fresh plan"),
-                    }
-                }
             }
             Ok(())
         }
@@ -2680,6 +2719,86 @@ impl Bot {
             tracing::error!(%error, plan = %plan.id, "could not record the stale restore");
         }
         lock(&self.inner.running).remove(&plan.id);
+    }
+
+    /// Offers `offer` as a new plan and posts it in the thread of `after` (a stale or
+    /// refused plan, an abort the rollback follows). With `caveats`, the backend's
+    /// warnings for it are shown too (an Argo CD sync that would revert it).
+    async fn post_fresh_plan(
+        &self,
+        after: &RollbackPlan,
+        offer: &Offer,
+        requested_by: Option<Actor>,
+        caveats: bool,
+    ) -> Result<(), BotError> {
+        let Some(at) = &after.message else {
+            return Ok(());
+        };
+        let fresh = self
+            .offer_plan(&after.target, offer, None, requested_by)
+            .await?;
+        let mut warnings = Vec::new();
+        if caveats && let Some(backend) = self.inner.backends.for_target(&after.target) {
+            match backend.caveats(&after.target, &offer.to).await {
+                Ok(found) => warnings = found,
+                Err(error) => tracing::warn!(%error, "could not read the fresh plan's caveats"),
+            }
+        }
+        if let Some(chat) = self.inner.chats.get(at.platform) {
+            let message = compose::plan_message(&fresh, &warnings, self.now());
+            match chat.reply(at, &message, Lane::Interactive).await {
+                Ok(posted) => {
+                    self.inner
+                        .store
+                        .set_plan_message(&fresh.id, &posted)
+                        .await?
+                }
+                Err(error) => tracing::warn!(%error, "could not post the fresh plan"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The backend refused because someone else wrote the target at the same moment
+    /// (HTTP 409): nothing was done, and the person gets a fresh plan for what runs now
+    /// rather than a retry behind their back.
+    async fn reoffer_after_conflict(&self, plan: &RollbackPlan) {
+        let (history, _) = self.history(&plan.target, HistoryScope::Latest(20)).await;
+        let current = match self.current_revision(&plan.target, &history).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return,
+            Err(message) => {
+                tracing::warn!(%message, plan = %plan.id, "no fresh plan after the conflict");
+                return;
+            }
+        };
+        if current.id == plan.to.id {
+            return;
+        }
+        // The same action while the target still runs what the plan was made for;
+        // otherwise a rollback from what runs now.
+        let action = if current.id == plan.from.id {
+            plan.action
+        } else {
+            Action::Rollback
+        };
+        let offer = Offer {
+            from: current,
+            to: plan.to.clone(),
+            suspect_version: plan.from.version.clone(),
+            reason: format!(
+                "fresh plan after someone else changed {} at the same moment",
+                plan.target
+            ),
+            to_url: None,
+            action,
+        };
+        if let Err(error) = self
+            .post_fresh_plan(plan, &offer, plan.started_by.clone(), false)
+            .await
+        {
+            tracing::error!(%error, plan = %plan.id, "could not offer a fresh plan after the conflict");
+        }
     }
 
     /// Shows a plan's state where its button is: the whole summary for alert plans, the

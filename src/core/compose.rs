@@ -281,16 +281,18 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
             }
             if let (Some(plan), Some(offer), None) = (open_plan, &deploys.offer, view.resolved_at) {
                 if !blocking {
-                    actions.push(rollback_button(plan));
-                    match offer.action {
-                        PlanAction::Rollback => {
-                            text.push_str(&format!(". Roll back to {}?", offer.to.version))
-                        }
-                        PlanAction::RestoreConfig => text.push_str(&format!(
+                    actions.push(plan_button(plan));
+                    text.push_str(&match plan.action {
+                        PlanAction::Rollback => format!(". Roll back to {}?", offer.to.version),
+                        PlanAction::RestoreConfig => format!(
                             ". Restore {} to its state {}?",
                             offer.from.version, offer.to.version
-                        )),
-                    }
+                        ),
+                        PlanAction::AbortRollout => format!(
+                            ". Abort the rollout of {} and send all traffic back to {}?",
+                            offer.from.version, offer.to.version
+                        ),
+                    });
                 }
                 if view.offer_remedy
                     && deploys
@@ -467,49 +469,88 @@ pub fn starting_line(plan: &RollbackPlan) -> String {
         PlanAction::RestoreConfig => {
             format!("Restoring {}, then restarting it.", restore_words(plan))
         }
+        PlanAction::AbortRollout => format!(
+            "Aborting the rollout of {} on {}: sending all traffic back to {}.",
+            plan.from.version, plan.target, plan.to.version
+        ),
     }
 }
 
-fn rollback_button(plan: &RollbackPlan) -> Action {
-    if plan.action == PlanAction::RestoreConfig {
-        return Action::Button {
-            label: clip(
-                &format!(
-                    "Restore {} to its state {}",
-                    plan.from.version, plan.to.version
-                ),
-                MAX_LABEL,
-            ),
-            action: ButtonAction::new(ButtonKind::Rollback, plan.id),
-            style: ButtonStyle::Danger,
-            confirm: Some(Confirmation {
-                title: "Restore ConfigMap?".to_owned(),
-                text: format!(
-                    "Restore {} ({}), then restart it?",
-                    restore_words(plan),
-                    plan.reason
-                ),
-                confirm: "Restore".to_owned(),
-                deny: "Cancel".to_owned(),
-            }),
-        };
-    }
-    Action::Button {
-        label: clip(
-            &format!("Roll back {} to {}", plan.target, plan.to.version),
-            MAX_LABEL,
+/// The button that starts the plan's action, with a confirmation naming the revisions.
+fn plan_button(plan: &RollbackPlan) -> Action {
+    let (label, title, confirm) = match plan.action {
+        PlanAction::Rollback => (
+            format!("Roll back {} to {}", plan.target, plan.to.version),
+            "Roll back?",
+            "Roll back",
         ),
+        PlanAction::RestoreConfig => (
+            format!(
+                "Restore {} to its state {}",
+                plan.from.version, plan.to.version
+            ),
+            "Restore ConfigMap?",
+            "Restore",
+        ),
+        PlanAction::AbortRollout => (
+            format!("Abort rollout of {}", plan.from.version),
+            "Abort rollout?",
+            "Abort rollout",
+        ),
+    };
+    Action::Button {
+        label: clip(&label, MAX_LABEL),
         action: ButtonAction::new(ButtonKind::Rollback, plan.id),
         style: ButtonStyle::Danger,
         confirm: Some(Confirmation {
-            title: "Roll back?".to_owned(),
-            text: format!(
-                "Roll back {} from {} to {}?",
-                plan.target, plan.from, plan.to
-            ),
-            confirm: "Roll back".to_owned(),
+            title: title.to_owned(),
+            text: match plan_aftermath(plan) {
+                Some(aftermath) => format!("{} {aftermath}", plan_question(plan)),
+                None => plan_question(plan).to_string(),
+            },
+            confirm: confirm.to_owned(),
             deny: "Cancel".to_owned(),
         }),
+    }
+}
+
+/// What confirming the plan does, as a question naming the exact revisions.
+fn plan_question(plan: &RollbackPlan) -> RichText {
+    match plan.action {
+        PlanAction::Rollback => RichText::new()
+            .plain("Roll back ")
+            .bold(plan.target.to_string())
+            .plain(" from ")
+            .code(plan.from.to_string())
+            .plain(" to ")
+            .code(plan.to.to_string())
+            .plain("?"),
+        PlanAction::RestoreConfig => RichText::new().plain(format!(
+            "Restore {}, then restart it? This {}.",
+            restore_words(plan),
+            plan.reason
+        )),
+        PlanAction::AbortRollout => RichText::new()
+            .plain("Abort the rollout of ")
+            .code(plan.from.version.clone())
+            .plain(" on ")
+            .bold(plan.target.to_string())
+            .plain(": send all traffic back to ")
+            .code(plan.to.version.clone())
+            .plain(" from the canary ")
+            .code(plan.from.version.clone())
+            .plain("?"),
+    }
+}
+
+/// For an abort, what it leaves to do: the new template stays until a rollback.
+fn plan_aftermath(plan: &RollbackPlan) -> Option<String> {
+    match plan.action {
+        PlanAction::Rollback | PlanAction::RestoreConfig => None,
+        PlanAction::AbortRollout => Some(format!(
+            "The rollout keeps {} as its template and tries it again if the abort is lifted; a rollback to {} is offered once traffic is back.",
+            plan.from.version, plan.to.version
+        )),
     }
 }
 
@@ -724,6 +765,11 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
         };
         return Some(RichText::new().plain(line.trim_end().to_owned()));
     }
+    if plan.action == PlanAction::AbortRollout
+        && let Some(line) = abort_status(plan, &who, &took, &started, &outcome)
+    {
+        return Some(RichText::new().plain(line.trim_end().to_owned()));
+    }
     let line = match plan.state {
         PlanState::Offered if now.is_some_and(|now| plan.is_expired(now)) => format!(
             "⌛ This rollback offer expired at {}. Run /breakwater rollback {} {} for a fresh one.",
@@ -781,6 +827,44 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
     Some(RichText::new().plain(line.trim_end().to_owned()))
 }
 
+/// The status line of an abort, for the states whose words differ from a rollback's.
+fn abort_status(
+    plan: &RollbackPlan,
+    who: &dyn Fn(&Option<super::policy::Actor>) -> String,
+    took: &str,
+    started: &str,
+    outcome: &str,
+) -> Option<String> {
+    let canary = &plan.from.version;
+    let stable = &plan.to.version;
+    let target = &plan.target;
+    Some(match plan.state {
+        PlanState::Confirmed => format!(
+            "✋ Approved by {} — a second authorised person must press Abort rollout ({canary} → {stable}).",
+            who(&plan.approved_by)
+        ),
+        PlanState::Running => format!(
+            "⏳ Aborting the rollout of {canary} on {target}, sending all traffic back to {stable} — started by {} at {started}. {outcome}",
+            who(&plan.started_by)
+        ),
+        PlanState::Succeeded => format!(
+            "✅ Aborted the rollout of {canary} on {target}: all traffic is back on {stable} — by {} at {started}{took}. {}. The rollout still holds {canary} as its template and will try it again if the abort is lifted (retry or promote); roll back to {stable} to make the abort final.",
+            who(&plan.started_by),
+            outcome.trim_end_matches('.')
+        ),
+        PlanState::Failed => format!(
+            "❌ Abort of the rollout of {canary} on {target} failed — started by {} at {started}{took}: {outcome}",
+            who(&plan.started_by)
+        ),
+        PlanState::Stale => format!("⚠️ Not aborted: {outcome}"),
+        PlanState::Interrupted => format!(
+            "⚠️ Abort of the rollout of {canary} on {target} was interrupted — started by {} at {started}: {outcome}",
+            who(&plan.started_by)
+        ),
+        PlanState::Offered | PlanState::Expired | PlanState::Dismissed => return None,
+    })
+}
+
 /// What a private reply about a plan (its Confirm step, "Rolling back…") becomes once the
 /// plan is over: the outcome in one line, and where the rest is.
 pub fn private_outcome(plan: &RollbackPlan, now: DateTime<Utc>) -> Message {
@@ -817,24 +901,9 @@ pub fn plan_message(
     caveats: &[super::backend::Caveat],
     now: DateTime<Utc>,
 ) -> Message {
-    let question = match plan.action {
-        PlanAction::Rollback => RichText::new()
-            .plain("Roll back ")
-            .bold(plan.target.to_string())
-            .plain(" from ")
-            .code(plan.from.to_string())
-            .plain(" to ")
-            .code(plan.to.to_string())
-            .plain("?"),
-        PlanAction::RestoreConfig => RichText::new()
-            .plain("Restore ConfigMap ")
-            .bold(plan.from.version.clone())
-            .plain(format!(
-                " of {} to its state {}, then restart it?",
-                plan.target, plan.to.version
-            )),
-    };
-    let mut sections = vec![Section::Text { text: question }];
+    let mut sections = vec![Section::Text {
+        text: plan_question(plan),
+    }];
     sections.push(Section::Context {
         text: RichText::new().plain(format!(
             "{} · offer valid until {}",
@@ -851,7 +920,7 @@ pub fn plan_message(
     let open = plan.state.is_open() && !plan.is_expired(now);
     let mut actions = Vec::new();
     if open && !blocking {
-        actions.push(rollback_button(plan));
+        actions.push(plan_button(plan));
     }
     let (text, title) = match plan.action {
         PlanAction::Rollback => (
@@ -864,6 +933,13 @@ pub fn plan_message(
         PlanAction::RestoreConfig => (
             format!("Restore {}: {}", restore_words(plan), plan.reason),
             format!("{} · restore plan", plan.target),
+        ),
+        PlanAction::AbortRollout => (
+            format!(
+                "Abort plan for {}: {} → {}",
+                plan.target, plan.from.version, plan.to.version
+            ),
+            format!("{} · abort plan", plan.target),
         ),
     };
     Message {
@@ -887,41 +963,30 @@ pub fn confirm_prompt(
     } else {
         ""
     };
-    let (text, title, question) = match plan.action {
-        PlanAction::Rollback => (
-            format!(
-                "Roll back {} from {} to {}?{extra}",
-                plan.target, plan.from, plan.to
-            ),
-            "Confirm rollback",
-            RichText::new()
-                .plain("Roll back ")
-                .bold(plan.target.to_string())
-                .plain(" from ")
-                .code(plan.from.to_string())
-                .plain(" to ")
-                .code(plan.to.to_string())
-                .plain(format!("?{extra}")),
-        ),
-        PlanAction::RestoreConfig => {
-            let text = format!(
-                "Restore {}, then restart it? This {}.",
-                restore_words(plan),
-                plan.reason
-            );
-            (text.clone(), "Confirm restore", RichText::new().plain(text))
-        }
+    let question = if extra.is_empty() {
+        plan_question(plan)
+    } else {
+        plan_question(plan).plain(extra)
     };
+    let text = question.to_string();
+    let title = match plan.action {
+        PlanAction::Rollback => "Confirm rollback",
+        PlanAction::RestoreConfig => "Confirm restore",
+        PlanAction::AbortRollout => "Confirm abort",
+    };
+    let mut context =
+        "Only you can confirm this. It calls the deployment backend right away.".to_owned();
+    if let Some(aftermath) = plan_aftermath(plan) {
+        context = format!("{aftermath} {context}");
+    }
     Message {
-        text: text.clone(),
+        text,
         title: Some(title.to_owned()),
         tone: Tone::Warning,
         sections: vec![
             Section::Text { text: question },
             Section::Context {
-                text: RichText::new().plain(
-                    "Only you can confirm this. It calls the deployment backend right away.",
-                ),
+                text: RichText::new().plain(context),
             },
         ],
         actions: vec![

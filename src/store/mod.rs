@@ -353,7 +353,9 @@ pub trait Store: Send + Sync {
 
     async fn plans_for_group(&self, group_id: i64) -> StoreResult<Vec<RollbackPlan>>;
 
-    /// When the last finished rollback (succeeded or failed) of the target ended.
+    /// When the last finished rollback of the target ended, for the cooldown: succeeded,
+    /// or failed after the backend accepted it (a refused call changed nothing). Other
+    /// actions (an abort) do not count.
     async fn last_rollback_finished(&self, target: &Target) -> StoreResult<Option<DateTime<Utc>>>;
 
     /// Succeeded plans whose outcome has not been verified against their alert yet.

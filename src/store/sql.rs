@@ -1347,12 +1347,18 @@ where
         conn: &mut DB::Connection,
         target: &Target,
     ) -> StoreResult<Option<DateTime<Utc>>> {
+        // Failed plans count once the backend accepted the call (an operation is stored):
+        // a call it refused (a 409, a missing permission) changed nothing, and the fresh
+        // plan offered after it must not wait out the cooldown. Only rollbacks count: an
+        // abort is usually followed by the rollback that makes it final.
         let row: MaxRow = sqlx::query_as(
             "SELECT MAX(finished_at) AS finished_at FROM rollback_plans \
-             WHERE service_key = $1 AND environment_key = $2 AND state IN ($3, $4)",
+             WHERE service_key = $1 AND environment_key = $2 AND action = $3 \
+             AND (state = $4 OR (state = $5 AND operation IS NOT NULL))",
         )
         .bind(target.service.key())
         .bind(target.environment.key())
+        .bind(Action::Rollback.as_str())
         .bind(PlanState::Succeeded.as_str())
         .bind(PlanState::Failed.as_str())
         .fetch_one(conn)

@@ -871,8 +871,8 @@ async fn pages_forbid_framing_and_foreign_scripts() {
 
 // --- the demo -------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn the_demo_incident_is_rolled_back_and_verified_over_http() {
+/// The demo, serving, with the console app to drive it and the demo user's password.
+async fn start_demo() -> (ConsoleApp, String) {
     let demo = breakwater::demo::Demo::build(breakwater::demo::DemoOptions {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: None,
@@ -904,6 +904,12 @@ async fn the_demo_incident_is_rolled_back_and_verified_over_http() {
         stop,
         server: Some(server),
     };
+    (app, password)
+}
+
+#[tokio::test]
+async fn the_demo_incident_is_rolled_back_and_verified_over_http() {
+    let (app, password) = start_demo().await;
     let session = app.sign_in("demo", &password).await;
     let html = app
         .wait_for(&session, "Roll back checkout production to v2.13.1")
@@ -919,6 +925,39 @@ async fn the_demo_incident_is_rolled_back_and_verified_over_http() {
     .await;
     app.wait_for(&session, "HighErrorRate resolved").await;
     assert_eq!(app.audited("rollback.verified").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_demo_canary_is_aborted_then_rolled_back_over_http() {
+    let (app, password) = start_demo().await;
+    let session = app.sign_in("demo", &password).await;
+    let html = app.wait_for(&session, "Abort rollout of v0.43.0").await;
+    assert!(
+        html.contains("step 3 of 8, 20 % of traffic on v0.43.0"),
+        "{html}"
+    );
+
+    app.press(&session, "Abort rollout of v0.43.0").await;
+    app.wait_for(&session, "Only you can see this").await;
+    app.press(&session, "Confirm").await;
+    app.wait_for(
+        &session,
+        "Aborted the rollout of v0.43.0 on search production: all traffic is back on v0.42.0",
+    )
+    .await;
+    // The rollback plan is posted in the thread once the abort's outcome is shown.
+    app.wait_for(&session, "Roll back search production to v0.42.0")
+        .await;
+    app.press(&session, "Roll back search production to v0.42.0")
+        .await;
+    app.wait_for(&session, "Only you can see this").await;
+    app.press(&session, "Confirm").await;
+    app.wait_for(
+        &session,
+        "Rolled back search production from v0.43.0 to v0.42.0",
+    )
+    .await;
     app.stop().await;
 }
 

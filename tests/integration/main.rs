@@ -7,6 +7,8 @@ mod backends_argocd;
 mod backends_helm;
 #[cfg(feature = "kubernetes")]
 mod backends_kubernetes;
+#[cfg(feature = "kubernetes")]
+mod backends_rollouts;
 mod cli;
 #[cfg(feature = "kubernetes")]
 mod config_changes;

@@ -202,6 +202,7 @@ store_tests!(
     an_expired_plan_cannot_start,
     plans_are_listed_by_state_and_by_group,
     the_last_finished_rollback_counts_only_succeeded_and_failed_plans,
+    a_refused_rollback_or_an_abort_starts_no_cooldown,
     succeeded_plans_await_verification_until_verified,
     a_plan_is_verified_once,
     a_plan_keeps_its_message_and_operation,
@@ -1148,6 +1149,7 @@ async fn plans_are_listed_by_state_and_by_group(db: &mut TestStore) {
 }
 
 async fn the_last_finished_rollback_counts_only_succeeded_and_failed_plans(db: &mut TestStore) {
+    let operation = Some(serde_json::json!({"handle": "accepted"}));
     for (state, minute) in [
         (PlanState::Succeeded, 10),
         (PlanState::Failed, 20),
@@ -1156,6 +1158,7 @@ async fn the_last_finished_rollback_counts_only_succeeded_and_failed_plans(db: &
         let plan = RollbackPlan {
             state,
             finished_at: Some(at(minute)),
+            operation: operation.clone(),
             ..plan(&checkout())
         };
         insert(&*db.store, &plan).await;
@@ -1174,6 +1177,38 @@ async fn the_last_finished_rollback_counts_only_succeeded_and_failed_plans(db: &
 
     assert_eq!(last, Some(at(20)));
     assert_eq!(elsewhere, None);
+}
+
+async fn a_refused_rollback_or_an_abort_starts_no_cooldown(db: &mut TestStore) {
+    let succeeded = RollbackPlan {
+        state: PlanState::Succeeded,
+        finished_at: Some(at(10)),
+        operation: Some(serde_json::json!({"handle": "accepted"})),
+        ..plan(&checkout())
+    };
+    let refused = RollbackPlan {
+        state: PlanState::Failed,
+        finished_at: Some(at(20)),
+        ..plan(&checkout())
+    };
+    let aborted = RollbackPlan {
+        state: PlanState::Succeeded,
+        finished_at: Some(at(30)),
+        operation: Some(serde_json::json!({"handle": "accepted"})),
+        action: Action::AbortRollout,
+        ..plan(&checkout())
+    };
+    for plan in [&succeeded, &refused, &aborted] {
+        insert(&*db.store, plan).await;
+    }
+
+    let last = db
+        .store
+        .last_rollback_finished(&checkout())
+        .await
+        .expect("query");
+
+    assert_eq!(last, Some(at(10)));
 }
 
 async fn succeeded_plans_await_verification_until_verified(db: &mut TestStore) {

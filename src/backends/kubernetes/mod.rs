@@ -45,7 +45,7 @@ pub mod config_watch;
 mod errors;
 mod pods;
 mod restore;
-mod template;
+pub(crate) mod template;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -101,17 +101,17 @@ pub struct KubernetesBackend {
 }
 
 #[derive(Clone)]
-struct Connection {
-    client: kube::Client,
-    cluster_url: String,
+pub(crate) struct Connection {
+    pub(crate) client: kube::Client,
+    pub(crate) cluster_url: String,
 }
 
 /// The Deployment an alert's target maps to, and how its version is read.
 #[derive(Debug, Clone)]
-struct DeploymentRef {
-    namespace: String,
-    name: String,
-    version_from: VersionFrom,
+pub(crate) struct DeploymentRef {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) version_from: VersionFrom,
 }
 
 impl std::fmt::Display for DeploymentRef {
@@ -125,14 +125,14 @@ impl std::fmt::Display for DeploymentRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum VersionFrom {
+pub(crate) enum VersionFrom {
     Image,
     Label(String),
     Annotation(String),
 }
 
 impl VersionFrom {
-    fn parse(raw: Option<&str>) -> Self {
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
         let raw = raw.unwrap_or("image");
         if let Some(label) = raw.strip_prefix("label:") {
             Self::Label(label.to_owned())
@@ -167,15 +167,15 @@ impl Phase {
 
 /// One revision of a Deployment: a ReplicaSet it controls.
 #[derive(Debug, Clone)]
-struct RevisionSet {
-    revision: i64,
+pub(crate) struct RevisionSet {
+    pub(crate) revision: i64,
     /// The first number this template had; stable across rollbacks.
-    first_revision: i64,
-    name: String,
-    created: Option<chrono::DateTime<Utc>>,
+    pub(crate) first_revision: i64,
+    pub(crate) name: String,
+    pub(crate) created: Option<chrono::DateTime<Utc>>,
     /// The pod template, without the pod-template-hash label.
-    template: Value,
-    annotations: BTreeMap<String, String>,
+    pub(crate) template: Value,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 /// The rollout status by `kubectl rollout status` rules.
@@ -286,7 +286,9 @@ impl KubernetesBackend {
         }
     }
 
-    async fn connection(&self) -> Result<&Connection, BackendError> {
+    /// The client for the configured cluster, built once; shared with the Argo Rollouts
+    /// backend, which uses the same connection settings.
+    pub(crate) async fn connection(&self) -> Result<&Connection, BackendError> {
         self.client
             .get_or_try_init(|| async {
                 let name = &self.name;
@@ -410,73 +412,13 @@ impl KubernetesBackend {
         object: &Deployment,
         sets: &[RevisionSet],
     ) -> Vec<Deploy> {
-        let bases: Vec<String> = sets.iter().map(|s| version_of(s, deployment)).collect();
-        // Versions are handed out in the order templates first appeared.
-        let mut by_first: Vec<usize> = (0..sets.len()).collect();
-        by_first.sort_by_key(|&i| (sets[i].first_revision, sets[i].created));
-        let numbers: Vec<String> = sets.iter().map(|s| s.first_revision.to_string()).collect();
-        let sources: Vec<VersionSource<'_>> = by_first
-            .iter()
-            .map(|&i| VersionSource {
-                content: &sets[i].name,
-                base: &bases[i],
-                number: &numbers[i],
-            })
-            .collect();
-        let labels = distinct_versions(&sources);
-        let mut versions = vec![String::new(); sets.len()];
-        for (position, &i) in by_first.iter().enumerate() {
-            versions[i].clone_from(&labels[position]);
-        }
         let current = current_revision_number(object, sets);
-        let rollout = rollout_status(object);
-        let mut deploys: Vec<Deploy> = sets
-            .iter()
-            .enumerate()
-            .map(|(i, set)| {
-                let started = set.created.unwrap_or_else(Utc::now);
-                let (status, finished_at) = if Some(set.revision) == current {
-                    match &rollout {
-                        Rollout::Complete(_) => (DeployStatus::Succeeded, Some(started)),
-                        Rollout::DeadlineExceeded(_) => (DeployStatus::Failed, Some(started)),
-                        Rollout::Progressing(_) => (DeployStatus::Started, None),
-                    }
-                } else {
-                    (DeployStatus::Succeeded, Some(started))
-                };
-                let config_changes = i
-                    .checked_sub(1)
-                    .map(|p| {
-                        let mut changes = template_changes(&sets[p].template, &set.template);
-                        changes.extend(replica_change(&sets[p].annotations, &set.annotations));
-                        changes
-                    })
-                    .unwrap_or_default();
-                let description = set
-                    .annotations
-                    .get(CHANGE_CAUSE)
-                    .cloned()
-                    .unwrap_or_else(|| format!("ReplicaSet {}", set.name));
-                Deploy {
-                    target: target.clone(),
-                    version: versions[i].clone(),
-                    previous_version: i.checked_sub(1).map(|p| versions[p].clone()),
-                    revision: Some(set.revision.to_string()),
-                    commit: None,
-                    author: None,
-                    description: Some(description),
-                    url: None,
-                    started_at: started,
-                    finished_at,
-                    status,
-                    changes: Vec::new(),
-                    config_changes,
-                    source: DeploySource::Backend,
-                }
-            })
-            .collect();
-        deploys.reverse();
-        deploys
+        let status = match rollout_status(object) {
+            Rollout::Complete(_) => DeployStatus::Succeeded,
+            Rollout::DeadlineExceeded(_) => DeployStatus::Failed,
+            Rollout::Progressing(_) => DeployStatus::Started,
+        };
+        revision_deploys(target, deployment, sets, current, status)
     }
 
     /// Patches the Deployment to the target template; `Ok(None)` when it already runs it.
@@ -559,6 +501,80 @@ fn selector_of(object: &Deployment) -> String {
         .unwrap_or_default()
 }
 
+/// A workload's revisions (oldest first) as deploys, newest first, each with the
+/// configuration it changed from the one before; the `current` revision has the
+/// workload's rollout status, the others succeeded when they were rolled out.
+pub(crate) fn revision_deploys(
+    target: &Target,
+    deployment: &DeploymentRef,
+    sets: &[RevisionSet],
+    current: Option<i64>,
+    current_status: DeployStatus,
+) -> Vec<Deploy> {
+    let bases: Vec<String> = sets.iter().map(|s| version_of(s, deployment)).collect();
+    // Versions are handed out in the order templates first appeared.
+    let mut by_first: Vec<usize> = (0..sets.len()).collect();
+    by_first.sort_by_key(|&i| (sets[i].first_revision, sets[i].created));
+    let numbers: Vec<String> = sets.iter().map(|s| s.first_revision.to_string()).collect();
+    let sources: Vec<VersionSource<'_>> = by_first
+        .iter()
+        .map(|&i| VersionSource {
+            content: &sets[i].name,
+            base: &bases[i],
+            number: &numbers[i],
+        })
+        .collect();
+    let labels = distinct_versions(&sources);
+    let mut versions = vec![String::new(); sets.len()];
+    for (position, &i) in by_first.iter().enumerate() {
+        versions[i].clone_from(&labels[position]);
+    }
+    let mut deploys: Vec<Deploy> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, set)| {
+            let started = set.created.unwrap_or_else(Utc::now);
+            let (status, finished_at) = if Some(set.revision) == current {
+                let finished = (current_status != DeployStatus::Started).then_some(started);
+                (current_status, finished)
+            } else {
+                (DeployStatus::Succeeded, Some(started))
+            };
+            let config_changes = i
+                .checked_sub(1)
+                .map(|p| {
+                    let mut changes = template_changes(&sets[p].template, &set.template);
+                    changes.extend(replica_change(&sets[p].annotations, &set.annotations));
+                    changes
+                })
+                .unwrap_or_default();
+            let description = set
+                .annotations
+                .get(CHANGE_CAUSE)
+                .cloned()
+                .unwrap_or_else(|| format!("ReplicaSet {}", set.name));
+            Deploy {
+                target: target.clone(),
+                version: versions[i].clone(),
+                previous_version: i.checked_sub(1).map(|p| versions[p].clone()),
+                revision: Some(set.revision.to_string()),
+                commit: None,
+                author: None,
+                description: Some(description),
+                url: None,
+                started_at: started,
+                finished_at,
+                status,
+                changes: Vec::new(),
+                config_changes,
+                source: DeploySource::Backend,
+            }
+        })
+        .collect();
+    deploys.reverse();
+    deploys
+}
+
 /// Whether a kubeconfig user authenticates with something a plain-HTTP hop could read
 /// and replay: a bearer token, a password, or a plugin that produces one.
 fn sends_credentials(auth: &kube::config::AuthInfo) -> bool {
@@ -627,8 +643,17 @@ fn insecure_http_reason(name: &str, server: &str) -> String {
 
 /// A controlled ReplicaSet as a revision, if it carries a revision number.
 fn revision_set(rs: ReplicaSet) -> Option<RevisionSet> {
+    numbered_revision_set(rs, REVISION)
+}
+
+/// A ReplicaSet as a revision numbered by the `revision_annotation` its controller
+/// writes (Deployments and Argo Rollouts use different ones).
+pub(crate) fn numbered_revision_set(
+    rs: ReplicaSet,
+    revision_annotation: &str,
+) -> Option<RevisionSet> {
     let annotations: BTreeMap<String, String> = rs.metadata.annotations.clone().unwrap_or_default();
-    let revision: i64 = annotations.get(REVISION)?.parse().ok()?;
+    let revision: i64 = annotations.get(revision_annotation)?.parse().ok()?;
     let first_revision = annotations
         .get(REVISION_HISTORY)
         .map(|h| {
@@ -673,7 +698,7 @@ fn current_revision_number(object: &Deployment, sets: &[RevisionSet]) -> Option<
 }
 
 /// The version a revision is known by.
-fn version_of(set: &RevisionSet, deployment: &DeploymentRef) -> String {
+pub(crate) fn version_of(set: &RevisionSet, deployment: &DeploymentRef) -> String {
     let from_map = |path: &str, key: &str| {
         set.template
             .pointer(path)
@@ -752,10 +777,12 @@ fn rollout_status(object: &Deployment) -> Rollout {
     Rollout::Complete(format!("{available} of {desired} replicas available"))
 }
 
-/// Tools that own the Deployment and will put their own template back on their next run.
-fn managed_by(object: &Deployment) -> Option<String> {
-    let labels = object.metadata.labels.clone().unwrap_or_default();
-    let annotations = object.metadata.annotations.clone().unwrap_or_default();
+/// Tools that own the workload and will put their own template back on their next run.
+pub(crate) fn managed_by(
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<String> {
+    let labels = metadata.labels.clone().unwrap_or_default();
+    let annotations = metadata.annotations.clone().unwrap_or_default();
     if let Some(release) = annotations.get("meta.helm.sh/release-name") {
         return Some(format!("Helm release {release}"));
     }
@@ -858,7 +885,7 @@ impl DeployBackend for KubernetesBackend {
                 remedy: None,
             });
         }
-        if let Some(owner) = managed_by(&object) {
+        if let Some(owner) = managed_by(&object.metadata) {
             caveats.push(Caveat {
                 message: format!(
                     "{deployment} is managed by {owner}: its next sync or upgrade will replace \

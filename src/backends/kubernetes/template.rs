@@ -13,16 +13,24 @@ use crate::core::deploy::ConfigChange;
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// The Deployment's replica count while a ReplicaSet was its newest; pod templates carry no
 /// replica count, so this is where a change of scale between revisions shows.
-pub(super) const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
+pub(crate) const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
 
 /// A pod template as JSON, without the label that only tells ReplicaSets apart.
-pub(super) fn template_value(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Value {
+pub(crate) fn template_value(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Value {
     let mut value = serde_json::to_value(template).unwrap_or(Value::Null);
+    remove_label(&mut value, POD_TEMPLATE_HASH);
+    value
+}
+
+/// Removes one label from a pod template value (and the labels map once empty): the
+/// controllers' hash labels (`pod-template-hash`, Argo Rollouts'
+/// `rollouts-pod-template-hash`) only tell ReplicaSets apart.
+pub(crate) fn remove_label(value: &mut Value, label: &str) {
     if let Some(labels) = value
         .pointer_mut("/metadata/labels")
         .and_then(Value::as_object_mut)
     {
-        labels.remove(POD_TEMPLATE_HASH);
+        labels.remove(label);
         if labels.is_empty()
             && let Some(metadata) = value
                 .pointer_mut("/metadata")
@@ -31,12 +39,11 @@ pub(super) fn template_value(template: &k8s_openapi::api::core::v1::PodTemplateS
             metadata.remove("labels");
         }
     }
-    value
 }
 
 /// An RFC 7386 merge patch that turns `old` into `new`: keys only in `old` become null,
 /// nested objects are patched key by key, everything else is replaced.
-pub(super) fn merge_patch(old: &Value, new: &Value) -> Value {
+pub(crate) fn merge_patch(old: &Value, new: &Value) -> Value {
     match (old, new) {
         (Value::Object(old), Value::Object(new)) => {
             let mut patch = Map::new();
@@ -65,7 +72,7 @@ pub(super) fn merge_patch(old: &Value, new: &Value) -> Value {
 // --- configuration changes between pod templates ------------------------------------------
 
 /// What changed from one pod template to the next, secret-looking keys masked.
-pub(super) fn template_changes(old: &Value, new: &Value) -> Vec<ConfigChange> {
+pub(crate) fn template_changes(old: &Value, new: &Value) -> Vec<ConfigChange> {
     let mut changes = Vec::new();
     let old_containers = containers(old);
     let new_containers = containers(new);
@@ -94,7 +101,7 @@ pub(super) fn template_changes(old: &Value, new: &Value) -> Vec<ConfigChange> {
 }
 
 /// `replicas: 6 → 2` when the Deployment was scaled between two revisions.
-pub(super) fn replica_change(
+pub(crate) fn replica_change(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Option<ConfigChange> {

@@ -14,6 +14,8 @@ pub(crate) mod helm;
 pub(crate) mod kubernetes;
 pub(crate) mod proxy;
 pub(crate) mod receiver;
+#[cfg(feature = "kubernetes")]
+pub(crate) mod rollouts;
 
 use std::path::PathBuf;
 use std::sync::Arc;
