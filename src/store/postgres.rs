@@ -17,8 +17,8 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
 
 use super::sql::{AUDIT_HEAD_FOR_UPDATE, Sql};
 use super::{
-    AlertGroup, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
-    RecordedAlert, RecordedDeploy, Store, StoreResult,
+    AlertGroup, CanaryRollback, ConsoleMessage, ConsolePlace, ConsoleSession, DeployQuery,
+    GroupThread, RecordedAlert, RecordedDeploy, Store, StoreResult,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertStatus};
@@ -124,6 +124,31 @@ impl Store for PostgresStore {
         let recorded = Q::record_deploy(&mut tx, deploy).await?;
         tx.commit().await?;
         Ok(recorded)
+    }
+
+    async fn set_deploy_description(&self, id: i64, description: &str) -> StoreResult<()> {
+        Q::set_deploy_description(&mut *self.conn().await?, id, description).await
+    }
+
+    async fn arm_canary_rollback(&self, rollback: &CanaryRollback) -> StoreResult<()> {
+        Q::arm_canary_rollback(&mut *self.conn().await?, rollback).await
+    }
+
+    async fn take_canary_rollback(
+        &self,
+        namespace: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<CanaryRollback>> {
+        Q::take_canary_rollback(&mut *self.conn().await?, namespace, name, now).await
+    }
+
+    async fn canary_rollback(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> StoreResult<Option<CanaryRollback>> {
+        Q::canary_rollback(&mut *self.conn().await?, namespace, name).await
     }
 
     async fn deploys(&self, query: &DeployQuery) -> StoreResult<Vec<Deploy>> {

@@ -18,6 +18,7 @@ mod deploy_manifests;
 mod discord;
 #[cfg(feature = "discord")]
 mod discord_gateway;
+mod flagger;
 mod operations;
 mod outage;
 #[cfg(feature = "discord")]
