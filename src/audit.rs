@@ -50,6 +50,8 @@ pub mod actions {
     pub const CONSOLE_LOGIN_FAILED: &str = "console.login_failed";
     /// A deploy event (GitHub, GitLab, Flux) that matched no configured service.
     pub const DEPLOY_EVENT_UNROUTED: &str = "deploy_event.unrouted";
+    /// Flagger's `rollback` hook was answered 2xx: it rolls the canary back now.
+    pub const CANARY_ROLLBACK_TAKEN: &str = "canary_rollback.taken";
 }
 
 /// A record to append; the store gives it its sequence number and hashes.

@@ -155,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/gitlab", post(gitlab_webhook))
         .route("/webhooks/flux", post(flux_webhook))
         .route("/webhooks/flagger/events", post(flagger_events))
+        .route("/webhooks/flagger/rollback", post(flagger_rollback))
         .with_state(state)
 }
 
@@ -1059,6 +1060,69 @@ async fn flagger_events(
     let payload = flagger_payload(&state, query, &body)?;
     let parsed = flagger::parse(&payload).map_err(source_payload)?;
     receive_deploy_event(&state, Source::Flagger, parsed).await
+}
+
+/// `POST /webhooks/flagger/rollback`: Flagger's `rollback` hook, called on every analysis
+/// iteration. Answered 200 only when a person's rollback of this Canary is armed, and that
+/// answer takes it (exactly once per press, across replicas); otherwise 403, which Flagger
+/// (like its load tester's `/rollback/check`) reads as "do not roll back". 403 rather than
+/// a 5xx, because Flagger's HTTP client retries 5xx when the hook has `retries`.
+async fn flagger_rollback(
+    State(state): State<AppState>,
+    query: TokenQueryResult,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let payload = flagger_payload(&state, query, &body)?;
+    let (namespace, name) = (payload.namespace.trim(), payload.name.trim());
+    let taken = state
+        .bot
+        .store()
+        .take_canary_rollback(namespace, name, Utc::now())
+        .await
+        .map_err(ApiError::store)?;
+    let Some(taken) = taken else {
+        return Ok((
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({
+                "rollback": false,
+                "reason": format!("nobody asked breakwater to roll back canary {}", payload.canary()),
+            })),
+        )
+            .into_response());
+    };
+    let audit = state.bot.audit();
+    // Flagger acts on the answer: the audit record comes first. Should it fail, the
+    // request is armed again and the 503 leaves the canary running until Flagger's next
+    // iteration asks again, so the press is neither lost nor acted on unrecorded.
+    let appended = audit
+        .append(audit.entry(actions::CANARY_ROLLBACK_TAKEN).details(json!({
+            "namespace": taken.namespace,
+            "canary": taken.name,
+            "plan": taken.plan_id,
+            "requested_by": taken.requested_by,
+            "phase": payload.phase,
+        })))
+        .await;
+    if let Err(error) = appended {
+        let rearmed = crate::store::CanaryRollback {
+            taken_at: None,
+            ..taken
+        };
+        if let Err(rearm) = state.bot.store().arm_canary_rollback(&rearmed).await {
+            tracing::error!(canary = %payload.canary(), error = %rearm, "could not re-arm a canary rollback after its audit failed; the person must press again");
+        }
+        return Err(ApiError::store(error));
+    }
+    tracing::info!(canary = %payload.canary(), plan = %taken.plan_id, "answered Flagger's rollback hook 200: it rolls the canary back");
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({
+            "rollback": true,
+            "plan": taken.plan_id,
+            "requested_by": taken.requested_by,
+        })),
+    )
+        .into_response())
 }
 
 /// What every source does with a parsed delivery: a deploy is routed to its service and

@@ -337,3 +337,100 @@ async fn a_canary_in_progress_shows_its_phase_and_weight_in_the_alert_summary() 
         "{text}"
     );
 }
+
+/// A `rollback` hook call as Flagger's `CallWebhook` sends it: the hook's own metadata,
+/// no event fields.
+fn rollback_hook(namespace: &str, name: &str) -> serde_json::Value {
+    json!({
+        "name": name,
+        "namespace": namespace,
+        "phase": "Progressing",
+        "checksum": CHECKSUM,
+        "metadata": { "token": FLAGGER_TOKEN }
+    })
+}
+
+impl TestApp {
+    async fn call_rollback_hook(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/webhooks/flagger/rollback", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn arm_canary_rollback(&self, namespace: &str, name: &str) {
+        let now = Utc::now();
+        self.bot
+            .store()
+            .arm_canary_rollback(&breakwater::store::CanaryRollback {
+                namespace: namespace.into(),
+                name: name.into(),
+                plan_id: "plan-canary-1".into(),
+                requested_by: "console:ada".into(),
+                armed_at: now,
+                expires_at: now + Duration::minutes(15),
+                taken_at: None,
+            })
+            .await
+            .expect("arm");
+    }
+}
+
+#[tokio::test]
+async fn the_rollback_hook_is_answered_403_while_nobody_asked_for_a_rollback() {
+    let app = spawn_with_flagger().await;
+    let response = app
+        .call_rollback_hook(&rollback_hook("production", "checkout"))
+        .await;
+    assert_eq!(response.status(), 403);
+    let answer: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(answer["rollback"], false);
+}
+
+#[tokio::test]
+async fn an_armed_rollback_is_answered_200_to_exactly_one_of_two_concurrent_hook_calls() {
+    let app = spawn_with_flagger().await;
+    app.arm_canary_rollback("production", "checkout").await;
+    let body = rollback_hook("production", "checkout");
+    let (first, second) =
+        tokio::join!(app.call_rollback_hook(&body), app.call_rollback_hook(&body));
+    let mut statuses = [first.status().as_u16(), second.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 403]);
+    let later = app.call_rollback_hook(&body).await;
+    assert_eq!(later.status(), 403, "one press, one rollback");
+    let audited = app.audited("canary_rollback.taken").await;
+    assert_eq!(audited.len(), 1);
+    let details: serde_json::Value = serde_json::from_str(&audited[0].details).expect("details");
+    assert_eq!(details["plan"], "plan-canary-1");
+    assert_eq!(details["requested_by"], "console:ada");
+}
+
+#[tokio::test]
+async fn an_armed_rollback_answers_only_the_hook_of_its_own_canary() {
+    let app = spawn_with_flagger().await;
+    app.arm_canary_rollback("production", "checkout").await;
+    let other = app
+        .call_rollback_hook(&rollback_hook("staging", "checkout"))
+        .await;
+    assert_eq!(other.status(), 403);
+    let own = app
+        .call_rollback_hook(&rollback_hook("production", "checkout"))
+        .await;
+    assert_eq!(own.status(), 200);
+}
+
+#[tokio::test]
+async fn a_rollback_hook_call_with_a_wrong_token_is_refused_with_401_and_takes_nothing() {
+    let app = spawn_with_flagger().await;
+    app.arm_canary_rollback("production", "checkout").await;
+    let mut forged = rollback_hook("production", "checkout");
+    forged["metadata"]["token"] = json!("not-the-flagger-token-0123");
+    assert_eq!(app.call_rollback_hook(&forged).await.status(), 401);
+    let genuine = app
+        .call_rollback_hook(&rollback_hook("production", "checkout"))
+        .await;
+    assert_eq!(genuine.status(), 200);
+}
