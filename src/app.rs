@@ -94,13 +94,7 @@ impl Application {
             None => crate::store::connect(config.database.url.expose()).await?,
         };
         let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let sealer = AuditSealer::new(
-            config
-                .audit
-                .key
-                .as_ref()
-                .map(|key| key.expose().as_bytes().to_vec()),
-        );
+        let sealer = AuditSealer::from_config(&config.audit);
         let audit = AuditLog::new(store.clone(), sealer, clock.clone());
         let backends: Arc<dyn BackendDirectory> = match overrides.backends {
             Some(backends) => backends,

@@ -114,13 +114,7 @@ impl Demo {
         let store = crate::store::connect(config.database.url.expose()).await?;
         let audit = AuditLog::new(
             store.clone(),
-            AuditSealer::new(
-                config
-                    .audit
-                    .key
-                    .as_ref()
-                    .map(|key| key.expose().as_bytes().to_vec()),
-            ),
+            AuditSealer::from_config(&config.audit),
             Arc::new(SystemClock),
         );
         let incident = seed_history(&*store, &audit, Utc::now()).await?;

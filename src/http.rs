@@ -74,6 +74,20 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What the client is told, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Seconds to wait before retrying, for 503s.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
+    }
+
     /// Logs the cause and answers a generic 500.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "request failed");

@@ -23,6 +23,8 @@
 //!   HTTP endpoints; and the accept loop that serves it with connection limits.
 //! - [`metrics`]: the Prometheus metrics operators watch (alerts in, summaries out,
 //!   rollbacks and their outcomes, backend and HTTP latency), served at `/metrics`.
+//! - `sync`: taking in-memory locks, the one place that decides what a poisoned lock means.
+//! - `text`: cutting text to a size with `…`, for every platform limit.
 //!
 //! Data flows one way: adapters turn the outside world into core events, the core
 //! decides, adapters render the core's replies.
@@ -39,3 +41,5 @@ pub mod http;
 pub mod metrics;
 pub mod sources;
 pub mod store;
+mod sync;
+mod text;

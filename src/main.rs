@@ -352,13 +352,7 @@ async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     breakwater::app::install_tls_provider();
     // The error is already one line naming database.url, the cause and the fix.
     let store = breakwater::store::connect(config.database.url.expose()).await?;
-    let sealer = AuditSealer::new(
-        config
-            .audit
-            .key
-            .as_ref()
-            .map(|key| key.expose().as_bytes().to_vec()),
-    );
+    let sealer = AuditSealer::from_config(&config.audit);
     let log = AuditLog::new(store, sealer, std::sync::Arc::new(SystemClock));
     match command {
         AuditCommand::Verify(_) => {

@@ -87,30 +87,6 @@ pub(crate) fn is_web_link(raw: &str) -> bool {
         }
 }
 
-/// [`clip`] for a text already owned, which is returned as it is when short enough.
-pub(crate) fn clip_owned(text: String, max: usize) -> String {
-    if text.len() <= max {
-        text
-    } else {
-        clip(&text, max)
-    }
-}
-
-/// At most `max` characters of `text`, ending in `…` when something was cut.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        // No more bytes than allowed characters.
-        return text.to_owned();
-    }
-    match text.char_indices().nth(max) {
-        None => text.to_owned(),
-        Some(_) => {
-            let keep: String = text.chars().take(max.saturating_sub(1)).collect();
-            format!("{}…", keep.trim_end())
-        }
-    }
-}
-
 /// Byte offset of the next `<` or `[`, both ASCII and so always at a character boundary.
 fn next_link_start(text: &str) -> Option<usize> {
     text.bytes().position(|b| b == b'<' || b == b'[')
@@ -440,11 +416,5 @@ mod tests {
         assert!(!is_web_link("/relative/path"));
         assert!(!is_web_link("https:///no-host"));
         assert!(!is_web_link("https://example.com/a b"));
-    }
-
-    #[test]
-    fn clipping_counts_characters_and_marks_the_cut() {
-        assert_eq!(clip("héllo", 10), "héllo");
-        assert_eq!(clip("héllo wörld", 6), "héllo…");
     }
 }

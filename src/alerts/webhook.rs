@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 
-use super::markup::{clip, is_web_link};
+use super::markup::is_web_link;
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
+use crate::text::clip;
 
 /// Longest field path or problem text quoted back to the sender; label keys in paths come
 /// from the payload.

@@ -70,10 +70,7 @@ impl SimulatedBackend {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
-        // The records stay consistent even if a holder panicked: each update is one push.
-        self.calls
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.calls)
     }
 
     fn fails(&self) -> bool {

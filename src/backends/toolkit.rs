@@ -11,13 +11,7 @@ use crate::core::backend::{BackendError, BackendErrorKind, Outcome, ProgressFn};
 /// At most `max` characters of `text` with whitespace runs collapsed, so a backend's
 /// answer (an HTML error page, a stack trace) fits in a chat message.
 pub(crate) fn snippet(text: &str, max: usize) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.chars().count() <= max {
-        return collapsed;
-    }
-    let mut cut: String = collapsed.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    crate::text::clip_owned(text.split_whitespace().collect::<Vec<_>>().join(" "), max)
 }
 
 /// The causes of an error joined with `: `, without repeating lines, for messages that

@@ -146,10 +146,7 @@ impl ChatHub {
 
     /// Adds (or replaces) the adapter for its platform.
     pub fn register(&self, chat: Arc<dyn Chat>) {
-        let mut chats = self
-            .chats
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut chats = crate::sync::write(&self.chats);
         chats.retain(|existing| existing.platform() != chat.platform());
         chats.push(chat);
     }
@@ -161,9 +158,6 @@ impl ChatHub {
     }
 
     pub fn all(&self) -> Vec<Arc<dyn Chat>> {
-        self.chats
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        crate::sync::read(&self.chats).clone()
     }
 }

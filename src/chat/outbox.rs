@@ -33,7 +33,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -44,6 +44,7 @@ use tokio::time::Instant;
 
 use super::{ChatError, Lane};
 use crate::core::message::Platform;
+use crate::sync::lock;
 
 /// What one failed attempt means for the next one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,12 +105,6 @@ fn raise(gauge: Option<&Gauge>, now: usize) {
             .inner()
             .fetch_max(i64::try_from(now).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Outbox {

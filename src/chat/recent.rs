@@ -48,9 +48,7 @@ impl<T: Clone> RecentPresses<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(String, T, Instant)>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.entries)
     }
 }
 

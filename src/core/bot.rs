@@ -42,6 +42,7 @@ use crate::audit::{AuditLog, AuditQuery, actions};
 use crate::chat::{Chat, ChatHub, Lane};
 use crate::metrics::Metrics;
 use crate::store::{AlertGroup, DeployQuery, GroupThread, RecordedAlert, Store, StoreError};
+use crate::sync::lock;
 
 /// How much history commands read.
 const HISTORY_LIMIT: u32 = 200;
@@ -253,12 +254,6 @@ struct Inner {
     hold: AlertHold,
     private_replies: Mutex<PrivateReplies>,
     own_posts: Mutex<OwnPosts>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// At most this many plans keep their private replies for replacement, with at most

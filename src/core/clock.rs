@@ -27,27 +27,18 @@ impl ManualClock {
     }
 
     pub fn set(&self, at: DateTime<Utc>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+        *crate::sync::lock(&self.0) = at;
     }
 
     pub fn advance(&self, by: chrono::Duration) {
-        let mut now = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut now = crate::sync::lock(&self.0);
         *now += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        *crate::sync::lock(&self.0)
     }
 }
 

@@ -13,21 +13,13 @@ use super::message::{
 use super::repository::{ConsoleLinks, Repository, ServiceLinks};
 use super::rollback::{PlanId, PlanState, RollbackPlan};
 use super::summary::{DeployEntry, MAX_COMMITS, Summary, SummaryBody, human_span};
+use crate::text::clip;
 
 /// Buttons and labels stay within the platforms' limits (Slack 75, Discord 80).
 const MAX_LABEL: usize = 75;
 
 fn clock(at: DateTime<Utc>) -> String {
     at.format("%H:%M UTC").to_string()
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 fn severity_tone(severity: Severity) -> Tone {
@@ -51,7 +43,7 @@ pub fn alert_post(alert: &Alert, target: Option<&Target>) -> Message {
     }];
     if !alert.description.trim().is_empty() {
         sections.push(Section::Text {
-            text: RichText::new().plain(truncate(alert.description.trim(), 500)),
+            text: RichText::new().plain(clip(alert.description.trim(), 500)),
         });
     }
     let mut context = RichText::new().plain(format!(
@@ -297,7 +289,7 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                         .any(|c| c.remedy == Some(Remedy::DisableAutoSync))
                 {
                     actions.push(Action::Button {
-                            label: truncate(&format!("Disable auto-sync and roll back to {}", plan.to.version), MAX_LABEL),
+                            label: clip(&format!("Disable auto-sync and roll back to {}", plan.to.version), MAX_LABEL),
                             action: ButtonAction::new(ButtonKind::DisableAutoSyncAndRollback, plan.id),
                             style: ButtonStyle::Danger,
                             confirm: Some(Confirmation {
@@ -421,7 +413,7 @@ fn investigate_line(target: &Target, view: &SummaryView<'_>) -> Option<RichText>
 
 fn rollback_button(plan: &RollbackPlan) -> Action {
     Action::Button {
-        label: truncate(
+        label: clip(
             &format!("Roll back {} to {}", plan.target, plan.to.version),
             MAX_LABEL,
         ),
@@ -476,7 +468,7 @@ fn deploy_headline(entry: &DeployEntry, repository: Option<&Repository>) -> Rich
         line = line.plain(" · rollback");
     }
     if let Some(description) = &deploy.description {
-        line = line.plain(format!(" — {}", truncate(description, 120)));
+        line = line.plain(format!(" — {}", clip(description, 120)));
     }
     line
 }
@@ -511,7 +503,7 @@ pub fn deploy_details(deploy: &Deploy, repository: Option<&Repository>) -> Vec<R
     for change in deploy.changes.iter().take(MAX_COMMITS) {
         let mut line = commit_span(RichText::new(), &change.commit, 8, repository).plain(format!(
             " {}",
-            truncate(change.message.lines().next().unwrap_or(""), 100)
+            clip(change.message.lines().next().unwrap_or(""), 100)
         ));
         if let Some(author) = &change.author {
             line = line.plain(format!(" ({author})"));
@@ -881,7 +873,7 @@ mod tests {
     #[test]
     fn labels_are_truncated_to_platform_limits() {
         let long = "x".repeat(200);
-        assert_eq!(truncate(&long, MAX_LABEL).chars().count(), MAX_LABEL);
+        assert_eq!(clip(&long, MAX_LABEL).chars().count(), MAX_LABEL);
     }
 
     mod threads {

@@ -24,10 +24,7 @@ impl UnroutedNames {
     /// Whether `name` is seen for the first time (since it was last forgotten).
     pub fn first_time(&self, name: &str) -> bool {
         let key = name.trim().to_lowercase();
-        let mut guard = self
-            .seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = crate::sync::lock(&self.seen);
         let (set, order) = &mut *guard;
         if set.contains(&key) {
             return false;
@@ -52,21 +49,10 @@ pub fn service_labels_looked_at(labels: &BTreeMap<String, String>) -> Vec<(Strin
             labels
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(k, v)| (k.clone(), clip(v)))
+                .map(|(k, v)| (k.clone(), crate::text::clip(v.trim(), MAX_VALUE)))
         })
         .take(MAX_LABELS)
         .collect()
-}
-
-fn clip(value: &str) -> String {
-    let value = value.trim();
-    if value.chars().count() <= MAX_VALUE {
-        value.to_owned()
-    } else {
-        let mut clipped: String = value.chars().take(MAX_VALUE).collect();
-        clipped.push('…');
-        clipped
-    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, Rollback
 
 mod backup;
 mod canary;
+mod forward;
 mod lease;
 mod open;
 mod postgres;
@@ -119,7 +120,7 @@ pub fn log_unavailable(error: &StoreError) {
     use std::sync::Mutex;
     use std::time::Instant;
     static LAST: Mutex<Option<(Instant, u64)>> = Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut last = crate::sync::lock(&LAST);
     let now = Instant::now();
     match &mut *last {
         Some((at, suppressed)) if now.duration_since(*at) < OUTAGE_LOG_EVERY => {

@@ -184,6 +184,39 @@ async fn while_the_database_is_down_requests_get_503_naming_it_and_readyz_says_s
     outage.finish().await;
 }
 
+#[tokio::test]
+async fn while_the_database_is_down_console_pages_answer_503_with_retry_after_not_500() {
+    let hash = breakwater::chat::console::auth::hash_password("correct horse").expect("hash");
+    let options = AppOptions {
+        extra_config: format!(
+            "[console]\nusers = [{{ name = \"alice\", password_hash = \"{hash}\" }}]\n"
+        ),
+        ..AppOptions::default()
+    };
+    let Some(outage) = spawn_behind_proxy_with(options, None).await else {
+        return;
+    };
+    outage.proxy.cut();
+
+    let page = outage
+        .app
+        .http
+        .get(format!("{}/console", outage.app.address))
+        .header(
+            reqwest::header::COOKIE,
+            "bw_session=a-session-the-store-must-look-up",
+        )
+        .send()
+        .await
+        .expect("request");
+
+    assert_eq!(page.status(), 503);
+    assert!(page.headers().contains_key("retry-after"));
+    let html = page.text().await.expect("body");
+    assert!(html.contains("Service Unavailable"), "{html}");
+    outage.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_acknowledged_while_the_database_is_down_are_recorded_once_it_is_back() {
     let Some(outage) = spawn_behind_proxy(None).await else {

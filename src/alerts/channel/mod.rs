@@ -37,9 +37,10 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use regex::Regex;
 
-use super::markup::{clip, clip_owned, is_web_link, links, plain};
+use super::markup::{is_web_link, links, plain};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
 use crate::core::event::{Attachment, ChannelMessage};
+use crate::text::{clip, clip_owned};
 
 /// Person titles are the first line, cut to this many characters.
 const MAX_PERSON_TITLE: usize = 120;

@@ -289,9 +289,7 @@ struct Limiter {
 
 impl Limiter {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
-        self.failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.failures)
     }
 
     /// How long `key` must still wait, if it used up its failures.

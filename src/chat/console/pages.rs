@@ -34,7 +34,8 @@ use crate::core::bot::Bot;
 use crate::core::deploy::{Deploy, DeploySource, DeployStatus};
 use crate::core::event::{Press, Reply};
 use crate::core::message::{ButtonAction, MessageRef, Platform};
-use crate::store::{ConsoleMessage, ConsolePlace, DeployQuery};
+use crate::http::ApiError;
+use crate::store::{ConsoleMessage, ConsolePlace, DeployQuery, StoreError};
 
 /// Threads shown on the channel page.
 const THREADS_SHOWN: u32 = 50;
@@ -84,40 +85,49 @@ pub(crate) fn router(state: Shared) -> Router {
 
 // --- responses ------------------------------------------------------------------------------
 
-/// A refusal or failure, answered as a short page naming the reason.
+/// A refusal or failure, answered as a short page naming the reason. It is the API's
+/// error ([`ApiError`]) rendered as HTML, so a status, its `Retry-After` and the mapping of
+/// a database outage to 503 are decided in one place for JSON routes and pages alike.
 #[derive(Debug)]
-pub(crate) struct PageError {
-    status: StatusCode,
-    message: String,
-}
+pub(crate) struct PageError(ApiError);
 
 impl PageError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
+        Self(ApiError::new(status, message))
     }
 
     pub(crate) fn internal(error: impl std::fmt::Display) -> Self {
-        tracing::error!(%error, "console request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong on breakwater's side; the error is in its log.",
-        )
+        Self(ApiError::internal(error))
+    }
+
+    /// 503 with `Retry-After` while the database is unavailable, else a logged 500.
+    pub(crate) fn store(error: StoreError) -> Self {
+        Self(ApiError::store(error))
+    }
+}
+
+impl From<ApiError> for PageError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
     }
 }
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        let status = self.0.status();
         let mut body = Html::new();
         body.raw("<h1>")
-            .text(self.status.canonical_reason().unwrap_or("Error"))
+            .text(status.canonical_reason().unwrap_or("Error"))
             .raw("</h1><p role=\"alert\">")
-            .text(&self.message)
+            .text(self.0.message())
             .raw("</p><p><a href=\"/console\">Back to the console</a></p>");
-        let mut response = document(self.status, "Error", None, None, &body.into_string());
-        if self.status == StatusCode::UNAUTHORIZED {
+        let mut response = document(status, "Error", None, None, &body.into_string());
+        if let Some(seconds) = self.0.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Cookie realm=\"breakwater console\""),
@@ -260,7 +270,7 @@ impl Console {
                 "Sign in to the console first.",
             )
             .into_response()),
-            Err(error) => Err(PageError::internal(error).into_response()),
+            Err(error) => Err(PageError::store(error).into_response()),
         }
     }
 
@@ -398,7 +408,7 @@ async fn login(State(console): State<Shared>, request: Request) -> Response {
                 .actor(&viewer.actor())
                 .details(json!({ "client": client.map(|ip| ip.to_string()) }));
             if let Err(error) = audit.append(entry).await {
-                return PageError::internal(error).into_response();
+                return PageError::store(error).into_response();
             }
             let mut response = redirect("/console");
             for cookie in [
@@ -411,7 +421,7 @@ async fn login(State(console): State<Shared>, request: Request) -> Response {
             }
             response
         }
-        Err(SignInError::Store(error)) => PageError::internal(error).into_response(),
+        Err(SignInError::Store(error)) => PageError::store(error).into_response(),
         Err(error) => {
             let limited = matches!(error, SignInError::Limited(_));
             let entry = audit.entry(actions::CONSOLE_LOGIN_FAILED).details(json!({
@@ -420,7 +430,7 @@ async fn login(State(console): State<Shared>, request: Request) -> Response {
                 "reason": if limited { "rate_limited" } else { "wrong_credentials" },
             }));
             if let Err(error) = audit.append(entry).await {
-                return PageError::internal(error).into_response();
+                return PageError::store(error).into_response();
             }
             let (status, retry) = match error {
                 SignInError::Limited(seconds) => (StatusCode::TOO_MANY_REQUESTS, Some(seconds)),
@@ -457,7 +467,7 @@ async fn logout(State(console): State<Shared>, request: Request) -> Response {
             .delete_console_session(&auth::token_hash(token))
             .await
     {
-        return PageError::internal(error).into_response();
+        return PageError::store(error).into_response();
     }
     let mut response = redirect("/console/login");
     if let Ok(value) = HeaderValue::from_str(&console.auth.clear_session_cookie()) {
@@ -482,7 +492,7 @@ async fn channel(State(console): State<Shared>, request: Request) -> Response {
         .await
     {
         Ok(messages) => messages,
-        Err(error) => return PageError::internal(error).into_response(),
+        Err(error) => return PageError::store(error).into_response(),
     };
     let mut replies: BTreeMap<i64, Vec<&ConsoleMessage>> = BTreeMap::new();
     let mut roots = Vec::new();
@@ -582,7 +592,7 @@ async fn press_inner(console: &Console, body: Body, viewer: &Viewer) -> Result<i
         .store()
         .console_message(message_id)
         .await
-        .map_err(PageError::internal)?
+        .map_err(PageError::store)?
         .filter(|m| visible_to(m, &viewer.user))
         .ok_or_else(|| {
             PageError::new(
@@ -668,11 +678,11 @@ async fn deploys_page(console: &Console, parts: &Parts) -> Result<String, PageEr
     let groups = store
         .recent_alert_groups(ALERT_GROUPS_SHOWN)
         .await
-        .map_err(PageError::internal)?;
+        .map_err(PageError::store)?;
     let fired = store
         .recent_alert_groups_fired_at(ALERT_GROUPS_SHOWN)
         .await
-        .map_err(PageError::internal)?;
+        .map_err(PageError::store)?;
     let now = Utc::now();
     let mut main = Html::new();
     main.raw("<h1>Deploys</h1>");
@@ -706,7 +716,7 @@ async fn deploys_page(console: &Console, parts: &Parts) -> Result<String, PageEr
                 ..DeployQuery::default()
             })
             .await
-            .map_err(PageError::internal)?;
+            .map_err(PageError::store)?;
         let alerts: Vec<_> = groups
             .iter()
             .filter(|g| g.target.as_ref().is_some_and(|t| t.service == service.name))
@@ -890,8 +900,8 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
             ..audit_filter(&filter)
         })
         .await
-        .map_err(PageError::internal)?;
-    let report = log.verify().await.map_err(PageError::internal)?;
+        .map_err(PageError::store)?;
+    let report = log.verify().await.map_err(PageError::store)?;
     let mut main = Html::new();
     main.raw("<h1>Audit log</h1><div class=\"chain\" role=\"status\">");
     match &report.problem {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use serenity::all::{
     ClientBuilder, ConnectionStage, Context, Embed, EventHandler, GatewayError, GatewayIntents,
@@ -41,6 +42,7 @@ use crate::core::bot::Bot;
 use crate::core::event::{Attachment, ChannelMessage, MessageAuthor};
 use crate::core::message::{MessageRef, Platform};
 use crate::store::{DISCORD_GATEWAY_LEASE, Store};
+use crate::sync::lock;
 
 /// How long a gateway lease lasts without renewal: a dead holder's session is taken over
 /// this long after its last renewal (plus up to one [`LEASE_RENEW`]).
@@ -98,12 +100,6 @@ enum LeaseState {
     Held,
     /// The store could not be asked.
     Unknown(String),
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Session {
@@ -315,17 +311,22 @@ impl Gateway {
     /// the same refusal).
     async fn connect_while_held(&self, lost: CancellationToken) {
         let session = &self.handler.session;
-        let mut pause = Duration::from_secs(1);
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(300))
+            .without_max_times()
+            .with_jitter()
+            .build();
         while !session.has_failed() {
             match self.run_client(&lost).await {
                 ClientEnd::Stopped => return,
                 ClientEnd::Fatal(reason) => session.fail(reason),
                 ClientEnd::Retry => {
+                    let pause = pauses.next().unwrap_or(Duration::from_secs(300));
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
                         () = lost.cancelled() => return,
                     }
-                    pause = (pause * 2).min(Duration::from_secs(300));
                 }
             }
         }

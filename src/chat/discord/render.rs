@@ -11,6 +11,7 @@ use serenity::all::{
 };
 
 use crate::core::message::{Action, ButtonStyle, Message, RichText, Section, Span, Tone};
+use crate::text::clip;
 
 /// Discord's limits (https://discord.com/developers/docs/resources/message#embed-object-embed-limits).
 const CONTENT_LIMIT: usize = 2000;
@@ -283,16 +284,6 @@ pub(crate) fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-/// Cuts text to `max` characters, marking the cut.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 #[cfg(test)]

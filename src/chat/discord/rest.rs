@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use serenity::all::{ApplicationId, Http, HttpBuilder, HttpError};
 use tokio::sync::Semaphore;
 use url::Url;
@@ -168,9 +169,14 @@ impl Rest {
             Lane::Interactive => None,
         };
         let started = tokio::time::Instant::now();
-        let mut pause = self.retry.first_pause;
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(self.retry.first_pause)
+            .with_max_delay(self.retry.max_pause.max(self.retry.first_pause))
+            .without_max_times()
+            .build();
         let mut transient_failures = 0;
         loop {
+            let pause = pauses.next().unwrap_or(self.retry.max_pause);
             let failure = match call().await {
                 Ok(value) => return Ok(value),
                 Err(error) => classify(error),
@@ -195,7 +201,6 @@ impl Rest {
                 }
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(self.retry.max_pause);
         }
     }
 }

@@ -4,7 +4,7 @@
 //! are cached briefly: a membership change takes effect within [`MEMBERS_TTL`].
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::web::Web;
 use crate::core::message::Platform;
 use crate::core::policy::{Actor, Policy, Principal};
+use crate::sync::lock;
 
 const NAMES_TTL: Duration = Duration::from_secs(3600);
 pub(crate) const MEMBERS_TTL: Duration = Duration::from_secs(60);
@@ -23,12 +24,6 @@ pub(crate) struct Identity {
     usergroups: Vec<String>,
     names: Mutex<HashMap<String, (String, Instant)>>,
     members: Mutex<HashMap<String, (HashSet<String>, Instant)>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The user group ids a policy grants anything to.

@@ -23,7 +23,7 @@ mod socket;
 mod web;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,6 +45,7 @@ use crate::config::{ServiceConfig, SlackConfig, SlackMode};
 use crate::core::bot::Bot;
 use crate::core::deploy::ServiceName;
 use crate::core::message::{Message, MessageRef, Platform, PrivateReply};
+use crate::sync::lock;
 
 pub use self::http::{SignatureError, sign, verify_signature};
 
@@ -267,12 +268,6 @@ struct Edits {
     /// Callers still waiting or sending; the entry lives until the last one is done.
     waiting: usize,
     content: Option<SlackMessageContent>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Slack as the core sees it: post, reply in a thread, update.

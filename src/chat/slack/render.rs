@@ -7,6 +7,7 @@
 use slack_morphism::prelude::*;
 
 use crate::core::message::{Action, ButtonStyle, Message, RichText, Section, Span};
+use crate::text::clip;
 
 /// Block Kit limits (https://docs.slack.dev/reference/block-kit/blocks).
 const MAX_HEADER: usize = 150;
@@ -208,15 +209,6 @@ pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut clipped: String = text.chars().take(max.saturating_sub(1)).collect();
-    clipped.push('…');
-    clipped
 }
 
 #[cfg(test)]
