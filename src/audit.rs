@@ -54,6 +54,8 @@ pub mod actions {
     pub const DEPLOY_EVENT_UNROUTED: &str = "deploy_event.unrouted";
     /// A watched ConfigMap or Secret changed in place (Kubernetes `watch_config`).
     pub const CONFIG_CHANGE_RECORDED: &str = "config_change.recorded";
+    /// Flagger's `rollback` hook was answered 2xx: it rolls the canary back now.
+    pub const CANARY_ROLLBACK_TAKEN: &str = "canary_rollback.taken";
 }
 
 /// A record to append; the store gives it its sequence number and hashes.

@@ -467,6 +467,12 @@ pub struct SourcesConfig {
     /// `sources.flux.environment`: the environment of the cluster Flux runs in, for events
     /// whose namespace names none of the service's environments.
     pub flux_environment: Option<Environment>,
+    /// `sources.flagger.token`: the token Flagger presents on `POST /webhooks/flagger/events`
+    /// and `/webhooks/flagger/rollback` (`?token=` in the URL or `metadata.token`).
+    pub flagger_token: Option<Secret>,
+    /// `sources.flagger.environment`: the environment of the cluster Flagger runs in, for
+    /// Canaries whose namespace names none of the service's environments.
+    pub flagger_environment: Option<Environment>,
 }
 
 /// A service's names in deploy events (`[[services]]` keys). Flux keys are `NAME` or
@@ -479,6 +485,8 @@ pub struct ServiceSources {
     pub gitlab_project: Option<String>,
     pub flux_kustomization: Option<String>,
     pub flux_helmrelease: Option<String>,
+    /// `flagger_canary = "NAMESPACE/NAME"`: the Flagger Canary that deploys the service.
+    pub flagger_canary: Option<String>,
 }
 
 impl Config {
@@ -695,6 +703,7 @@ struct RawService {
     gitlab_project: Option<String>,
     flux_kustomization: Option<String>,
     flux_helmrelease: Option<String>,
+    flagger_canary: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -807,6 +816,13 @@ struct RawSources {
     github: Option<RawSecretSource>,
     gitlab: Option<RawTokenSource>,
     flux: Option<RawFluxSource>,
+    flagger: Option<RawFlaggerSource>,
+}
+
+#[derive(Deserialize)]
+struct RawFlaggerSource {
+    token: toml::Value,
+    environment: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -2253,11 +2269,27 @@ impl<'a> Validator<'a> {
                 (secret, environment)
             }
         };
+        let (flagger_token, flagger_environment) = match raw.flagger {
+            None => (None, None),
+            Some(flagger) => {
+                let token = self.long_secret("sources.flagger.token", &flagger.token);
+                let environment = flagger.environment.and_then(|raw| {
+                    Environment::parse(&raw)
+                        .map_err(|error| {
+                            self.problem("sources.flagger.environment", error.to_string())
+                        })
+                        .ok()
+                });
+                (token, environment)
+            }
+        };
         SourcesConfig {
             github_secret,
             gitlab_token,
             flux_secret,
             flux_environment,
+            flagger_token,
+            flagger_environment,
         }
     }
 
@@ -2274,7 +2306,8 @@ impl<'a> Validator<'a> {
         Some(secret)
     }
 
-    /// `github_repository`, `gitlab_project`, `flux_kustomization`, `flux_helmrelease`.
+    /// `github_repository`, `gitlab_project`, `flux_kustomization`, `flux_helmrelease`,
+    /// `flagger_canary`.
     fn service_sources(&mut self, path: &str, raw: &RawService) -> ServiceSources {
         let check = |v: &mut Self, key: &str, value: &Option<String>, shape: Shape| {
             let value = value.as_deref()?.trim();
@@ -2330,6 +2363,12 @@ impl<'a> Validator<'a> {
                 &raw.flux_helmrelease,
                 Shape::FluxObject,
             ),
+            flagger_canary: check(
+                self,
+                "flagger_canary",
+                &raw.flagger_canary,
+                Shape::FluxObject,
+            ),
         }
     }
 
@@ -2363,6 +2402,12 @@ impl<'a> Validator<'a> {
                     keys.flux_helmrelease.is_some(),
                     sources.flux_secret.is_some(),
                     "sources.flux.secret",
+                ),
+                (
+                    "flagger_canary",
+                    keys.flagger_canary.is_some(),
+                    sources.flagger_token.is_some(),
+                    "sources.flagger.token",
                 ),
             ] {
                 if set && !source_on {

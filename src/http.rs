@@ -168,6 +168,8 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/github", post(github_webhook))
         .route("/webhooks/gitlab", post(gitlab_webhook))
         .route("/webhooks/flux", post(flux_webhook))
+        .route("/webhooks/flagger/events", post(flagger_events))
+        .route("/webhooks/flagger/rollback", post(flagger_rollback))
         .with_state(state)
 }
 
@@ -601,6 +603,7 @@ fn validate_report(
         status: carried_status,
         changes: (!deploy.changes.is_empty()).then(|| deploy.changes.clone()),
         config_changes: (!deploy.config_changes.is_empty()).then(|| deploy.config_changes.clone()),
+        description_is_progress: false,
     };
     Ok(ValidReport {
         deploy,
@@ -670,13 +673,17 @@ async fn record_report(
     now: DateTime<Utc>,
 ) -> Result<crate::store::RecordedDeploy, ApiError> {
     let existing = recorded_deploy_for(state, report).await?;
+    let mut progress = report.update.description_is_progress;
     let (to_record, changed) = match &existing {
         None => (report.deploy.clone(), Vec::new()),
         Some(existing) => {
             let mut update = report.update.clone();
             if report.from_event_stream && existing.status != DeployStatus::Started {
                 if update.status == Some(DeployStatus::Started) {
+                    // A late progress event says nothing about a finished deploy.
                     update.status = None;
+                    update.description_is_progress = false;
+                    progress = false;
                 }
                 if update.status == Some(existing.status) {
                     update.finished_at = None;
@@ -687,12 +694,26 @@ async fn record_report(
                 .map_err(|e| ApiError::unprocessable(e.to_string()))?
         }
     };
-    let recorded = state
+    let mut recorded = state
         .bot
         .store()
         .record_deploy(&to_record)
         .await
         .map_err(ApiError::store)?;
+    // The store only fills an empty description; a progress text replaces the last one.
+    if let Some(description) = to_record.description.as_deref()
+        && progress
+        && !recorded.created
+        && recorded.deploy.description.as_deref() != Some(description)
+    {
+        state
+            .bot
+            .store()
+            .set_deploy_description(recorded.id, description)
+            .await
+            .map_err(ApiError::store)?;
+        recorded.deploy.description = Some(description.to_owned());
+    }
     let audit = state.bot.audit();
     if recorded.created {
         audit
@@ -1002,6 +1023,122 @@ async fn flux_webhook(
     receive_deploy_event(&state, Source::Flux, parsed).await
 }
 
+/// `?token=` on a Flagger webhook URL.
+#[derive(Debug, Default, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+type TokenQueryResult = Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>;
+
+/// Reads and authenticates a Flagger payload: the token from the URL is checked before
+/// the body is parsed; a token only in the metadata after (the body is bounded by the
+/// router's limit).
+fn flagger_payload(
+    state: &AppState,
+    query: TokenQueryResult,
+    body: &[u8],
+) -> Result<crate::sources::flagger::Payload, ApiError> {
+    use crate::sources::{Source, flagger};
+    let token = source_secret(&state.config.sources.flagger_token, Source::Flagger)?;
+    // An unreadable query carries no token; the refusal says the token is missing.
+    let from_query = query.ok().and_then(|Query(query)| query.token);
+    let payload = match flagger::Payload::read(body) {
+        Ok(payload) => payload,
+        Err(error) => {
+            // Whoever cannot present the token learns nothing about the payload's shape.
+            source_authenticated(
+                state,
+                Source::Flagger,
+                flagger::verify(from_query.as_deref(), None, token),
+            )?;
+            return Err(source_payload(error));
+        }
+    };
+    source_authenticated(
+        state,
+        Source::Flagger,
+        flagger::verify(from_query.as_deref(), payload.metadata_token(), token),
+    )?;
+    Ok(payload)
+}
+
+/// `POST /webhooks/flagger/events`: Flagger's event webhook, recorded as the canary run's
+/// deploy.
+async fn flagger_events(
+    State(state): State<AppState>,
+    query: TokenQueryResult,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use crate::sources::{Source, flagger};
+    let payload = flagger_payload(&state, query, &body)?;
+    let parsed = flagger::parse(&payload).map_err(source_payload)?;
+    receive_deploy_event(&state, Source::Flagger, parsed).await
+}
+
+/// `POST /webhooks/flagger/rollback`: Flagger's `rollback` hook, called on every analysis
+/// iteration. Answered 200 only when a person's rollback of this Canary is armed, and that
+/// answer takes it (exactly once per press, across replicas); otherwise 403, which Flagger
+/// (like its load tester's `/rollback/check`) reads as "do not roll back". 403 rather than
+/// a 5xx, because Flagger's HTTP client retries 5xx when the hook has `retries`.
+async fn flagger_rollback(
+    State(state): State<AppState>,
+    query: TokenQueryResult,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let payload = flagger_payload(&state, query, &body)?;
+    let (namespace, name) = (payload.namespace.trim(), payload.name.trim());
+    let taken = state
+        .bot
+        .store()
+        .take_canary_rollback(namespace, name, Utc::now())
+        .await
+        .map_err(ApiError::store)?;
+    let Some(taken) = taken else {
+        return Ok((
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({
+                "rollback": false,
+                "reason": format!("nobody asked breakwater to roll back canary {}", payload.canary()),
+            })),
+        )
+            .into_response());
+    };
+    let audit = state.bot.audit();
+    // Flagger acts on the answer: the audit record comes first. Should it fail, the
+    // request is armed again and the 503 leaves the canary running until Flagger's next
+    // iteration asks again, so the press is neither lost nor acted on unrecorded.
+    let appended = audit
+        .append(audit.entry(actions::CANARY_ROLLBACK_TAKEN).details(json!({
+            "namespace": taken.namespace,
+            "canary": taken.name,
+            "plan": taken.plan_id,
+            "requested_by": taken.requested_by,
+            "phase": payload.phase,
+        })))
+        .await;
+    if let Err(error) = appended {
+        let rearmed = crate::store::CanaryRollback {
+            taken_at: None,
+            ..taken
+        };
+        if let Err(rearm) = state.bot.store().arm_canary_rollback(&rearmed).await {
+            tracing::error!(canary = %payload.canary(), error = %rearm, "could not re-arm a canary rollback after its audit failed; the person must press again");
+        }
+        return Err(ApiError::store(error));
+    }
+    tracing::info!(canary = %payload.canary(), plan = %taken.plan_id, "answered Flagger's rollback hook 200: it rolls the canary back");
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({
+            "rollback": true,
+            "plan": taken.plan_id,
+            "requested_by": taken.requested_by,
+        })),
+    )
+        .into_response())
+}
+
 /// What every source does with a parsed delivery: a deploy is routed to its service and
 /// recorded like a deploy report; an event that routes nowhere is audited and counted
 /// (never dropped silently) and answered 202 with the setting to add; anything else is
@@ -1063,6 +1200,7 @@ async fn receive_deploy_event(
     let mut report = validate_report(&state.config, report, now)?;
     report.match_by_start = event.identity == crate::sources::Identity::SameStart;
     report.from_event_stream = true;
+    report.update.description_is_progress = source.reports_progress();
     let recorded = record_report(state, &report, source.as_str(), now).await?;
     Ok(recorded_response(&recorded))
 }

@@ -365,6 +365,9 @@ pub struct DeployUpdate {
     /// `None` (or an empty list in a report) keeps the recorded list.
     pub changes: Option<Vec<Change>>,
     pub config_changes: Option<Vec<ConfigChange>>,
+    /// The description says how far the deploy has got (a Flagger canary's phase and
+    /// weight), so a later report replaces it instead of only filling it.
+    pub description_is_progress: bool,
 }
 
 /// One field an update changed, as the audit log shows it: `field: old → new`.
@@ -418,8 +421,21 @@ impl Deploy {
         );
         text("commit", &mut next.commit, &update.commit);
         text("author", &mut next.author, &update.author);
-        text("description", &mut next.description, &update.description);
+        if !update.description_is_progress {
+            text("description", &mut next.description, &update.description);
+        }
         text("url", &mut next.url, &update.url);
+        if update.description_is_progress
+            && update.description.is_some()
+            && update.description != next.description
+        {
+            changed.push(FieldChange {
+                field: "description",
+                old: next.description.clone(),
+                new: update.description.clone(),
+            });
+            next.description = update.description.clone();
+        }
         if let Some(status) = update.status
             && status != next.status
         {
@@ -537,6 +553,24 @@ mod tests {
                 new: Some("succeeded".into()),
             }]
         );
+    }
+
+    #[test]
+    fn a_progress_description_is_replaced_and_another_only_filled() {
+        let mut deploy = recorded(None, DeployStatus::Started);
+        deploy.description = Some("canary Progressing, 10 % of traffic".into());
+        let mut update = DeployUpdate {
+            description: Some("canary Progressing, 20 % of traffic".into()),
+            ..DeployUpdate::default()
+        };
+        let now = time("2026-11-26T10:07:00Z");
+        let (kept, changed) = deploy.updated(&update, now).expect("applies");
+        assert_eq!(kept.description, deploy.description);
+        assert!(changed.is_empty());
+        update.description_is_progress = true;
+        let (next, changed) = deploy.updated(&update, now).expect("applies");
+        assert_eq!(next.description, update.description);
+        assert_eq!(changed.len(), 1);
     }
 
     #[test]

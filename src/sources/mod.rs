@@ -1,18 +1,21 @@
 //! Deploy events from the systems teams already run: GitHub `deployment` and
 //! `deployment_status` webhooks ([`github`]), GitLab deployment events ([`gitlab`]) and the
-//! Flux notification-controller's `generic-hmac` provider ([`flux`]). (Argo CD needs no
-//! parser: its notifications template posts to `POST /api/v1/deploys`.)
+//! Flux notification-controller's `generic-hmac` provider ([`flux`]), Flagger's event webhook
+//! ([`flagger`]). (Argo CD needs no parser: its notifications template posts to
+//! `POST /api/v1/deploys`.)
 //!
 //! Each module checks the sender's signature or token (`verify`, before the body is read)
 //! and parses one delivery into a [`Parsed`]: a deploy event, something that is not a deploy (answered 202 with the reason,
 //! so the sender does not retry it), or GitHub's ping. [`route`] then maps the names the
 //! event carries to a configured service and environment: the explicit `[[services]]` keys
-//! (`github_repository`, `gitlab_project`, `flux_kustomization`, `flux_helmrelease`) first,
+//! (`github_repository`, `gitlab_project`, `flux_kustomization`, `flux_helmrelease`,
+//! `flagger_canary`) first,
 //! then the service's name or aliases. An event that maps to nothing is [`Unrouted`]: the
 //! HTTP layer audits and counts it instead of dropping it. Nothing here knows HTTP
 //! frameworks; `http.rs` wires the routes and records deploys the way
 //! `POST /api/v1/deploys` does.
 
+pub mod flagger;
 pub mod flux;
 pub mod github;
 pub mod gitlab;
@@ -33,6 +36,7 @@ pub enum Source {
     Github,
     Gitlab,
     Flux,
+    Flagger,
 }
 
 impl Source {
@@ -41,6 +45,7 @@ impl Source {
             Self::Github => "github",
             Self::Gitlab => "gitlab",
             Self::Flux => "flux",
+            Self::Flagger => "flagger",
         }
     }
 
@@ -50,7 +55,14 @@ impl Source {
             Self::Github => "GitHub",
             Self::Gitlab => "GitLab",
             Self::Flux => "Flux",
+            Self::Flagger => "Flagger",
         }
+    }
+
+    /// Whether the source's descriptions say how far a deploy has got (a canary's phase and
+    /// weight), so each event replaces the last one's.
+    pub fn reports_progress(self) -> bool {
+        self == Self::Flagger
     }
 
     /// The setting that turns the source on.
@@ -59,6 +71,7 @@ impl Source {
             Self::Github => "sources.github.secret",
             Self::Gitlab => "sources.gitlab.token",
             Self::Flux => "sources.flux.secret",
+            Self::Flagger => "sources.flagger.token",
         }
     }
 }
@@ -68,6 +81,9 @@ impl Source {
 pub enum AuthError {
     #[error("missing {0} header")]
     Missing(&'static str),
+    /// A credential that is not a header (Flagger's token).
+    #[error("missing {0}")]
+    Absent(&'static str),
     #[error("{0} is not sha256=<64 hex digits>")]
     Malformed(&'static str),
     #[error("invalid {0}")]
@@ -115,6 +131,8 @@ pub enum Subject {
         namespace: String,
         name: String,
     },
+    /// A Flagger Canary.
+    FlaggerCanary { namespace: String, name: String },
 }
 
 impl Subject {
@@ -123,7 +141,7 @@ impl Subject {
     fn short_name(&self) -> &str {
         match self {
             Self::Repository(path) => path.rsplit('/').next().unwrap_or(path),
-            Self::FluxObject { name, .. } => name,
+            Self::FluxObject { name, .. } | Self::FlaggerCanary { name, .. } => name,
         }
     }
 }
@@ -161,6 +179,11 @@ impl DeployEvent {
                 name,
             } => serde_json::json!({
                 "kind": kind.as_str(),
+                "namespace": namespace,
+                "name": name,
+            }),
+            Subject::FlaggerCanary { namespace, name } => serde_json::json!({
+                "kind": "Canary",
                 "namespace": namespace,
                 "name": name,
             }),
@@ -221,6 +244,7 @@ pub fn route(config: &Config, event: &DeployEvent) -> Result<Routed, Unrouted> {
     let known = service.known();
     let from_flux_setting = match event.source {
         Source::Flux => config.sources.flux_environment.as_ref(),
+        Source::Flagger => config.sources.flagger_environment.as_ref(),
         Source::Github | Source::Gitlab => None,
     };
     let environment = [
@@ -267,18 +291,35 @@ fn explicit_match(service: &ServiceConfig, event: &DeployEvent) -> Option<Option
                 flux::Kind::Kustomization => keys.flux_kustomization.as_ref(),
                 flux::Kind::HelmRelease => keys.flux_helmrelease.as_ref(),
             }?;
-            let qualified = format!("{namespace}/{name}");
-            let mut matching = service.environments.iter().filter(|env| {
-                let expected = service.setting(&Some(pattern.clone()), env, "");
-                expected.eq_ignore_ascii_case(name) || expected.eq_ignore_ascii_case(&qualified)
-            });
-            let first = matching.next()?.clone();
-            // Without `{environment}` every environment expands alike: the key names the
-            // service only.
-            Some(pattern.contains("{environment}").then_some(first))
+            object_match(service, pattern, namespace, name)
         }
-        (Subject::Repository(_), Source::Flux) => None,
+        (Subject::FlaggerCanary { namespace, name }, _) => {
+            let pattern = keys.flagger_canary.as_ref()?;
+            object_match(service, pattern, namespace, name)
+        }
+        (Subject::Repository(_), Source::Flux | Source::Flagger) => None,
     }
+}
+
+/// Whether a Kubernetes object key (`NAME` or `NAMESPACE/NAME`, with `{service}` and
+/// `{environment}`) of `service` names the object; with the environment it names when
+/// the key has an `{environment}` placeholder.
+fn object_match(
+    service: &ServiceConfig,
+    pattern: &str,
+    namespace: &str,
+    name: &str,
+) -> Option<Option<Environment>> {
+    let qualified = format!("{namespace}/{name}");
+    let pattern = pattern.to_owned();
+    let mut matching = service.environments.iter().filter(|env| {
+        let expected = service.setting(&Some(pattern.clone()), env, "");
+        expected.eq_ignore_ascii_case(name) || expected.eq_ignore_ascii_case(&qualified)
+    });
+    let first = matching.next()?.clone();
+    // Without `{environment}` every environment expands alike: the key names the
+    // service only.
+    Some(pattern.contains("{environment}").then_some(first))
 }
 
 fn no_service(event: &DeployEvent) -> Unrouted {
@@ -298,6 +339,9 @@ fn no_service(event: &DeployEvent) -> Unrouted {
         ) => format!(
             "no [[services]] entry has {} = \"{namespace}/{name}\" (or \"{name}\") and no service or alias is named \"{name}\"",
             kind.service_key()
+        ),
+        (Subject::FlaggerCanary { namespace, .. }, _) => format!(
+            "no [[services]] entry has flagger_canary = \"{namespace}/{name}\" (or \"{name}\") and no service or alias is named \"{name}\""
         ),
     };
     Unrouted { reason }
@@ -325,6 +369,9 @@ fn no_environment(service: &ServiceConfig, event: &DeployEvent) -> Unrouted {
     let fix = match event.source {
         Source::Flux => {
             "; name the environment in the service's flux key with {environment} or set sources.flux.environment"
+        }
+        Source::Flagger => {
+            "; name the environment in the service's flagger_canary key with {environment} or set sources.flagger.environment"
         }
         Source::Github | Source::Gitlab => "; name the environment like one of them",
     };

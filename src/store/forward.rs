@@ -16,6 +16,31 @@ macro_rules! impl_store {
                 Q::ping(&mut *self.read().await?).await
             }
 
+            async fn set_deploy_description(&self, id: i64, description: &str) -> StoreResult<()> {
+                Q::set_deploy_description(&mut *self.write().await?, id, description).await
+            }
+
+            async fn arm_canary_rollback(&self, rollback: &super::CanaryRollback) -> StoreResult<()> {
+                Q::arm_canary_rollback(&mut *self.write().await?, rollback).await
+            }
+
+            async fn take_canary_rollback(
+                &self,
+                namespace: &str,
+                name: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<super::CanaryRollback>> {
+                Q::take_canary_rollback(&mut *self.write().await?, namespace, name, now).await
+            }
+
+            async fn canary_rollback(
+                &self,
+                namespace: &str,
+                name: &str,
+            ) -> StoreResult<Option<super::CanaryRollback>> {
+                Q::canary_rollback(&mut *self.read().await?, namespace, name).await
+            }
+
             async fn deploys(&self, query: &DeployQuery) -> StoreResult<Vec<Deploy>> {
                 Q::deploys(&mut *self.read().await?, query).await
             }

@@ -20,6 +20,7 @@ use crate::core::message::{Message, MessageRef};
 use crate::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 
 mod backup;
+mod canary;
 mod config_snapshots;
 mod forward;
 mod lease;
@@ -29,6 +30,7 @@ mod sql;
 mod sqlite;
 
 pub use backup::{BackupError, backup_sqlite};
+pub use canary::CanaryRollback;
 pub use config_snapshots::{ConfigObject, ConfigSnapshot, SNAPSHOTS_KEPT};
 pub use lease::DISCORD_GATEWAY_LEASE;
 pub use open::{
@@ -264,6 +266,28 @@ pub trait Store: Send + Sync {
     /// status and finished_at are set as given (callers apply a report to the recorded
     /// deploy first, see `Deploy::updated`), fields that were empty are filled.
     async fn record_deploy(&self, deploy: &Deploy) -> StoreResult<RecordedDeploy>;
+
+    /// Replaces a deploy's description: a source whose description says how far the
+    /// deploy has got (a Flagger canary's phase and weight).
+    async fn set_deploy_description(&self, id: i64, description: &str) -> StoreResult<()>;
+
+    /// Arms a rollback of a Flagger Canary, replacing one still armed for it.
+    async fn arm_canary_rollback(&self, rollback: &CanaryRollback) -> StoreResult<()>;
+
+    /// Takes the Canary's armed, unexpired rollback: exactly one caller gets it.
+    async fn take_canary_rollback(
+        &self,
+        namespace: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<CanaryRollback>>;
+
+    /// The Canary's latest rollback request, armed or taken.
+    async fn canary_rollback(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> StoreResult<Option<CanaryRollback>>;
 
     /// Newest first by start time.
     async fn deploys(&self, query: &DeployQuery) -> StoreResult<Vec<Deploy>>;

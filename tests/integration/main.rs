@@ -22,6 +22,7 @@ mod deploy_manifests;
 mod discord;
 #[cfg(feature = "discord")]
 mod discord_gateway;
+mod flagger;
 mod incident;
 mod operations;
 mod outage;

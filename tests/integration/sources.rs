@@ -578,6 +578,8 @@ async fn a_source_that_is_not_configured_answers_404_naming_its_key() {
         ("/webhooks/github", "sources.github.secret"),
         ("/webhooks/gitlab", "sources.gitlab.token"),
         ("/webhooks/flux", "sources.flux.secret"),
+        ("/webhooks/flagger/events", "sources.flagger.token"),
+        ("/webhooks/flagger/rollback", "sources.flagger.token"),
     ] {
         let response = app
             .http

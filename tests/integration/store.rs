@@ -16,8 +16,8 @@ use breakwater::core::message::{Message, MessageRef, Platform};
 use breakwater::core::policy::{Actor, Principal};
 use breakwater::core::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 use breakwater::store::{
-    self, ConfigObject, ConfigSnapshot, ConsolePlace, ConsoleSession, DeployQuery, GroupThread,
-    PostgresStore, SqliteStore, Store, StoreError,
+    self, CanaryRollback, ConfigObject, ConfigSnapshot, ConsolePlace, ConsoleSession, DeployQuery,
+    GroupThread, PostgresStore, SqliteStore, Store, StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
@@ -237,6 +237,10 @@ store_tests!(
     an_incident_history_over_its_limit_keeps_the_newest_records,
     a_config_snapshot_is_kept_once_per_resource_version,
     only_the_newest_config_snapshots_of_an_object_are_kept,
+    an_armed_canary_rollback_is_taken_once,
+    an_armed_canary_rollback_is_taken_by_exactly_one_of_concurrent_hooks,
+    an_expired_canary_rollback_is_not_taken,
+    a_new_press_re_arms_a_taken_canary_rollback,
 );
 
 // --- fixtures --------------------------------------------------------------------------------
@@ -2180,6 +2184,124 @@ async fn a_released_lease_is_free_at_once(db: &mut TestStore) {
             .await
             .expect("take")
     );
+}
+
+// --- Flagger canary rollbacks ----------------------------------------------------------------
+
+fn canary_rollback(plan: &str, armed: i64, expires: i64) -> CanaryRollback {
+    CanaryRollback {
+        namespace: "production".into(),
+        name: "checkout".into(),
+        plan_id: plan.into(),
+        requested_by: "slack:U0ADA".into(),
+        armed_at: at(armed),
+        expires_at: at(expires),
+        taken_at: None,
+    }
+}
+
+async fn an_armed_canary_rollback_is_taken_once(db: &mut TestStore) {
+    let store = &db.store;
+    assert_eq!(
+        store
+            .take_canary_rollback("production", "checkout", at(0))
+            .await
+            .expect("take"),
+        None,
+        "nothing is armed before a press"
+    );
+    store
+        .arm_canary_rollback(&canary_rollback("plan-1", 0, 30))
+        .await
+        .expect("arm");
+    assert_eq!(
+        store
+            .take_canary_rollback("staging", "checkout", at(1))
+            .await
+            .expect("take other namespace"),
+        None
+    );
+    let taken = store
+        .take_canary_rollback("production", "checkout", at(1))
+        .await
+        .expect("take")
+        .expect("armed");
+    assert_eq!(taken.plan_id, "plan-1");
+    assert_eq!(taken.taken_at, Some(at(1)));
+    assert_eq!(
+        store
+            .take_canary_rollback("production", "checkout", at(2))
+            .await
+            .expect("take again"),
+        None
+    );
+    let recorded = store
+        .canary_rollback("production", "checkout")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(recorded.taken_at, Some(at(1)));
+}
+
+async fn an_armed_canary_rollback_is_taken_by_exactly_one_of_concurrent_hooks(db: &mut TestStore) {
+    db.store
+        .arm_canary_rollback(&canary_rollback("plan-1", 0, 30))
+        .await
+        .expect("arm");
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(db.another().await);
+    }
+    let attempts = stores.iter().map(|store| async move {
+        store
+            .take_canary_rollback("production", "checkout", at(1))
+            .await
+    });
+    let taken: Vec<bool> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("take").is_some())
+        .collect();
+    assert_eq!(taken.iter().filter(|t| **t).count(), 1, "{taken:?}");
+}
+
+async fn an_expired_canary_rollback_is_not_taken(db: &mut TestStore) {
+    db.store
+        .arm_canary_rollback(&canary_rollback("plan-1", 0, 30))
+        .await
+        .expect("arm");
+    assert_eq!(
+        db.store
+            .take_canary_rollback("production", "checkout", at(30))
+            .await
+            .expect("take"),
+        None
+    );
+}
+
+async fn a_new_press_re_arms_a_taken_canary_rollback(db: &mut TestStore) {
+    db.store
+        .arm_canary_rollback(&canary_rollback("plan-1", 0, 30))
+        .await
+        .expect("arm");
+    assert!(
+        db.store
+            .take_canary_rollback("production", "checkout", at(1))
+            .await
+            .expect("take")
+            .is_some()
+    );
+    db.store
+        .arm_canary_rollback(&canary_rollback("plan-2", 40, 70))
+        .await
+        .expect("re-arm");
+    let taken = db
+        .store
+        .take_canary_rollback("production", "checkout", at(41))
+        .await
+        .expect("take")
+        .expect("armed again");
+    assert_eq!(taken.plan_id, "plan-2");
 }
 
 /// Several replicas starting at once on a fresh database: sqlx's PostgreSQL migrator
