@@ -1578,15 +1578,25 @@ async fn the_demo_thread_links_an_incident_timeline_a_newcomer_can_open() {
     };
     let session = app.sign_in("demo", &password).await;
     let html = app.wait_for(&session, "Incident timeline").await;
-    let link = Regex::new(r#"href="([^"]+/console/incidents/\d+)"[^>]*>Incident timeline<"#)
-        .expect("regex")
-        .captures(&html)
-        .unwrap_or_else(|| panic!("no Incident timeline link in:\n{html}"))[1]
-        .to_owned();
-    let path = link
-        .strip_prefix(&address)
-        .unwrap_or_else(|| panic!("{link} is not on the demo's address {address}"));
-    let page = app.page(path, &session).await;
+    // The demo has more than one incident (checkout's errors, search's canary): each
+    // thread links its own; the checkout one must open its timeline.
+    let links: Vec<String> =
+        Regex::new(r#"href="([^"]+/console/incidents/\d+)"[^>]*>Incident timeline<"#)
+            .expect("regex")
+            .captures_iter(&html)
+            .map(|found| found[1].to_owned())
+            .collect();
+    assert!(!links.is_empty(), "no Incident timeline link in:\n{html}");
+    let mut page = String::new();
+    for link in &links {
+        let path = link
+            .strip_prefix(&address)
+            .unwrap_or_else(|| panic!("{link} is not on the demo's address {address}"));
+        page = app.page(path, &session).await;
+        if page.contains("First alert: HighErrorRate") {
+            break;
+        }
+    }
     assert!(page.contains("First alert: HighErrorRate"), "{page}");
     assert!(
         page.contains("Download the postmortem draft (Markdown)"),
