@@ -848,7 +848,7 @@ fn abort_status(
             who(&plan.started_by)
         ),
         PlanState::Succeeded => format!(
-            "✅ Aborted the rollout of {canary} on {target}: all traffic is back on {stable} — by {} at {started}{took}. {}. The rollout still holds {canary} as its template and will try it again if the abort is lifted (retry or promote); roll back to {stable} to make the abort final.",
+            "✅ Aborted the rollout of {canary} on {target}: all traffic is back on {stable} — by {} at {started}{took}: {}. The rollout still holds {canary} as its template and will try it again if the abort is lifted (retry or promote); roll back to {stable} to make the abort final.",
             who(&plan.started_by),
             outcome.trim_end_matches('.')
         ),
