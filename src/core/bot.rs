@@ -347,6 +347,15 @@ pub struct BotParts {
     pub metrics: Arc<Metrics>,
 }
 
+/// Which warnings a fresh plan posted after another is shown with.
+enum FreshCaveats {
+    None,
+    /// Asked of the backend for the new plan's target revision.
+    FromBackend,
+    /// Already known (a restore's own).
+    Given(Vec<Caveat>),
+}
+
 impl Bot {
     pub fn new(parts: BotParts) -> Self {
         let recognizer = Recognizer::new(parts.settings.services.clone());
@@ -2537,7 +2546,7 @@ impl Bot {
                     to_url: None,
                     action: Action::Rollback,
                 };
-                self.post_fresh_plan(&finished, &offer, actor.clone(), true)
+                self.post_fresh_plan(&finished, &offer, actor.clone(), FreshCaveats::FromBackend)
                     .await?;
             }
             Ok(())
@@ -2612,7 +2621,7 @@ impl Bot {
                     to_url: None,
                     action: Action::Rollback,
                 };
-                self.post_fresh_plan(&stale, &offer, stale.started_by.clone(), false)
+                self.post_fresh_plan(&stale, &offer, stale.started_by.clone(), FreshCaveats::None)
                     .await?;
             }
             Ok(())
@@ -2671,9 +2680,10 @@ impl Bot {
             self.inner.audit.append(entry).await?;
             self.inner.metrics.rollback("stale");
             self.update_plan_message(&stale).await;
-            let Some(at) = &stale.message else {
+            if stale.message.is_none() {
+                // No thread to offer a fresh restore in.
                 return Ok(());
-            };
+            }
             // The change the plan restores from: the newest one of that ConfigMap whose
             // restore still returns to the same kept state.
             let (history, _) = self.history(&plan.target, HistoryScope::Latest(50)).await;
@@ -2697,22 +2707,13 @@ impl Bot {
                 to_url: None,
                 action: Action::RestoreConfig,
             };
-            let fresh = self
-                .offer_plan(&plan.target, &offer, None, stale.started_by.clone())
-                .await?;
-            if let Some(chat) = self.inner.chats.get(at.platform) {
-                let message = compose::plan_message(&fresh, &restore.caveats, now);
-                match chat.reply(at, &message, Lane::Interactive).await {
-                    Ok(posted) => {
-                        self.inner
-                            .store
-                            .set_plan_message(&fresh.id, &posted)
-                            .await?
-                    }
-                    Err(error) => tracing::warn!(%error, "could not post the fresh restore"),
-                }
-            }
-            Ok(())
+            self.post_fresh_plan(
+                &stale,
+                &offer,
+                stale.started_by.clone(),
+                FreshCaveats::Given(restore.caveats),
+            )
+            .await
         }
         .await;
         if let Err(error) = result {
@@ -2722,14 +2723,14 @@ impl Bot {
     }
 
     /// Offers `offer` as a new plan and posts it in the thread of `after` (a stale or
-    /// refused plan, an abort the rollback follows). With `caveats`, the backend's
-    /// warnings for it are shown too (an Argo CD sync that would revert it).
+    /// refused plan, an abort the rollback follows), with the warnings `caveats` names
+    /// (an Argo CD sync that would revert it).
     async fn post_fresh_plan(
         &self,
         after: &RollbackPlan,
         offer: &Offer,
         requested_by: Option<Actor>,
-        caveats: bool,
+        caveats: FreshCaveats,
     ) -> Result<(), BotError> {
         let Some(at) = &after.message else {
             return Ok(());
@@ -2737,13 +2738,20 @@ impl Bot {
         let fresh = self
             .offer_plan(&after.target, offer, None, requested_by)
             .await?;
-        let mut warnings = Vec::new();
-        if caveats && let Some(backend) = self.inner.backends.for_target(&after.target) {
-            match backend.caveats(&after.target, &offer.to).await {
-                Ok(found) => warnings = found,
-                Err(error) => tracing::warn!(%error, "could not read the fresh plan's caveats"),
-            }
-        }
+        let warnings = match caveats {
+            FreshCaveats::None => Vec::new(),
+            FreshCaveats::Given(given) => given,
+            FreshCaveats::FromBackend => match self.inner.backends.for_target(&after.target) {
+                Some(backend) => match backend.caveats(&after.target, &offer.to).await {
+                    Ok(found) => found,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read the fresh plan's caveats");
+                        Vec::new()
+                    }
+                },
+                None => Vec::new(),
+            },
+        };
         if let Some(chat) = self.inner.chats.get(at.platform) {
             let message = compose::plan_message(&fresh, &warnings, self.now());
             match chat.reply(at, &message, Lane::Interactive).await {
@@ -2794,7 +2802,7 @@ impl Bot {
             action,
         };
         if let Err(error) = self
-            .post_fresh_plan(plan, &offer, plan.started_by.clone(), false)
+            .post_fresh_plan(plan, &offer, plan.started_by.clone(), FreshCaveats::None)
             .await
         {
             tracing::error!(%error, plan = %plan.id, "could not offer a fresh plan after the conflict");
