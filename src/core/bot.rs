@@ -2558,6 +2558,44 @@ impl Bot {
         lock(&self.inner.running).remove(&plan.id);
     }
 
+    /// Moves a running plan to stale with `patch`, audits it with `details` and shows it
+    /// where its button is; `None` when someone else (shutdown) already closed it.
+    async fn record_stale(
+        &self,
+        plan: &RollbackPlan,
+        patch: &PlanPatch,
+        now: DateTime<Utc>,
+        details: serde_json::Value,
+    ) -> Result<Option<RollbackPlan>, BotError> {
+        let Some(stale) = self
+            .inner
+            .store
+            .transition_plan(
+                &plan.id,
+                &[PlanState::Running],
+                PlanState::Stale,
+                patch,
+                now,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut entry = self
+            .inner
+            .audit
+            .entry(actions::ROLLBACK_STALE)
+            .target(&plan.target)
+            .details(details);
+        if let Some(actor) = &stale.started_by {
+            entry = entry.actor(actor);
+        }
+        self.inner.audit.append(entry).await?;
+        self.inner.metrics.rollback("stale");
+        self.update_plan_message(&stale).await;
+        Ok(Some(stale))
+    }
+
     /// The target moved since the plan was offered: nothing runs; a fresh plan is offered.
     async fn mark_stale(&self, plan: &RollbackPlan, current: Option<Revision>) {
         let now = self.now();
@@ -2579,37 +2617,15 @@ impl Bot {
             ..PlanPatch::default()
         };
         let result: Result<(), BotError> = async {
-            let Some(stale) = self
-                .inner
-                .store
-                .transition_plan(
-                    &plan.id,
-                    &[PlanState::Running],
-                    PlanState::Stale,
-                    &patch,
-                    now,
-                )
-                .await?
-            else {
+            let details = json!({
+                "plan": plan.id.to_string(),
+                "expected_from": plan.from,
+                "current": current,
+                "to": plan.to,
+            });
+            let Some(stale) = self.record_stale(plan, &patch, now, details).await? else {
                 return Ok(());
             };
-            let mut entry = self
-                .inner
-                .audit
-                .entry(actions::ROLLBACK_STALE)
-                .target(&plan.target)
-                .details(json!({
-                    "plan": plan.id.to_string(),
-                    "expected_from": plan.from,
-                    "current": current,
-                    "to": plan.to,
-                }));
-            if let Some(actor) = &stale.started_by {
-                entry = entry.actor(actor);
-            }
-            self.inner.audit.append(entry).await?;
-            self.inner.metrics.rollback("stale");
-            self.update_plan_message(&stale).await;
             if let Some(current) = current
                 && current.id != plan.to.id
             {
@@ -2649,37 +2665,15 @@ impl Bot {
             ..PlanPatch::default()
         };
         let result: Result<(), BotError> = async {
-            let Some(stale) = self
-                .inner
-                .store
-                .transition_plan(
-                    &plan.id,
-                    &[PlanState::Running],
-                    PlanState::Stale,
-                    &patch,
-                    now,
-                )
-                .await?
-            else {
+            let details = json!({
+                "plan": plan.id.to_string(),
+                "action": plan.action.as_str(),
+                "expected_from": plan.from,
+                "to": plan.to,
+            });
+            let Some(stale) = self.record_stale(plan, &patch, now, details).await? else {
                 return Ok(());
             };
-            let mut entry = self
-                .inner
-                .audit
-                .entry(actions::ROLLBACK_STALE)
-                .target(&plan.target)
-                .details(json!({
-                    "plan": plan.id.to_string(),
-                    "action": plan.action.as_str(),
-                    "expected_from": plan.from,
-                    "to": plan.to,
-                }));
-            if let Some(actor) = &stale.started_by {
-                entry = entry.actor(actor);
-            }
-            self.inner.audit.append(entry).await?;
-            self.inner.metrics.rollback("stale");
-            self.update_plan_message(&stale).await;
             if stale.message.is_none() {
                 // No thread to offer a fresh restore in.
                 return Ok(());
