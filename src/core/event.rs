@@ -151,6 +151,11 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// The common answer: one line of text only the person who acted sees.
+    pub fn private(text: impl Into<String>) -> Self {
+        Self::Private(Message::plain(text))
+    }
+
     pub fn message(&self) -> Option<&Message> {
         match self {
             Self::None => None,

@@ -437,8 +437,7 @@ mod tests {
 
     #[test]
     fn private_replies_are_ephemeral_and_replacements_update_the_pressed_message() {
-        let private = serde_json::to_value(immediate(Reply::Private(Message::plain("no")), true))
-            .expect("json");
+        let private = serde_json::to_value(immediate(Reply::private("no"), true)).expect("json");
         assert_eq!(private["type"], 4);
         assert_eq!(private["data"]["flags"], 64);
         let replaced = serde_json::to_value(immediate(
@@ -511,7 +510,7 @@ mod tests {
             "tok".into(),
             Deferral::NewEphemeral,
             true,
-            slow(Reply::Private(Message::plain("late answer"))),
+            slow(Reply::private("late answer")),
         )
         .await;
         let first = serde_json::to_value(&answer.first).expect("json");
@@ -540,9 +539,7 @@ mod tests {
             "tok".into(),
             Deferral::OnSource,
             true,
-            slow(Reply::Private(Message::plain(
-                "Only Ada can confirm this rollback.",
-            ))),
+            slow(Reply::private("Only Ada can confirm this rollback.")),
         )
         .await;
         assert_eq!(
@@ -567,7 +564,7 @@ mod tests {
             "tok".into(),
             Deferral::NewEphemeral,
             true,
-            async { Reply::Private(Message::plain("quick")) },
+            async { Reply::private("quick") },
         )
         .await;
         assert!(answer.later.is_none());

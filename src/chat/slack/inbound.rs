@@ -22,7 +22,7 @@ use crate::chat::outbox::{PrivateError, SendFailure};
 use crate::chat::{AdapterStatus, ChatError, Lane};
 use crate::core::bot::Bot;
 use crate::core::event::{Attachment, ChannelMessage, CommandRequest, MessageAuthor, Press, Reply};
-use crate::core::message::{ButtonAction, ButtonKind, Message, MessageRef, Platform};
+use crate::core::message::{ButtonAction, ButtonKind, MessageRef, Platform};
 
 /// An Events API request body or Socket Mode `events_api` payload.
 #[derive(Debug, Deserialize)]
@@ -382,9 +382,7 @@ impl Inbound {
             let Some(decoded) = decoded else {
                 self.answer_press(
                     &interaction,
-                    Reply::Private(Message::plain(
-                        "This button is not one of breakwater's. Nothing was done.",
-                    )),
+                    Reply::private("This button is not one of breakwater's. Nothing was done."),
                 )
                 .await;
                 continue;
@@ -507,7 +505,7 @@ impl Inbound {
 
     async fn command(&self, command: SlashCommand) {
         let reply = match command.parse() {
-            Err(usage) => Reply::Private(Message::plain(usage)),
+            Err(usage) => Reply::private(usage),
             Ok(parsed) => {
                 let actor = self
                     .identity
