@@ -33,7 +33,7 @@
 
 pub mod alerts;
 pub mod app;
-pub mod audit;
+pub use crate::core::audit;
 pub mod backends;
 pub mod chat;
 pub mod config;

@@ -15,10 +15,10 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::core::clock::Clock;
-use crate::core::deploy::Target;
-use crate::core::policy::Actor;
-use crate::store::{Store, StoreError};
+use super::clock::Clock;
+use super::deploy::Target;
+use super::policy::Actor;
+use super::store::{Store, StoreError};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -92,6 +92,11 @@ impl AuditEntry {
     pub fn details(mut self, details: serde_json::Value) -> Self {
         self.details = details;
         self
+    }
+
+    /// Details from a typed record (see `core::bot::details`).
+    pub fn detail(self, details: &impl Serialize) -> Self {
+        self.details(details_value(details))
     }
 
     /// The record this entry becomes at position `seq` after `prev_hash`.
@@ -571,6 +576,14 @@ impl<'a> From<&'a AuditRecord> for ExportedRecord<'a> {
             hash: &record.hash,
         }
     }
+}
+
+/// A typed detail record as the JSON the audit log stores. The detail types serialize
+/// strings, numbers and times only, so this cannot fail in practice; if it ever did, the
+/// record still says why rather than being lost.
+pub fn details_value(details: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(details)
+        .unwrap_or_else(|error| serde_json::json!({ "unserializable_details": error.to_string() }))
 }
 
 #[cfg(test)]

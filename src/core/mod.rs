@@ -2,8 +2,10 @@
 //! the bot that decides. Nothing in here knows Slack, Discord, SQL or HTTP.
 
 pub mod alert;
+pub mod audit;
 pub mod backend;
 pub mod bot;
+pub mod chat;
 pub mod clock;
 pub mod compose;
 pub mod deploy;
@@ -13,5 +15,6 @@ pub mod message;
 pub mod policy;
 pub mod repository;
 pub mod rollback;
+pub mod store;
 pub mod summary;
 pub mod unrouted;

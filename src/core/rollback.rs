@@ -13,7 +13,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::backend::Action;
+use super::backend::{Action, Operation};
 use super::deploy::{Revision, Target};
 use super::message::MessageRef;
 use super::policy::Actor;
@@ -159,7 +159,7 @@ pub struct RollbackPlan {
     /// The outcome in words, as shown to people.
     pub outcome: Option<String>,
     /// What a backend needs to follow a running rollback after a restart.
-    pub operation: Option<serde_json::Value>,
+    pub operation: Option<Operation>,
     /// When the alert's resolution (or its still firing) was reported after a rollback.
     pub verified_at: Option<DateTime<Utc>>,
     /// What confirming the plan does (a rollback unless the backend offered another action).

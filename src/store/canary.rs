@@ -7,23 +7,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Executor, FromRow, IntoArguments};
 
-use super::StoreResult;
 use super::sql::{Bind, RowsAffected, Sql, micros};
-
-/// A rollback of a Flagger Canary that a person asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CanaryRollback {
-    pub namespace: String,
-    pub name: String,
-    /// The plan whose press armed it.
-    pub plan_id: String,
-    pub requested_by: String,
-    pub armed_at: DateTime<Utc>,
-    /// After this the hook is no longer answered 2xx for it.
-    pub expires_at: DateTime<Utc>,
-    /// When Flagger's hook took it.
-    pub taken_at: Option<DateTime<Utc>>,
-}
+use super::{CanaryRollback, StoreResult};
 
 #[derive(FromRow)]
 pub(crate) struct CanaryRollbackRow {

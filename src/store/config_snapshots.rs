@@ -5,62 +5,13 @@
 //! a restore can go back at most that many changes. Secrets are never snapshotted.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use sqlx::{Database, Decode, Executor, FromRow, IntoArguments};
 
 use super::sql::{Bind, RowsAffected, Sql, micros};
-use super::{StoreError, StoreResult};
-
-/// Snapshots kept per ConfigMap; the oldest beyond this are deleted.
-pub const SNAPSHOTS_KEPT: i64 = 20;
-
-/// Which ConfigMap: the backend (cluster) it was read from, its namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ConfigObject {
-    pub backend: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl fmt::Display for ConfigObject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "configmap/{} in namespace {}", self.name, self.namespace)
-    }
-}
-
-/// One state of a ConfigMap's data. `Debug` names the keys only: a ConfigMap may hold a
-/// value that looks secret, and logs must not carry it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ConfigSnapshot {
-    /// The store's id; 0 before it is stored.
-    pub id: i64,
-    pub object: ConfigObject,
-    pub resource_version: String,
-    pub data: BTreeMap<String, String>,
-    /// `binaryData`, base64-encoded as the API carries it.
-    pub binary_data: BTreeMap<String, String>,
-    /// When the object got this data (its last writer's managed-fields time).
-    pub taken_at: DateTime<Utc>,
-}
-
-impl fmt::Debug for ConfigSnapshot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConfigSnapshot")
-            .field("id", &self.id)
-            .field("object", &self.object)
-            .field("resource_version", &self.resource_version)
-            .field("data_keys", &self.data.keys().collect::<Vec<_>>())
-            .field(
-                "binary_data_keys",
-                &self.binary_data.keys().collect::<Vec<_>>(),
-            )
-            .field("taken_at", &self.taken_at)
-            .finish()
-    }
-}
+use super::{ConfigObject, ConfigSnapshot, SNAPSHOTS_KEPT, StoreError, StoreResult};
 
 /// The stored data column: both maps in one JSON object.
 #[derive(Serialize, Deserialize)]

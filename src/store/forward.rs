@@ -108,7 +108,7 @@ macro_rules! impl_store {
             async fn set_plan_operation(
                 &self,
                 id: &PlanId,
-                operation: &serde_json::Value,
+                operation: &crate::core::backend::Operation,
             ) -> StoreResult<()> {
                 Q::set_plan_operation(&mut *self.write().await?, id, operation).await
             }

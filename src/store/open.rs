@@ -327,17 +327,25 @@ fn sqlite_driver_cause(path: &Path, error: &sqlx::Error) -> OpenCause {
 fn store_cause(error: &StoreError, driver: impl Fn(&sqlx::Error) -> OpenCause) -> OpenCause {
     use sqlx::migrate::MigrateError;
     match error {
-        StoreError::Unavailable(error) | StoreError::Database(error) => driver(error),
-        StoreError::Migration(
-            MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _),
-        ) => driver(error),
-        StoreError::Migration(
-            MigrateError::VersionMissing(_) | MigrateError::VersionTooNew(..),
-        ) => OpenCause::Other(
-            "it was written by a newer breakwater (its schema has migrations this version \
-             does not know); run that version or restore a backup"
-                .to_owned(),
-        ),
+        StoreError::Unavailable(cause) | StoreError::Database(cause) => {
+            match cause.downcast_ref::<sqlx::Error>() {
+                Some(error) => driver(error),
+                None => OpenCause::Other(cause.to_string()),
+            }
+        }
+        StoreError::Migration(cause) => match cause.downcast_ref::<MigrateError>() {
+            Some(MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _)) => {
+                driver(error)
+            }
+            Some(MigrateError::VersionMissing(_) | MigrateError::VersionTooNew(..)) => {
+                OpenCause::Other(
+                    "it was written by a newer breakwater (its schema has migrations this \
+                     version does not know); run that version or restore a backup"
+                        .to_owned(),
+                )
+            }
+            _ => OpenCause::Other(error.to_string()),
+        },
         other => OpenCause::Other(other.to_string()),
     }
 }

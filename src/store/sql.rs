@@ -20,7 +20,7 @@ use super::{
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditRecord, AuditSealer};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
-use crate::core::backend::Action;
+use crate::core::backend::{Action, Operation};
 use crate::core::deploy::{
     Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target,
 };
@@ -141,6 +141,19 @@ fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
 
 fn opt_from_json<T: DeserializeOwned>(what: &str, text: Option<&str>) -> StoreResult<Option<T>> {
     text.map(|text| from_json(what, text)).transpose()
+}
+
+/// A stored backend operation, or none when it cannot be read (written by a version whose
+/// operation had another shape): the plan is then reclaimed as interrupted, not followed,
+/// and the other plans still load.
+fn readable_operation(text: &str) -> Option<Operation> {
+    match serde_json::from_str(text) {
+        Ok(operation) => Some(operation),
+        Err(error) => {
+            tracing::warn!(%error, "a stored rollback operation cannot be read; its plan is reported interrupted");
+            None
+        }
+    }
 }
 
 fn service(raw: &str) -> StoreResult<ServiceName> {
@@ -420,7 +433,7 @@ impl PlanRow {
             started_at: opt_time(self.started_at)?,
             finished_at: opt_time(self.finished_at)?,
             outcome: self.outcome,
-            operation: opt_from_json("plan operation", self.operation.as_deref())?,
+            operation: self.operation.as_deref().and_then(readable_operation),
             verified_at: opt_time(self.verified_at)?,
             action: Action::parse(&self.action)
                 .ok_or_else(|| corrupt(format!("unknown plan action {:?}", self.action)))?,
@@ -1259,7 +1272,7 @@ where
             Err(error) if is_unique_violation(&error) => {
                 let plan = Self::plan(conn, id)
                     .await?
-                    .ok_or(StoreError::Database(error))?;
+                    .ok_or(StoreError::Database(Box::new(error)))?;
                 Err(StoreError::TargetBusy(plan.target))
             }
             Err(error) => Err(error.into()),
@@ -1282,11 +1295,11 @@ where
     pub(crate) async fn set_plan_operation(
         conn: &mut DB::Connection,
         id: &PlanId,
-        operation: &serde_json::Value,
+        operation: &Operation,
     ) -> StoreResult<()> {
         sqlx::query("UPDATE rollback_plans SET operation = $2 WHERE id = $1")
             .bind(id.to_string())
-            .bind(operation.to_string())
+            .bind(to_json("plan operation", operation)?)
             .execute(conn)
             .await?;
         Ok(())

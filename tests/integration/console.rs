@@ -680,7 +680,7 @@ async fn an_alert_seen_on_another_platform_is_shown_in_the_console_too() {
     app.deploy("v42", 20, Vec::new()).await;
     let handled = app
         .bot
-        .handle_channel_message(
+        .handle_channel_alert(
             "Ev0001",
             breakwater::core::message::MessageRef {
                 platform: breakwater::core::message::Platform::Slack,
@@ -688,7 +688,7 @@ async fn an_alert_seen_on_another_platform_is_shown_in_the_console_too() {
                 id: "1700000000.000100".into(),
                 thread: None,
             },
-            &breakwater::core::event::ChannelMessage {
+            breakwater::alerts::parse_channel_message(&breakwater::core::event::ChannelMessage {
                 text: "checkout production is down, customers get errors at payment".into(),
                 author: breakwater::core::event::MessageAuthor {
                     name: Some("Ada".into()),
@@ -696,7 +696,8 @@ async fn an_alert_seen_on_another_platform_is_shown_in_the_console_too() {
                 },
                 posted_at: chrono::Utc::now(),
                 ..Default::default()
-            },
+            })
+            .expect("an alert"),
         )
         .await
         .expect("handled");

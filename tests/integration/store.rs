@@ -333,6 +333,17 @@ fn actor(principal: &str, name: &str) -> Actor {
     Actor::new(Principal::parse(principal).expect("valid principal"), name)
 }
 
+/// What a backend answers when it accepts a rollback of checkout, with its `handle`.
+fn accepted(handle: serde_json::Value) -> breakwater::core::backend::Operation {
+    breakwater::core::backend::Operation {
+        target: checkout(),
+        to: Revision::version("v41"),
+        started_at: at(1),
+        handle,
+        finished: None,
+    }
+}
+
 fn plan(target: &Target) -> RollbackPlan {
     RollbackPlan {
         id: PlanId::generate(),
@@ -874,7 +885,9 @@ async fn a_plan_reads_back_as_inserted(db: &mut TestStore) {
         alert_group: Some(group.id),
         message: Some(message(Platform::Slack, "C1", "1.2")),
         requested_by: Some(actor("slack:U1", "Ada")),
-        operation: Some(serde_json::json!({ "argocd": { "app": "checkout" } })),
+        operation: Some(accepted(
+            serde_json::json!({ "argocd": { "app": "checkout" } }),
+        )),
         ..plan(&checkout())
     };
 
@@ -1153,7 +1166,7 @@ async fn plans_are_listed_by_state_and_by_group(db: &mut TestStore) {
 }
 
 async fn the_last_finished_rollback_counts_only_succeeded_and_failed_plans(db: &mut TestStore) {
-    let operation = Some(serde_json::json!({"handle": "accepted"}));
+    let operation = Some(accepted(serde_json::json!({"handle": "accepted"})));
     for (state, minute) in [
         (PlanState::Succeeded, 10),
         (PlanState::Failed, 20),
@@ -1187,7 +1200,7 @@ async fn a_refused_rollback_or_an_abort_starts_no_cooldown(db: &mut TestStore) {
     let succeeded = RollbackPlan {
         state: PlanState::Succeeded,
         finished_at: Some(at(10)),
-        operation: Some(serde_json::json!({"handle": "accepted"})),
+        operation: Some(accepted(serde_json::json!({"handle": "accepted"}))),
         ..plan(&checkout())
     };
     let refused = RollbackPlan {
@@ -1198,7 +1211,7 @@ async fn a_refused_rollback_or_an_abort_starts_no_cooldown(db: &mut TestStore) {
     let aborted = RollbackPlan {
         state: PlanState::Succeeded,
         finished_at: Some(at(30)),
-        operation: Some(serde_json::json!({"handle": "accepted"})),
+        operation: Some(accepted(serde_json::json!({"handle": "accepted"}))),
         action: Action::AbortRollout,
         ..plan(&checkout())
     };
@@ -1271,7 +1284,13 @@ async fn a_plan_keeps_its_message_and_operation(db: &mut TestStore) {
     let plan = plan(&checkout());
     insert(&*db.store, &plan).await;
     let posted = message(Platform::Discord, "987", "654");
-    let operation = serde_json::json!({ "helm": { "release": "checkout", "revision": 17 } });
+    let operation = breakwater::core::backend::Operation {
+        target: plan.target.clone(),
+        to: plan.to.clone(),
+        started_at: at(3),
+        handle: serde_json::json!({ "release": "checkout", "revision": 17 }),
+        finished: None,
+    };
 
     db.store
         .set_plan_message(&plan.id, &posted)

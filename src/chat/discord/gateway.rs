@@ -444,10 +444,13 @@ impl Handler {
             id: message.id.to_string(),
             thread: None,
         };
-        let seen = channel_message(&message);
+        let Some(alert) = crate::alerts::parse_channel_message(&channel_message(&message)) else {
+            tracing::debug!(message = %message.id, "alert channel message is not an alert");
+            return;
+        };
         match self
             .bot
-            .handle_channel_message(&message.id.to_string(), at, &seen)
+            .handle_channel_alert(&message.id.to_string(), at, alert)
             .await
         {
             Ok(handled) => {

@@ -353,11 +353,11 @@ impl Inbound {
             id: ts.clone(),
             thread: None,
         };
-        match self
-            .bot
-            .handle_channel_message(&event_id, at, &message)
-            .await
-        {
+        let Some(alert) = crate::alerts::parse_channel_message(&message) else {
+            tracing::debug!(ts, "alert channel message is not an alert");
+            return;
+        };
+        match self.bot.handle_channel_alert(&event_id, at, alert).await {
             Ok(handled) => tracing::debug!(?handled, ts, "alert channel message"),
             Err(error) => {
                 tracing::error!(%error, ts, "could not record an alert channel message");

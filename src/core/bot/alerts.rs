@@ -87,19 +87,18 @@ impl Bot {
         }
     }
 
-    /// A message seen in an alert channel. `event_id` is the platform's delivery id.
+    /// An alert an adapter read from a message in an alert channel (the adapter parses
+    /// the message; see `crate::alerts::parse_channel_message`). `event_id` is the
+    /// platform's delivery id, `at` the message the alert was read from.
     ///
     /// The delivery was acknowledged already, so it is never dropped: when the store is
     /// unavailable the alert is held, waiting for room in the hold when that is full.
-    pub async fn handle_channel_message(
+    pub async fn handle_channel_alert(
         &self,
         event_id: &str,
         at: MessageRef,
-        message: &ChannelMessage,
+        mut alert: Alert,
     ) -> Result<AlertHandled, BotError> {
-        let Some(mut alert) = crate::alerts::parse_channel_message(message) else {
-            return Ok(AlertHandled::Ignored);
-        };
         self.inner.recognizer.apply(&mut alert);
         // People (and bots of unknown format) talk about services all day; only a message
         // naming a known service *and* describing a problem is treated as an alert.
@@ -207,18 +206,25 @@ impl Bot {
         } else {
             actions::ALERT_RECEIVED
         };
-        let mut entry = self.inner.audit.entry(action).details(json!({
-            "alert_id": recorded.id,
-            "group": recorded.group.id,
-            "source": alert.source.as_str(),
-            "title": alert.title,
-            "severity": alert.severity.as_str(),
-            "status": alert.status.as_str(),
-            "fingerprint": alert.fingerprint,
-            "started_at": alert.started_at,
-            "link": alert.link,
-            "origin": match origin { AlertOrigin::Webhook => json!("webhook"), AlertOrigin::Channel(at) => json!(at) },
-        }));
+        let mut entry = self
+            .inner
+            .audit
+            .entry(action)
+            .detail(&details::AlertRecorded {
+                alert_id: recorded.id,
+                group: recorded.group.id,
+                source: alert.source.as_str(),
+                title: &alert.title,
+                severity: alert.severity.as_str(),
+                status: alert.status.as_str(),
+                fingerprint: &alert.fingerprint,
+                started_at: alert.started_at,
+                link: alert.link.as_deref(),
+                origin: match origin {
+                    AlertOrigin::Webhook => details::AlertOriginDetail::Webhook("webhook"),
+                    AlertOrigin::Channel(at) => details::AlertOriginDetail::Channel(at),
+                },
+            });
         if let Some(target) = alert.target() {
             entry = entry.target(&target);
         }
@@ -528,20 +534,20 @@ impl Bot {
         if let Some(plan) = &plan {
             self.inner.store.set_plan_message(&plan.id, &posted).await?;
         }
-        let mut entry = self
-            .inner
-            .audit
-            .entry(actions::SUMMARY_POSTED)
-            .details(json!({
-                "group": group.id,
-                "platform": posted.platform,
-                "channel": posted.channel,
-                "message": posted.id,
-                "plan": plan.as_ref().map(|p| p.id.to_string()),
-                "from": plan.as_ref().map(|p| p.from.version.clone()),
-                "to": plan.as_ref().map(|p| p.to.version.clone()),
-                "suspect": suspect_version(summary),
-            }));
+        let mut entry =
+            self.inner
+                .audit
+                .entry(actions::SUMMARY_POSTED)
+                .detail(&details::SummaryPosted {
+                    group: group.id,
+                    platform: posted.platform,
+                    channel: &posted.channel,
+                    message: &posted.id,
+                    plan: plan.as_ref().map(|p| p.id.to_string()),
+                    from: plan.as_ref().map(|p| p.from.version.as_str()),
+                    to: plan.as_ref().map(|p| p.to.version.as_str()),
+                    suspect: suspect_version(summary),
+                });
         if let Some(target) = alert.target() {
             entry = entry.target(&target);
         }
@@ -761,17 +767,13 @@ impl Bot {
             }
             self.inner
                 .audit
-                .append(
-                    self.inner
-                        .audit
-                        .entry(action)
-                        .target(&plan.target)
-                        .details(json!({
-                            "plan": plan.id.to_string(),
-                            "to": plan.to.version,
-                            "message": message.text,
-                        })),
-                )
+                .append(self.inner.audit.entry(action).target(&plan.target).detail(
+                    &details::PlanVerified {
+                        plan: plan.id.to_string(),
+                        to: &plan.to.version,
+                        message: &message.text,
+                    },
+                ))
                 .await?;
             if let Some(at) = &plan.message
                 && let Some(chat) = self.inner.chats.get(at.platform)

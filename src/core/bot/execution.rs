@@ -53,15 +53,15 @@ impl Bot {
                     .entry(actions::ROLLBACK_STARTED)
                     .actor(&actor)
                     .target(&plan.target)
-                    .details(json!({
-                        "plan": plan.id.to_string(),
-                        "from": plan.from,
-                        "to": plan.to,
-                        "action": plan.action.as_str(),
-                        "backend": backend.name(),
-                        "kind": backend.kind(),
-                        "disable_auto_sync": disable_auto_sync,
-                    })),
+                    .detail(&details::RollbackStarted {
+                        plan: plan.id.to_string(),
+                        from: &plan.from,
+                        to: &plan.to,
+                        action: plan.action.as_str(),
+                        backend: backend.name(),
+                        kind: backend.kind(),
+                        disable_auto_sync,
+                    }),
             )
             .await;
         if let Err(error) = started {
@@ -93,15 +93,15 @@ impl Bot {
                 .audit
                 .entry(actions::ROLLBACK_BACKEND_CALL)
                 .target(&plan.target)
-                .details(json!({
-                    "plan": plan.id.to_string(),
-                    "backend": backend.name(),
-                    "operation": "rollback",
-                    "ok": result.is_ok(),
-                    "error": result.as_ref().err().map(|e| e.message.clone()),
-                    "error_kind": result.as_ref().err().map(|e| e.kind.as_str()),
-                    "took_ms": started_at.elapsed().as_millis() as u64,
-                })),
+                .detail(&details::BackendCalled {
+                    plan: plan.id.to_string(),
+                    backend: backend.name(),
+                    operation: "rollback",
+                    ok: result.is_ok(),
+                    error: result.as_ref().err().map(|e| e.message.as_str()),
+                    error_kind: result.as_ref().err().map(|e| e.kind.as_str()),
+                    took_ms: started_at.elapsed().as_millis() as u64,
+                }),
         );
         if let Err(error) = audit_call.await {
             tracing::error!(%error, "could not audit the backend call");
@@ -121,8 +121,11 @@ impl Bot {
                 }
             }
             Ok(operation) => {
-                if let Ok(value) = serde_json::to_value(&operation)
-                    && let Err(error) = self.inner.store.set_plan_operation(&plan.id, &value).await
+                if let Err(error) = self
+                    .inner
+                    .store
+                    .set_plan_operation(&plan.id, &operation)
+                    .await
                 {
                     tracing::warn!(%error, "could not store the rollback operation");
                 }
@@ -200,7 +203,10 @@ impl Bot {
             .audit
             .entry(actions::ROLLBACK_PROGRESS)
             .target(&plan.target)
-            .details(json!({"plan": plan.id.to_string(), "line": line}));
+            .detail(&details::ProgressLine {
+                plan: plan.id.to_string(),
+                line,
+            });
         if let Err(error) = self.inner.audit.append(entry).await {
             tracing::warn!(%error, plan = %plan.id, "could not audit a rollback progress line");
         }
@@ -264,19 +270,16 @@ impl Bot {
             } else {
                 actions::ROLLBACK_FAILED
             };
-            let mut entry = self
-                .inner
-                .audit
-                .entry(action)
-                .target(&plan.target)
-                .details(json!({
-                    "plan": plan.id.to_string(),
-                    "action": plan.action.as_str(),
-                    "from": plan.from,
-                    "to": plan.to,
-                    "detail": detail,
-                    "took_ms": took,
-                }));
+            let mut entry = self.inner.audit.entry(action).target(&plan.target).detail(
+                &details::RollbackFinished {
+                    plan: plan.id.to_string(),
+                    action: plan.action.as_str(),
+                    from: &plan.from,
+                    to: &plan.to,
+                    detail: &detail,
+                    took_ms: took,
+                },
+            );
             if let Some(actor) = &actor {
                 entry = entry.actor(actor);
             }
@@ -369,11 +372,11 @@ impl Bot {
             ..PlanPatch::default()
         };
         let result: Result<(), BotError> = async {
-            let details = json!({
-                "plan": plan.id.to_string(),
-                "expected_from": plan.from,
-                "current": current,
-                "to": plan.to,
+            let details = crate::core::audit::details_value(&details::DeployedSince {
+                plan: plan.id.to_string(),
+                expected_from: &plan.from,
+                current: current.as_ref(),
+                to: &plan.to,
             });
             let Some(stale) = self.record_stale(plan, &patch, now, details).await? else {
                 return Ok(());
@@ -417,11 +420,11 @@ impl Bot {
             ..PlanPatch::default()
         };
         let result: Result<(), BotError> = async {
-            let details = json!({
-                "plan": plan.id.to_string(),
-                "action": plan.action.as_str(),
-                "expected_from": plan.from,
-                "to": plan.to,
+            let details = crate::core::audit::details_value(&details::ChangedUnderIt {
+                plan: plan.id.to_string(),
+                action: plan.action.as_str(),
+                expected_from: &plan.from,
+                to: &plan.to,
             });
             let Some(stale) = self.record_stale(plan, &patch, now, details).await? else {
                 return Ok(());

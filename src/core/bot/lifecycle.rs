@@ -67,7 +67,7 @@ impl Bot {
             if let Err(error) = beat {
                 match &error {
                     BotError::Store(store) if store.is_unavailable() => {
-                        crate::store::log_unavailable(store)
+                        crate::core::store::log_unavailable(store)
                     }
                     _ => tracing::warn!(%error, "rollback heartbeat failed"),
                 }
@@ -83,10 +83,7 @@ impl Bot {
                 continue;
             }
             let backend = self.inner.backends.for_target(&plan.target);
-            let operation = plan
-                .operation
-                .clone()
-                .and_then(|v| serde_json::from_value::<Operation>(v).ok());
+            let operation = plan.operation.clone();
             match (backend, operation) {
                 (Some(backend), Some(operation))
                     if backend.capabilities().resumable || operation.finished.is_some() =>
@@ -140,10 +137,29 @@ impl Bot {
             ..PlanPatch::default()
         };
         let result: Result<(), BotError> = async {
-            if let Some(interrupted) = self.inner.store.transition_plan(&plan.id, &[PlanState::Running], PlanState::Interrupted, &patch, now).await? {
-                let mut entry = self.inner.audit.entry(actions::ROLLBACK_INTERRUPTED).target(&plan.target).details(json!({
-                    "plan": plan.id.to_string(), "from": plan.from, "to": plan.to, "reason": reason,
-                }));
+            if let Some(interrupted) = self
+                .inner
+                .store
+                .transition_plan(
+                    &plan.id,
+                    &[PlanState::Running],
+                    PlanState::Interrupted,
+                    &patch,
+                    now,
+                )
+                .await?
+            {
+                let mut entry = self
+                    .inner
+                    .audit
+                    .entry(actions::ROLLBACK_INTERRUPTED)
+                    .target(&plan.target)
+                    .detail(&details::RollbackInterrupted {
+                        plan: plan.id.to_string(),
+                        from: &plan.from,
+                        to: &plan.to,
+                        reason,
+                    });
                 if let Some(actor) = &interrupted.started_by {
                     entry = entry.actor(actor);
                 }

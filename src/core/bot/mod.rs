@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -31,7 +30,7 @@ use super::compose::{self, SummaryView};
 use super::deploy::{
     Deploy, DeploySource, DeployStatus, Environment, Revision, ServiceName, Target,
 };
-use super::event::{ChannelMessage, Command, CommandRequest, Press, Reply};
+use super::event::{Command, CommandRequest, Press, Reply};
 use super::incident;
 use super::message::{
     ButtonKind, Message, MessageRef, Platform, PrivateReply, RichText, Section, Tone,
@@ -42,10 +41,10 @@ use super::rollback::{Confirmation, PlanId, PlanPatch, PlanState, RollbackPlan};
 use super::summary::{
     DeploySummary, Offer, Summary, SummaryBody, SummaryInput, human_span, summarize,
 };
-use crate::audit::{AuditLog, AuditQuery, AuditRecord, actions};
-use crate::chat::{Chat, ChatHub, Lane};
+use crate::core::audit::{AuditLog, AuditQuery, AuditRecord, actions};
+use crate::core::chat::{Chat, ChatHub, Lane};
+use crate::core::store::{AlertGroup, DeployQuery, GroupThread, RecordedAlert, Store, StoreError};
 use crate::metrics::{IncidentInterval, Metrics};
-use crate::store::{AlertGroup, DeployQuery, GroupThread, RecordedAlert, Store, StoreError};
 use crate::sync::lock;
 
 /// Progress lines of one rollback written to the audit log; later ones are only shown.
@@ -581,6 +580,7 @@ fn help_message() -> Message {
 
 mod alerts;
 mod commands;
+mod details;
 mod execution;
 mod lifecycle;
 mod presses;

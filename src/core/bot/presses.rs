@@ -61,12 +61,12 @@ impl Bot {
             .audit
             .entry(actions::ROLLBACK_DENIED)
             .actor(&press.actor)
-            .details(json!({
-                "plan": plan.to_string(),
-                "reason": code,
-                "message": text,
-                "channel": press.channel,
-            }));
+            .detail(&details::PressDenied {
+                plan: plan.to_string(),
+                reason: code,
+                message: &text,
+                channel: press.channel.as_deref(),
+            });
         if let Some(target) = target {
             entry = entry.target(target);
         }
@@ -94,13 +94,13 @@ impl Bot {
                     .entry(actions::ROLLBACK_REQUESTED)
                     .actor(&press.actor)
                     .target(&plan.target)
-                    .details(json!({
-                        "plan": plan.id.to_string(),
-                        "from": plan.from,
-                        "to": plan.to,
-                        "channel": press.channel,
-                        "disable_auto_sync": disable_auto_sync,
-                    })),
+                    .detail(&details::PlanRequested {
+                        plan: plan.id.to_string(),
+                        from: &plan.from,
+                        to: &plan.to,
+                        channel: press.channel.as_deref(),
+                        disable_auto_sync,
+                    }),
             )
             .await?;
         self.observe_incident(plan.alert_group, &written).await;
@@ -140,13 +140,13 @@ impl Bot {
                         .entry(actions::ROLLBACK_CONFIRMATION_REQUESTED)
                         .actor(&press.actor)
                         .target(&plan.target)
-                        .details(json!({
-                            "plan": plan.id.to_string(),
-                            "confirmation": confirmation.id.to_string(),
-                            "from": plan.from.version,
-                            "to": plan.to.version,
-                            "disable_auto_sync": disable_auto_sync,
-                        })),
+                        .detail(&details::ConfirmationRequested {
+                            plan: plan.id.to_string(),
+                            confirmation: confirmation.id.to_string(),
+                            from: &plan.from.version,
+                            to: &plan.to.version,
+                            disable_auto_sync,
+                        }),
                 )
                 .await?;
             self.remember_private_reply(&plan.id, press, false);
@@ -184,7 +184,9 @@ impl Bot {
                 .audit
                 .entry(actions::ROLLBACK_EXPIRED)
                 .target(&plan.target)
-                .details(json!({"plan": plan.id.to_string()}));
+                .detail(&details::PlanOnly {
+                    plan: plan.id.to_string(),
+                });
             self.inner.audit.append(entry).await?;
             self.update_plan_message(&expired).await;
         }
@@ -440,10 +442,10 @@ impl Bot {
                 .audit
                 .entry(actions::ROLLBACK_CANCELLED)
                 .actor(&press.actor)
-                .details(json!({
-                    "plan": confirmation.plan.to_string(),
-                    "confirmation": confirmation.id.to_string(),
-                }));
+                .detail(&details::ConfirmationCancelled {
+                    plan: confirmation.plan.to_string(),
+                    confirmation: confirmation.id.to_string(),
+                });
             if let Some(plan) = &plan {
                 entry = entry.target(&plan.target);
             }
@@ -491,7 +493,9 @@ impl Bot {
                             .entry(actions::SUMMARY_DISMISSED)
                             .actor(&press.actor)
                             .target(&plan.target)
-                            .details(json!({"plan": plan.id.to_string()})),
+                            .detail(&details::PlanOnly {
+                                plan: plan.id.to_string(),
+                            }),
                     )
                     .await?;
                 self.update_plan_message(&dismissed).await;
@@ -538,9 +542,18 @@ impl Bot {
                         Some(approved) => {
                             self.inner
                                 .audit
-                                .append(self.inner.audit.entry(actions::ROLLBACK_APPROVED).actor(&press.actor).target(&plan.target).details(json!({
-                                    "plan": plan.id.to_string(), "from": plan.from.version, "to": plan.to.version,
-                                })))
+                                .append(
+                                    self.inner
+                                        .audit
+                                        .entry(actions::ROLLBACK_APPROVED)
+                                        .actor(&press.actor)
+                                        .target(&plan.target)
+                                        .detail(&details::PlanApproved {
+                                            plan: plan.id.to_string(),
+                                            from: &plan.from.version,
+                                            to: &plan.to.version,
+                                        }),
+                                )
                                 .await?;
                             self.update_plan_message(&approved).await;
                             Ok(Reply::private(format!(

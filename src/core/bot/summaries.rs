@@ -349,15 +349,15 @@ impl Bot {
             .audit
             .entry(actions::ROLLBACK_OFFERED)
             .target(target)
-            .details(json!({
-                "plan": plan.id.to_string(),
-                "action": plan.action.as_str(),
-                "from": plan.from,
-                "to": plan.to,
-                "group": group,
-                "expires_at": plan.expires_at,
-                "reason": plan.reason,
-            }));
+            .detail(&details::PlanOffered {
+                plan: plan.id.to_string(),
+                action: plan.action.as_str(),
+                from: &plan.from,
+                to: &plan.to,
+                group,
+                expires_at: plan.expires_at,
+                reason: &plan.reason,
+            });
         if let Some(actor) = &requested_by {
             entry = entry.actor(actor);
         }

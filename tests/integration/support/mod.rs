@@ -299,8 +299,11 @@ impl TestApp {
             posted_at: chrono::Utc::now(),
             ..Default::default()
         };
+        let Some(alert) = breakwater::alerts::parse_channel_message(&seen) else {
+            return breakwater::core::bot::AlertHandled::Ignored;
+        };
         self.bot
-            .handle_channel_message(event_id, message.clone(), &seen)
+            .handle_channel_alert(event_id, message.clone(), alert)
             .await
             .expect("channel message handled")
     }
