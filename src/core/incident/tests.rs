@@ -1,8 +1,6 @@
 use super::*;
 use crate::core::audit::{AuditEntry, AuditSealer};
-use crate::core::deploy::{
-    Change, DeploySource, DeployStatus, Environment, ServiceName, Target,
-};
+use crate::core::deploy::{Change, DeploySource, DeployStatus, Environment, ServiceName, Target};
 use crate::core::policy::{Actor, Principal};
 use crate::core::store::IncidentHistory;
 
@@ -163,9 +161,8 @@ fn the_markdown_draft_has_the_suspect_change_masked_durations_and_empty_sections
     let markdown = to_markdown(&build(facts(ChainState::Verified)));
     assert!(markdown.starts_with("# Incident #7: HighErrorRate on checkout production\n"));
     assert!(
-        markdown.contains(
-            "| 2026-11-29 15:02:00 | +2 min | alice | Pressed Roll back (v42 → v41) |"
-        ),
+        markdown
+            .contains("| 2026-11-29 15:02:00 | +2 min | alice | Pressed Roll back (v42 → v41) |"),
         "{markdown}"
     );
     assert!(
@@ -230,10 +227,9 @@ fn extend(records: &mut Vec<AuditRecord>, entries: Vec<AuditEntry>) {
     let sealer = AuditSealer::new(None);
     for entry in entries {
         let last = records.last().expect("records");
-        let record =
-            entry
-                .target(&target())
-                .into_record(last.seq + 1, last.hash.clone(), &sealer);
+        let record = entry
+            .target(&target())
+            .into_record(last.seq + 1, last.hash.clone(), &sealer);
         records.push(record);
     }
 }
@@ -302,8 +298,7 @@ fn a_confirm_step_and_backend_progress_are_told_as_they_were_audited() {
     // The rest of the story after the confirmation, re-sealed in order.
     let mut rest: Vec<AuditEntry> = Vec::new();
     for record in tail.drain(..) {
-        let mut entry =
-            AuditEntry::new(&record.action, record.at).details(record.details_value());
+        let mut entry = AuditEntry::new(&record.action, record.at).details(record.details_value());
         if record.action == actions::ROLLBACK_STARTED {
             entry = entry.actor(&alice());
             rest.push(entry);
