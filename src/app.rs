@@ -97,7 +97,7 @@ impl Application {
             None => crate::store::connect(config.database.url.expose()).await?,
         };
         let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let sealer = AuditSealer::from_config(&config.audit);
+        let sealer = audit_sealer(&config.audit);
         let audit = AuditLog::new(store.clone(), sealer, clock.clone());
         let backends: Arc<dyn BackendDirectory> = match overrides.backends {
             Some(backends) => backends,
@@ -380,4 +380,15 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// The sealer `[audit] key` asks for: the server, `audit verify` and `audit export` must
+/// seal and check with the same key, so all of them build it here.
+pub fn audit_sealer(config: &crate::config::AuditConfig) -> AuditSealer {
+    AuditSealer::new(
+        config
+            .key
+            .as_ref()
+            .map(|key| key.expose().as_bytes().to_vec()),
+    )
 }

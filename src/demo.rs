@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{Application, Overrides};
-use crate::audit::{AuditLog, AuditSealer, actions};
+use crate::audit::{AuditLog, actions};
 use crate::chat::console::auth::hash_password;
 use crate::config::{Config, ConfigError, ConsoleUser, Secret};
 use crate::core::alert::{Alert, AlertSource, AlertStatus, Severity};
@@ -129,7 +129,7 @@ impl Demo {
         let store = crate::store::connect(config.database.url.expose()).await?;
         let audit = AuditLog::new(
             store.clone(),
-            AuditSealer::from_config(&config.audit),
+            crate::app::audit_sealer(&config.audit),
             Arc::new(SystemClock),
         );
         let incident = seed_history(&*store, &audit, Utc::now()).await?;
@@ -677,7 +677,11 @@ mod tests {
                 .await
                 .expect("store"),
         );
-        let audit = AuditLog::new(store.clone(), AuditSealer::new(None), Arc::new(SystemClock));
+        let audit = AuditLog::new(
+            store.clone(),
+            crate::audit::AuditSealer::new(None),
+            Arc::new(SystemClock),
+        );
         let now = Utc::now();
         let incident = seed_history(&*store, &audit, now).await.expect("seed");
         assert_eq!(incident.to_string(), "checkout production");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use breakwater::app::Application;
-use breakwater::audit::{AuditLog, AuditSealer, ExportFormat};
+use breakwater::audit::{AuditLog, ExportFormat};
 use breakwater::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, StoreConfig};
 use breakwater::core::clock::SystemClock;
 use breakwater::demo::{Demo, DemoError, DemoOptions};
@@ -423,7 +423,7 @@ async fn open_audit_log(
     breakwater::app::install_tls_provider();
     // The error is already one line naming database.url, the cause and the fix.
     let store = breakwater::store::connect(config.database.url.expose()).await?;
-    let sealer = AuditSealer::from_config(&config.audit);
+    let sealer = breakwater::app::audit_sealer(&config.audit);
     let log = AuditLog::new(store.clone(), sealer, std::sync::Arc::new(SystemClock));
     Ok(Ok((store, log)))
 }

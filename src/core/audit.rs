@@ -195,17 +195,6 @@ impl AuditSealer {
         Self { key }
     }
 
-    /// The sealer `[audit] key` asks for: the server, `audit verify` and `audit export` must
-    /// seal and check with the same key, so all of them build it here.
-    pub fn from_config(config: &crate::config::AuditConfig) -> Self {
-        Self::new(
-            config
-                .key
-                .as_ref()
-                .map(|key| key.expose().as_bytes().to_vec()),
-        )
-    }
-
     pub fn is_keyed(&self) -> bool {
         self.key.is_some()
     }
