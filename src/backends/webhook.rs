@@ -40,7 +40,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,7 @@ const POLL_RETRIES: usize = 4;
 /// `X-Breakwater-Signature`.
 pub fn signature(secret: &[u8], message: &[u8]) -> String {
     let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(message);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -209,7 +209,7 @@ impl AuditSealer {
         match &self.key {
             Some(key) => {
                 // HMAC accepts keys of any length; this cannot fail.
-                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+                let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
                     .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
                 mac.update(record.prev_hash.as_bytes());
                 mac.update(buffer);

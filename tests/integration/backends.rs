@@ -19,7 +19,7 @@ use breakwater::core::backend::{
 use breakwater::core::deploy::{Environment, Revision, ServiceName, Target};
 use breakwater::core::policy::{Actor, Principal};
 use breakwater::core::rollback::PlanId;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use url::Url;
 

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// How the receiver answers a rollback.
@@ -86,7 +86,7 @@ impl Receiver {
             return false;
         };
         let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(self.secret.as_bytes()).expect("hmac key");
+            <Hmac<Sha256> as KeyInit>::new_from_slice(self.secret.as_bytes()).expect("hmac key");
         mac.update(body);
         mac.verify_slice(&expected).is_ok()
     }
