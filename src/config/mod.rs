@@ -2,6 +2,11 @@
 //! Every problem is reported with its key path (`services[1].backend: …`), all of them at
 //! once, and unknown keys are errors because a misspelt key silently ignored is a policy
 //! silently not applied. Secrets are never inline: `"${ENV_VAR}"` or `{ file = "…" }`.
+//!
+//! This module holds the typed values and the loading entry points; `raw` the shapes as
+//! written, `secrets` where secret values come from, `validate` the checks that turn one
+//! into the other, `files` the files and programs `check-config` looks for, and `suggest`
+//! the nearest known key for a misspelt one.
 
 use std::collections::BTreeMap;
 use std::fmt;
