@@ -150,6 +150,7 @@ impl Validator<'_> {
         }
     }
 
+    /// Also read alone by `StoreConfig`, hence visible to the whole config module.
     pub(in crate::config) fn audit(&mut self, value: Option<toml::Value>) -> AuditConfig {
         let raw: RawAudit = match value {
             Some(value) => self.section("audit", value).unwrap_or_default(),

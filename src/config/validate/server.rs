@@ -120,6 +120,7 @@ impl Validator<'_> {
         })
     }
 
+    /// Also read alone by `StoreConfig`, hence visible to the whole config module.
     pub(in crate::config) fn database(
         &mut self,
         value: Option<toml::Value>,
