@@ -213,7 +213,7 @@ impl<'de> SeqAccess<'de> for OneElement<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RawConsole, RawPolicy};
+    use crate::config::raw::{RawConsole, RawPolicy};
 
     #[test]
     fn the_known_keys_are_read_from_the_shape_at_any_depth() {
