@@ -403,8 +403,13 @@ pub struct ArgoCdBackendConfig {
     pub allow_disable_autosync: bool,
     pub timeout: Duration,
     pub poll_interval: Duration,
-    /// The operator accepts sending the token over a plain `http://` URL.
+    /// The operator accepts sending the token over a plain `http://` URL (and, with
+    /// `cluster`, the kubeconfig's credentials to a plain `http://` API server).
     pub allow_insecure_http: bool,
+    /// The cluster Argo CD deploys to, when `watch_config = true`: the ConfigMaps and
+    /// Secrets of the workloads each Application manages are watched there, with the
+    /// Kubernetes backend's keys (`kubeconfig`, `context`) and meaning.
+    pub cluster: Option<KubernetesBackendConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -751,6 +756,11 @@ struct RawArgoCdBackend {
     poll_interval: Option<String>,
     #[serde(default)]
     allow_insecure_http: bool,
+    kubeconfig: Option<String>,
+    context: Option<String>,
+    /// Off by default: the cluster may not be reachable from breakwater.
+    #[serde(default)]
+    watch_config: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -1723,6 +1733,14 @@ impl<'a> Validator<'a> {
             timeout,
             poll_interval,
             allow_insecure_http: raw.allow_insecure_http,
+            cluster: raw.watch_config.then(|| KubernetesBackendConfig {
+                kubeconfig: raw.kubeconfig.map(PathBuf::from),
+                context: raw.context,
+                timeout,
+                poll_interval,
+                allow_insecure_http: raw.allow_insecure_http,
+                watch_config: true,
+            }),
         }))
     }
 

@@ -4,11 +4,15 @@
 
 use std::sync::Arc;
 
+use breakwater::backends::BackendRegistry;
+use breakwater::config::Config;
 use breakwater::core::deploy::{Deploy, ServiceName};
 use breakwater::core::event::Reply;
 use breakwater::core::message::{Action, Platform};
 use breakwater::store::DeployQuery;
+use serde_json::json;
 
+use crate::support::argocd::{ARGO_TOKEN, Entry, FakeArgoCd, application};
 use crate::support::kubernetes::{FakeKubernetes, NAMESPACE, Rev};
 use crate::support::{AppOptions, TestApp, actor, eventually, spawn_app_with};
 
@@ -566,5 +570,182 @@ async fn a_restore_of_a_config_map_argo_cd_manages_says_a_sync_may_undo_it_when_
             "ConfigMap orders-env is managed by Argo CD application shop-orders: if it syncs automatically, its next sync will undo a restore."
         ),
         "{text}"
+    );
+}
+
+// --- Argo CD-managed workloads ---------------------------------------------------------------
+
+/// The Argo CD Application deploying orders: history in Argo CD, automated sync, and the
+/// orders Deployment and its ConfigMap among the objects it manages.
+const ARGO_APP: &str = "orders-production";
+
+struct ArgoCluster {
+    app: TestApp,
+    fake: Arc<FakeKubernetes>,
+    _kubeconfig_dir: tempfile::TempDir,
+}
+
+fn argo_backend(argo_url: &str, kubeconfig: &std::path::Path, cluster_keys: &str) -> String {
+    format!(
+        r#"
+[backends.argo]
+kind = "argocd"
+url = "{argo_url}"
+token = {{ file = "argocd_token" }}
+poll_interval = "20ms"
+allow_insecure_http = true
+kubeconfig = "{}"
+{cluster_keys}
+
+[[services]]
+name = "orders"
+environments = ["production"]
+backend = "argo"
+app = "{{service}}-{{environment}}"
+"#,
+        kubeconfig.display()
+    )
+}
+
+/// breakwater with an Argo CD backend watching the cluster its Application deploys to.
+async fn start_argo() -> ArgoCluster {
+    let fake = FakeKubernetes::start().await;
+    fake.with_revisions(&REVISIONS);
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "20"), ("REGION", "eu1")],
+        "argocd-controller",
+        60 * 24,
+    );
+    fake.put_secret("orders-db", &[("password", SECRET_VALUE)], "helm", 60 * 24);
+    let argo = FakeArgoCd::start().await;
+    let history = [Entry {
+        id: 1,
+        tag: "v1.3.1",
+        minutes_ago: 300,
+        by: "ada",
+    }];
+    argo.add(application(ARGO_APP, &history, true));
+    argo.edit(ARGO_APP, |app| {
+        app["status"]["resources"] = json!([
+            {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": NAMESPACE,
+             "name": "orders", "status": "Synced", "health": {"status": "Healthy"}},
+            {"version": "v1", "kind": "ConfigMap", "namespace": NAMESPACE, "name": "orders-env",
+             "status": "Synced"},
+            {"version": "v1", "kind": "Service", "namespace": NAMESPACE, "name": "orders",
+             "status": "Synced", "health": {"status": "Healthy"}}
+        ]);
+    });
+    let kubeconfig_dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = fake.kubeconfig(kubeconfig_dir.path());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("argocd_token"), ARGO_TOKEN).expect("token");
+    let app = spawn_app_with(AppOptions {
+        extra_config: argo_backend(
+            &argo.url,
+            &kubeconfig,
+            "context = \"fake-breakwater\"\nwatch_config = true",
+        ),
+        platform: Platform::Console,
+        dir: Some(dir),
+        ..AppOptions::default()
+    })
+    .await;
+    until("both watches open", || {
+        fake.watches_of("configmaps") > 0 && fake.watches_of("secrets") > 0
+    })
+    .await;
+    ArgoCluster {
+        app,
+        fake,
+        _kubeconfig_dir: kubeconfig_dir,
+    }
+}
+
+#[tokio::test]
+async fn argocd_a_config_map_edit_of_a_managed_deployment_is_in_the_next_summary_and_restored_once()
+{
+    let ArgoCluster { app, fake, .. } = start_argo().await;
+
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "2"), ("REGION", "eu1")],
+        "kubectl-edit",
+        12,
+    );
+    until_recorded(&app, 1).await;
+    app.fire_alert("HighErrorRate", "orders", "production")
+        .await;
+    let summary = app.summary().await;
+
+    let text = summary.plain();
+    assert!(
+        text.contains("Suspect ⚙ ConfigMap orders-env changed by kubectl-edit"),
+        "{text}"
+    );
+    assert!(text.contains("config DB_POOL_SIZE: 20 → 2"), "{text}");
+    assert!(
+        text.contains("v1.3.1"),
+        "the Argo CD deploy is listed too: {text}"
+    );
+    assert!(
+        text.contains(
+            "ConfigMap orders-env is managed by Argo CD application orders-production with automated sync: its next sync will undo a restore."
+        ),
+        "{text}"
+    );
+
+    let alice = alice();
+    let presses = (0..3).map(|_| app.press(&summary, "Restore", &alice));
+    futures::future::join_all(presses).await;
+    app.chat
+        .wait_for_update(
+            &summary.at,
+            "✅ Restored ConfigMap orders-env of orders production",
+        )
+        .await;
+    assert_eq!(
+        fake.config_object("ConfigMap", "orders-env")["data"],
+        json!({"DB_POOL_SIZE": "20", "REGION": "eu1"})
+    );
+    assert_eq!(patches_of(&fake, "configmaps"), 1, "written once");
+    let restarts = fake
+        .patches()
+        .iter()
+        .filter(|p| p.path.ends_with("/deployments/orders"))
+        .count();
+    assert_eq!(
+        restarts, 1,
+        "the Deployment Argo CD lists was restarted once"
+    );
+}
+
+#[test]
+fn argocd_cluster_settings_that_cannot_work_stop_start_up_naming_their_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("argocd_token"), ARGO_TOKEN).expect("token");
+    let config = |kubeconfig: &std::path::Path, keys: &str| {
+        let text = argo_backend("http://127.0.0.1:9", kubeconfig, keys).replace(
+            "{ file = \"argocd_token\" }",
+            &format!(
+                "{{ file = \"{}\" }}",
+                dir.path().join("argocd_token").display()
+            ),
+        );
+        Config::parse(&text).expect("config")
+    };
+    let missing = dir.path().join("no-such-kubeconfig");
+
+    let error = BackendRegistry::from_config(&config(&missing, "watch_config = true"))
+        .expect_err("an unreadable kubeconfig");
+    assert!(
+        error
+            .to_string()
+            .starts_with("backends.argo.kubeconfig: cannot read"),
+        "{error}"
+    );
+    assert!(
+        BackendRegistry::from_config(&config(&missing, "")).is_ok(),
+        "without watch_config the cluster settings are not used"
     );
 }
