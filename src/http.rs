@@ -430,6 +430,10 @@ pub struct DeployReport {
     pub changes: Vec<Change>,
     #[serde(default)]
     pub config_changes: Vec<ConfigChange>,
+    /// Who reports it: `api` (the default, CI/CD) or `argocd` (the notifications template
+    /// in `deploy/argocd/`). GitHub, GitLab, Flux and Flagger post to their own routes.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 fn nonempty(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
@@ -565,6 +569,16 @@ fn validate_report(
             )));
         }
     }
+    let source = match report.source.as_deref().map(str::trim) {
+        None | Some("api") => DeploySource::Api,
+        Some("argocd") => DeploySource::Argocd,
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "source: {other:?} must be api or argocd (GitHub, GitLab and Flux post to \
+                 /webhooks/…)"
+            )));
+        }
+    };
     let times_given = report.started_at.is_some() || report.finished_at.is_some();
     let started_at = report
         .started_at
@@ -590,7 +604,7 @@ fn validate_report(
         status,
         changes: report.changes,
         config_changes: report.config_changes,
-        source: DeploySource::Api,
+        source,
     }
     .with_secrets_masked();
     let update = crate::core::deploy::DeployUpdate {
@@ -658,7 +672,7 @@ async fn post_deploy(
     let report: DeployReport = parse_json(&body)?;
     let now = Utc::now();
     let report = validate_report(&state.config, report, now)?;
-    let recorded = record_report(&state, &report, "api", now).await?;
+    let recorded = record_report(&state, &report, report.deploy.source.as_str(), now).await?;
     Ok(recorded_response(&recorded))
 }
 
@@ -1195,11 +1209,13 @@ async fn receive_deploy_event(
         status: Some(event.status.as_str().to_owned()),
         changes: event.changes,
         config_changes: Vec::new(),
+        source: None,
     };
     let now = Utc::now();
     let mut report = validate_report(&state.config, report, now)?;
     report.match_by_start = event.identity == crate::sources::Identity::SameStart;
     report.from_event_stream = true;
+    report.deploy.source = source.deploy_source();
     report.update.description_is_progress = source.reports_progress();
     let recorded = record_report(state, &report, source.as_str(), now).await?;
     Ok(recorded_response(&recorded))
