@@ -749,3 +749,192 @@ fn argocd_cluster_settings_that_cannot_work_stop_start_up_naming_their_key() {
         "without watch_config the cluster settings are not used"
     );
 }
+
+// --- Restore through a crash, and a restart that fails -------------------------------------
+
+#[tokio::test]
+async fn a_restore_whose_restart_fails_says_the_data_was_written_and_the_pods_were_not_restarted() {
+    let (Cluster { app, fake, .. }, summary) = edited_then_alerted(false).await;
+    fake.forbid_patch();
+
+    app.press(&summary, "Restore", &alice()).await;
+    let done = app.chat.wait_for_update(&summary.at, "❌ Restore of").await;
+
+    let text = done.plain();
+    assert!(
+        text.contains("ConfigMap orders-env was written back to its state before")
+            && text.contains("but its pods were not restarted")
+            && text.contains("kubectl rollout restart deployment/orders -n shop"),
+        "{text}"
+    );
+    assert_eq!(
+        fake.config_object("ConfigMap", "orders-env")["data"]["DB_POOL_SIZE"],
+        "20"
+    );
+    assert_eq!(patches_of(&fake, "configmaps"), 1, "written once");
+    assert_eq!(app.audited("rollback.failed").await.len(), 1);
+}
+
+const RESTORE_SERVE_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:{port}"
+shutdown_grace = "2s"
+heartbeat_interval = "1m"
+heartbeat_timeout = "10m"
+
+[database]
+url = "sqlite://{dir}/breakwater.db"
+
+[api]
+token = { file = "api_token" }
+
+[webhooks]
+token = { file = "webhook_token" }
+
+[console]
+users = [{ name = "alice", password_hash = "{alice}" }]
+
+[backends.cluster]
+kind = "kubernetes"
+kubeconfig = "{kubeconfig}"
+context = "fake-breakwater"
+allow_insecure_http = true
+poll_interval = "50ms"
+
+[[services]]
+name = "orders"
+environments = ["production"]
+backend = "cluster"
+namespace = "shop"
+
+[policy]
+rollback_allowed = ["console:alice"]
+cooldown = "0s"
+"#;
+
+/// Real processes: a restore is confirmed, the ConfigMap written and the Deployment
+/// restarted, and the process is killed with SIGKILL while the restart rolls out. The
+/// restarted process takes the plan back, follows the rollout to its outcome and writes
+/// nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_killed_while_its_restart_rolls_out_is_followed_after_a_restart_and_written_once()
+{
+    use crate::crash::{Rig, Serve, free_port};
+    use crate::support::kubernetes::RolloutEnd;
+    use crate::support::{API_TOKEN, WEBHOOK_TOKEN, alertmanager};
+
+    let rig = Rig::new().await;
+    let fake = FakeKubernetes::start().await;
+    fake.with_revisions(&REVISIONS);
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "20"), ("REGION", "eu1")],
+        "kubectl-client-side-apply",
+        60 * 24,
+    );
+    fake.put_secret("orders-db", &[("password", SECRET_VALUE)], "helm", 60 * 24);
+    fake.end_rollouts(RolloutEnd::Stuck);
+    let kubeconfig = fake.kubeconfig(rig.dir.path());
+    let port = free_port();
+    let config = rig.dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        RESTORE_SERVE_CONFIG
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &rig.dir.path().display().to_string())
+            .replace("{alice}", &rig.alice_hash)
+            .replace("{kubeconfig}", &kubeconfig.display().to_string()),
+    )
+    .expect("write config");
+    let http = reqwest::Client::new();
+
+    let mut first = Serve::start(&config, port).await;
+    until("the ConfigMap watch to open", || {
+        fake.watches_of("configmaps") > 0
+    })
+    .await;
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "2"), ("REGION", "eu1")],
+        "kubectl-edit",
+        12,
+    );
+    eventually("the edit to be recorded", async || {
+        let listed: serde_json::Value = http
+            .get(format!("{}/api/v1/deploys?service=orders", first.address))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        listed["deploys"]
+            .as_array()?
+            .iter()
+            .any(|d| d["source"] == "config_change")
+            .then_some(())
+    })
+    .await;
+    let response = http
+        .post(format!("{}/webhooks/alertmanager", first.address))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&alertmanager(
+            "HighErrorRate",
+            "orders",
+            "production",
+            "firing",
+        ))
+        .send()
+        .await
+        .expect("alert");
+    assert_eq!(response.status(), 200);
+    let session = rig.sign_in(&first).await;
+    rig.wait_for(&first, &session, "Restore orders-env to its state before")
+        .await;
+    rig.press(&first, &session, "Restore orders-env").await;
+    rig.wait_for(&first, &session, "Only you can see this")
+        .await;
+    rig.press(&first, &session, "Confirm").await;
+    // The rollout is followed (a read of the Deployment after the restart's patch) only
+    // once the plan's operation is stored: from then on a restart can take it back.
+    until("the restart's rollout to be followed", || {
+        let seen = fake.seen();
+        seen.iter()
+            .position(|s| s.method == "PATCH" && s.path.ends_with("/deployments/orders"))
+            .is_some_and(|patched| {
+                seen[patched..]
+                    .iter()
+                    .any(|s| s.method == "GET" && s.path.ends_with("/deployments/orders"))
+            })
+    })
+    .await;
+    first.kill_9();
+    fake.end_rollouts(RolloutEnd::Available);
+
+    let restarted = Serve::start(&config, port).await;
+    rig.wait_for(
+        &restarted,
+        &session,
+        "Restored ConfigMap orders-env of orders production",
+    )
+    .await;
+    assert_eq!(
+        fake.config_object("ConfigMap", "orders-env")["data"],
+        json!({"DB_POOL_SIZE": "20", "REGION": "eu1"})
+    );
+    assert_eq!(patches_of(&fake, "configmaps"), 1, "written once");
+    let restarts = fake
+        .patches()
+        .iter()
+        .filter(|p| p.path.ends_with("/deployments/orders"))
+        .count();
+    assert_eq!(restarts, 1, "restarted once");
+    assert!(
+        restarted
+            .log()
+            .contains("taking back the rollbacks this runner left running"),
+        "{}",
+        restarted.log()
+    );
+}

@@ -327,17 +327,10 @@ impl KubernetesBackend {
             ),
         })?;
         tracing::info!(backend = %self.name, configmap = %object, snapshot = snapshot.id, "restored the ConfigMap; restarting the Deployment");
-        let restarted = self.restart(&deployment.namespace, &deployment.name).await.map_err(|e| {
-            BackendError::new(
-                e.kind,
-                format!(
-                    "ConfigMap {name} was restored, but restarting {deployment} failed: {}. Its \
-                     pods run the changed values until they restart: run `kubectl rollout \
-                     restart deployment/{} -n {}`",
-                    e.message, deployment.name, deployment.namespace
-                ),
-            )
-        })?;
+        let restarted = self
+            .restart(&deployment.namespace, &deployment.name)
+            .await
+            .map_err(|e| restart_failed(name, &call.to.version, &deployment, e))?;
         let handle = Handle {
             namespace: deployment.namespace.clone(),
             deployment: deployment.name.clone(),
@@ -469,6 +462,30 @@ fn autosync_caveat(name: &str, application: &str, automated: Option<bool>) -> Ca
         blocking: false,
         remedy: None,
     }
+}
+
+/// The data is written but the pods were not restarted. Never a conflict, whatever the
+/// API server said: a conflict would make the bot offer the restore again, and the
+/// ConfigMap already holds the restored data.
+fn restart_failed(
+    name: &str,
+    state: &str,
+    deployment: &super::DeploymentRef,
+    error: BackendError,
+) -> BackendError {
+    let kind = match error.kind {
+        BackendErrorKind::Conflict => BackendErrorKind::Refused,
+        kind => kind,
+    };
+    BackendError::new(
+        kind,
+        format!(
+            "ConfigMap {name} was written back to its state {state}, but its pods were not \
+             restarted: restarting {deployment} failed ({}). They run the changed values until \
+             they restart: run `kubectl rollout restart deployment/{} -n {}`",
+            error.message, deployment.name, deployment.namespace
+        ),
+    )
 }
 
 /// The ConfigMap is not what the person was shown: nothing is written, a fresh offer
