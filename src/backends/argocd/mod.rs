@@ -37,6 +37,7 @@ mod cluster;
 #[cfg(not(feature = "kubernetes"))]
 #[path = "no_cluster.rs"]
 mod cluster;
+mod model;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -56,6 +57,7 @@ use crate::core::backend::{
     Outcome, ProgressFn, Remedy, RestoreOffer, RollbackCall,
 };
 use crate::core::deploy::{Deploy, DeploySource, DeployStatus, Revision, ServiceName, Target};
+use model::{Application, ErrorBody, HistoryEntry, OperationState, Source, SyncResult};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One request; a rollback's follow is bounded by the backend's `timeout` as well.
@@ -102,166 +104,6 @@ impl std::fmt::Display for AppRef {
             None => f.write_str(&self.name),
         }
     }
-}
-
-// --- Argo CD's JSON, the fields breakwater reads --------------------------------------------
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Application {
-    metadata: Metadata,
-    spec: AppSpec,
-    status: AppStatus,
-    /// The operation requested and not yet picked up by the controller.
-    operation: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct Metadata {
-    name: String,
-    labels: HashMap<String, String>,
-    annotations: HashMap<String, String>,
-    owner_references: Vec<OwnerReference>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct OwnerReference {
-    kind: String,
-    name: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct AppSpec {
-    sync_policy: Option<SyncPolicy>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SyncPolicy {
-    automated: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct Source {
-    target_revision: String,
-    chart: String,
-    helm: Option<HelmSource>,
-    kustomize: Option<KustomizeSource>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct HelmSource {
-    parameters: Vec<HelmParameter>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct HelmParameter {
-    name: String,
-    value: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct KustomizeSource {
-    images: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct AppStatus {
-    sync: SyncStatus,
-    health: HealthStatus,
-    history: Vec<HistoryEntry>,
-    operation_state: Option<OperationState>,
-    /// When the controller last compared and assessed the application.
-    reconciled_at: Option<DateTime<Utc>>,
-    /// The objects the application manages.
-    resources: Vec<ResourceStatus>,
-}
-
-/// One object an application manages, as `status.resources` lists it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ResourceStatus {
-    kind: String,
-    namespace: String,
-    name: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SyncStatus {
-    status: String,
-    revision: String,
-    /// Multi-source applications: one revision per source, no `revision`.
-    revisions: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct HealthStatus {
-    status: String,
-    message: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct HistoryEntry {
-    id: i64,
-    revision: String,
-    revisions: Vec<String>,
-    deployed_at: Option<DateTime<Utc>>,
-    deploy_started_at: Option<DateTime<Utc>>,
-    source: Option<Source>,
-    sources: Vec<Source>,
-    initiated_by: Option<Initiator>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Initiator {
-    username: String,
-    automated: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct OperationState {
-    operation: Option<OperationSpec>,
-    phase: String,
-    message: String,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    sync_result: Option<SyncResult>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct OperationSpec {
-    sync: Option<SyncResult>,
-    initiated_by: Option<Initiator>,
-}
-
-/// The revision(s) of a sync operation or its result: `revision` for one source,
-/// `revisions` (one per source) for a multi-source application.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SyncResult {
-    revision: String,
-    revisions: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ErrorBody {
-    message: String,
-    error: String,
 }
 
 /// What is stored with the plan to follow a rollback, also after a restart.
