@@ -104,6 +104,8 @@ impl Application {
             None => {
                 let registry = BackendRegistry::from_config(&config)
                     .context("building the deployment backends")?;
+                #[cfg(feature = "kubernetes")]
+                check_argocd_clusters(&config).await?;
                 registry.keep_config_snapshots_in(&store);
                 Arc::new(registry)
             }
@@ -318,7 +320,23 @@ impl Application {
     }
 }
 
-/// One task per Kubernetes backend with `watch_config`: its ConfigMap and Secret watches,
+/// Argo CD backends with `watch_config` build their cluster connection before start-up
+/// completes: a cluster they cannot use is one clear error, not a warning much later.
+#[cfg(feature = "kubernetes")]
+async fn check_argocd_clusters(config: &Config) -> anyhow::Result<()> {
+    for (name, backend) in &config.backends {
+        if let crate::config::BackendConfig::ArgoCd(argocd) = backend
+            && argocd.cluster.is_some()
+        {
+            crate::backends::ArgoCdBackend::new(name, argocd, &config.services)?
+                .check_cluster()
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// One task per Kubernetes or Argo CD backend with `watch_config`: its ConfigMap and Secret watches,
 /// on their own tasks so a slow or refusing API server never holds up alerts.
 #[cfg(feature = "kubernetes")]
 fn start_config_watches(
@@ -334,6 +352,19 @@ fn start_config_watches(
     });
     let mut watches = Vec::new();
     for (name, backend) in &config.backends {
+        if let BackendConfig::ArgoCd(argocd) = backend {
+            if argocd.cluster.is_some() {
+                match crate::backends::ArgoCdBackend::new(name, argocd, &config.services) {
+                    Ok(backend) => watches.push(tokio::spawn(
+                        Arc::new(backend).watch_config(sink.clone(), stop.clone()),
+                    )),
+                    Err(error) => {
+                        tracing::error!(backend = %name, %error, "not watching configuration changes");
+                    }
+                }
+            }
+            continue;
+        }
         let BackendConfig::Kubernetes(kubernetes) = backend else {
             continue;
         };

@@ -99,7 +99,11 @@ impl BackendRegistry {
                     backend
                 }
                 BackendConfig::ArgoCd(c) => {
-                    Arc::new(ArgoCdBackend::new(name, c, &config.services)?)
+                    let backend = Arc::new(ArgoCdBackend::new(name, c, &config.services)?);
+                    // Its cluster side keeps ConfigMap snapshots like a Kubernetes backend.
+                    #[cfg(feature = "kubernetes")]
+                    kubernetes.extend(backend.kubernetes());
+                    backend
                 }
                 #[cfg(feature = "kubernetes")]
                 BackendConfig::Kubernetes(c) => {

@@ -415,8 +415,13 @@ pub struct ArgoCdBackendConfig {
     pub allow_disable_autosync: bool,
     pub timeout: Duration,
     pub poll_interval: Duration,
-    /// The operator accepts sending the token over a plain `http://` URL.
+    /// The operator accepts sending the token over a plain `http://` URL (and, with
+    /// `cluster`, the kubeconfig's credentials to a plain `http://` API server).
     pub allow_insecure_http: bool,
+    /// The cluster Argo CD deploys to, when `watch_config = true`: the ConfigMaps and
+    /// Secrets of the workloads each Application manages are watched there, with the
+    /// Kubernetes backend's keys (`kubeconfig`, `context`) and meaning.
+    pub cluster: Option<KubernetesBackendConfig>,
 }
 
 #[derive(Debug, Clone)]

@@ -144,6 +144,11 @@ pub(super) struct RawArgoCdBackend {
     pub(super) poll_interval: Option<String>,
     #[serde(default)]
     pub(super) allow_insecure_http: bool,
+    pub(super) kubeconfig: Option<String>,
+    pub(super) context: Option<String>,
+    /// Off by default: the cluster may not be reachable from breakwater.
+    #[serde(default)]
+    pub(super) watch_config: bool,
 }
 
 #[derive(Deserialize, Default)]

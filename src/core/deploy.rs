@@ -196,6 +196,16 @@ pub enum DeploySource {
     /// Kubernetes watch): no deploy happened, yet what runs may behave differently. Never
     /// a rollback target; `description` names the object, `author` the field manager.
     ConfigChange,
+    /// A GitHub `deployment` / `deployment_status` webhook.
+    Github,
+    /// A GitLab deployment event.
+    Gitlab,
+    /// A Flux notification-controller event.
+    Flux,
+    /// Argo CD notifications posting to `POST /api/v1/deploys` with `"source": "argocd"`.
+    Argocd,
+    /// A Flagger canary event.
+    Flagger,
 }
 
 impl DeploySource {
@@ -205,6 +215,11 @@ impl DeploySource {
             Self::Backend => "backend",
             Self::Rollback => "rollback",
             Self::ConfigChange => "config_change",
+            Self::Github => "github",
+            Self::Gitlab => "gitlab",
+            Self::Flux => "flux",
+            Self::Argocd => "argocd",
+            Self::Flagger => "flagger",
         }
     }
 
@@ -214,6 +229,11 @@ impl DeploySource {
             "backend" => Some(Self::Backend),
             "rollback" => Some(Self::Rollback),
             "config_change" => Some(Self::ConfigChange),
+            "github" => Some(Self::Github),
+            "gitlab" => Some(Self::Gitlab),
+            "flux" => Some(Self::Flux),
+            "argocd" => Some(Self::Argocd),
+            "flagger" => Some(Self::Flagger),
             _ => None,
         }
     }

@@ -46,6 +46,10 @@ pub struct DeployReport {
     pub changes: Vec<Change>,
     #[serde(default)]
     pub config_changes: Vec<ConfigChange>,
+    /// Who reports it: `api` (the default, CI/CD) or `argocd` (the notifications template
+    /// in `deploy/argocd/`). GitHub, GitLab, Flux and Flagger post to their own routes.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 fn nonempty(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
@@ -181,6 +185,16 @@ pub(super) fn validate_report(
             )));
         }
     }
+    let source = match report.source.as_deref().map(str::trim) {
+        None | Some("api") => DeploySource::Api,
+        Some("argocd") => DeploySource::Argocd,
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "source: {other:?} must be api or argocd (GitHub, GitLab and Flux post to \
+                 /webhooks/…)"
+            )));
+        }
+    };
     let times_given = report.started_at.is_some() || report.finished_at.is_some();
     let started_at = report
         .started_at
@@ -206,7 +220,7 @@ pub(super) fn validate_report(
         status,
         changes: report.changes,
         config_changes: report.config_changes,
-        source: DeploySource::Api,
+        source,
     }
     .with_secrets_masked();
     let update = crate::core::deploy::DeployUpdate {
@@ -274,7 +288,7 @@ pub(super) async fn post_deploy(
     let report: DeployReport = parse_json(&body)?;
     let now = Utc::now();
     let report = validate_report(&state.config, report, now)?;
-    let recorded = record_report(&state, &report, "api", now).await?;
+    let recorded = record_report(&state, &report, report.deploy.source.as_str(), now).await?;
     Ok(recorded_response(&recorded))
 }
 

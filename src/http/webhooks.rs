@@ -353,11 +353,13 @@ async fn receive_deploy_event(
         status: Some(event.status.as_str().to_owned()),
         changes: event.changes,
         config_changes: Vec::new(),
+        source: None,
     };
     let now = Utc::now();
     let mut report = validate_report(&state.config, report, now)?;
     report.match_by_start = event.identity == crate::sources::Identity::SameStart;
     report.from_event_stream = true;
+    report.deploy.source = source.deploy_source();
     report.update.description_is_progress = source.reports_progress();
     let recorded = record_report(state, &report, source.as_str(), now).await?;
     Ok(recorded_response(&recorded))

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use crate::config::{Config, Secret, ServiceConfig};
-use crate::core::deploy::{Change, DeployStatus, Environment, ServiceName};
+use crate::core::deploy::{Change, DeploySource, DeployStatus, Environment, ServiceName};
 
 /// The longest free text (a commit title, a Flux message) kept as a deploy's description.
 const MAX_DESCRIPTION: usize = 500;
@@ -46,6 +46,16 @@ impl Source {
             Self::Gitlab => "gitlab",
             Self::Flux => "flux",
             Self::Flagger => "flagger",
+        }
+    }
+
+    /// What the deploys this source reports are stored as.
+    pub fn deploy_source(self) -> DeploySource {
+        match self {
+            Self::Github => DeploySource::Github,
+            Self::Gitlab => DeploySource::Gitlab,
+            Self::Flux => DeploySource::Flux,
+            Self::Flagger => DeploySource::Flagger,
         }
     }
 

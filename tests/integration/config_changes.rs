@@ -4,11 +4,15 @@
 
 use std::sync::Arc;
 
+use breakwater::backends::BackendRegistry;
+use breakwater::config::Config;
 use breakwater::core::deploy::{Deploy, ServiceName};
 use breakwater::core::event::Reply;
 use breakwater::core::message::{Action, Platform};
 use breakwater::store::DeployQuery;
+use serde_json::json;
 
+use crate::support::argocd::{ARGO_TOKEN, Entry, FakeArgoCd, application};
 use crate::support::kubernetes::{FakeKubernetes, NAMESPACE, Rev};
 use crate::support::{AppOptions, TestApp, actor, eventually, spawn_app_with};
 
@@ -566,5 +570,371 @@ async fn a_restore_of_a_config_map_argo_cd_manages_says_a_sync_may_undo_it_when_
             "ConfigMap orders-env is managed by Argo CD application shop-orders: if it syncs automatically, its next sync will undo a restore."
         ),
         "{text}"
+    );
+}
+
+// --- Argo CD-managed workloads ---------------------------------------------------------------
+
+/// The Argo CD Application deploying orders: history in Argo CD, automated sync, and the
+/// orders Deployment and its ConfigMap among the objects it manages.
+const ARGO_APP: &str = "orders-production";
+
+struct ArgoCluster {
+    app: TestApp,
+    fake: Arc<FakeKubernetes>,
+    _kubeconfig_dir: tempfile::TempDir,
+}
+
+fn argo_backend(argo_url: &str, kubeconfig: &std::path::Path, cluster_keys: &str) -> String {
+    format!(
+        r#"
+[backends.argo]
+kind = "argocd"
+url = "{argo_url}"
+token = {{ file = "argocd_token" }}
+poll_interval = "20ms"
+allow_insecure_http = true
+kubeconfig = "{}"
+{cluster_keys}
+
+[[services]]
+name = "orders"
+environments = ["production"]
+backend = "argo"
+app = "{{service}}-{{environment}}"
+"#,
+        kubeconfig.display()
+    )
+}
+
+/// breakwater with an Argo CD backend watching the cluster its Application deploys to.
+async fn start_argo() -> ArgoCluster {
+    let fake = FakeKubernetes::start().await;
+    fake.with_revisions(&REVISIONS);
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "20"), ("REGION", "eu1")],
+        "argocd-controller",
+        60 * 24,
+    );
+    fake.put_secret("orders-db", &[("password", SECRET_VALUE)], "helm", 60 * 24);
+    let argo = FakeArgoCd::start().await;
+    let history = [Entry {
+        id: 1,
+        tag: "v1.3.1",
+        minutes_ago: 300,
+        by: "ada",
+    }];
+    argo.add(application(ARGO_APP, &history, true));
+    argo.edit(ARGO_APP, |app| {
+        app["status"]["resources"] = json!([
+            {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": NAMESPACE,
+             "name": "orders", "status": "Synced", "health": {"status": "Healthy"}},
+            {"version": "v1", "kind": "ConfigMap", "namespace": NAMESPACE, "name": "orders-env",
+             "status": "Synced"},
+            {"version": "v1", "kind": "Service", "namespace": NAMESPACE, "name": "orders",
+             "status": "Synced", "health": {"status": "Healthy"}}
+        ]);
+    });
+    let kubeconfig_dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = fake.kubeconfig(kubeconfig_dir.path());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("argocd_token"), ARGO_TOKEN).expect("token");
+    let app = spawn_app_with(AppOptions {
+        extra_config: argo_backend(
+            &argo.url,
+            &kubeconfig,
+            "context = \"fake-breakwater\"\nwatch_config = true",
+        ),
+        platform: Platform::Console,
+        dir: Some(dir),
+        ..AppOptions::default()
+    })
+    .await;
+    until("both watches open", || {
+        fake.watches_of("configmaps") > 0 && fake.watches_of("secrets") > 0
+    })
+    .await;
+    ArgoCluster {
+        app,
+        fake,
+        _kubeconfig_dir: kubeconfig_dir,
+    }
+}
+
+#[tokio::test]
+async fn argocd_a_config_map_edit_of_a_managed_deployment_is_in_the_next_summary_and_restored_once()
+{
+    let ArgoCluster { app, fake, .. } = start_argo().await;
+
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "2"), ("REGION", "eu1")],
+        "kubectl-edit",
+        12,
+    );
+    until_recorded(&app, 1).await;
+    app.fire_alert("HighErrorRate", "orders", "production")
+        .await;
+    let summary = app.summary().await;
+
+    let text = summary.plain();
+    assert!(
+        text.contains("Suspect ⚙ ConfigMap orders-env changed by kubectl-edit"),
+        "{text}"
+    );
+    assert!(text.contains("config DB_POOL_SIZE: 20 → 2"), "{text}");
+    assert!(
+        text.contains("v1.3.1"),
+        "the Argo CD deploy is listed too: {text}"
+    );
+    assert!(
+        text.contains(
+            "ConfigMap orders-env is managed by Argo CD application orders-production with automated sync: its next sync will undo a restore."
+        ),
+        "{text}"
+    );
+
+    let alice = alice();
+    let presses = (0..3).map(|_| app.press(&summary, "Restore", &alice));
+    futures::future::join_all(presses).await;
+    app.chat
+        .wait_for_update(
+            &summary.at,
+            "✅ Restored ConfigMap orders-env of orders production",
+        )
+        .await;
+    assert_eq!(
+        fake.config_object("ConfigMap", "orders-env")["data"],
+        json!({"DB_POOL_SIZE": "20", "REGION": "eu1"})
+    );
+    assert_eq!(patches_of(&fake, "configmaps"), 1, "written once");
+    let restarts = fake
+        .patches()
+        .iter()
+        .filter(|p| p.path.ends_with("/deployments/orders"))
+        .count();
+    assert_eq!(
+        restarts, 1,
+        "the Deployment Argo CD lists was restarted once"
+    );
+}
+
+#[test]
+fn argocd_cluster_settings_that_cannot_work_stop_start_up_naming_their_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("argocd_token"), ARGO_TOKEN).expect("token");
+    let config = |kubeconfig: &std::path::Path, keys: &str| {
+        let text = argo_backend("http://127.0.0.1:9", kubeconfig, keys).replace(
+            "{ file = \"argocd_token\" }",
+            &format!(
+                "{{ file = \"{}\" }}",
+                dir.path().join("argocd_token").display()
+            ),
+        );
+        Config::parse(&text).expect("config")
+    };
+    let missing = dir.path().join("no-such-kubeconfig");
+
+    let error = BackendRegistry::from_config(&config(&missing, "watch_config = true"))
+        .expect_err("an unreadable kubeconfig");
+    assert!(
+        error
+            .to_string()
+            .starts_with("backends.argo.kubeconfig: cannot read"),
+        "{error}"
+    );
+    assert!(
+        BackendRegistry::from_config(&config(&missing, "")).is_ok(),
+        "without watch_config the cluster settings are not used"
+    );
+}
+
+// --- Restore through a crash, and a restart that fails -------------------------------------
+
+#[tokio::test]
+async fn a_restore_whose_restart_fails_says_the_data_was_written_and_the_pods_were_not_restarted() {
+    let (Cluster { app, fake, .. }, summary) = edited_then_alerted(false).await;
+    fake.forbid_patch();
+
+    app.press(&summary, "Restore", &alice()).await;
+    let done = app.chat.wait_for_update(&summary.at, "❌ Restore of").await;
+
+    let text = done.plain();
+    assert!(
+        text.contains("ConfigMap orders-env was written back to its state before")
+            && text.contains("but its pods were not restarted")
+            && text.contains("kubectl rollout restart deployment/orders -n shop"),
+        "{text}"
+    );
+    assert_eq!(
+        fake.config_object("ConfigMap", "orders-env")["data"]["DB_POOL_SIZE"],
+        "20"
+    );
+    assert_eq!(patches_of(&fake, "configmaps"), 1, "written once");
+    assert_eq!(app.audited("rollback.failed").await.len(), 1);
+}
+
+const RESTORE_SERVE_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:{port}"
+shutdown_grace = "2s"
+heartbeat_interval = "1m"
+heartbeat_timeout = "10m"
+
+[database]
+url = "sqlite://{dir}/breakwater.db"
+
+[api]
+token = { file = "api_token" }
+
+[webhooks]
+token = { file = "webhook_token" }
+
+[console]
+users = [{ name = "alice", password_hash = "{alice}" }]
+
+[backends.cluster]
+kind = "kubernetes"
+kubeconfig = "{kubeconfig}"
+context = "fake-breakwater"
+allow_insecure_http = true
+poll_interval = "50ms"
+
+[[services]]
+name = "orders"
+environments = ["production"]
+backend = "cluster"
+namespace = "shop"
+
+[policy]
+rollback_allowed = ["console:alice"]
+cooldown = "0s"
+"#;
+
+/// Real processes: a restore is confirmed, the ConfigMap written and the Deployment
+/// restarted, and the process is killed with SIGKILL while the restart rolls out. The
+/// restarted process takes the plan back, follows the rollout to its outcome and writes
+/// nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_killed_while_its_restart_rolls_out_is_followed_after_a_restart_and_written_once()
+{
+    use crate::crash::{Rig, Serve, free_port};
+    use crate::support::kubernetes::RolloutEnd;
+    use crate::support::{API_TOKEN, WEBHOOK_TOKEN, alertmanager};
+
+    let rig = Rig::new().await;
+    let fake = FakeKubernetes::start().await;
+    fake.with_revisions(&REVISIONS);
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "20"), ("REGION", "eu1")],
+        "kubectl-client-side-apply",
+        60 * 24,
+    );
+    fake.put_secret("orders-db", &[("password", SECRET_VALUE)], "helm", 60 * 24);
+    fake.end_rollouts(RolloutEnd::Stuck);
+    let kubeconfig = fake.kubeconfig(rig.dir.path());
+    let port = free_port();
+    let config = rig.dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        RESTORE_SERVE_CONFIG
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &rig.dir.path().display().to_string())
+            .replace("{alice}", &rig.alice_hash)
+            .replace("{kubeconfig}", &kubeconfig.display().to_string()),
+    )
+    .expect("write config");
+    let http = reqwest::Client::new();
+
+    let mut first = Serve::start(&config, port).await;
+    until("the ConfigMap watch to open", || {
+        fake.watches_of("configmaps") > 0
+    })
+    .await;
+    fake.put_config_map(
+        "orders-env",
+        &[("DB_POOL_SIZE", "2"), ("REGION", "eu1")],
+        "kubectl-edit",
+        12,
+    );
+    eventually("the edit to be recorded", async || {
+        let listed: serde_json::Value = http
+            .get(format!("{}/api/v1/deploys?service=orders", first.address))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        listed["deploys"]
+            .as_array()?
+            .iter()
+            .any(|d| d["source"] == "config_change")
+            .then_some(())
+    })
+    .await;
+    let response = http
+        .post(format!("{}/webhooks/alertmanager", first.address))
+        .bearer_auth(WEBHOOK_TOKEN)
+        .json(&alertmanager(
+            "HighErrorRate",
+            "orders",
+            "production",
+            "firing",
+        ))
+        .send()
+        .await
+        .expect("alert");
+    assert_eq!(response.status(), 200);
+    let session = rig.sign_in(&first).await;
+    rig.wait_for(&first, &session, "Restore orders-env to its state before")
+        .await;
+    rig.press(&first, &session, "Restore orders-env").await;
+    rig.wait_for(&first, &session, "Only you can see this")
+        .await;
+    rig.press(&first, &session, "Confirm").await;
+    // The rollout is followed (a read of the Deployment after the restart's patch) only
+    // once the plan's operation is stored: from then on a restart can take it back.
+    until("the restart's rollout to be followed", || {
+        let seen = fake.seen();
+        seen.iter()
+            .position(|s| s.method == "PATCH" && s.path.ends_with("/deployments/orders"))
+            .is_some_and(|patched| {
+                seen[patched..]
+                    .iter()
+                    .any(|s| s.method == "GET" && s.path.ends_with("/deployments/orders"))
+            })
+    })
+    .await;
+    first.kill_9();
+    fake.end_rollouts(RolloutEnd::Available);
+
+    let restarted = Serve::start(&config, port).await;
+    rig.wait_for(
+        &restarted,
+        &session,
+        "Restored ConfigMap orders-env of orders production",
+    )
+    .await;
+    assert_eq!(
+        fake.config_object("ConfigMap", "orders-env")["data"],
+        json!({"DB_POOL_SIZE": "20", "REGION": "eu1"})
+    );
+    assert_eq!(patches_of(&fake, "configmaps"), 1, "written once");
+    let restarts = fake
+        .patches()
+        .iter()
+        .filter(|p| p.path.ends_with("/deployments/orders"))
+        .count();
+    assert_eq!(restarts, 1, "restarted once");
+    assert!(
+        restarted
+            .log()
+            .contains("taking back the rollbacks this runner left running"),
+        "{}",
+        restarted.log()
     );
 }

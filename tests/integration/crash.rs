@@ -128,7 +128,7 @@ async fn report_status(
     axum::Json(status).into_response()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -136,14 +136,14 @@ fn free_port() -> u16 {
 }
 
 /// A `breakwater serve` process, killed when dropped.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    address: String,
+    pub(crate) address: String,
     log: PathBuf,
 }
 
 impl Serve {
-    async fn start(config: &Path, port: u16) -> Self {
+    pub(crate) async fn start(config: &Path, port: u16) -> Self {
         let log = config.with_file_name(format!("serve-{port}-{}.log", PlanId::generate()));
         let child = Command::new(env!("CARGO_BIN_EXE_breakwater"))
             .args(["serve", "--config"])
@@ -176,12 +176,12 @@ impl Serve {
         serve
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGKILL: no shutdown, no chance to record anything.
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("kill -9");
         self.child.wait().expect("reap");
     }
@@ -195,15 +195,15 @@ impl Drop for Serve {
 }
 
 /// A test directory with the secrets files and a config per process.
-struct Rig {
-    dir: tempfile::TempDir,
+pub(crate) struct Rig {
+    pub(crate) dir: tempfile::TempDir,
     deployer: Arc<SlowDeployer>,
-    alice_hash: String,
+    pub(crate) alice_hash: String,
     http: reqwest::Client,
 }
 
 impl Rig {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("api_token"), API_TOKEN).expect("write");
         std::fs::write(dir.path().join("webhook_token"), WEBHOOK_TOKEN).expect("write");
@@ -276,7 +276,7 @@ impl Rig {
         session
     }
 
-    async fn sign_in(&self, serve: &Serve) -> String {
+    pub(crate) async fn sign_in(&self, serve: &Serve) -> String {
         let page = self
             .http
             .get(format!("{}/console/login", serve.address))
@@ -312,7 +312,7 @@ impl Rig {
             .expect("body")
     }
 
-    async fn wait_for(&self, serve: &Serve, session: &str, text: &str) -> String {
+    pub(crate) async fn wait_for(&self, serve: &Serve, session: &str, text: &str) -> String {
         eventually(
             std::fmt::from_fn(|f| {
                 write!(
@@ -333,7 +333,7 @@ impl Rig {
         .await
     }
 
-    async fn press(&self, serve: &Serve, session: &str, label: &str) {
+    pub(crate) async fn press(&self, serve: &Serve, session: &str, label: &str) {
         let html = self.channel(serve, session).await;
         let form = form_fields(&html, "/console/press", label)
             .unwrap_or_else(|| panic!("no {label:?} button on:\n{html}"));

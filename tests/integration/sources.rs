@@ -263,9 +263,16 @@ async fn a_github_deployment_status_is_recorded_as_a_deploy_of_its_repository() 
     assert_eq!(deploy["commit"], SHA);
     assert_eq!(deploy["author"], "ada");
     assert_eq!(deploy["status"], "succeeded");
+    assert_eq!(deploy["source"], "github");
     assert_eq!(
         deploy["url"],
         "https://github.com/acme/checkout/actions/runs/900/job/901"
+    );
+    let audited = app.audited("deploy.recorded").await;
+    assert!(
+        audited[0].details.contains("\"source\":\"github\""),
+        "{}",
+        audited[0].details
     );
 }
 
@@ -418,6 +425,7 @@ async fn a_gitlab_deployment_is_recorded_once_from_running_to_success() {
     assert_eq!(deploy["commit"], "279484c09fbe69ededfced8c1bb6e6d24616b468");
     assert_eq!(deploy["author"], "grace");
     assert_eq!(deploy["changes"][0]["message"], "Cache the catalogue");
+    assert_eq!(deploy["source"], "gitlab");
 }
 
 #[tokio::test]
@@ -453,6 +461,7 @@ async fn a_flux_helmrelease_upgrade_is_recorded_in_the_environment_its_key_names
     assert_eq!(deploys[0]["environment"], "staging");
     assert_eq!(deploys[0]["version"], "6.0.1");
     assert_eq!(deploys[0]["author"], "Flux helm-controller");
+    assert_eq!(deploys[0]["source"], "flux");
 }
 
 #[tokio::test]
@@ -671,6 +680,7 @@ fn the_argocd_notifications_post_deploy_reports_on_deployed_and_on_sync_failed()
             body.contains(&format!("\"status\": \"{status}\"")),
             "{body}"
         );
+        assert!(body.contains("\"source\": \"argocd\""), "{body}");
     }
 }
 
@@ -723,4 +733,100 @@ async fn a_deploy_event_while_the_database_is_down_is_refused_with_503_and_retry
     let redelivered = outage.app.post_github("deployment_status", &body).await;
     assert_eq!(redelivered.status(), 201);
     outage.finish().await;
+}
+
+/// The Argo CD notifications template says `"source": "argocd"`, so its deploys are told
+/// apart from CI reports; a report without it stays `api`, and an unknown source is a 422.
+#[tokio::test]
+async fn a_deploy_report_from_the_argocd_notifications_is_stored_with_its_source() {
+    let app = spawn_with_sources().await;
+    let started = ago(8);
+    let report = |version: &str, source: Option<&str>| {
+        let mut body = json!({
+            "service": "checkout",
+            "environment": "production",
+            "version": version,
+            "author": "Argo CD auto-sync",
+            "description": "Argo CD sync of checkout-production",
+            "started_at": started.to_rfc3339(),
+            "status": "succeeded"
+        });
+        if let Some(source) = source {
+            body["source"] = json!(source);
+        }
+        body
+    };
+    assert_eq!(
+        app.post_deploy(report("v2.0.0", Some("argocd")))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(app.post_deploy(report("v2.0.1", None)).await.status(), 201);
+    let refused = app.post_deploy(report("v2.0.2", Some("jenkins"))).await;
+    assert_eq!(refused.status(), 422);
+    let answer = json_of(refused).await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("source: \"jenkins\""),
+        "{answer}"
+    );
+
+    let deploys = app.deploys_of("checkout").await;
+    let source_of = |version: &str| {
+        deploys
+            .iter()
+            .find(|d| d["version"] == version)
+            .map(|d| d["source"].clone())
+    };
+    assert_eq!(source_of("v2.0.0"), Some(json!("argocd")), "{deploys:?}");
+    assert_eq!(source_of("v2.0.1"), Some(json!("api")), "{deploys:?}");
+    assert_eq!(source_of("v2.0.2"), None, "{deploys:?}");
+    let audited = app.audited("deploy.recorded").await;
+    assert!(
+        audited
+            .iter()
+            .any(|a| a.details.contains("\"source\":\"argocd\"")),
+        "{audited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_flagger_canary_run_is_stored_with_its_source() {
+    const TOKEN: &str = "flagger-webhook-token-0123456789";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("flagger_token"), TOKEN).expect("write token");
+    let app = spawn_app_with(AppOptions {
+        extra_config: "[sources.flagger]\ntoken = { file = \"flagger_token\" }\n".to_owned(),
+        dir: Some(dir),
+        ..AppOptions::default()
+    })
+    .await;
+    let body = json!({
+        "name": "checkout",
+        "namespace": "production",
+        "phase": "Progressing",
+        "checksum": "5d7f8c9b6c",
+        "metadata": {
+            "eventMessage": "Starting canary analysis for checkout.production",
+            "eventType": "Normal",
+            "timestamp": ago(5).timestamp_millis().to_string()
+        }
+    });
+    let response = app
+        .http
+        .post(format!(
+            "{}/webhooks/flagger/events?token={TOKEN}",
+            app.address
+        ))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 201);
+    let deploys = app.deploys_of("checkout").await;
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    assert_eq!(deploys[0]["source"], "flagger");
 }

@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 
-use super::config_watch::config_map_changes;
+use super::config_watch::{changed_config_map, config_map_changes};
 use super::{FIELD_MANAGER, Handle, KubernetesBackend, Phase, template_value};
 use crate::backends::toolkit::{error_chain, snippet};
 use crate::core::backend::{
@@ -37,19 +37,6 @@ pub(super) const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 const ARGOCD_TRACKING: &str = "argocd.argoproj.io/tracking-id";
 /// The namespace Argo CD runs in unless the tracking id names another.
 const ARGOCD_NAMESPACE: &str = "argocd";
-
-/// The ConfigMap a configuration change names (`configmap/checkout-env@912`) and the
-/// resourceVersion it had after the change. Secrets are never restored.
-pub(super) fn changed_config_map(change: &Deploy) -> Option<(&str, &str)> {
-    if !change.is_config_change() {
-        return None;
-    }
-    change
-        .version
-        .strip_prefix("configmap/")?
-        .rsplit_once('@')
-        .filter(|(name, version)| !name.is_empty() && !version.is_empty())
-}
 
 impl ConfigSnapshot {
     fn as_config_map(&self) -> ConfigMap {
@@ -145,6 +132,19 @@ impl KubernetesBackend {
         target: &Target,
         change: &Deploy,
     ) -> Result<Option<RestoreOffer>, BackendError> {
+        let namespace = self.deployment_ref(target).namespace;
+        self.offer_restore_in(&namespace, change, None).await
+    }
+
+    /// [`Self::offer_restore`] for a ConfigMap in `namespace`. `app` is the Argo CD
+    /// Application that manages the ConfigMap and whether it syncs automatically, when the
+    /// caller read it (the Argo CD backend); otherwise the tracking annotation is read.
+    pub(crate) async fn offer_restore_in(
+        &self,
+        namespace: &str,
+        change: &Deploy,
+        app: Option<(&str, bool)>,
+    ) -> Result<Option<RestoreOffer>, BackendError> {
         let Some((name, version)) = changed_config_map(change) else {
             return Ok(None);
         };
@@ -153,7 +153,7 @@ impl KubernetesBackend {
         };
         let object = ConfigObject {
             backend: self.name.clone(),
-            namespace: self.deployment_ref(target).namespace,
+            namespace: namespace.to_owned(),
             name: name.to_owned(),
         };
         let kept = store
@@ -191,11 +191,17 @@ impl KubernetesBackend {
                 version: format!("before {}", at.format("%H:%M UTC")),
             },
             changes,
-            caveats: self
-                .argocd_caveat(&current, name)
-                .await
-                .into_iter()
-                .collect(),
+            caveats: match app {
+                Some((app, automated)) => automated
+                    .then(|| autosync_caveat(name, app, Some(true)))
+                    .into_iter()
+                    .collect(),
+                None => self
+                    .argocd_caveat(&current, name)
+                    .await
+                    .into_iter()
+                    .collect(),
+            },
         }))
     }
 
@@ -229,28 +235,24 @@ impl KubernetesBackend {
             }
             Err(_) => None,
         };
-        let message = match automated {
-            Some(false) => return None,
-            Some(true) => format!(
-                "ConfigMap {name} is managed by Argo CD application {application} with automated \
-                 sync: its next sync will undo a restore. Revert the change in Git too."
-            ),
-            None => format!(
-                "ConfigMap {name} is managed by Argo CD application {application}: if it syncs \
-                 automatically, its next sync will undo a restore. Revert the change in Git too."
-            ),
-        };
-        Some(Caveat {
-            message,
-            blocking: false,
-            remedy: None,
-        })
+        if automated == Some(false) {
+            return None;
+        }
+        Some(autosync_caveat(name, application, automated))
     }
 
     /// Writes the kept state back and restarts the Deployment; returns the rollout to
     /// follow. Nothing is written when the ConfigMap changed since the offer.
     pub(super) async fn restore(&self, call: &RollbackCall) -> Result<Operation, BackendError> {
         let deployment = self.deployment_ref(&call.target);
+        self.restore_and_restart(call, &deployment).await
+    }
+
+    /// The snapshot a restore plan names (`to.id`), with the words for when it is gone.
+    pub(crate) async fn planned_snapshot(
+        &self,
+        call: &RollbackCall,
+    ) -> Result<ConfigSnapshot, BackendError> {
         let store = self.snapshot_store()?;
         let snapshot = match call.to.id.parse::<i64>() {
             Ok(id) => store
@@ -259,17 +261,27 @@ impl KubernetesBackend {
                 .map_err(|e| store_error(&e))?,
             Err(_) => None,
         };
-        let Some(snapshot) = snapshot else {
-            return Err(BackendError::new(
+        snapshot.ok_or_else(|| {
+            BackendError::new(
                 BackendErrorKind::NotFound,
                 format!(
                     "the kept state of {} {} is gone (only the newest {SNAPSHOTS_KEPT} per \
                      ConfigMap are kept); nothing was written. Restore it by hand with `kubectl \
-                     edit configmap -n {}`",
-                    call.from.version, call.to.version, deployment.namespace
+                     edit configmap`",
+                    call.from.version, call.to.version
                 ),
-            ));
-        };
+            )
+        })
+    }
+
+    /// [`Self::restore`] restarting `deployment`, which reads the ConfigMap.
+    pub(crate) async fn restore_and_restart(
+        &self,
+        call: &RollbackCall,
+        deployment: &super::DeploymentRef,
+    ) -> Result<Operation, BackendError> {
+        let deployment = deployment.clone();
+        let snapshot = self.planned_snapshot(call).await?;
         let object = snapshot.object.clone();
         let name = &object.name;
         let workload = self.get_deployment(&deployment, Phase::Read).await?;
@@ -315,17 +327,10 @@ impl KubernetesBackend {
             ),
         })?;
         tracing::info!(backend = %self.name, configmap = %object, snapshot = snapshot.id, "restored the ConfigMap; restarting the Deployment");
-        let restarted = self.restart(&deployment.namespace, &deployment.name).await.map_err(|e| {
-            BackendError::new(
-                e.kind,
-                format!(
-                    "ConfigMap {name} was restored, but restarting {deployment} failed: {}. Its \
-                     pods run the changed values until they restart: run `kubectl rollout \
-                     restart deployment/{} -n {}`",
-                    e.message, deployment.name, deployment.namespace
-                ),
-            )
-        })?;
+        let restarted = self
+            .restart(&deployment.namespace, &deployment.name)
+            .await
+            .map_err(|e| restart_failed(name, &call.to.version, &deployment, e))?;
         let handle = Handle {
             namespace: deployment.namespace.clone(),
             deployment: deployment.name.clone(),
@@ -436,6 +441,51 @@ impl KubernetesBackend {
             ),
         }
     }
+}
+
+/// The Argo CD caveat of a restore: the next sync undoes it — for sure when the
+/// Application syncs automatically, as a possibility when that is unknown.
+fn autosync_caveat(name: &str, application: &str, automated: Option<bool>) -> Caveat {
+    let message = if automated == Some(true) {
+        format!(
+            "ConfigMap {name} is managed by Argo CD application {application} with automated \
+             sync: its next sync will undo a restore. Revert the change in Git too."
+        )
+    } else {
+        format!(
+            "ConfigMap {name} is managed by Argo CD application {application}: if it syncs \
+             automatically, its next sync will undo a restore. Revert the change in Git too."
+        )
+    };
+    Caveat {
+        message,
+        blocking: false,
+        remedy: None,
+    }
+}
+
+/// The data is written but the pods were not restarted. Never a conflict, whatever the
+/// API server said: a conflict would make the bot offer the restore again, and the
+/// ConfigMap already holds the restored data.
+fn restart_failed(
+    name: &str,
+    state: &str,
+    deployment: &super::DeploymentRef,
+    error: BackendError,
+) -> BackendError {
+    let kind = match error.kind {
+        BackendErrorKind::Conflict => BackendErrorKind::Refused,
+        kind => kind,
+    };
+    BackendError::new(
+        kind,
+        format!(
+            "ConfigMap {name} was written back to its state {state}, but its pods were not \
+             restarted: restarting {deployment} failed ({}). They run the changed values until \
+             they restart: run `kubectl rollout restart deployment/{} -n {}`",
+            error.message, deployment.name, deployment.namespace
+        ),
+    )
 }
 
 /// The ConfigMap is not what the person was shown: nothing is written, a fresh offer

@@ -255,6 +255,14 @@ impl Validator<'_> {
             timeout,
             poll_interval,
             allow_insecure_http: raw.allow_insecure_http,
+            cluster: raw.watch_config.then(|| KubernetesBackendConfig {
+                kubeconfig: raw.kubeconfig.map(PathBuf::from),
+                context: raw.context,
+                timeout,
+                poll_interval,
+                allow_insecure_http: raw.allow_insecure_http,
+                watch_config: true,
+            }),
         }))
     }
 

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::{KubernetesBackend, error_chain, template_value};
+use super::{KubernetesBackend, error_chain};
 use crate::audit::{AuditLog, actions};
 use crate::core::deploy::{
     ConfigChange, Deploy, DeploySource, DeployStatus, Environment, MASKED, Target,
@@ -217,6 +217,19 @@ pub(super) fn config_map_changes(from: &ConfigMap, to: &ConfigMap) -> Vec<Config
     data_changes(&from.snapshot(), &to.snapshot())
 }
 
+/// The ConfigMap a configuration change names (`configmap/checkout-env@912`) and the
+/// resourceVersion it had after the change. Secrets are never restored.
+pub(crate) fn changed_config_map(change: &Deploy) -> Option<(&str, &str)> {
+    if !change.is_config_change() {
+        return None;
+    }
+    change
+        .version
+        .strip_prefix("configmap/")?
+        .rsplit_once('@')
+        .filter(|(name, version)| !name.is_empty() && !version.is_empty())
+}
+
 /// An object kind as the watch reads it.
 trait Watched:
     kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -362,6 +375,81 @@ impl Outage {
     }
 }
 
+/// The kinds of workload whose pod templates are read for references.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The kind as Kubernetes (and Argo CD's `status.resources`) names it.
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "Deployment" => Some(Self::Deployment),
+            "StatefulSet" => Some(Self::StatefulSet),
+            "DaemonSet" => Some(Self::DaemonSet),
+            _ => None,
+        }
+    }
+
+    fn resource(self) -> kube::api::ApiResource {
+        let (kind, plural) = match self {
+            Self::Deployment => ("Deployment", "deployments"),
+            Self::StatefulSet => ("StatefulSet", "statefulsets"),
+            Self::DaemonSet => ("DaemonSet", "daemonsets"),
+        };
+        kube::api::ApiResource {
+            group: "apps".into(),
+            version: "v1".into(),
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        }
+    }
+}
+
+/// One workload whose pod template a service runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Where the watch learns which workloads each service runs: the configured Deployments
+/// of a Kubernetes backend, or what an Argo CD Application manages. Asked once when the
+/// watch starts.
+#[async_trait]
+pub trait WorkloadSource: Send + Sync {
+    /// Each target with one of its workloads; an error says what to fix.
+    async fn workloads(&self) -> Result<Vec<(Target, Workload)>, String>;
+}
+
+/// The Kubernetes backend's own services: one Deployment each, as configured.
+struct ConfiguredDeployments(Arc<KubernetesBackend>);
+
+#[async_trait]
+impl WorkloadSource for ConfiguredDeployments {
+    async fn workloads(&self) -> Result<Vec<(Target, Workload)>, String> {
+        Ok(self
+            .0
+            .targets()
+            .into_iter()
+            .map(|target| {
+                let deployment = self.0.deployment_ref(&target);
+                let workload = Workload {
+                    kind: WorkloadKind::Deployment,
+                    namespace: deployment.namespace,
+                    name: deployment.name,
+                };
+                (target, workload)
+            })
+            .collect())
+    }
+}
+
 impl KubernetesBackend {
     /// The targets this backend serves, from the configured services.
     fn targets(&self) -> Vec<Target> {
@@ -380,32 +468,86 @@ impl KubernetesBackend {
         targets
     }
 
-    /// Which objects each namespace's services read, from their Deployments' templates.
-    async fn readers(&self) -> Result<BTreeMap<String, Readers>, kube::Error> {
+    /// The pod template of a workload as JSON; `None` when the workload does not exist.
+    async fn pod_template(&self, workload: &Workload) -> Result<Option<Value>, kube::Error> {
         let connection = self
             .connection()
             .await
             .map_err(|e| kube::Error::Service(e.to_string().into()))?;
-        let mut namespaces: BTreeMap<String, Readers> = BTreeMap::new();
-        for target in self.targets() {
-            let deployment = self.deployment_ref(&target);
-            let api: Api<k8s_openapi::api::apps::v1::Deployment> =
-                Api::namespaced(connection.client.clone(), &deployment.namespace);
-            let Some(object) = api.get_opt(&deployment.name).await? else {
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            connection.client.clone(),
+            &workload.namespace,
+            &workload.kind.resource(),
+        );
+        Ok(api
+            .get_opt(&workload.name)
+            .await?
+            .and_then(|object| object.data.pointer("/spec/template").cloned()))
+    }
+
+    /// The Deployments among `workloads` whose pod template reads ConfigMap `name`: the
+    /// ones a Restore of it restarts.
+    pub(crate) async fn deployments_reading(
+        &self,
+        workloads: &[Workload],
+        name: &str,
+    ) -> Result<Vec<Workload>, kube::Error> {
+        let mut reading = Vec::new();
+        for workload in workloads {
+            if workload.kind != WorkloadKind::Deployment {
+                continue;
+            }
+            let Some(template) = self.pod_template(workload).await? else {
                 continue;
             };
-            let Some(spec) = &object.spec else { continue };
-            let readers = namespaces.entry(deployment.namespace.clone()).or_default();
-            for reference in referenced_objects(&template_value(&spec.template)) {
-                readers.entry(reference).or_default().push(target.clone());
+            if referenced_objects(&template).contains(&(Kind::ConfigMap, name.to_owned())) {
+                reading.push(workload.clone());
+            }
+        }
+        Ok(reading)
+    }
+
+    /// Which objects each namespace's services read, from their workloads' templates.
+    async fn readers(
+        &self,
+        source: &dyn WorkloadSource,
+    ) -> Result<BTreeMap<String, Readers>, kube::Error> {
+        let workloads = source
+            .workloads()
+            .await
+            .map_err(|e| kube::Error::Service(e.into()))?;
+        let mut namespaces: BTreeMap<String, Readers> = BTreeMap::new();
+        for (target, workload) in workloads {
+            let Some(template) = self.pod_template(&workload).await? else {
+                continue;
+            };
+            let readers = namespaces.entry(workload.namespace.clone()).or_default();
+            for reference in referenced_objects(&template) {
+                let targets = readers.entry(reference).or_default();
+                if !targets.contains(&target) {
+                    targets.push(target.clone());
+                }
             }
         }
         Ok(namespaces)
     }
 
-    /// Watches the referenced ConfigMaps and Secrets until `stop`, recording each change.
+    /// Watches the ConfigMaps and Secrets the configured services' Deployments reference
+    /// until `stop`, recording each change.
     pub async fn watch_config(
         self: Arc<Self>,
+        sink: Arc<dyn ConfigChangeSink>,
+        stop: CancellationToken,
+    ) {
+        let source = ConfiguredDeployments(self.clone());
+        self.watch_config_of(&source, sink, stop).await;
+    }
+
+    /// Watches the ConfigMaps and Secrets referenced by the workloads `source` names
+    /// until `stop`, recording each change as a change of the workload's target.
+    pub async fn watch_config_of(
+        self: Arc<Self>,
+        source: &dyn WorkloadSource,
         sink: Arc<dyn ConfigChangeSink>,
         stop: CancellationToken,
     ) {
@@ -414,11 +556,11 @@ impl KubernetesBackend {
             if stop.is_cancelled() {
                 return;
             }
-            match self.readers().await {
+            match self.readers(source).await {
                 Ok(namespaces) => break namespaces,
                 Err(error) => {
                     outage
-                        .failed(&self.name, "read the services' Deployments", &error, &stop)
+                        .failed(&self.name, "read the services' workloads", &error, &stop)
                         .await
                 }
             }
@@ -652,148 +794,4 @@ fn remember_version(version: &mut String, meta: &ObjectMeta) {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn every_way_a_template_reads_config_is_a_reference() {
-        let template = json!({"spec": {
-            "containers": [{
-                "name": "app",
-                "env": [
-                    {"name": "POOL", "valueFrom": {"configMapKeyRef": {"name": "app-env", "key": "pool"}}},
-                    {"name": "DB", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
-                    {"name": "PLAIN", "value": "x"}
-                ],
-                "envFrom": [{"configMapRef": {"name": "shared"}}, {"secretRef": {"name": "api-keys"}}]
-            }],
-            "initContainers": [{"name": "migrate", "envFrom": [{"configMapRef": {"name": "migrations"}}]}],
-            "volumes": [
-                {"name": "conf", "configMap": {"name": "nginx"}},
-                {"name": "tls", "secret": {"secretName": "tls"}},
-                {"name": "all", "projected": {"sources": [
-                    {"configMap": {"name": "features"}}, {"secret": {"name": "signing"}}
-                ]}}
-            ]
-        }});
-        let references = referenced_objects(&template);
-        let found: Vec<(Kind, &str)> = references.iter().map(|(k, n)| (*k, n.as_str())).collect();
-        assert_eq!(
-            found,
-            [
-                (Kind::ConfigMap, "app-env"),
-                (Kind::ConfigMap, "features"),
-                (Kind::ConfigMap, "migrations"),
-                (Kind::ConfigMap, "nginx"),
-                (Kind::ConfigMap, "shared"),
-                (Kind::Secret, "api-keys"),
-                (Kind::Secret, "db"),
-                (Kind::Secret, "signing"),
-                (Kind::Secret, "tls"),
-            ]
-        );
-    }
-
-    fn config_map(data: &[(&str, &str)]) -> Snapshot {
-        ConfigMap {
-            data: Some(
-                data.iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            ),
-            ..ConfigMap::default()
-        }
-        .snapshot()
-    }
-
-    fn secret(data: &[(&str, &str)]) -> Snapshot {
-        Secret {
-            data: Some(
-                data.iter()
-                    .map(|(k, v)| {
-                        (
-                            (*k).to_owned(),
-                            k8s_openapi::ByteString(v.as_bytes().to_vec()),
-                        )
-                    })
-                    .collect(),
-            ),
-            ..Secret::default()
-        }
-        .snapshot()
-    }
-
-    #[test]
-    fn a_config_map_edit_lists_added_removed_and_changed_keys_with_values() {
-        let changes = data_changes(
-            &config_map(&[("DB_POOL_SIZE", "20"), ("OLD", "x"), ("SAME", "1")]),
-            &config_map(&[("DB_POOL_SIZE", "2"), ("NEW", "y"), ("SAME", "1")]),
-        );
-        let shown: Vec<(&str, Option<&str>, Option<&str>)> = changes
-            .iter()
-            .map(|c| (c.key.as_str(), c.old.as_deref(), c.new.as_deref()))
-            .collect();
-        assert_eq!(
-            shown,
-            [
-                ("DB_POOL_SIZE", Some("20"), Some("2")),
-                ("NEW", None, Some("y")),
-                ("OLD", Some("x"), None),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_secret_looking_config_map_key_is_masked() {
-        let changes = data_changes(
-            &config_map(&[("API_TOKEN", "abc")]),
-            &config_map(&[("API_TOKEN", "def")]),
-        );
-        assert_eq!(changes[0].old.as_deref(), Some(MASKED));
-        assert_eq!(changes[0].new.as_deref(), Some(MASKED));
-    }
-
-    #[test]
-    fn a_secret_edit_names_the_keys_and_never_the_values() {
-        let changes = data_changes(
-            &secret(&[("password", "hunter2"), ("user", "app")]),
-            &secret(&[
-                ("password", "hunter3"),
-                ("user", "app"),
-                ("extra", "s3cr3t"),
-            ]),
-        );
-        let text = format!("{changes:?}");
-        for value in ["hunter2", "hunter3", "s3cr3t"] {
-            assert!(!text.contains(value), "{text}");
-        }
-        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
-        assert_eq!(keys, ["extra", "password"]);
-        assert_eq!(changes[1].new.as_deref(), Some(MASKED));
-        assert_eq!(changes[0].old, None);
-    }
-
-    #[test]
-    fn the_newest_manager_wrote_it_and_a_far_future_time_is_not_believed() {
-        let now = Utc::now();
-        let meta: ObjectMeta = serde_json::from_value(json!({
-            "managedFields": [
-                {"manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-01-01T10:00:00Z"},
-                {"manager": "kubectl-edit", "operation": "Update", "time": "2026-01-01T11:00:00Z"},
-                {"manager": "kubelet", "operation": "Update", "subresource": "status", "time": "2026-01-01T12:00:00Z"}
-            ]
-        }))
-        .expect("meta");
-        let (manager, at) = last_writer(&meta, now);
-        assert_eq!(manager.as_deref(), Some("kubectl-edit"));
-        assert_eq!(at.to_rfc3339(), "2026-01-01T11:00:00+00:00");
-
-        let future: ObjectMeta = serde_json::from_value(json!({
-            "managedFields": [{"manager": "helm", "operation": "Update", "time": "2999-01-01T00:00:00Z"}]
-        }))
-        .expect("meta");
-        assert_eq!(last_writer(&future, now), (Some("helm".to_owned()), now));
-    }
-}
+mod tests;

@@ -32,6 +32,13 @@
 //! applications, its `revisions`), and as done only when health assessed after that sync
 //! is `Healthy`.
 
+#[cfg(feature = "kubernetes")]
+mod cluster;
+#[cfg(not(feature = "kubernetes"))]
+#[path = "no_cluster.rs"]
+mod cluster;
+mod model;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -46,10 +53,11 @@ use super::toolkit::{Follow, Look, read_limited};
 use super::{VersionSource, distinct_versions, error_chain, image_name, image_tag, short_commit};
 use crate::config::{ArgoCdBackendConfig, Secret, ServiceConfig};
 use crate::core::backend::{
-    BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation, Outcome,
-    ProgressFn, Remedy, RollbackCall,
+    Action, BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation,
+    Outcome, ProgressFn, Remedy, RestoreOffer, RollbackCall,
 };
 use crate::core::deploy::{Deploy, DeploySource, DeployStatus, Revision, ServiceName, Target};
+use model::{Application, ErrorBody, HistoryEntry, OperationState, Source, SyncResult};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One request; a rollback's follow is bounded by the backend's `timeout` as well.
@@ -78,6 +86,8 @@ pub struct ArgoCdBackend {
     poll_interval: Duration,
     client: reqwest::Client,
     services: HashMap<ServiceName, ServiceConfig>,
+    /// The cluster the Applications deploy to, when `watch_config` is on.
+    cluster: Option<cluster::Cluster>,
 }
 
 /// The Application an alert's target maps to.
@@ -94,155 +104,6 @@ impl std::fmt::Display for AppRef {
             None => f.write_str(&self.name),
         }
     }
-}
-
-// --- Argo CD's JSON, the fields breakwater reads --------------------------------------------
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Application {
-    metadata: Metadata,
-    spec: AppSpec,
-    status: AppStatus,
-    /// The operation requested and not yet picked up by the controller.
-    operation: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct Metadata {
-    name: String,
-    labels: HashMap<String, String>,
-    annotations: HashMap<String, String>,
-    owner_references: Vec<OwnerReference>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct OwnerReference {
-    kind: String,
-    name: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct AppSpec {
-    sync_policy: Option<SyncPolicy>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SyncPolicy {
-    automated: Option<Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct Source {
-    target_revision: String,
-    chart: String,
-    helm: Option<HelmSource>,
-    kustomize: Option<KustomizeSource>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct HelmSource {
-    parameters: Vec<HelmParameter>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct HelmParameter {
-    name: String,
-    value: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct KustomizeSource {
-    images: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct AppStatus {
-    sync: SyncStatus,
-    health: HealthStatus,
-    history: Vec<HistoryEntry>,
-    operation_state: Option<OperationState>,
-    /// When the controller last compared and assessed the application.
-    reconciled_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SyncStatus {
-    status: String,
-    revision: String,
-    /// Multi-source applications: one revision per source, no `revision`.
-    revisions: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct HealthStatus {
-    status: String,
-    message: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct HistoryEntry {
-    id: i64,
-    revision: String,
-    revisions: Vec<String>,
-    deployed_at: Option<DateTime<Utc>>,
-    deploy_started_at: Option<DateTime<Utc>>,
-    source: Option<Source>,
-    sources: Vec<Source>,
-    initiated_by: Option<Initiator>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Initiator {
-    username: String,
-    automated: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct OperationState {
-    operation: Option<OperationSpec>,
-    phase: String,
-    message: String,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    sync_result: Option<SyncResult>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct OperationSpec {
-    sync: Option<SyncResult>,
-    initiated_by: Option<Initiator>,
-}
-
-/// The revision(s) of a sync operation or its result: `revision` for one source,
-/// `revisions` (one per source) for a multi-source application.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SyncResult {
-    revision: String,
-    revisions: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ErrorBody {
-    message: String,
-    error: String,
 }
 
 /// What is stored with the plan to follow a rollback, also after a restart.
@@ -385,6 +246,7 @@ impl ArgoCdBackend {
             poll_interval: config.poll_interval,
             client,
             services: super::services_by_name(services),
+            cluster: cluster::Cluster::new(name, config.cluster.as_ref(), services)?,
         })
     }
 
@@ -1052,7 +914,18 @@ impl DeployBackend for ArgoCdBackend {
         Ok(caveats)
     }
 
+    async fn restore_offer(
+        &self,
+        target: &Target,
+        change: &Deploy,
+    ) -> Result<Option<RestoreOffer>, BackendError> {
+        self.cluster_restore_offer(target, change).await
+    }
+
     async fn rollback(&self, call: &RollbackCall) -> Result<Operation, BackendError> {
+        if call.action == Action::RestoreConfig {
+            return self.restore_config(call).await;
+        }
         let app = self.app_ref(&call.target);
         let history_id: i64 = call.to.id.parse().map_err(|_| {
             BackendError::new(
@@ -1138,6 +1011,9 @@ impl DeployBackend for ArgoCdBackend {
         if let Some(outcome) = &operation.finished {
             return Ok(outcome.clone());
         }
+        if let Some(restore) = operation.handle.get(cluster::RESTORE_HANDLE) {
+            return self.wait_restore(operation, restore, progress).await;
+        }
         let handle: Handle = serde_json::from_value(operation.handle.clone()).map_err(|_| {
             BackendError::new(
                 BackendErrorKind::Protocol,
@@ -1198,160 +1074,4 @@ impl std::fmt::Debug for ArgoCdBackend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(value: Value) -> HistoryEntry {
-        serde_json::from_value(value).expect("history entry")
-    }
-
-    #[test]
-    fn kustomize_image_overrides_give_the_tag_of_the_apps_image() {
-        let entry = entry(json!({
-            "id": 3, "revision": "0123456789abcdef0123456789abcdef01234567",
-            "source": {"repoURL": "https://git.example/deploy.git", "path": "storefront",
-                "kustomize": {"images": ["redis:7.2", "storefront=ghcr.io/acme/storefront:v1.4.0"]}}
-        }));
-        assert_eq!(entry_version(&entry, "storefront-production"), "v1.4.0");
-    }
-
-    #[test]
-    fn charts_are_known_by_their_version_and_git_by_tag_or_commit() {
-        let chart = entry(json!({"id": 1, "revision": "1.2.0",
-            "source": {"repoURL": "https://charts.example", "chart": "web", "targetRevision": "1.2.0"}}));
-        assert_eq!(entry_version(&chart, "web"), "1.2.0");
-        let helm_parameter = entry(json!({"id": 1, "revision": "abc",
-            "source": {"repoURL": "r", "helm": {"parameters": [{"name": "image.tag", "value": "v9"}]}}}));
-        assert_eq!(entry_version(&helm_parameter, "web"), "v9");
-        let tagged = entry(json!({"id": 1, "revision": "0123456789abcdef0123",
-            "source": {"repoURL": "r", "targetRevision": "v2.0.1"}}));
-        assert_eq!(entry_version(&tagged, "web"), "v2.0.1");
-        let branch = entry(json!({"id": 1, "revision": "0123456789abcdef0123",
-            "source": {"repoURL": "r", "targetRevision": "main"}}));
-        assert_eq!(entry_version(&branch, "web"), "0123456");
-    }
-
-    fn backend() -> ArgoCdBackend {
-        let config = ArgoCdBackendConfig {
-            url: Url::parse("https://argocd.example.com").expect("url"),
-            token: Secret::new("t"),
-            ca_file: None,
-            insecure: false,
-            allow_disable_autosync: false,
-            timeout: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(10),
-            allow_insecure_http: false,
-        };
-        ArgoCdBackend::new("argo", &config, &[]).expect("backend")
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("time")
-            .with_timezone(&Utc)
-    }
-
-    /// A rollback to chart version 1.8.2, requested at 03:00:00, accepted while the
-    /// previous operation (02:50:00–02:50:40) was shown.
-    fn chart_handle() -> Handle {
-        Handle {
-            app: "web".into(),
-            app_namespace: None,
-            history_id: 2,
-            revision: "1.8.2".into(),
-            revisions: Vec::new(),
-            requested_at: at("2026-11-29T03:00:00Z"),
-            prior_started_at: Some(at("2026-11-29T02:50:00Z")),
-            prior_finished_at: Some(at("2026-11-29T02:50:40Z")),
-        }
-    }
-
-    fn app_with_operation(operation: Value) -> Application {
-        serde_json::from_value(json!({
-            "status": {
-                "sync": {"status": "Synced", "revision": "1.8.2"},
-                "health": {"status": "Healthy"},
-                "operationState": operation,
-                "reconciledAt": "2026-11-29T03:00:05Z"
-            }
-        }))
-        .expect("application")
-    }
-
-    #[test]
-    fn the_operation_shown_when_the_rollback_was_accepted_is_never_its_own() {
-        let app = app_with_operation(json!({
-            "operation": {"sync": {"revision": "1.8.2"}},
-            "phase": "Succeeded",
-            "syncResult": {"revision": "1.8.2"},
-            "startedAt": "2026-11-29T02:50:00Z",
-            "finishedAt": "2026-11-29T02:50:40Z"
-        }));
-        assert_eq!(
-            backend().follow_state(&chart_handle(), &app),
-            Look::running("waiting for Argo CD to start the sync to 1.8.2"),
-            "Synced and Healthy at the same revision string proves nothing"
-        );
-    }
-
-    #[test]
-    fn an_automated_sync_to_the_shared_revision_is_not_the_rollback() {
-        let app = app_with_operation(json!({
-            "operation": {"sync": {"revision": "1.8.2"}, "initiatedBy": {"automated": true}},
-            "phase": "Succeeded",
-            "syncResult": {"revision": "1.8.2"},
-            "startedAt": "2026-11-29T03:00:02Z",
-            "finishedAt": "2026-11-29T03:00:04Z"
-        }));
-        let state = backend().follow_state(&chart_handle(), &app);
-        assert!(
-            matches!(state, Look::Done(Outcome::Failed(ref m)) if m.starts_with("Argo CD's automated sync started another sync")),
-            "{state:?}"
-        );
-    }
-
-    #[test]
-    fn the_rollbacks_own_succeeded_operation_then_healthy_is_success() {
-        let app = app_with_operation(json!({
-            "operation": {"sync": {"revision": "1.8.2"}, "initiatedBy": {"username": "breakwater"}},
-            "phase": "Succeeded",
-            "syncResult": {"revision": "1.8.2"},
-            "startedAt": "2026-11-29T03:00:02Z",
-            "finishedAt": "2026-11-29T03:00:04Z"
-        }));
-        let state = backend().follow_state(&chart_handle(), &app);
-        assert!(
-            matches!(state, Look::Done(Outcome::Succeeded(_))),
-            "{state:?}"
-        );
-    }
-
-    #[test]
-    fn parents_are_found_by_tracking_label_annotation_or_owner() {
-        let app = |metadata: Value| -> Application {
-            serde_json::from_value(json!({ "metadata": metadata })).expect("app")
-        };
-        assert_eq!(
-            parent_of(&app(
-                json!({"name": "child", "labels": {INSTANCE_LABEL: "apps"}})
-            )),
-            Some("Application apps".to_owned())
-        );
-        assert_eq!(
-            parent_of(&app(json!({"name": "child",
-                "annotations": {TRACKING_ANNOTATION: "root:argoproj.io/Application:argocd/child"}}))),
-            Some("Application root".to_owned())
-        );
-        assert_eq!(
-            parent_of(&app(json!({"name": "child",
-                "ownerReferences": [{"kind": "ApplicationSet", "name": "teams"}]}))),
-            Some("ApplicationSet teams".to_owned())
-        );
-        assert_eq!(
-            parent_of(&app(
-                json!({"name": "child", "labels": {INSTANCE_LABEL: "child"}})
-            )),
-            None
-        );
-    }
-}
+mod tests;
