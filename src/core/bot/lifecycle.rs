@@ -102,7 +102,8 @@ impl Bot {
                         .await
                         .ok()
                         .flatten();
-                    if current.as_ref().is_some_and(|c| c.id == plan.to.id)
+                    if plan.action.changes_revision()
+                        && current.as_ref().is_some_and(|c| c.id == plan.to.id)
                         && plan.operation.is_some()
                     {
                         lock(&self.inner.running).insert(plan.id);
@@ -117,11 +118,8 @@ impl Bot {
                     } else {
                         let now_runs =
                             current.map_or("an unknown revision".to_owned(), |c| c.version);
-                        self.interrupt(&plan, &format!(
-                            "breakwater restarted while this rollback ran and cannot follow it; {} now runs {now_runs}. Check the deployment system before retrying.",
-                            plan.target
-                        ))
-                        .await;
+                        self.interrupt(&plan, &interrupted_words(&plan, &now_runs))
+                            .await;
                     }
                 }
             }
@@ -341,5 +339,24 @@ impl Bot {
             Err(error) => tracing::warn!(%error, "could not post the audit digest"),
         }
         Ok(())
+    }
+}
+
+/// What an interrupted plan tells the thread: what may already have happened and what to
+/// check by hand, in the words of the action that was running.
+pub(super) fn interrupted_words(plan: &RollbackPlan, now_runs: &str) -> String {
+    match plan.action {
+        Action::Rollback => format!(
+            "breakwater restarted while this rollback ran and cannot follow it; {} now runs {now_runs}. Check the deployment system before retrying.",
+            plan.target
+        ),
+        Action::RestoreConfig => format!(
+            "breakwater restarted while this restore ran, before it recorded what it did: the ConfigMap may already hold {} while the pods of {} still run the old data. Check the ConfigMap and restart the workload by hand (kubectl rollout restart) if it does.",
+            plan.to.version, plan.target
+        ),
+        Action::AbortRollout => format!(
+            "breakwater restarted while this abort ran and cannot follow it; check the Rollout of {} (kubectl argo rollouts get rollout) before retrying.",
+            plan.target
+        ),
     }
 }

@@ -118,3 +118,59 @@ fn private_replies_are_kept_for_a_bounded_number_of_plans() {
     );
     assert_eq!(replies.by_plan.len(), PRIVATE_REPLY_PLANS);
 }
+
+fn running_plan(action: Action, to: &str) -> RollbackPlan {
+    let at = DateTime::parse_from_rfc3339("2026-11-29T03:00:00Z")
+        .expect("valid")
+        .with_timezone(&Utc);
+    RollbackPlan {
+        id: PlanId::generate(),
+        target: Target::new(
+            ServiceName::parse("checkout").expect("ok"),
+            Environment::parse("production").expect("ok"),
+        ),
+        from: Revision::version("v42"),
+        to: Revision::version(to),
+        reason: "HighErrorRate".into(),
+        alert_group: None,
+        offered_at: at,
+        expires_at: at,
+        message: None,
+        requested_by: None,
+        state: PlanState::Running,
+        approved_by: None,
+        started_by: None,
+        started_at: Some(at),
+        finished_at: None,
+        outcome: None,
+        operation: None,
+        verified_at: None,
+        action,
+    }
+}
+
+#[test]
+fn an_interrupted_restore_says_the_configmap_may_already_hold_the_restored_data() {
+    let plan = running_plan(Action::RestoreConfig, "checkout-env as before 14:02 UTC");
+
+    let words = lifecycle::interrupted_words(&plan, "v42");
+
+    assert!(
+        words.contains("the ConfigMap may already hold checkout-env as before 14:02 UTC"),
+        "{words}"
+    );
+    assert!(words.contains("kubectl rollout restart"), "{words}");
+    assert!(!words.contains("now runs"), "{words}");
+}
+
+#[test]
+fn an_interrupted_rollback_names_what_the_target_runs_now() {
+    let plan = running_plan(Action::Rollback, "v41");
+
+    let words = lifecycle::interrupted_words(&plan, "v42");
+
+    assert!(
+        words.contains("checkout production now runs v42"),
+        "{words}"
+    );
+}
