@@ -1,5 +1,6 @@
 //! Unit tests of the Argo CD backend: versions, following a rollback, parents.
 
+use super::history::entry_version;
 use super::*;
 
 fn entry(value: Value) -> HistoryEntry {
