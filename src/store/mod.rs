@@ -23,6 +23,7 @@ mod forward;
 mod lease;
 mod open;
 mod postgres;
+mod rows;
 mod sql;
 mod sqlite;
 

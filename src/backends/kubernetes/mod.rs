@@ -42,9 +42,11 @@
 //! `deployments` in the services' namespaces; `deploy/kubernetes/rbac.yaml` has the Role.
 
 pub mod config_watch;
+mod connection;
 mod errors;
 mod pods;
 mod restore;
+mod revisions;
 pub(crate) mod template;
 
 use std::collections::{BTreeMap, HashMap};
@@ -55,20 +57,24 @@ use async_trait::async_trait;
 use chrono::Utc;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
+use super::error_chain;
 use super::toolkit::{Follow, Look};
-use super::{VersionSource, distinct_versions, error_chain, image_tag};
 use crate::config::{KubernetesBackendConfig, ServiceConfig};
 use crate::core::backend::{
     Action, BackendError, BackendErrorKind, Capabilities, Caveat, DeployBackend, Operation,
     Outcome, ProgressFn, RestoreOffer, RollbackCall,
 };
-use crate::core::deploy::{Deploy, DeploySource, DeployStatus, Revision, ServiceName, Target};
-use template::{DESIRED_REPLICAS, merge_patch, replica_change, template_changes, template_value};
+use crate::core::deploy::{Deploy, DeployStatus, Revision, ServiceName, Target};
+pub(crate) use connection::insecure_http_problem;
+use connection::{insecure_http_reason, plain_http_server_with_credentials};
+use revisions::{current_revision_number, revision_set, rollout_status, selector_of};
+pub(crate) use revisions::{managed_by, numbered_revision_set, revision_deploys};
+use template::{DESIRED_REPLICAS, merge_patch, template_value};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -286,80 +292,6 @@ impl KubernetesBackend {
         }
     }
 
-    /// The client for the configured cluster, built once; shared with the Argo Rollouts
-    /// backend, which uses the same connection settings.
-    pub(crate) async fn connection(&self) -> Result<&Connection, BackendError> {
-        self.client
-            .get_or_try_init(|| async {
-                let name = &self.name;
-                let options = KubeConfigOptions {
-                    context: self.context.clone(),
-                    ..KubeConfigOptions::default()
-                };
-                let config = match &self.kubeconfig {
-                    Some((path, kubeconfig)) => kube::Config::from_custom_kubeconfig(
-                        kubeconfig.clone(),
-                        &options,
-                    )
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "cannot use the kubeconfig {} ({}); check backends.{name}.kubeconfig \
-                                     and context",
-                            path.display(),
-                            error_chain(&e)
-                        )
-                    }),
-                    None if self.context.is_some() => {
-                        kube::Config::from_kubeconfig(&options).await.map_err(|e| {
-                            format!(
-                                "cannot load context {:?} from the default kubeconfig ({}); \
-                                 check backends.{name}.context or set kubeconfig",
-                                self.context.as_deref().unwrap_or_default(),
-                                error_chain(&e)
-                            )
-                        })
-                    }
-                    None => match kube::Config::incluster() {
-                        Ok(config) => Ok(config),
-                        Err(_) => kube::Config::infer().await.map_err(|e| {
-                            format!(
-                                "found no in-cluster service account and no kubeconfig ({}); run \
-                                 breakwater in the cluster or set backends.{name}.kubeconfig",
-                                error_chain(&e)
-                            )
-                        }),
-                    },
-                }?;
-                let cluster_url = config.cluster_url.to_string();
-                if !self.allow_insecure_http
-                    && config.cluster_url.scheme_str() == Some("http")
-                    && sends_credentials(&config.auth_info)
-                {
-                    tracing::error!(backend = %name, %cluster_url, "refusing to send Kubernetes credentials over plain HTTP; set backends.{name}.allow_insecure_http = true to allow it");
-                    return Err(insecure_http_reason(name, &cluster_url));
-                }
-                let client = kube::Client::try_from(config).map_err(|e| {
-                    format!(
-                        "cannot build a Kubernetes client for {cluster_url} ({}); check \
-                         backends.{name}",
-                        error_chain(&e)
-                    )
-                })?;
-                Ok(Connection {
-                    client,
-                    cluster_url,
-                })
-            })
-            .await
-            .map_err(|message: String| {
-                BackendError::new(
-                    BackendErrorKind::Unavailable,
-                    format!("{message}; nothing was changed"),
-                )
-            })
-    }
-
     async fn get_deployment(
         &self,
         deployment: &DeploymentRef,
@@ -483,324 +415,6 @@ impl KubernetesBackend {
                 )
             })
     }
-}
-
-/// The Deployment's `matchLabels` as a label selector (`app=orders,tier=web`).
-fn selector_of(object: &Deployment) -> String {
-    object
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.selector.match_labels.as_ref())
-        .map(|labels| {
-            labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
-}
-
-/// A workload's revisions (oldest first) as deploys, newest first, each with the
-/// configuration it changed from the one before; the `current` revision has the
-/// workload's rollout status, the others succeeded when they were rolled out.
-pub(crate) fn revision_deploys(
-    target: &Target,
-    deployment: &DeploymentRef,
-    sets: &[RevisionSet],
-    current: Option<i64>,
-    current_status: DeployStatus,
-) -> Vec<Deploy> {
-    let bases: Vec<String> = sets.iter().map(|s| version_of(s, deployment)).collect();
-    // Versions are handed out in the order templates first appeared.
-    let mut by_first: Vec<usize> = (0..sets.len()).collect();
-    by_first.sort_by_key(|&i| (sets[i].first_revision, sets[i].created));
-    let numbers: Vec<String> = sets.iter().map(|s| s.first_revision.to_string()).collect();
-    let sources: Vec<VersionSource<'_>> = by_first
-        .iter()
-        .map(|&i| VersionSource {
-            content: &sets[i].name,
-            base: &bases[i],
-            number: &numbers[i],
-        })
-        .collect();
-    let labels = distinct_versions(&sources);
-    let mut versions = vec![String::new(); sets.len()];
-    for (position, &i) in by_first.iter().enumerate() {
-        versions[i].clone_from(&labels[position]);
-    }
-    let mut deploys: Vec<Deploy> = sets
-        .iter()
-        .enumerate()
-        .map(|(i, set)| {
-            let started = set.created.unwrap_or_else(Utc::now);
-            let (status, finished_at) = if Some(set.revision) == current {
-                let finished = (current_status != DeployStatus::Started).then_some(started);
-                (current_status, finished)
-            } else {
-                (DeployStatus::Succeeded, Some(started))
-            };
-            let config_changes = i
-                .checked_sub(1)
-                .map(|p| {
-                    let mut changes = template_changes(&sets[p].template, &set.template);
-                    changes.extend(replica_change(&sets[p].annotations, &set.annotations));
-                    changes
-                })
-                .unwrap_or_default();
-            let description = set
-                .annotations
-                .get(CHANGE_CAUSE)
-                .cloned()
-                .unwrap_or_else(|| format!("ReplicaSet {}", set.name));
-            Deploy {
-                target: target.clone(),
-                version: versions[i].clone(),
-                previous_version: i.checked_sub(1).map(|p| versions[p].clone()),
-                revision: Some(set.revision.to_string()),
-                commit: None,
-                author: None,
-                description: Some(description),
-                url: None,
-                started_at: started,
-                finished_at,
-                status,
-                changes: Vec::new(),
-                config_changes,
-                source: DeploySource::Backend,
-            }
-        })
-        .collect();
-    deploys.reverse();
-    deploys
-}
-
-/// Whether a kubeconfig user authenticates with something a plain-HTTP hop could read
-/// and replay: a bearer token, a password, or a plugin that produces one.
-fn sends_credentials(auth: &kube::config::AuthInfo) -> bool {
-    auth.token.is_some()
-        || auth.token_file.is_some()
-        || auth.password.is_some()
-        || auth.exec.is_some()
-        || auth.auth_provider.is_some()
-}
-
-/// The `http://` server of the kubeconfig context breakwater will use, when its user
-/// sends credentials (kubectl refuses a bearer token over plain HTTP).
-fn plain_http_server_with_credentials(
-    kubeconfig: &Kubeconfig,
-    context: Option<&str>,
-) -> Option<String> {
-    let context_name = context.or(kubeconfig.current_context.as_deref())?;
-    let context = kubeconfig
-        .contexts
-        .iter()
-        .find(|c| c.name == context_name)?
-        .context
-        .as_ref()?;
-    let server = kubeconfig
-        .clusters
-        .iter()
-        .find(|c| c.name == context.cluster)?
-        .cluster
-        .as_ref()?
-        .server
-        .clone()?;
-    if !server.to_ascii_lowercase().starts_with("http://") {
-        return None;
-    }
-    let user = context.user.as_deref()?;
-    let auth = kubeconfig
-        .auth_infos
-        .iter()
-        .find(|a| a.name == user)?
-        .auth_info
-        .as_ref()?;
-    sends_credentials(auth).then_some(server)
-}
-
-/// Why this backend's kubeconfig would send credentials over plain HTTP, when it exists,
-/// reads, and would.
-pub(crate) fn insecure_http_problem(
-    name: &str,
-    config: &KubernetesBackendConfig,
-) -> Option<String> {
-    if config.allow_insecure_http {
-        return None;
-    }
-    let kubeconfig = Kubeconfig::read_from(config.kubeconfig.as_ref()?).ok()?;
-    plain_http_server_with_credentials(&kubeconfig, config.context.as_deref())
-        .map(|server| insecure_http_reason(name, &server))
-}
-
-fn insecure_http_reason(name: &str, server: &str) -> String {
-    format!(
-        "the API server {server} is plain http://, so its credentials (a bearer token) would \
-         travel in clear text, which kubectl refuses; use https://, or set \
-         backends.{name}.allow_insecure_http = true to accept that on a trusted network"
-    )
-}
-
-/// A controlled ReplicaSet as a revision, if it carries a revision number.
-fn revision_set(rs: ReplicaSet) -> Option<RevisionSet> {
-    numbered_revision_set(rs, REVISION)
-}
-
-/// A ReplicaSet as a revision numbered by the `revision_annotation` its controller
-/// writes (Deployments and Argo Rollouts use different ones).
-pub(crate) fn numbered_revision_set(
-    rs: ReplicaSet,
-    revision_annotation: &str,
-) -> Option<RevisionSet> {
-    let annotations: BTreeMap<String, String> = rs.metadata.annotations.clone().unwrap_or_default();
-    let revision: i64 = annotations.get(revision_annotation)?.parse().ok()?;
-    let first_revision = annotations
-        .get(REVISION_HISTORY)
-        .map(|h| {
-            h.split(',')
-                .filter_map(|n| n.trim().parse::<i64>().ok())
-                .min()
-                .unwrap_or(revision)
-        })
-        .unwrap_or(revision)
-        .min(revision);
-    let template = rs
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.template.as_ref())
-        .map(template_value)
-        .unwrap_or(Value::Null);
-    Some(RevisionSet {
-        revision,
-        first_revision,
-        name: rs.metadata.name.clone().unwrap_or_default(),
-        created: rs.metadata.creation_timestamp.as_ref().and_then(|t| {
-            chrono::DateTime::from_timestamp(
-                t.0.as_second(),
-                t.0.subsec_nanosecond().unsigned_abs(),
-            )
-        }),
-        template,
-        annotations,
-    })
-}
-
-/// The revision number the Deployment runs: its revision annotation, else the newest set.
-fn current_revision_number(object: &Deployment, sets: &[RevisionSet]) -> Option<i64> {
-    object
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(REVISION))
-        .and_then(|r| r.parse().ok())
-        .filter(|r| sets.iter().any(|s| s.revision == *r))
-        .or_else(|| sets.last().map(|s| s.revision))
-}
-
-/// The version a revision is known by.
-pub(crate) fn version_of(set: &RevisionSet, deployment: &DeploymentRef) -> String {
-    let from_map = |path: &str, key: &str| {
-        set.template
-            .pointer(path)
-            .and_then(|m| m.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let image = || {
-        let containers = set
-            .template
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let named = containers
-            .iter()
-            .find(|c| c.get("name").and_then(Value::as_str) == Some(deployment.name.as_str()));
-        named
-            .or(containers.first())
-            .and_then(|c| c.get("image"))
-            .and_then(Value::as_str)
-            .map(image_tag)
-    };
-    let found = match &deployment.version_from {
-        VersionFrom::Image => image(),
-        VersionFrom::Label(key) => from_map("/metadata/labels", key),
-        VersionFrom::Annotation(key) => {
-            from_map("/metadata/annotations", key).or_else(|| set.annotations.get(key).cloned())
-        }
-    };
-    found
-        .or_else(image)
-        .unwrap_or_else(|| format!("revision {}", set.first_revision))
-}
-
-/// Where a rollout stands, by `kubectl rollout status`'s rules.
-fn rollout_status(object: &Deployment) -> Rollout {
-    let name = object.metadata.name.clone().unwrap_or_default();
-    let generation = object.metadata.generation.unwrap_or(0);
-    let status = object.status.clone().unwrap_or_default();
-    if generation > status.observed_generation.unwrap_or(0) {
-        return Rollout::Progressing(format!(
-            "waiting for the new spec of deployment {name} to be observed"
-        ));
-    }
-    let progressing = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Progressing");
-    if let Some(condition) = progressing
-        && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
-    {
-        return Rollout::DeadlineExceeded(condition.message.clone().unwrap_or_default());
-    }
-    let desired = object.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let updated = status.updated_replicas.unwrap_or(0);
-    let replicas = status.replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
-    if updated < desired {
-        return Rollout::Progressing(format!(
-            "{updated} of {desired} new replicas have been updated"
-        ));
-    }
-    if replicas > updated {
-        return Rollout::Progressing(format!(
-            "{} old replicas are pending termination",
-            replicas - updated
-        ));
-    }
-    if available < updated {
-        return Rollout::Progressing(format!(
-            "{available} of {updated} updated replicas are available"
-        ));
-    }
-    Rollout::Complete(format!("{available} of {desired} replicas available"))
-}
-
-/// Tools that own the workload and will put their own template back on their next run.
-pub(crate) fn managed_by(
-    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<String> {
-    let labels = metadata.labels.clone().unwrap_or_default();
-    let annotations = metadata.annotations.clone().unwrap_or_default();
-    if let Some(release) = annotations.get("meta.helm.sh/release-name") {
-        return Some(format!("Helm release {release}"));
-    }
-    if labels
-        .get("app.kubernetes.io/managed-by")
-        .map(String::as_str)
-        == Some("Helm")
-    {
-        return Some("Helm".to_owned());
-    }
-    if let Some(tracking) = annotations.get("argocd.argoproj.io/tracking-id") {
-        let app = tracking.split(':').next().unwrap_or(tracking);
-        return Some(format!("Argo CD application {app}"));
-    }
-    labels
-        .get("kustomize.toolkit.fluxcd.io/name")
-        .or_else(|| labels.get("helm.toolkit.fluxcd.io/name"))
-        .map(|name| format!("Flux {name}"))
 }
 
 #[async_trait]
@@ -1109,83 +723,4 @@ impl std::fmt::Debug for KubernetesBackend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn deployment(value: Value) -> Deployment {
-        serde_json::from_value(value).expect("deployment")
-    }
-
-    #[test]
-    fn rollout_status_follows_kubectl_rules() {
-        let base = |status: Value| {
-            deployment(json!({
-                "metadata": {"name": "checkout", "generation": 4},
-                "spec": {"replicas": 3, "selector": {}, "template": {}},
-                "status": status,
-            }))
-        };
-        assert!(matches!(
-            rollout_status(&base(json!({"observedGeneration": 3}))),
-            Rollout::Progressing(line) if line.contains("to be observed")
-        ));
-        assert_eq!(
-            rollout_status(&base(
-                json!({"observedGeneration": 4, "updatedReplicas": 1, "replicas": 3})
-            )),
-            Rollout::Progressing("1 of 3 new replicas have been updated".into())
-        );
-        assert_eq!(
-            rollout_status(&base(
-                json!({"observedGeneration": 4, "updatedReplicas": 3, "replicas": 4})
-            )),
-            Rollout::Progressing("1 old replicas are pending termination".into())
-        );
-        assert_eq!(
-            rollout_status(&base(
-                json!({"observedGeneration": 4, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 2})
-            )),
-            Rollout::Progressing("2 of 3 updated replicas are available".into())
-        );
-        assert!(matches!(
-            rollout_status(&base(
-                json!({"observedGeneration": 4, "updatedReplicas": 3, "replicas": 3, "availableReplicas": 3})
-            )),
-            Rollout::Complete(_)
-        ));
-        assert_eq!(
-            rollout_status(&base(json!({"observedGeneration": 4, "conditions": [{
-                "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                "message": "ReplicaSet \"checkout-5d\" has timed out progressing."}]}))),
-            Rollout::DeadlineExceeded(
-                "ReplicaSet \"checkout-5d\" has timed out progressing.".into()
-            )
-        );
-    }
-
-    #[test]
-    fn images_name_their_version_unless_a_label_is_configured() {
-        let set = RevisionSet {
-            revision: 3,
-            first_revision: 3,
-            name: "checkout-abc".into(),
-            created: None,
-            template: json!({
-                "metadata": {"labels": {"app.kubernetes.io/version": "2026.11.1"}},
-                "spec": {"containers": [
-                    {"name": "proxy", "image": "envoy:1.30"},
-                    {"name": "checkout", "image": "ghcr.io/acme/checkout:v1.4.0"}
-                ]}
-            }),
-            annotations: BTreeMap::new(),
-        };
-        let mut deployment = DeploymentRef {
-            namespace: "shop".into(),
-            name: "checkout".into(),
-            version_from: VersionFrom::Image,
-        };
-        assert_eq!(version_of(&set, &deployment), "v1.4.0");
-        deployment.version_from = VersionFrom::parse(Some("label:app.kubernetes.io/version"));
-        assert_eq!(version_of(&set, &deployment), "2026.11.1");
-    }
-}
+mod tests;
