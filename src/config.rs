@@ -455,7 +455,7 @@ impl Default for AlertsConfig {
 
 /// `[sources]`: deploy events from GitHub, GitLab and Flux. Each route is off until its
 /// secret is set.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SourcesConfig {
     /// `sources.github.secret`: the webhook secret GitHub signs deliveries with
     /// (`X-Hub-Signature-256`).
@@ -473,6 +473,23 @@ pub struct SourcesConfig {
     /// `sources.flagger.environment`: the environment of the cluster Flagger runs in, for
     /// Canaries whose namespace names none of the service's environments.
     pub flagger_environment: Option<Environment>,
+    /// `sources.flagger.rollback_timeout` (default 10 min): how long a press of Roll back
+    /// canary waits for Flagger to call the rollback hook and report the canary Failed.
+    pub flagger_rollback_timeout: Duration,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        Self {
+            github_secret: None,
+            gitlab_token: None,
+            flux_secret: None,
+            flux_environment: None,
+            flagger_token: None,
+            flagger_environment: None,
+            flagger_rollback_timeout: crate::core::bot::DEFAULT_ROLLBACK_TIMEOUT,
+        }
+    }
 }
 
 /// A service's names in deploy events (`[[services]]` keys). Flux keys are `NAME` or
@@ -823,6 +840,7 @@ struct RawSources {
 struct RawFlaggerSource {
     token: toml::Value,
     environment: Option<String>,
+    rollback_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -2269,8 +2287,9 @@ impl<'a> Validator<'a> {
                 (secret, environment)
             }
         };
-        let (flagger_token, flagger_environment) = match raw.flagger {
-            None => (None, None),
+        let default_timeout = crate::core::bot::DEFAULT_ROLLBACK_TIMEOUT;
+        let (flagger_token, flagger_environment, flagger_rollback_timeout) = match raw.flagger {
+            None => (None, None, default_timeout),
             Some(flagger) => {
                 let token = self.long_secret("sources.flagger.token", &flagger.token);
                 let environment = flagger.environment.and_then(|raw| {
@@ -2280,7 +2299,12 @@ impl<'a> Validator<'a> {
                         })
                         .ok()
                 });
-                (token, environment)
+                let timeout = self.duration(
+                    "sources.flagger.rollback_timeout",
+                    flagger.rollback_timeout.as_deref(),
+                    default_timeout,
+                );
+                (token, environment, timeout)
             }
         };
         SourcesConfig {
@@ -2290,6 +2314,7 @@ impl<'a> Validator<'a> {
             flux_environment,
             flagger_token,
             flagger_environment,
+            flagger_rollback_timeout,
         }
     }
 
