@@ -347,6 +347,11 @@ impl Bot {
                 _ => {}
             }
             if self.now() >= handle.expires_at {
+                if taken_at.is_none() {
+                    // Expired by the clock the bot reads; taken back so that a hook call
+                    // arriving now is not answered yes after the press was reported failed.
+                    self.withdraw_canary_rollback(plan, canary).await;
+                }
                 break Outcome::Failed(match taken_at {
                     None => format!(
                         "Flagger did not call breakwater's rollback hook for canary {canary} within {timeout}, so nothing was rolled back and the request was withdrawn. Check that the Canary's analysis has the `webhooks:` stanza with `type: rollback` and the URL of /webhooks/flagger/rollback (README, Flagger)."
