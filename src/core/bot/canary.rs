@@ -367,21 +367,25 @@ impl Bot {
         self.finish(plan, outcome).await;
     }
 
-    /// Takes back a request Flagger has not taken, so it cannot stop a later run.
+    /// Takes back a request Flagger has not taken, so that it cannot stop a later run or
+    /// be answered after the press was reported: it is stored again already expired (the
+    /// hook answers only unexpired requests).
     async fn withdraw_canary_rollback(&self, plan: &RollbackPlan, canary: &CanaryName) {
         let store = &self.inner.store;
-        let still_armed = store
+        let armed = store
             .canary_rollback(&canary.namespace, &canary.name)
             .await
             .ok()
             .flatten()
-            .is_some_and(|r| r.plan_id == plan.id.to_string() && r.taken_at.is_none());
-        if still_armed
-            && let Err(error) = store
-                .take_canary_rollback(&canary.namespace, &canary.name, self.now())
-                .await
-        {
-            tracing::warn!(%error, plan = %plan.id, "could not withdraw the canary rollback request; it expires on its own");
+            .filter(|r| r.plan_id == plan.id.to_string() && r.taken_at.is_none());
+        if let Some(armed) = armed {
+            let withdrawn = CanaryRollback {
+                expires_at: armed.armed_at,
+                ..armed
+            };
+            if let Err(error) = store.arm_canary_rollback(&withdrawn).await {
+                tracing::warn!(%error, plan = %plan.id, "could not withdraw the canary rollback request; it expires on its own");
+            }
         }
     }
 
