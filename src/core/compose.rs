@@ -558,7 +558,10 @@ fn plan_question(plan: &RollbackPlan) -> RichText {
             .code(plan.from.version.clone())
             .plain(" on ")
             .bold(plan.target.to_string())
-            .plain(&format!(" ({}): Flagger sends all traffic back to ", plan.reason))
+            .plain(format!(
+                " ({}): Flagger sends all traffic back to ",
+                plan.reason
+            ))
             .code(plan.to.version.clone())
             .plain(" at its next analysis step?"),
     }

@@ -632,7 +632,8 @@ async fn a_press_after_flagger_failed_the_canary_is_stale_and_arms_nothing() {
 }
 
 #[tokio::test]
-async fn a_canary_rollback_flagger_never_takes_fails_after_the_timeout_naming_the_webhooks_stanza() {
+async fn a_canary_rollback_flagger_never_takes_fails_after_the_timeout_naming_the_webhooks_stanza()
+{
     let clock = std::sync::Arc::new(breakwater::core::clock::ManualClock::new(Utc::now()));
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("flagger_token"), FLAGGER_TOKEN).expect("write token");

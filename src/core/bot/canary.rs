@@ -418,7 +418,10 @@ impl Bot {
                     run.description.as_deref().unwrap_or("in progress")
                 ),
             },
-            _ => format!("canary {canary} has no run of {} in progress", plan.from.version),
+            _ => format!(
+                "canary {canary} has no run of {} in progress",
+                plan.from.version
+            ),
         };
         let outcome = format!("{what}. Nothing was changed.");
         let patch = PlanPatch {
