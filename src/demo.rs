@@ -895,4 +895,36 @@ mod tests {
         assert_eq!(password.len(), 16);
         assert!(!password.contains(['0', 'O', 'l', '1', 'I']), "{password}");
     }
+
+    #[tokio::test]
+    async fn the_flagger_canary_in_its_analysis_is_offered_roll_back_canary() {
+        let store = crate::store::SqliteStore::connect("sqlite::memory:")
+            .await
+            .expect("store");
+        seed_flagger_canary(&store, Utc::now()).await.expect("seed");
+        let history = store
+            .deploys(&DeployQuery {
+                service: Some(name(FLAGGER.0).expect("name")),
+                ..DeployQuery::default()
+            })
+            .await
+            .expect("deploys");
+        let canary = crate::core::bot::CanaryName {
+            namespace: FLAGGER_CANARY.0.to_owned(),
+            name: FLAGGER_CANARY.1.to_owned(),
+        };
+        let offer = crate::core::bot::canary_offer(&canary, &history).expect("offered");
+        assert_eq!(offer.from.version, FLAGGER_RUN);
+        assert_eq!(offer.to.version, FLAGGER_PRIMARY);
+        let config = Config::parse(DEMO_CONFIG).expect("valid demo configuration");
+        let storefront = config
+            .services
+            .iter()
+            .find(|s| s.name.as_str() == FLAGGER.0)
+            .expect("storefront");
+        assert_eq!(
+            storefront.sources.flagger_canary.as_deref(),
+            Some("shop/storefront")
+        );
+    }
 }
