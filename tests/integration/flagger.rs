@@ -676,3 +676,53 @@ async fn a_canary_rollback_flagger_never_takes_fails_after_the_timeout_naming_th
     );
     assert_eq!(app.audited("rollback.failed").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_canary_rollback_left_running_by_a_crash_is_followed_again_from_the_store() {
+    use breakwater::core::rollback::{PlanPatch, PlanState};
+    let app = spawn_with_flagger().await;
+    let summary = app.storefront_canary_alert().await;
+    let plan_id = summary.button("Roll back canary").expect("button").token;
+    // A crash right after the press armed the request: the plan is running, no process
+    // follows it, and the request waits in the store.
+    let store = app.bot.store().clone();
+    let now = Utc::now();
+    store
+        .transition_plan(
+            &plan_id,
+            &[PlanState::Offered],
+            PlanState::Running,
+            &PlanPatch {
+                started_by: Some(alice()),
+                started_at: Some(now),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .expect("transition")
+        .expect("running");
+    store
+        .arm_canary_rollback(&breakwater::store::CanaryRollback {
+            namespace: STOREFRONT_NS.into(),
+            name: STOREFRONT_CANARY.into(),
+            plan_id: plan_id.to_string(),
+            requested_by: "Alice".into(),
+            armed_at: now,
+            expires_at: now + Duration::minutes(10),
+            taken_at: None,
+        })
+        .await
+        .expect("arm");
+
+    // Maintenance adopts the orphaned plan; Flagger takes the request and fails the canary.
+    crate::support::eventually("the adopted plan to be followed", async || {
+        (app.storefront_hook().await == 200).then_some(())
+    })
+    .await;
+    app.canary_failed().await;
+
+    app.chat.wait_for_update(&summary.at, ROLLED_BACK).await;
+    let plan = store.plan(&plan_id).await.expect("load").expect("plan");
+    assert_eq!(plan.state, PlanState::Succeeded);
+}
