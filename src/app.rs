@@ -142,6 +142,7 @@ impl Application {
                 .as_ref()
                 .filter(|_| config.console.enabled)
                 .map(|url| ConsoleLinks::new(url.as_str())),
+            flagger: flagger_settings(&config),
             ..BotSettings::default()
         };
         if let Some(tune) = overrides.tune {
@@ -422,4 +423,33 @@ pub fn audit_sealer(config: &crate::config::AuditConfig) -> AuditSealer {
             .as_ref()
             .map(|key| key.expose().as_bytes().to_vec()),
     )
+}
+
+/// The Canaries named by `flagger_canary` keys, per target. Only a key that names the
+/// namespace (`NAMESPACE/NAME`) can be matched against Flagger's rollback hook payload,
+/// so a bare `NAME` records events but offers no Roll back canary.
+fn flagger_settings(config: &Config) -> crate::core::bot::FlaggerSettings {
+    use crate::core::deploy::Target;
+    let mut canaries = std::collections::HashMap::new();
+    for service in &config.services {
+        if service.sources.flagger_canary.is_none() {
+            continue;
+        }
+        for environment in &service.environments {
+            let key = service.setting(&service.sources.flagger_canary, environment, "");
+            if let Some((namespace, name)) = key.split_once('/') {
+                canaries.insert(
+                    Target::new(service.name.clone(), environment.clone()),
+                    crate::core::bot::CanaryName {
+                        namespace: namespace.to_owned(),
+                        name: name.to_owned(),
+                    },
+                );
+            }
+        }
+    }
+    crate::core::bot::FlaggerSettings {
+        canaries,
+        rollback_timeout: config.sources.flagger_rollback_timeout,
+    }
 }

@@ -5,6 +5,9 @@
 //! little while after someone rolls it back, so the verification line appears. Beside it,
 //! an alert for a service in the middle of a canary, whose first button is Abort rollout;
 //! it resolves a little while after the abort sends all traffic back to the stable version.
+//! And an alert for a service whose Flagger Canary is in its analysis, whose first button is
+//! Roll back canary; the demo plays Flagger's part in-process (it takes the armed request
+//! as the rollback hook does, then reports the canary `Failed` as its event webhook would).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -133,6 +136,7 @@ impl Demo {
             Arc::new(SystemClock),
         );
         let incident = seed_history(&*store, &audit, Utc::now()).await?;
+        seed_flagger_canary(&*store, Utc::now()).await?;
         let app = Application::build_with(
             config,
             Overrides {
@@ -265,6 +269,145 @@ struct Seed {
 
 /// The service in the middle of a canary (`backends.canary` in `config/demo.toml`).
 const CANARY: (&str, &str) = ("search", "production");
+
+/// The service deployed by a Flagger Canary (`flagger_canary` in `config/demo.toml`), its
+/// Canary, the run in its analysis and the one the primary serves.
+const FLAGGER: (&str, &str) = ("storefront", "production");
+const FLAGGER_CANARY: (&str, &str) = ("shop", "storefront");
+const FLAGGER_RUN: &str = "7c4f9e2a1b";
+const FLAGGER_PRIMARY: &str = "3e8d1c5f60";
+
+/// The Canary's runs, as Flagger's event webhook records them: one promoted a day ago, one
+/// in its analysis at 30 % of the traffic.
+async fn seed_flagger_canary(store: &dyn Store, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let target = Target::new(name(FLAGGER.0)?, env(FLAGGER.1)?);
+    for (version, minutes_ago, status, description) in [
+        (
+            FLAGGER_PRIMARY,
+            26 * 60,
+            DeployStatus::Succeeded,
+            "canary promoted by Flagger",
+        ),
+        (
+            FLAGGER_RUN,
+            9,
+            DeployStatus::Started,
+            "canary Progressing, 30 % of traffic",
+        ),
+    ] {
+        store
+            .record_deploy(&flagger_run(
+                &target,
+                version,
+                now,
+                minutes_ago,
+                status,
+                description,
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+fn flagger_run(
+    target: &Target,
+    version: &str,
+    now: DateTime<Utc>,
+    minutes_ago: i64,
+    status: DeployStatus,
+    description: &str,
+) -> Deploy {
+    let started_at = now - chrono::Duration::minutes(minutes_ago);
+    Deploy {
+        target: target.clone(),
+        version: version.to_owned(),
+        previous_version: None,
+        revision: None,
+        commit: None,
+        author: Some(crate::core::bot::FLAGGER_AUTHOR.to_owned()),
+        description: Some(description.to_owned()),
+        url: None,
+        started_at,
+        finished_at: (status != DeployStatus::Started)
+            .then_some(started_at + chrono::Duration::minutes(12)),
+        status,
+        changes: Vec::new(),
+        config_changes: Vec::new(),
+        source: DeploySource::Api,
+    }
+}
+
+/// Flagger's part, simulated: when a press armed the rollback request, its next analysis
+/// iteration takes it (through the store function the rollback hook uses, audited as the
+/// hook does), and a moment later it reports the canary `Failed`.
+async fn play_flagger(bot: Bot) {
+    let (namespace, canary) = FLAGGER_CANARY;
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    let taken = loop {
+        every.tick().await;
+        match bot
+            .store()
+            .take_canary_rollback(namespace, canary, Utc::now())
+            .await
+        {
+            Ok(Some(taken)) => break taken,
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "demo: cannot read the canary rollback request"),
+        }
+    };
+    let audit = bot.audit();
+    let entry = audit
+        .entry(actions::CANARY_ROLLBACK_TAKEN)
+        .details(serde_json::json!({
+            "namespace": taken.namespace,
+            "canary": taken.name,
+            "plan": taken.plan_id,
+            "requested_by": taken.requested_by,
+            "phase": "Progressing",
+        }));
+    if let Err(error) = audit.append(entry).await {
+        tracing::warn!(%error, "demo: cannot audit the simulated hook call");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (Ok(service), Ok(environment)) = (name(FLAGGER.0), env(FLAGGER.1)) else {
+        return;
+    };
+    let target = Target::new(service, environment);
+    let run = match bot
+        .store()
+        .latest_deploy_of_version(&target, FLAGGER_RUN)
+        .await
+    {
+        Ok(Some(run)) => run,
+        _ => return,
+    };
+    let failed = Deploy {
+        status: DeployStatus::Failed,
+        finished_at: Some(Utc::now()),
+        ..run
+    };
+    match bot.store().record_deploy(&failed).await {
+        Ok(recorded) => {
+            let description = "canary failed: Flagger rolled it back to the primary";
+            if let Err(error) = bot
+                .store()
+                .set_deploy_description(recorded.id, description)
+                .await
+            {
+                tracing::warn!(%error, "demo: cannot describe the failed canary");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "demo: cannot record the failed canary"),
+    }
+}
+
+fn flagger_alert(target: &Target, status: AlertStatus, now: DateTime<Utc>) -> Alert {
+    let description = format!(
+        "5xx rate of {target} is 6.1 % over the last 5 minutes (threshold 1 %), since the \
+         Flagger canary took 30 % of the traffic."
+    );
+    demo_alert(target, "HighErrorRate", description, status, now)
+}
 
 const HISTORY: &[Seed] = &[
     Seed {
@@ -605,9 +748,15 @@ async fn play_incidents(bot: Bot, target: Target, options: DemoOptions) {
         (Ok(service), Ok(environment)) => Target::new(service, environment),
         _ => return play_incident(bot, target, options, incident_alert).await,
     };
+    let flagger = match (name(FLAGGER.0), env(FLAGGER.1)) {
+        (Ok(service), Ok(environment)) => Target::new(service, environment),
+        _ => return,
+    };
     tokio::join!(
         play_incident(bot.clone(), target, options.clone(), incident_alert),
-        play_incident(bot, canary, options, canary_alert),
+        play_incident(bot.clone(), canary, options.clone(), canary_alert),
+        play_incident(bot.clone(), flagger, options, flagger_alert),
+        play_flagger(bot),
     );
 }
 
@@ -660,7 +809,7 @@ mod tests {
     #[test]
     fn the_embedded_configuration_is_valid_with_three_simulated_services() {
         let config = Config::parse(DEMO_CONFIG).expect("valid demo configuration");
-        assert_eq!(config.services.len(), 3);
+        assert_eq!(config.services.len(), 4);
         assert!(config.console.enabled);
         assert!(
             config
@@ -749,5 +898,37 @@ mod tests {
         let password = generate_password();
         assert_eq!(password.len(), 16);
         assert!(!password.contains(['0', 'O', 'l', '1', 'I']), "{password}");
+    }
+
+    #[tokio::test]
+    async fn the_flagger_canary_in_its_analysis_is_offered_roll_back_canary() {
+        let store = crate::store::SqliteStore::connect("sqlite::memory:")
+            .await
+            .expect("store");
+        seed_flagger_canary(&store, Utc::now()).await.expect("seed");
+        let history = store
+            .deploys(&DeployQuery {
+                service: Some(name(FLAGGER.0).expect("name")),
+                ..DeployQuery::default()
+            })
+            .await
+            .expect("deploys");
+        let canary = crate::core::bot::CanaryName {
+            namespace: FLAGGER_CANARY.0.to_owned(),
+            name: FLAGGER_CANARY.1.to_owned(),
+        };
+        let offer = crate::core::bot::canary_offer(&canary, &history).expect("offered");
+        assert_eq!(offer.from.version, FLAGGER_RUN);
+        assert_eq!(offer.to.version, FLAGGER_PRIMARY);
+        let config = Config::parse(DEMO_CONFIG).expect("valid demo configuration");
+        let storefront = config
+            .services
+            .iter()
+            .find(|s| s.name.as_str() == FLAGGER.0)
+            .expect("storefront");
+        assert_eq!(
+            storefront.sources.flagger_canary.as_deref(),
+            Some("shop/storefront")
+        );
     }
 }

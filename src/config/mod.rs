@@ -472,7 +472,7 @@ impl Default for AlertsConfig {
 
 /// `[sources]`: deploy events from GitHub, GitLab and Flux. Each route is off until its
 /// secret is set.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SourcesConfig {
     /// `sources.github.secret`: the webhook secret GitHub signs deliveries with
     /// (`X-Hub-Signature-256`).
@@ -490,6 +490,23 @@ pub struct SourcesConfig {
     /// `sources.flagger.environment`: the environment of the cluster Flagger runs in, for
     /// Canaries whose namespace names none of the service's environments.
     pub flagger_environment: Option<Environment>,
+    /// `sources.flagger.rollback_timeout` (default 10 min): how long a press of Roll back
+    /// canary waits for Flagger to call the rollback hook and report the canary Failed.
+    pub flagger_rollback_timeout: Duration,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        Self {
+            github_secret: None,
+            gitlab_token: None,
+            flux_secret: None,
+            flux_environment: None,
+            flagger_token: None,
+            flagger_environment: None,
+            flagger_rollback_timeout: crate::core::bot::DEFAULT_ROLLBACK_TIMEOUT,
+        }
+    }
 }
 
 /// A service's names in deploy events (`[[services]]` keys). Flux keys are `NAME` or

@@ -221,6 +221,7 @@ pub(super) struct RawSources {
 pub(super) struct RawFlaggerSource {
     pub(super) token: toml::Value,
     pub(super) environment: Option<String>,
+    pub(super) rollback_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -56,6 +56,9 @@ pub mod actions {
     pub const CONFIG_CHANGE_RECORDED: &str = "config_change.recorded";
     /// Flagger's `rollback` hook was answered 2xx: it rolls the canary back now.
     pub const CANARY_ROLLBACK_TAKEN: &str = "canary_rollback.taken";
+    /// A press of Roll back canary armed Flagger's `rollback` hook for one Canary: its next
+    /// call is answered 2xx.
+    pub const CANARY_ROLLBACK_ARMED: &str = "canary_rollback.armed";
 }
 
 /// A record to append; the store gives it its sequence number and hashes.

@@ -61,6 +61,11 @@ pub enum Action {
     /// traffic back to the stable `to` revision at once; the target keeps `from` as its
     /// template, so a rollback to `to` usually follows.
     AbortRollout,
+    /// Ask Flagger to roll a Canary back: its `rollback` hook is answered 2xx once, and
+    /// Flagger sends all traffic back to the primary (`to`) and scales the canary (`from`)
+    /// down. No backend is called and no revision deployed; the outcome is Flagger's
+    /// `Failed` event.
+    RollbackCanary,
 }
 
 impl Action {
@@ -70,6 +75,7 @@ impl Action {
             Self::Rollback => "rollback",
             Self::RestoreConfig => "restore_config",
             Self::AbortRollout => "abort_rollout",
+            Self::RollbackCanary => "rollback_canary",
         }
     }
 
@@ -78,6 +84,7 @@ impl Action {
             "rollback" => Some(Self::Rollback),
             "restore_config" => Some(Self::RestoreConfig),
             "abort_rollout" => Some(Self::AbortRollout),
+            "rollback_canary" => Some(Self::RollbackCanary),
             _ => None,
         }
     }
@@ -90,7 +97,8 @@ impl Action {
         match self {
             Self::Rollback => true,
             // A restore changes configuration, recorded by the watch as a config change.
-            Self::RestoreConfig | Self::AbortRollout => false,
+            // A canary rolled back by Flagger leaves the primary as it was.
+            Self::RestoreConfig | Self::AbortRollout | Self::RollbackCanary => false,
         }
     }
 }
@@ -310,6 +318,7 @@ mod tests {
             Action::Rollback,
             Action::RestoreConfig,
             Action::AbortRollout,
+            Action::RollbackCanary,
         ] {
             assert_eq!(Action::parse(action.as_str()), Some(action));
             assert_eq!(

@@ -292,6 +292,10 @@ pub fn summary_message(summary: &Summary, view: &SummaryView<'_>) -> Message {
                             ". Abort the rollout of {} and send all traffic back to {}?",
                             offer.from.version, offer.to.version
                         ),
+                        PlanAction::RollbackCanary => format!(
+                            ". Roll back the canary {} and send all traffic back to {}?",
+                            offer.from.version, offer.to.version
+                        ),
                     });
                 }
                 if view.offer_remedy
@@ -473,6 +477,10 @@ pub fn starting_line(plan: &RollbackPlan) -> String {
             "Aborting the rollout of {} on {}: sending all traffic back to {}.",
             plan.from.version, plan.target, plan.to.version
         ),
+        PlanAction::RollbackCanary => format!(
+            "Asking Flagger to roll back the canary {} on {}: all traffic goes back to {}.",
+            plan.from.version, plan.target, plan.to.version
+        ),
     }
 }
 
@@ -496,6 +504,11 @@ fn plan_button(plan: &RollbackPlan) -> Action {
             format!("Abort rollout of {}", plan.from.version),
             "Abort rollout?",
             "Abort rollout",
+        ),
+        PlanAction::RollbackCanary => (
+            format!("Roll back canary {}", plan.from.version),
+            "Roll back canary?",
+            "Roll back canary",
         ),
     };
     Action::Button {
@@ -540,6 +553,17 @@ fn plan_question(plan: &RollbackPlan) -> RichText {
             .plain(" from the canary ")
             .code(plan.from.version.clone())
             .plain("?"),
+        PlanAction::RollbackCanary => RichText::new()
+            .plain("Roll back the canary ")
+            .code(plan.from.version.clone())
+            .plain(" on ")
+            .bold(plan.target.to_string())
+            .plain(format!(
+                " ({}): Flagger sends all traffic back to ",
+                plan.reason
+            ))
+            .code(plan.to.version.clone())
+            .plain(" at its next analysis step?"),
     }
 }
 
@@ -547,6 +571,10 @@ fn plan_question(plan: &RollbackPlan) -> RichText {
 fn plan_aftermath(plan: &RollbackPlan) -> Option<String> {
     match plan.action {
         PlanAction::Rollback | PlanAction::RestoreConfig => None,
+        PlanAction::RollbackCanary => Some(format!(
+            "Flagger takes the request once, scales {} down and marks the canary Failed; it tries the same spec again only when the Canary changes.",
+            plan.from.version
+        )),
         PlanAction::AbortRollout => Some(format!(
             "The rollout keeps {} as its template and tries it again if the abort is lifted; a rollback to {} is offered once traffic is back.",
             plan.from.version, plan.to.version
@@ -770,6 +798,11 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
     {
         return Some(RichText::new().plain(line.trim_end().to_owned()));
     }
+    if plan.action == PlanAction::RollbackCanary
+        && let Some(line) = canary_status(plan, &who, &took, &started, &outcome)
+    {
+        return Some(RichText::new().plain(line.trim_end().to_owned()));
+    }
     let line = match plan.state {
         PlanState::Offered if now.is_some_and(|now| plan.is_expired(now)) => format!(
             "⌛ This rollback offer expired at {}. Run /breakwater rollback {} {} for a fresh one.",
@@ -865,6 +898,44 @@ fn abort_status(
     })
 }
 
+/// A canary rollback's state in the bot's words: Flagger does the work, breakwater asks.
+fn canary_status(
+    plan: &RollbackPlan,
+    who: &dyn Fn(&Option<super::policy::Actor>) -> String,
+    took: &str,
+    started: &str,
+    outcome: &str,
+) -> Option<String> {
+    let canary = &plan.from.version;
+    let primary = &plan.to.version;
+    let target = &plan.target;
+    Some(match plan.state {
+        PlanState::Confirmed => format!(
+            "✋ Approved by {} — a second authorised person must press Roll back canary ({canary} → {primary}).",
+            who(&plan.approved_by)
+        ),
+        PlanState::Running => format!(
+            "⏳ Rolling back the canary {canary} on {target}: breakwater's rollback hook answers Flagger yes once — started by {} at {started}. {outcome}",
+            who(&plan.started_by)
+        ),
+        PlanState::Succeeded => format!(
+            "✅ Canary {canary} on {target} rolled back: all traffic is on {primary} — by {} at {started}{took}: {}",
+            who(&plan.started_by),
+            outcome
+        ),
+        PlanState::Failed => format!(
+            "❌ Canary rollback of {canary} on {target} failed — started by {} at {started}{took}: {outcome}",
+            who(&plan.started_by)
+        ),
+        PlanState::Stale => format!("⚠️ Not rolled back: {outcome}"),
+        PlanState::Interrupted => format!(
+            "⚠️ Canary rollback of {canary} on {target} was interrupted — started by {} at {started}: {outcome}",
+            who(&plan.started_by)
+        ),
+        PlanState::Offered | PlanState::Expired | PlanState::Dismissed => return None,
+    })
+}
+
 /// What a private reply about a plan (its Confirm step, "Rolling back…") becomes once the
 /// plan is over: the outcome in one line, and where the rest is.
 pub fn private_outcome(plan: &RollbackPlan, now: DateTime<Utc>) -> Message {
@@ -941,6 +1012,13 @@ pub fn plan_message(
             ),
             format!("{} · abort plan", plan.target),
         ),
+        PlanAction::RollbackCanary => (
+            format!(
+                "Canary rollback plan for {}: {} → {} ({})",
+                plan.target, plan.from.version, plan.to.version, plan.reason
+            ),
+            format!("{} · canary rollback plan", plan.target),
+        ),
     };
     Message {
         text,
@@ -973,6 +1051,7 @@ pub fn confirm_prompt(
         PlanAction::Rollback => "Confirm rollback",
         PlanAction::RestoreConfig => "Confirm restore",
         PlanAction::AbortRollout => "Confirm abort",
+        PlanAction::RollbackCanary => "Confirm canary rollback",
     };
     let mut context =
         "Only you can confirm this. It calls the deployment backend right away.".to_owned();

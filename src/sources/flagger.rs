@@ -145,7 +145,7 @@ pub fn parse(payload: &Payload) -> Result<Parsed, PayloadError> {
         environment_hint: text(Some(&payload.namespace), 200),
         version: checksum.chars().take(200).collect(),
         commit: None,
-        author: Some("Flagger".to_owned()),
+        author: Some(crate::core::bot::FLAGGER_AUTHOR.to_owned()),
         description: text(Some(&progress.description), MAX_DESCRIPTION),
         url: None,
         started_at: at,

@@ -434,3 +434,295 @@ async fn a_rollback_hook_call_with_a_wrong_token_is_refused_with_401_and_takes_n
         .await;
     assert_eq!(genuine.status(), 200);
 }
+
+/// `storefront production` is deployed by Canary `shop-production/storefront-web`.
+const STOREFRONT_NS: &str = "shop-production";
+const STOREFRONT_CANARY: &str = "storefront-web";
+const ROLLED_BACK: &str = "✅ Canary 5d7f8c9b6c on storefront production rolled back";
+
+fn alice() -> breakwater::core::policy::Actor {
+    crate::support::actor("console:alice", "Alice")
+}
+
+impl TestApp {
+    /// The storefront canary started its analysis and reached 20 % of traffic, then an
+    /// alert fired: the summary posted for it.
+    async fn storefront_canary_alert(&self) -> crate::support::Shown {
+        for (message, at) in [
+            (
+                "Starting canary analysis for storefront-web.shop-production",
+                ago(6),
+            ),
+            (
+                "Advance storefront-web.shop-production canary weight 20",
+                ago(2),
+            ),
+        ] {
+            let body = event(STOREFRONT_NS, STOREFRONT_CANARY, "Progressing", message, at);
+            let response = self.post_flagger_event(FLAGGER_TOKEN, &body).await;
+            assert!(response.status().is_success(), "{}", response.status());
+        }
+        self.fire_alert("HighErrorRate", "storefront", "production")
+            .await;
+        self.summary().await
+    }
+
+    async fn canary_failed(&self) {
+        let body = event(
+            STOREFRONT_NS,
+            STOREFRONT_CANARY,
+            "Failed",
+            "Canary failed! Scaling down storefront-web.shop-production",
+            Utc::now().trunc_subsecs(0),
+        );
+        let response = self.post_flagger_event(FLAGGER_TOKEN, &body).await;
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    async fn storefront_hook(&self) -> u16 {
+        self.call_rollback_hook(&rollback_hook(STOREFRONT_NS, STOREFRONT_CANARY))
+            .await
+            .status()
+            .as_u16()
+    }
+
+    async fn wait_until_armed(&self) {
+        crate::support::eventually("canary_rollback.armed in the audit log", async || {
+            (!self.audited("canary_rollback.armed").await.is_empty()).then_some(())
+        })
+        .await;
+    }
+}
+
+fn first_button(shown: &crate::support::Shown) -> String {
+    shown
+        .message
+        .buttons()
+        .next()
+        .map(|(label, _)| label.to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn roll_back_canary_is_the_first_button_while_the_analysis_runs_and_names_the_canary() {
+    let app = spawn_with_flagger().await;
+
+    let summary = app.storefront_canary_alert().await;
+
+    assert_eq!(first_button(&summary), "Roll back canary 5d7f8c9b6c");
+    let text = summary.plain();
+    assert!(
+        text.contains("canary Progressing, 20 % of traffic"),
+        "{text}"
+    );
+    let confirm = summary
+        .message
+        .actions
+        .iter()
+        .find_map(|action| match action {
+            breakwater::core::message::Action::Button {
+                label,
+                confirm: Some(confirm),
+                ..
+            } if label.starts_with("Roll back canary") => {
+                Some(format!("{}: {}", confirm.title, confirm.text))
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(
+        confirm.starts_with(
+            "Roll back canary?: Roll back the canary 5d7f8c9b6c on storefront production (Flagger \
+             canary shop-production/storefront-web: canary Progressing, 20 % of traffic): \
+             Flagger sends all traffic back to"
+        ),
+        "{confirm}"
+    );
+}
+
+#[tokio::test]
+async fn a_press_arms_the_hook_once_and_flaggers_failed_event_is_the_outcome() {
+    let app = spawn_with_flagger().await;
+    let summary = app.storefront_canary_alert().await;
+    assert_eq!(app.storefront_hook().await, 403, "nobody pressed yet");
+
+    app.press(&summary, "Roll back canary", &alice()).await;
+    app.wait_until_armed().await;
+
+    assert_eq!(app.storefront_hook().await, 200);
+    assert_eq!(app.storefront_hook().await, 403, "one press, one rollback");
+    app.chat
+        .wait_for_update(&summary.at, "Flagger took the rollback request")
+        .await;
+    app.canary_failed().await;
+    let done = app.chat.wait_for_update(&summary.at, ROLLED_BACK).await;
+    assert!(
+        done.plain().contains("Flagger rolled the canary back"),
+        "{}",
+        done.plain()
+    );
+
+    // A second press of the finished plan arms nothing more.
+    app.press(&summary, "Roll back canary", &alice()).await;
+    assert_eq!(app.storefront_hook().await, 403);
+    assert_eq!(app.audited("canary_rollback.armed").await.len(), 1);
+    assert_eq!(app.audited("canary_rollback.taken").await.len(), 1);
+    let succeeded = app.audited("rollback.succeeded").await;
+    assert_eq!(succeeded.len(), 1);
+    assert!(
+        succeeded[0]
+            .details
+            .contains("\"action\":\"rollback_canary\""),
+        "{}",
+        succeeded[0].details
+    );
+}
+
+#[tokio::test]
+async fn many_presses_of_roll_back_canary_arm_the_hook_once() {
+    let app = spawn_with_flagger().await;
+    let summary = app.storefront_canary_alert().await;
+
+    let alice = alice();
+    let presses = (0..8).map(|_| app.press(&summary, "Roll back canary", &alice));
+    futures::future::join_all(presses).await;
+    app.wait_until_armed().await;
+
+    assert_eq!(app.storefront_hook().await, 200);
+    assert_eq!(app.storefront_hook().await, 403);
+    assert_eq!(app.audited("rollback.started").await.len(), 1);
+    assert_eq!(app.audited("canary_rollback.armed").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unauthorised_press_is_refused_audited_and_arms_nothing() {
+    let app = spawn_with_flagger().await;
+    let summary = app.storefront_canary_alert().await;
+
+    let reply = app
+        .press(
+            &summary,
+            "Roll back canary",
+            &crate::support::actor("console:mallory", "Mallory"),
+        )
+        .await;
+
+    assert!(format!("{reply:?}").contains("not"), "{reply:?}");
+    assert_eq!(app.audited("rollback.denied").await.len(), 1);
+    assert!(app.audited("canary_rollback.armed").await.is_empty());
+    assert_eq!(app.storefront_hook().await, 403);
+}
+
+#[tokio::test]
+async fn a_press_after_flagger_failed_the_canary_is_stale_and_arms_nothing() {
+    let app = spawn_with_flagger().await;
+    let summary = app.storefront_canary_alert().await;
+    app.canary_failed().await;
+
+    app.press(&summary, "Roll back canary", &alice()).await;
+
+    app.chat
+        .wait_for_update(
+            &summary.at,
+            "Not rolled back: canary shop-production/storefront-web already failed",
+        )
+        .await;
+    assert!(app.audited("canary_rollback.armed").await.is_empty());
+    assert_eq!(app.storefront_hook().await, 403);
+}
+
+#[tokio::test]
+async fn a_canary_rollback_flagger_never_takes_fails_after_the_timeout_naming_the_webhooks_stanza()
+{
+    let clock = std::sync::Arc::new(breakwater::core::clock::ManualClock::new(Utc::now()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("flagger_token"), FLAGGER_TOKEN).expect("write token");
+    let app = crate::support::spawn_app_replacing(
+        crate::support::AppOptions {
+            extra_config: FLAGGER_CONFIG.replace(
+                "token = { file = \"flagger_token\" }",
+                "token = { file = \"flagger_token\" }\nrollback_timeout = \"10m\"",
+            ),
+            dir: Some(dir),
+            ..crate::support::AppOptions::default()
+        },
+        crate::support::Receiver::start(crate::support::BACKEND_SECRET).await,
+        crate::support::Replacements {
+            clock: Some(clock.clone()),
+            ..crate::support::Replacements::default()
+        },
+    )
+    .await;
+    let summary = app.storefront_canary_alert().await;
+    app.press(&summary, "Roll back canary", &alice()).await;
+    app.wait_until_armed().await;
+
+    clock.advance(Duration::minutes(10) + Duration::seconds(1));
+
+    let failed = app
+        .chat
+        .wait_for_update(&summary.at, "❌ Canary rollback of 5d7f8c9b6c")
+        .await;
+    let text = failed.plain();
+    assert!(
+        text.contains("Flagger did not call breakwater's rollback hook for canary shop-production/storefront-web within 10 min"),
+        "{text}"
+    );
+    assert!(text.contains("`webhooks:` stanza"), "{text}");
+    assert_eq!(
+        app.storefront_hook().await,
+        403,
+        "a request reported failed is withdrawn"
+    );
+    assert_eq!(app.audited("rollback.failed").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_canary_rollback_left_running_by_a_crash_is_followed_again_from_the_store() {
+    use breakwater::core::rollback::{PlanPatch, PlanState};
+    let app = spawn_with_flagger().await;
+    let summary = app.storefront_canary_alert().await;
+    let plan_id = summary.button("Roll back canary").expect("button").token;
+    // A crash right after the press armed the request: the plan is running, no process
+    // follows it, and the request waits in the store.
+    let store = app.bot.store().clone();
+    let now = Utc::now();
+    store
+        .transition_plan(
+            &plan_id,
+            &[PlanState::Offered],
+            PlanState::Running,
+            &PlanPatch {
+                started_by: Some(alice()),
+                started_at: Some(now),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .expect("transition")
+        .expect("running");
+    store
+        .arm_canary_rollback(&breakwater::store::CanaryRollback {
+            namespace: STOREFRONT_NS.into(),
+            name: STOREFRONT_CANARY.into(),
+            plan_id: plan_id.to_string(),
+            requested_by: "Alice".into(),
+            armed_at: now,
+            expires_at: now + Duration::minutes(10),
+            taken_at: None,
+        })
+        .await
+        .expect("arm");
+
+    // Maintenance adopts the orphaned plan; Flagger takes the request and fails the canary.
+    crate::support::eventually("the adopted plan to be followed", async || {
+        (app.storefront_hook().await == 200).then_some(())
+    })
+    .await;
+    app.canary_failed().await;
+
+    app.chat.wait_for_update(&summary.at, ROLLED_BACK).await;
+    let plan = store.plan(&plan_id).await.expect("load").expect("plan");
+    assert_eq!(plan.state, PlanState::Succeeded);
+}

@@ -36,8 +36,9 @@ impl Validator<'_> {
                 (secret, environment)
             }
         };
-        let (flagger_token, flagger_environment) = match raw.flagger {
-            None => (None, None),
+        let default_timeout = crate::core::bot::DEFAULT_ROLLBACK_TIMEOUT;
+        let (flagger_token, flagger_environment, flagger_rollback_timeout) = match raw.flagger {
+            None => (None, None, default_timeout),
             Some(flagger) => {
                 let token = self.long_secret("sources.flagger.token", &flagger.token);
                 let environment = flagger.environment.and_then(|raw| {
@@ -47,7 +48,12 @@ impl Validator<'_> {
                         })
                         .ok()
                 });
-                (token, environment)
+                let timeout = self.duration(
+                    "sources.flagger.rollback_timeout",
+                    flagger.rollback_timeout.as_deref(),
+                    default_timeout,
+                );
+                (token, environment, timeout)
             }
         };
         SourcesConfig {
@@ -57,6 +63,7 @@ impl Validator<'_> {
             flux_environment,
             flagger_token,
             flagger_environment,
+            flagger_rollback_timeout,
         }
     }
 

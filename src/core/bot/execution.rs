@@ -4,6 +4,11 @@ use super::*;
 
 impl Bot {
     pub(super) async fn execute(&self, plan: RollbackPlan, disable_auto_sync: bool) {
+        // Flagger is asked through its own hook, not through a backend.
+        if plan.action == Action::RollbackCanary {
+            self.execute_canary_rollback(plan).await;
+            return;
+        }
         self.update_plan_message(&plan).await;
         let Some(backend) = self.inner.backends.for_target(&plan.target) else {
             self.finish(

@@ -82,6 +82,14 @@ impl Bot {
             if lock(&self.inner.running).contains(&plan.id) {
                 continue;
             }
+            if plan.action == Action::RollbackCanary {
+                lock(&self.inner.running).insert(plan.id);
+                let bot = self.clone();
+                self.inner.rollbacks.spawn(async move {
+                    bot.resume_canary_rollback(plan).await;
+                });
+                continue;
+            }
             let backend = self.inner.backends.for_target(&plan.target);
             let operation = plan.operation.clone();
             match (backend, operation) {

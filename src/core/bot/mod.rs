@@ -105,6 +105,8 @@ pub struct BotSettings {
     pub links: HashMap<ServiceName, ServiceLinks>,
     /// The console's pages for the summary's links (`server.public_url`), if it is set.
     pub console_links: Option<ConsoleLinks>,
+    /// The Flagger Canaries that deploy services, for Roll back canary.
+    pub flagger: FlaggerSettings,
 }
 
 impl Default for BotSettings {
@@ -123,6 +125,7 @@ impl Default for BotSettings {
             digest: None,
             links: HashMap::new(),
             console_links: None,
+            flagger: FlaggerSettings::default(),
         }
     }
 }
@@ -579,6 +582,10 @@ fn help_message() -> Message {
 }
 
 mod alerts;
+mod canary;
+pub use canary::{
+    CanaryName, DEFAULT_ROLLBACK_TIMEOUT, FLAGGER_AUTHOR, FlaggerSettings, canary_offer,
+};
 mod commands;
 mod details;
 mod execution;

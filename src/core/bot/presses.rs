@@ -281,8 +281,9 @@ impl Bot {
         disable_auto_sync: bool,
     ) -> Result<Option<Reply>, BotError> {
         // A restore's blockers (a paused Deployment, a changed ConfigMap) are checked by
-        // the backend before it writes anything; a rollback's caveats do not apply to it.
-        if plan.action == Action::RestoreConfig {
+        // the backend before it writes anything; a rollback's caveats do not apply to it,
+        // nor to a canary rollback, which Flagger performs.
+        if matches!(plan.action, Action::RestoreConfig | Action::RollbackCanary) {
             if !disable_auto_sync {
                 return Ok(None);
             }
@@ -292,8 +293,13 @@ impl Bot {
                     Some(&plan.target),
                     "action_not_offered",
                     format!(
-                        "\"Disable auto-sync and roll back\" is not offered for a restore of {}. \
+                        "\"Disable auto-sync and roll back\" is not offered for a {} of {}. \
                          Nothing was done.",
+                        if plan.action == Action::RollbackCanary {
+                            "canary rollback"
+                        } else {
+                            "restore"
+                        },
                         plan.target
                     ),
                 )

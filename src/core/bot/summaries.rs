@@ -111,13 +111,13 @@ impl Bot {
                     }),
                 }
             }
+            self.offer_canary_rollback(&target, &history, deploys);
             // A restore carries its own caveats (offer_restore); rollbacks and aborts ask
-            // the backend.
+            // the backend. A canary rollback calls no backend.
             if let (Some(offer), Some(backend)) = (
-                deploys
-                    .offer
-                    .as_ref()
-                    .filter(|o| o.action != Action::RestoreConfig),
+                deploys.offer.as_ref().filter(|o| {
+                    o.action != Action::RestoreConfig && o.action != Action::RollbackCanary
+                }),
                 self.inner.backends.for_target(&target),
             ) {
                 match backend.caveats(&target, &offer.to).await {
@@ -132,7 +132,11 @@ impl Bot {
                     }),
                 }
             }
-            if self.inner.backends.for_target(&target).is_none() {
+            let through_flagger = deploys
+                .offer
+                .as_ref()
+                .is_some_and(|o| o.action == Action::RollbackCanary);
+            if self.inner.backends.for_target(&target).is_none() && !through_flagger {
                 deploys.caveats.push(Caveat {
                     message: format!("No deployment backend is configured for {target}; rollback is not possible from here."),
                     blocking: true,
