@@ -198,16 +198,16 @@ impl Bot {
                     .entry(actions::ROLLBACK_STARTED)
                     .actor(&actor)
                     .target(&plan.target)
-                    .details(json!({
-                        "plan": plan.id.to_string(),
-                        "from": plan.from,
-                        "to": plan.to,
-                        "action": plan.action.as_str(),
-                        "backend": "flagger",
-                        "kind": "flagger",
-                        "namespace": canary.namespace,
-                        "canary": canary.name,
-                    })),
+                    .detail(&details::CanaryRollbackStarted {
+                        plan: plan.id.to_string(),
+                        from: &plan.from,
+                        to: &plan.to,
+                        action: plan.action.as_str(),
+                        backend: "flagger",
+                        kind: "flagger",
+                        namespace: &canary.namespace,
+                        canary: &canary.name,
+                    }),
             )
             .await;
         if let Err(error) = started {
@@ -246,13 +246,13 @@ impl Bot {
                 .entry(actions::CANARY_ROLLBACK_ARMED)
                 .actor(&actor)
                 .target(&plan.target)
-                .details(json!({
-                    "plan": plan.id.to_string(),
-                    "namespace": canary.namespace,
-                    "canary": canary.name,
-                    "from": plan.from,
-                    "expires_at": expires_at,
-                })),
+                .detail(&details::CanaryRollbackArmed {
+                    plan: plan.id.to_string(),
+                    namespace: &canary.namespace,
+                    canary: &canary.name,
+                    from: &plan.from,
+                    expires_at,
+                }),
         );
         if let Err(error) = armed.await {
             // rollback.started is durable; Flagger's take is audited on its own.
@@ -270,8 +270,11 @@ impl Bot {
             handle: serde_json::to_value(&handle).unwrap_or_default(),
             finished: None,
         };
-        if let Ok(value) = serde_json::to_value(&operation)
-            && let Err(error) = self.inner.store.set_plan_operation(&plan.id, &value).await
+        if let Err(error) = self
+            .inner
+            .store
+            .set_plan_operation(&plan.id, &operation)
+            .await
         {
             tracing::warn!(%error, "could not store the canary rollback operation");
         }
@@ -430,13 +433,13 @@ impl Bot {
             ..PlanPatch::default()
         };
         let result: Result<(), BotError> = async {
-            let details = json!({
-                "plan": plan.id.to_string(),
-                "action": plan.action.as_str(),
-                "expected_from": plan.from,
-                "current": run.as_ref().map(Deploy::as_revision),
-                "current_status": run.as_ref().map(|r| r.status.as_str()),
-                "to": plan.to,
+            let details = crate::core::audit::details_value(&details::CanaryRunChanged {
+                plan: plan.id.to_string(),
+                action: plan.action.as_str(),
+                expected_from: &plan.from,
+                current: run.as_ref().map(Deploy::as_revision),
+                current_status: run.as_ref().map(|r| r.status.as_str()),
+                to: &plan.to,
             });
             let Some(stale) = self.record_stale(plan, &patch, now, details).await? else {
                 return Ok(());
@@ -490,7 +493,6 @@ impl Bot {
         let handle = plan
             .operation
             .clone()
-            .and_then(|v| serde_json::from_value::<Operation>(v).ok())
             .and_then(|operation| serde_json::from_value::<CanaryHandle>(operation.handle).ok());
         let handle = match handle {
             Some(handle) => Some(handle),

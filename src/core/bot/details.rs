@@ -183,3 +183,37 @@ pub(super) struct RollbackInterrupted<'a> {
     pub to: &'a Revision,
     pub reason: &'a str,
 }
+
+/// `rollback.started` of a Roll back canary: no deployment backend, Flagger does it.
+#[derive(Serialize)]
+pub(super) struct CanaryRollbackStarted<'a> {
+    pub plan: String,
+    pub from: &'a Revision,
+    pub to: &'a Revision,
+    pub action: &'static str,
+    pub backend: &'static str,
+    pub kind: &'static str,
+    pub namespace: &'a str,
+    pub canary: &'a str,
+}
+
+/// `canary_rollback.armed`: the request Flagger's rollback hook will be answered 2xx for.
+#[derive(Serialize)]
+pub(super) struct CanaryRollbackArmed<'a> {
+    pub plan: String,
+    pub namespace: &'a str,
+    pub canary: &'a str,
+    pub from: &'a Revision,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `rollback.stale` of a Roll back canary: the canary run is no longer in analysis.
+#[derive(Serialize)]
+pub(super) struct CanaryRunChanged<'a> {
+    pub plan: String,
+    pub action: &'static str,
+    pub expected_from: &'a Revision,
+    pub current: Option<Revision>,
+    pub current_status: Option<&'static str>,
+    pub to: &'a Revision,
+}

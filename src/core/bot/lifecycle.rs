@@ -362,6 +362,10 @@ pub(super) fn interrupted_words(plan: &RollbackPlan, now_runs: &str) -> String {
             "breakwater restarted while this restore ran, before it recorded what it did: the ConfigMap may already hold {} while the pods of {} still run the old data. Check the ConfigMap and restart the workload by hand (kubectl rollout restart) if it does.",
             plan.to.version, plan.target
         ),
+        Action::RollbackCanary => format!(
+            "breakwater restarted while this canary rollback ran and cannot follow it; Flagger may already have rolled the canary of {} back. Check the Canary (kubectl describe canary) before retrying.",
+            plan.target
+        ),
         Action::AbortRollout => format!(
             "breakwater restarted while this abort ran and cannot follow it; check the Rollout of {} (kubectl argo rollouts get rollout) before retrying.",
             plan.target
