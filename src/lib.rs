@@ -8,17 +8,21 @@
 //!   parts through `app::Overrides`.
 //! - [`config`]: the TOML configuration, read and validated once into typed values.
 //! - [`core`]: the platform-neutral domain (alerts, deploys, summaries, rollback plans,
-//!   policy, incidents told after the fact) and the bot that decides; it knows no Slack,
-//!   Discord, SQL or HTTP.
+//!   policy, incidents told after the fact), the bot that decides (`core::bot`, one file
+//!   per job), and the ports it needs: `core::store` (the `Store` trait and its records),
+//!   `core::chat` (the `Chat` trait and the hub), `core::audit` (the hash-chained audit
+//!   log). It knows no Slack, Discord, SQL or HTTP; its errors name no library.
 //! - [`alerts`]: parsers that turn webhook payloads and chat messages into alerts.
 //! - [`backends`]: the deployment backends (Argo CD, Kubernetes, Argo Rollouts, Helm, webhook, command,
 //!   simulated) and the registry that picks one per service and environment.
-//! - [`store`]: persistence behind one trait, on SQLite or PostgreSQL.
-//! - [`audit`]: the hash-chained audit log on top of the store.
-//! - [`chat`]: the chat adapters (Slack, Discord, web console) and their outbound queue.
+//! - [`store`]: the core's store port implemented on SQLite and PostgreSQL (queries by
+//!   table group in `store::sql`, row types in `store::rows`).
+//! - [`audit`]: `core::audit` under its old path.
+//! - [`chat`]: the chat adapters (Slack, Discord, web console) and their outbound queue;
+//!   each parses channel messages into alerts before it calls the bot.
 //! - [`demo`]: `breakwater demo`: the bot on an embedded configuration with a scripted
 //!   incident, for a first look without any accounts.
-//! - [`sources`]: deploy events from GitHub, GitLab and Flux: signature checks, payload
+//! - [`sources`]: deploy events from GitHub, GitLab, Flux and Flagger: signature checks, payload
 //!   parsers and the mapping of their names to configured services.
 //! - [`http`]: the axum router: health, metrics, deploy API, alert webhooks, platform
 //!   HTTP endpoints; and the accept loop that serves it with connection limits.

@@ -1,5 +1,6 @@
-//! The platform-neutral domain: alerts, deploys, summaries, rollback plans and policy, and
-//! the bot that decides. Nothing in here knows Slack, Discord, SQL or HTTP.
+//! The platform-neutral domain: alerts, deploys, summaries, rollback plans and policy, the
+//! bot that decides, and the ports it owns (`store`, `chat`, `audit`) that adapters
+//! implement. Nothing in here knows Slack, Discord, SQL or HTTP.
 
 pub mod alert;
 pub mod audit;
