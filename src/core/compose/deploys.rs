@@ -38,7 +38,7 @@ pub(super) fn deploy_headline(entry: &DeployEntry, repository: Option<&Repositor
         DeployStatus::Started if deploy.finished_at.is_none() => {}
         _ => {}
     }
-    if deploy.source == super::deploy::DeploySource::Rollback {
+    if deploy.source == crate::core::deploy::DeploySource::Rollback {
         line = line.plain(" · rollback");
     }
     if let Some(description) = &deploy.description {
@@ -178,7 +178,7 @@ pub fn deploy_list(
             clock(at),
             deploy.status.as_str()
         ));
-        if deploy.source == super::deploy::DeploySource::Rollback {
+        if deploy.source == crate::core::deploy::DeploySource::Rollback {
             line = line.plain(" · rollback");
         }
         sections.push(Section::Text { text: line });

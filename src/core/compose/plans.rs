@@ -154,7 +154,7 @@ pub(super) fn plan_aftermath(plan: &RollbackPlan) -> Option<String> {
 
 /// The status line of a plan's message, for states past "offered".
 pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<RichText> {
-    let who = |actor: &Option<super::policy::Actor>| {
+    let who = |actor: &Option<crate::core::policy::Actor>| {
         actor
             .as_ref()
             .map_or("someone".to_owned(), |a| a.name().to_owned())
@@ -285,7 +285,7 @@ pub fn plan_status(plan: &RollbackPlan, now: Option<DateTime<Utc>>) -> Option<Ri
 /// The status line of an abort, for the states whose words differ from a rollback's.
 pub(super) fn abort_status(
     plan: &RollbackPlan,
-    who: &dyn Fn(&Option<super::policy::Actor>) -> String,
+    who: &dyn Fn(&Option<crate::core::policy::Actor>) -> String,
     took: &str,
     started: &str,
     outcome: &str,
@@ -323,7 +323,7 @@ pub(super) fn abort_status(
 /// A canary rollback's state in the bot's words: Flagger does the work, breakwater asks.
 pub(super) fn canary_status(
     plan: &RollbackPlan,
-    who: &dyn Fn(&Option<super::policy::Actor>) -> String,
+    who: &dyn Fn(&Option<crate::core::policy::Actor>) -> String,
     took: &str,
     started: &str,
     outcome: &str,
@@ -391,7 +391,7 @@ pub fn prompt_after_resolution(plan: &RollbackPlan, resolved_at: DateTime<Utc>) 
 /// A message about a plan that stands on its own (commands, stale re-offers).
 pub fn plan_message(
     plan: &RollbackPlan,
-    caveats: &[super::backend::Caveat],
+    caveats: &[crate::core::backend::Caveat],
     now: DateTime<Utc>,
 ) -> Message {
     let mut sections = vec![Section::Text {

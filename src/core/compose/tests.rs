@@ -18,7 +18,7 @@ fn deploy() -> Deploy {
         finished_at: None,
         status: DeployStatus::Succeeded,
         changes: (0..7)
-            .map(|i| super::super::deploy::Change {
+            .map(|i| crate::core::deploy::Change {
                 commit: format!("c{i}"),
                 author: None,
                 message: format!("commit {i}"),
@@ -173,7 +173,7 @@ mod threads {
             started_at: at(finished - 2),
             finished_at: Some(at(finished)),
             status: DeployStatus::Succeeded,
-            changes: vec![super::super::super::deploy::Change {
+            changes: vec![crate::core::deploy::Change {
                 commit: commit.into(),
                 author: None,
                 message: "Add retry".into(),
@@ -424,9 +424,7 @@ mod threads {
             "{plain}"
         );
         assert!(
-            plain.contains(
-                "Audit records <https://bw.example.com/console/audit?service=checkout>"
-            ),
+            plain.contains("Audit records <https://bw.example.com/console/audit?service=checkout>"),
             "{plain}"
         );
     }
@@ -501,8 +499,7 @@ mod threads {
 
     #[test]
     fn the_deploys_command_names_the_end_of_each_deploy_with_its_zone_and_links_commits() {
-        let repository =
-            Repository::parse("https://gitlab.com/acme/checkout", None).expect("ok");
+        let repository = Repository::parse("https://gitlab.com/acme/checkout", None).expect("ok");
         let message = deploy_list(
             "Recent deploys of checkout",
             &[deploy("v42", "e4f5a6b", -19)],

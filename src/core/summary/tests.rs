@@ -193,8 +193,7 @@ fn only_config_changes_carry_a_pickup() {
     let SummaryBody::Deploys(deploys) = summary.body else {
         panic!("a deploy summary")
     };
-    let pickups: Vec<Option<Pickup>> =
-        deploys.entries.iter().map(|e| e.pickup.clone()).collect();
+    let pickups: Vec<Option<Pickup>> = deploys.entries.iter().map(|e| e.pickup.clone()).collect();
     assert_eq!(pickups, [Some(Pickup::NotYet), None, None]);
 }
 
