@@ -297,8 +297,19 @@ impl ConsoleApp {
         self.deploy("v41", 300, Vec::new()).await;
         self.deploy("v42", 20, Vec::new()).await;
         self.fire_alert("HighErrorRate").await;
-        self.wait_for(session, "Roll back checkout production to v41")
-            .await
+        let html = self
+            .wait_for(session, "Roll back checkout production to v41")
+            .await;
+        // The summary is shown before its posting is audited; the incident is complete
+        // (and the audit chain settled) once it is.
+        eventually("the summary's posting to be audited", async || {
+            match self.audited("summary.posted").await {
+                0 => Err(0),
+                posted => Ok(posted),
+            }
+        })
+        .await;
+        html
     }
 
     /// Appends an audit record as the core would, with these details.
