@@ -181,41 +181,22 @@ impl Bot {
                 .await;
             return;
         }
-        let Some(actor) = plan.started_by.clone() else {
-            self.finish(
-                &plan,
-                Outcome::Failed("The plan has no recorded starter.".to_owned()),
-            )
-            .await;
+        let started = details::CanaryRollbackStarted {
+            plan: plan.id.to_string(),
+            from: &plan.from,
+            to: &plan.to,
+            action: plan.action.as_str(),
+            backend: "flagger",
+            kind: "flagger",
+            namespace: &canary.namespace,
+            canary: &canary.name,
+        };
+        let Some(actor) = self
+            .audit_started(&plan, &started, "did not ask Flagger to roll back")
+            .await
+        else {
             return;
         };
-        let started = self
-            .inner
-            .audit
-            .append(
-                self.inner
-                    .audit
-                    .entry(actions::ROLLBACK_STARTED)
-                    .actor(&actor)
-                    .target(&plan.target)
-                    .detail(&details::CanaryRollbackStarted {
-                        plan: plan.id.to_string(),
-                        from: &plan.from,
-                        to: &plan.to,
-                        action: plan.action.as_str(),
-                        backend: "flagger",
-                        kind: "flagger",
-                        namespace: &canary.namespace,
-                        canary: &canary.name,
-                    }),
-            )
-            .await;
-        if let Err(error) = started {
-            // Without the durable record nothing may be armed.
-            tracing::error!(%error, "could not audit rollback.started");
-            self.finish(&plan, Outcome::Failed("breakwater could not write its audit log, so it did not ask Flagger to roll back. Nothing was changed.".to_owned())).await;
-            return;
-        }
         let armed_at = self.now();
         let expires_at = armed_at
             + chrono::Duration::from_std(self.inner.settings.flagger.rollback_timeout)

@@ -41,40 +41,21 @@ impl Bot {
                 return;
             }
         }
-        let Some(actor) = plan.started_by.clone() else {
-            self.finish(
-                &plan,
-                Outcome::Failed("The plan has no recorded starter.".to_owned()),
-            )
-            .await;
+        let started = details::RollbackStarted {
+            plan: plan.id.to_string(),
+            from: &plan.from,
+            to: &plan.to,
+            action: plan.action.as_str(),
+            backend: backend.name(),
+            kind: backend.kind(),
+            disable_auto_sync,
+        };
+        let Some(actor) = self
+            .audit_started(&plan, &started, "did not call the backend")
+            .await
+        else {
             return;
         };
-        let started = self
-            .inner
-            .audit
-            .append(
-                self.inner
-                    .audit
-                    .entry(actions::ROLLBACK_STARTED)
-                    .actor(&actor)
-                    .target(&plan.target)
-                    .detail(&details::RollbackStarted {
-                        plan: plan.id.to_string(),
-                        from: &plan.from,
-                        to: &plan.to,
-                        action: plan.action.as_str(),
-                        backend: backend.name(),
-                        kind: backend.kind(),
-                        disable_auto_sync,
-                    }),
-            )
-            .await;
-        if let Err(error) = started {
-            // Without the durable record nothing may run.
-            tracing::error!(%error, "could not audit rollback.started");
-            self.finish(&plan, Outcome::Failed("breakwater could not write its audit log, so it did not call the backend. Nothing was changed.".to_owned())).await;
-            return;
-        }
         let call = RollbackCall {
             plan_id: plan.id,
             target: plan.target.clone(),
@@ -597,5 +578,44 @@ impl Bot {
             tracing::warn!(%error, plan = %plan.id, "could not update the plan's message");
             self.inner.metrics.chat_error(at.platform.as_str());
         }
+    }
+
+    /// Writes `rollback.started` durably, as the plan's starter, before anything runs, and
+    /// gives the starter. None — and the plan failed, saying it `did_not` do its step —
+    /// when the plan has no recorded starter or the record cannot be written: without
+    /// the record nothing may run.
+    pub(super) async fn audit_started(
+        &self,
+        plan: &RollbackPlan,
+        details: &impl serde::Serialize,
+        did_not: &str,
+    ) -> Option<Actor> {
+        let Some(actor) = plan.started_by.clone() else {
+            self.finish(
+                plan,
+                Outcome::Failed("The plan has no recorded starter.".to_owned()),
+            )
+            .await;
+            return None;
+        };
+        let entry = self
+            .inner
+            .audit
+            .entry(actions::ROLLBACK_STARTED)
+            .actor(&actor)
+            .target(&plan.target)
+            .detail(details);
+        if let Err(error) = self.inner.audit.append(entry).await {
+            tracing::error!(%error, "could not audit rollback.started");
+            self.finish(
+                plan,
+                Outcome::Failed(format!(
+                    "breakwater could not write its audit log, so it {did_not}. Nothing was changed."
+                )),
+            )
+            .await;
+            return None;
+        }
+        Some(actor)
     }
 }
