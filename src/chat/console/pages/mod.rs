@@ -50,8 +50,8 @@ const ALERT_GROUPS_SHOWN: u32 = 500;
 /// Forms are small; anything larger is refused.
 const MAX_FORM: usize = 16 * 1024;
 
-const CSS: &str = include_str!("assets/console.css");
-const JS: &str = include_str!("assets/console.js");
+const CSS: &str = include_str!("../assets/console.css");
+const JS: &str = include_str!("../assets/console.js");
 
 /// Everything the console's handlers share.
 pub(crate) struct Console {
