@@ -1,40 +1,45 @@
 //! The audit log page (filtered, with the chain's status and head hash) and its
 //! JSON Lines / CSV export.
 
-use std::collections::HashMap;
-
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::http::header;
-use axum::http::request::Parts;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use serde::Deserialize;
 
-use super::{AUDIT_PAGE, Console, Nav, PageError, Shared, document, query, secure_headers};
+use super::{AUDIT_PAGE, Nav, PageError, PageQuery, Shared, document, non_blank, secure_headers};
 use crate::audit::{AuditQuery, AuditRecord, ExportFormat};
+use crate::chat::console::auth::Viewer;
 use crate::chat::console::html::{self, Html};
 
-pub(super) async fn audit(State(console): State<Shared>, request: Request) -> Response {
-    let (parts, _) = request.into_parts();
-    let viewer = match console.require(&parts).await {
-        Ok(viewer) => viewer,
-        Err(response) => return response,
-    };
-    match audit_page(&console, &parts).await {
-        Ok(main) => document(
-            StatusCode::OK,
-            "Audit log",
-            Some(&viewer),
-            Some(Nav::Audit),
-            &main,
-        ),
-        Err(error) => error.into_response(),
-    }
+/// The filters a person can set on the audit page; the export reads the same ones.
+#[derive(Deserialize)]
+pub(super) struct AuditFilters {
+    #[serde(default, deserialize_with = "non_blank")]
+    service: Option<String>,
+    #[serde(default, deserialize_with = "non_blank")]
+    actor: Option<String>,
+    #[serde(default, deserialize_with = "non_blank")]
+    action: Option<String>,
 }
 
-async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageError> {
-    let filter = query(parts);
-    let before_seq = match filter.get("before") {
+/// The audit page's query: its filters and where the page starts.
+#[derive(Deserialize)]
+pub(super) struct AuditPageQuery {
+    #[serde(flatten)]
+    filters: AuditFilters,
+    /// Kept as text so that a bad one is refused with the page's own reason.
+    #[serde(default, deserialize_with = "non_blank")]
+    before: Option<String>,
+}
+
+pub(super) async fn audit(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    PageQuery(query): PageQuery<AuditPageQuery>,
+) -> Result<Response, PageError> {
+    let filter = query.filters;
+    let before_seq = match query.before {
         Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
             PageError::new(
                 StatusCode::BAD_REQUEST,
@@ -106,7 +111,12 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
             .raw("\" name=\"")
             .raw(name)
             .raw("\" value=\"")
-            .text(filter.get(name).map(String::as_str).unwrap_or_default())
+            .text(
+                filter_pairs(&filter)
+                    .into_iter()
+                    .find_map(|(set, value)| (set == name).then_some(value))
+                    .unwrap_or_default(),
+            )
             .raw("\"")
             .raw(if name == "action" {
                 " placeholder=\"e.g. rollback\""
@@ -148,12 +158,9 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
     if records.len() == AUDIT_PAGE as usize
         && let Some(last) = records.last()
     {
-        let mut next: Vec<(String, String)> = filter
-            .iter()
-            .filter(|(k, _)| k.as_str() != "before")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        next.push(("before".into(), last.seq.to_string()));
+        let before = last.seq.to_string();
+        let mut next = filter_pairs(&filter);
+        next.push(("before", &before));
         let query = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(next)
             .finish();
@@ -161,25 +168,35 @@ async fn audit_page(console: &Console, parts: &Parts) -> Result<String, PageErro
             .text(&query)
             .raw("\">Older records</a></p>");
     }
-    Ok(main.into_string())
+    Ok(document(
+        StatusCode::OK,
+        "Audit log",
+        Some(&viewer),
+        Some(Nav::Audit),
+        &main.into_string(),
+    ))
 }
 
 /// The audit filters a person can set on the page, as the store reads them.
-fn audit_filter(filter: &HashMap<String, String>) -> AuditQuery {
+fn audit_filter(filter: &AuditFilters) -> AuditQuery {
     AuditQuery {
-        service: filter.get("service").cloned(),
-        actor: filter.get("actor").cloned(),
-        action: filter.get("action").cloned(),
+        service: filter.service.clone(),
+        actor: filter.actor.clone(),
+        action: filter.action.clone(),
         ..AuditQuery::default()
     }
 }
 
 /// The filters set, in a fixed order, for links that keep them.
-fn filter_pairs(filter: &HashMap<String, String>) -> Vec<(&'static str, &str)> {
-    ["service", "actor", "action"]
-        .into_iter()
-        .filter_map(|name| filter.get(name).map(|value| (name, value.as_str())))
-        .collect()
+fn filter_pairs(filter: &AuditFilters) -> Vec<(&'static str, &str)> {
+    [
+        ("service", &filter.service),
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.as_deref().map(|value| (name, value)))
+    .collect()
 }
 
 /// Whether a record passes the page's filters, read the way
@@ -247,41 +264,50 @@ fn flatten(prefix: String, value: &serde_json::Value, lines: &mut Vec<(String, S
     }
 }
 
-pub(super) async fn export(State(console): State<Shared>, request: Request) -> Response {
-    let (parts, _) = request.into_parts();
-    if let Err(response) = console.require(&parts).await {
-        return response;
-    }
-    let filter = query(&parts);
-    let (format, content_type, extension) = match filter.get("format").map(String::as_str) {
+/// The export's query: the page's filters, the format, and where the export starts.
+#[derive(Deserialize)]
+pub(super) struct ExportQuery {
+    #[serde(flatten)]
+    filters: AuditFilters,
+    #[serde(default, deserialize_with = "non_blank")]
+    format: Option<String>,
+    #[serde(default, deserialize_with = "non_blank")]
+    since: Option<String>,
+}
+
+pub(super) async fn export(
+    State(console): State<Shared>,
+    _viewer: Viewer,
+    PageQuery(query): PageQuery<ExportQuery>,
+) -> Result<Response, PageError> {
+    let (format, content_type, extension) = match query.format.as_deref() {
         None | Some("jsonl") => (ExportFormat::Jsonl, "application/x-ndjson", "jsonl"),
         Some("csv") => (ExportFormat::Csv, "text/csv; charset=utf-8", "csv"),
         Some(other) => {
-            return PageError::new(
+            return Err(PageError::new(
                 StatusCode::BAD_REQUEST,
                 format!("Unknown export format {other:?}; use jsonl or csv."),
-            )
-            .into_response();
+            ));
         }
     };
-    let since = match filter.get("since") {
-        Some(raw) => match chrono::DateTime::parse_from_rfc3339(raw) {
-            Ok(at) => Some(at.with_timezone(&Utc)),
-            Err(_) => {
-                return PageError::new(
-                    StatusCode::BAD_REQUEST,
-                    "\"since\" must be an RFC 3339 time.",
-                )
-                .into_response();
-            }
-        },
+    let since = match query.since.as_deref() {
+        Some(raw) => Some(
+            chrono::DateTime::parse_from_rfc3339(raw)
+                .map_err(|_| {
+                    PageError::new(
+                        StatusCode::BAD_REQUEST,
+                        "\"since\" must be an RFC 3339 time.",
+                    )
+                })?
+                .with_timezone(&Utc),
+        ),
         None => None,
     };
     // The export writes to a `dyn Write`, which cannot cross threads: it runs to its end
     // on a blocking thread instead of inside this handler's future.
     let log = console.bot.audit().clone();
     let runtime = tokio::runtime::Handle::current();
-    let wanted = audit_filter(&filter);
+    let wanted = audit_filter(&query.filters);
     let exported = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         let keep = |record: &AuditRecord| audit_keeps(&wanted, record);
@@ -290,11 +316,9 @@ pub(super) async fn export(State(console): State<Shared>, request: Request) -> R
             .map(|_| out)
     })
     .await;
-    let out = match exported {
-        Ok(Ok(out)) => out,
-        Ok(Err(error)) => return PageError::internal(error).into_response(),
-        Err(error) => return PageError::internal(error).into_response(),
-    };
+    let out = exported
+        .map_err(PageError::internal)?
+        .map_err(PageError::internal)?;
     let disposition = format!(
         "attachment; filename=\"breakwater-audit-{}.{extension}\"",
         Utc::now().format("%Y%m%dT%H%M%SZ")
@@ -308,7 +332,7 @@ pub(super) async fn export(State(console): State<Shared>, request: Request) -> R
     )
         .into_response();
     secure_headers(&mut response);
-    response
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -3,15 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use serde::Deserialize;
 
 use super::{
-    Console, Nav, PageError, Shared, THREADS_SHOWN, check_csrf, document, field, read_form,
-    redirect, visible_to,
+    Nav, PageError, PageForm, Shared, THREADS_SHOWN, check_csrf, document, redirect, required,
+    visible_to,
 };
 use crate::chat::console::CHANNEL;
 use crate::chat::console::auth::Viewer;
@@ -20,22 +20,17 @@ use crate::core::event::{Press, Reply};
 use crate::core::message::{ButtonAction, MessageRef, Platform};
 use crate::store::{ConsoleMessage, ConsolePlace};
 
-pub(super) async fn channel(State(console): State<Shared>, request: Request) -> Response {
-    let (parts, _) = request.into_parts();
-    let viewer = match console.require(&parts).await {
-        Ok(viewer) => viewer,
-        Err(response) => return response,
-    };
+pub(super) async fn channel(
+    State(console): State<Shared>,
+    viewer: Viewer,
+) -> Result<Response, PageError> {
     let now = Utc::now();
-    let messages = match console
+    let messages = console
         .bot
         .store()
         .console_channel(CHANNEL, THREADS_SHOWN)
         .await
-    {
-        Ok(messages) => messages,
-        Err(error) => return PageError::store(error).into_response(),
-    };
+        .map_err(PageError::store)?;
     let mut replies: BTreeMap<i64, Vec<&ConsoleMessage>> = BTreeMap::new();
     let mut roots = Vec::new();
     for stored in messages.iter().filter(|m| visible_to(m, &viewer.user)) {
@@ -74,50 +69,41 @@ pub(super) async fn channel(State(console): State<Shared>, request: Request) -> 
         main.raw("</ol></section>");
     }
     main.raw("</div>");
-    document(
+    Ok(document(
         StatusCode::OK,
         "Channel",
         Some(&viewer),
         Some(Nav::Channel),
         &main.into_string(),
-    )
+    ))
 }
 
-pub(super) async fn press(State(console): State<Shared>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let viewer = match console.require(&parts).await {
-        Ok(viewer) => viewer,
-        Err(response) => return response,
-    };
-    match press_inner(&console, body, &viewer).await {
-        Ok(message_id) => {
-            let from_script = parts
-                .headers
-                .get("x-requested-with")
-                .is_some_and(|v| v == "fetch");
-            if from_script {
-                StatusCode::NO_CONTENT.into_response()
-            } else {
-                redirect(&format!("/console#m-{message_id}"))
-            }
-        }
-        Err(error) => error.into_response(),
-    }
+/// A button press. Every field is checked here, so that a missing one is named.
+#[derive(Deserialize)]
+pub(super) struct PressForm {
+    csrf: Option<String>,
+    message: Option<String>,
+    action: Option<String>,
+    nonce: Option<String>,
 }
 
-async fn press_inner(console: &Console, body: Body, viewer: &Viewer) -> Result<i64, PageError> {
-    let form = read_form(body).await?;
-    check_csrf(&form, viewer)?;
-    let message_id: i64 = field(&form, "message")?.parse().map_err(|_| {
+pub(super) async fn press(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    PageForm(form): PageForm<PressForm>,
+) -> Result<Response, PageError> {
+    check_csrf(form.csrf.as_deref(), &viewer)?;
+    let message_id: i64 = required(&form.message, "message")?.parse().map_err(|_| {
         PageError::new(StatusCode::BAD_REQUEST, "\"message\" must be a message id.")
     })?;
-    let action = ButtonAction::decode(field(&form, "action")?).ok_or_else(|| {
+    let action = ButtonAction::decode(required(&form.action, "action")?).ok_or_else(|| {
         PageError::new(
             StatusCode::BAD_REQUEST,
             "\"action\" is not one of breakwater's buttons.",
         )
     })?;
-    let nonce = field(&form, "nonce")?;
+    let nonce = required(&form.nonce, "nonce")?;
     if nonce.is_empty()
         || nonce.len() > 64
         || !nonce
@@ -189,5 +175,13 @@ async fn press_inner(console: &Console, body: Body, viewer: &Viewer) -> Result<i
                 stored.id
             }),
     };
-    shown.map_err(PageError::internal)
+    let message_id = shown.map_err(PageError::internal)?;
+    let from_script = headers
+        .get("x-requested-with")
+        .is_some_and(|v| v == "fetch");
+    Ok(if from_script {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        redirect(&format!("/console#m-{message_id}"))
+    })
 }

@@ -3,42 +3,37 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::Utc;
+use serde::Deserialize;
 
-use super::{ALERT_GROUPS_SHOWN, Console, DEPLOYS_SHOWN, Nav, PageError, Shared, document, query};
+use super::{
+    ALERT_GROUPS_SHOWN, DEPLOYS_SHOWN, Nav, PageError, PageQuery, Shared, document, non_blank,
+};
+use crate::chat::console::auth::Viewer;
 use crate::chat::console::html::{self, Html};
 use crate::chat::console::timeline;
 use crate::core::deploy::{Deploy, DeploySource, DeployStatus};
 use crate::core::incident;
 use crate::store::DeployQuery;
 
-pub(super) async fn deploys(State(console): State<Shared>, request: Request) -> Response {
-    let (parts, _) = request.into_parts();
-    let viewer = match console.require(&parts).await {
-        Ok(viewer) => viewer,
-        Err(response) => return response,
-    };
-    match deploys_page(&console, &parts).await {
-        Ok(main) => document(
-            StatusCode::OK,
-            "Deploys",
-            Some(&viewer),
-            Some(Nav::Deploys),
-            &main,
-        ),
-        Err(error) => error.into_response(),
-    }
+/// The page's filter: one service, or all when absent or blank.
+#[derive(Deserialize)]
+pub(super) struct DeploysQuery {
+    #[serde(default, deserialize_with = "non_blank")]
+    service: Option<String>,
 }
 
-async fn deploys_page(console: &Console, parts: &Parts) -> Result<String, PageError> {
-    let filter = query(parts);
+pub(super) async fn deploys(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    PageQuery(filter): PageQuery<DeploysQuery>,
+) -> Result<Response, PageError> {
     let store = console.bot.store();
     let services = console.bot.recognizer().services();
-    let wanted = filter.get("service").map(|s| s.to_lowercase());
+    let wanted = filter.service.map(|s| s.to_lowercase());
     let groups = store
         .recent_alert_groups(ALERT_GROUPS_SHOWN)
         .await
@@ -137,7 +132,13 @@ async fn deploys_page(console: &Console, parts: &Parts) -> Result<String, PageEr
     if shown == 0 {
         main.raw("<p class=\"empty\">No such service is configured.</p>");
     }
-    Ok(main.into_string())
+    Ok(document(
+        StatusCode::OK,
+        "Deploys",
+        Some(&viewer),
+        Some(Nav::Deploys),
+        &main.into_string(),
+    ))
 }
 
 /// How fast a service recovered: median and worst of each incident interval over the last

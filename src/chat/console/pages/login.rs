@@ -1,13 +1,15 @@
 //! Signing in and out: the sign-in form with its double-submit cookie, and the POSTs
 //! that make and end a session.
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use serde::Deserialize;
 use serde_json::json;
 
-use super::{PageError, Shared, check_csrf, document, read_form, redirect};
+use super::{PageError, PageForm, Shared, check_csrf, document, redirect};
 use crate::audit::actions;
 use crate::chat::console::auth::{self, SignInError, Viewer};
 use crate::chat::console::html::Html;
@@ -32,8 +34,7 @@ fn login_page(status: StatusCode, token: &str, error: Option<&str>, user: &str) 
     document(status, "Sign in", None, None, &main.into_string())
 }
 
-pub(super) async fn login_form(State(console): State<Shared>, request: Request) -> Response {
-    let (parts, _) = request.into_parts();
+pub(super) async fn login_form(State(console): State<Shared>, parts: Parts) -> Response {
     if let Ok(Some(_)) = console
         .auth
         .viewer(&**console.bot.store(), &parts, Utc::now())
@@ -49,14 +50,22 @@ pub(super) async fn login_form(State(console): State<Shared>, request: Request) 
     response
 }
 
-pub(super) async fn login(State(console): State<Shared>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let form = match read_form(body).await {
-        Ok(form) => form,
-        Err(error) => return error.into_response(),
-    };
+/// The sign-in form. A missing field reads as empty: the sign-in is refused as any wrong
+/// one is.
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    csrf: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+pub(super) async fn login(
+    State(console): State<Shared>,
+    parts: Parts,
+    PageForm(form): PageForm<LoginForm>,
+) -> Response {
     let cookie_token = auth::cookie(&parts.headers, auth::LOGIN_COOKIE).unwrap_or_default();
-    let form_token = form.get("csrf").map(String::as_str).unwrap_or_default();
+    let form_token = form.csrf.as_deref().unwrap_or_default();
     if !auth::same_secret(form_token, cookie_token) {
         return PageError::new(
             StatusCode::FORBIDDEN,
@@ -64,8 +73,8 @@ pub(super) async fn login(State(console): State<Shared>, request: Request) -> Re
         )
         .into_response();
     }
-    let user = form.get("user").map(|u| u.trim()).unwrap_or_default();
-    let password = form.get("password").map(String::as_str).unwrap_or_default();
+    let user = form.user.as_deref().map(str::trim).unwrap_or_default();
+    let password = form.password.as_deref().unwrap_or_default();
     let client = auth::peer(&parts).map(|peer| peer.ip().to_canonical());
     let store = console.bot.store();
     let audit = console.bot.audit();
@@ -124,31 +133,30 @@ pub(super) async fn login(State(console): State<Shared>, request: Request) -> Re
     }
 }
 
-pub(super) async fn logout(State(console): State<Shared>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let viewer = match console.require(&parts).await {
-        Ok(viewer) => viewer,
-        Err(response) => return response,
-    };
-    let form = match read_form(body).await {
-        Ok(form) => form,
-        Err(error) => return error.into_response(),
-    };
-    if let Err(error) = check_csrf(&form, &viewer) {
-        return error.into_response();
-    }
-    if let Some(token) = auth::cookie(&parts.headers, auth::SESSION_COOKIE)
-        && let Err(error) = console
+/// The sign-out form: only its CSRF token.
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub(super) async fn logout(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    PageForm(form): PageForm<CsrfForm>,
+) -> Result<Response, PageError> {
+    check_csrf(form.csrf.as_deref(), &viewer)?;
+    if let Some(token) = auth::cookie(&headers, auth::SESSION_COOKIE) {
+        console
             .bot
             .store()
             .delete_console_session(&auth::token_hash(token))
             .await
-    {
-        return PageError::store(error).into_response();
+            .map_err(PageError::store)?;
     }
     let mut response = redirect("/console/login");
     if let Ok(value) = HeaderValue::from_str(&console.auth.clear_session_cookie()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
-    response
+    Ok(response)
 }

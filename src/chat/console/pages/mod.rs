@@ -13,16 +13,18 @@
 //! | `POST /console/press` | a button press |
 //! | `GET`/`POST /console/login`, `POST /console/logout` | signing in and out |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Form, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer};
 use tokio::sync::broadcast;
 
 use super::auth::{self, Auth, Viewer};
@@ -80,6 +82,8 @@ pub(crate) fn router(state: Shared) -> Router {
             "/console/static/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", JS) }),
         )
+        // The most a [`PageForm`] reads; a larger body is refused with 413.
+        .layer(DefaultBodyLimit::max(MAX_FORM))
         .with_state(state)
 }
 
@@ -297,18 +301,64 @@ pub(crate) fn visible_to(stored: &ConsoleMessage, user: &str) -> bool {
         .is_none_or(|audience| audience == user)
 }
 
-async fn read_form(body: Body) -> Result<HashMap<String, String>, PageError> {
-    let bytes = axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| {
-        PageError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("The form is larger than {MAX_FORM} bytes."),
-        )
-    })?;
-    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+/// Handlers take the signed-in person as an argument; a request without one is answered
+/// before the handler runs, as [`Console::require`] answers it (the sign-in redirect, 401,
+/// or 503 while the database is unavailable).
+impl FromRequestParts<Shared> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Shared) -> Result<Self, Response> {
+        console.require(parts).await
+    }
 }
 
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, PageError> {
-    form.get(name).map(String::as_str).ok_or_else(|| {
+/// A form read with axum's [`Form`]. Its refusals are answered as a page naming the reason
+/// rather than axum's plain text; the body limit is the router's ([`MAX_FORM`]). Fields are
+/// `Option`s checked by the handler ([`required`]), so that a missing one is named.
+pub(super) struct PageForm<T>(pub(super) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
+    type Rejection = PageError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, PageError> {
+        match Form::<T>::from_request(request, state).await {
+            Ok(Form(form)) => Ok(Self(form)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(PageError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("The form is larger than {MAX_FORM} bytes."),
+                ))
+            }
+            Err(rejection) => Err(PageError::new(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// A query string read with axum's [`Query`], refused as a page naming the reason.
+pub(super) struct PageQuery<T>(pub(super) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for PageQuery<T> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(query)) => Ok(Self(query)),
+            Err(rejection) => Err(PageError::new(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// Reads a field left blank (a filter box submitted empty) as absent, which is what the
+/// person means by it.
+pub(super) fn non_blank<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.filter(|value| !value.trim().is_empty()))
+}
+
+/// A form field the handler cannot do without: its value, or a 400 naming it.
+pub(super) fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, PageError> {
+    value.as_deref().ok_or_else(|| {
         PageError::new(
             StatusCode::BAD_REQUEST,
             format!("The form has no {name:?} field."),
@@ -316,19 +366,13 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, P
     })
 }
 
-fn check_csrf(form: &HashMap<String, String>, viewer: &Viewer) -> Result<(), PageError> {
-    match form.get("csrf") {
+/// The form's CSRF token (its `csrf` field) against the session's.
+fn check_csrf(token: Option<&str>, viewer: &Viewer) -> Result<(), PageError> {
+    match token {
         Some(token) if auth::same_secret(token, &viewer.csrf) => Ok(()),
         _ => Err(PageError::new(
             StatusCode::FORBIDDEN,
             "The form's CSRF token is missing or wrong; reload the page and try again.",
         )),
     }
-}
-
-fn query(parts: &Parts) -> HashMap<String, String> {
-    url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
-        .into_owned()
-        .filter(|(_, value)| !value.trim().is_empty())
-        .collect()
 }
