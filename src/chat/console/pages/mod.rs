@@ -376,3 +376,67 @@ fn check_csrf(token: Option<&str>, viewer: &Viewer) -> Result<(), PageError> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default, deserialize_with = "non_blank")]
+        name: Option<String>,
+    }
+
+    /// A route reading a [`PageForm`] under the console router's body limit.
+    fn probe() -> Router {
+        Router::new()
+            .route(
+                "/",
+                post(|PageForm(form): PageForm<Probe>| async move {
+                    required(&form.name, "name").map(str::to_owned)
+                })
+                .get(|PageQuery(query): PageQuery<Probe>| async move {
+                    format!("{:?}", query.name)
+                }),
+            )
+            .layer(DefaultBodyLimit::max(MAX_FORM))
+    }
+
+    async fn answer(request: Request) -> (StatusCode, String) {
+        let response = probe().oneshot(request).await.expect("answer");
+        let status = response.status();
+        let body = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn form(body: String) -> Request {
+        Request::post("/")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn a_form_over_the_limit_is_refused_with_the_page_naming_it() {
+        let (status, body) = answer(form(format!("name={}", "a".repeat(MAX_FORM)))).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body.contains("larger than 16384 bytes"), "{body}");
+        let (status, body) = answer(form("name=ok".to_owned())).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_field_is_named_and_a_blank_query_field_is_absent() {
+        let (status, body) = answer(form("other=1".to_owned())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("no &quot;name&quot; field"), "{body}");
+        let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+        assert_eq!(answer(get("/?name=+")).await.1, "None");
+        assert_eq!(answer(get("/?name=x")).await.1, "Some(\"x\")");
+    }
+}
