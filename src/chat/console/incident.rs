@@ -4,11 +4,12 @@
 //! is set.
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::auth::Viewer;
 use super::html::{self, Html};
 use super::pages::{PageError, Shared, document, secure_headers};
 use crate::core::incident::{self, ChainState, Incident};
@@ -36,16 +37,7 @@ async fn find(console: &Shared, raw: &str) -> Result<Incident, PageError> {
         .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, format!("There is no incident {id}.")))
 }
 
-async fn page(
-    State(console): State<Shared>,
-    Path(raw): Path<String>,
-    request: Request,
-) -> Response {
-    let (parts, _) = request.into_parts();
-    let viewer = match console.require(&parts).await {
-        Ok(viewer) => viewer,
-        Err(response) => return response,
-    };
+async fn page(State(console): State<Shared>, viewer: Viewer, Path(raw): Path<String>) -> Response {
     match find(&console, &raw).await {
         Ok(found) => document(
             StatusCode::OK,
@@ -60,13 +52,12 @@ async fn page(
 
 async fn markdown(
     State(console): State<Shared>,
+    _viewer: Viewer,
     Path(raw): Path<String>,
-    request: Request,
 ) -> Response {
     download(
         console,
         raw,
-        request,
         "text/markdown; charset=utf-8",
         "md",
         incident::to_markdown,
@@ -74,34 +65,17 @@ async fn markdown(
     .await
 }
 
-async fn json(
-    State(console): State<Shared>,
-    Path(raw): Path<String>,
-    request: Request,
-) -> Response {
-    download(
-        console,
-        raw,
-        request,
-        "application/json",
-        "json",
-        incident::to_json,
-    )
-    .await
+async fn json(State(console): State<Shared>, _viewer: Viewer, Path(raw): Path<String>) -> Response {
+    download(console, raw, "application/json", "json", incident::to_json).await
 }
 
 async fn download(
     console: Shared,
     raw: String,
-    request: Request,
     content_type: &'static str,
     extension: &str,
     render: fn(&Incident) -> String,
 ) -> Response {
-    let (parts, _) = request.into_parts();
-    if let Err(response) = console.require(&parts).await {
-        return response;
-    }
     let found = match find(&console, &raw).await {
         Ok(found) => found,
         Err(error) => return error.into_response(),

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -123,19 +124,18 @@ impl Follower {
 }
 
 /// `GET /console/events?since=MICROS`: the stream for one open page.
-pub(crate) async fn events(State(console): State<Shared>, request: Request) -> Response {
-    let (parts, _) = request.into_parts();
-    let viewer = match console.require(&parts).await {
-        Ok(viewer) => viewer,
-        Err(response) => return response,
-    };
-    let resume = parts
-        .headers
+pub(crate) async fn events(
+    State(console): State<Shared>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| {
-            url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
                 .find(|(key, _)| key == "since")
                 .map(|(_, value)| value.into_owned())
         });
