@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::store::CanaryRollback;
+use crate::core::store::CanaryRollback;
 
 /// The author of the deploys Flagger's event webhook records (`sources::flagger`): what
 /// tells a canary run apart from the service's other deploys.
