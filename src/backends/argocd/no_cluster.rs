@@ -41,7 +41,11 @@ impl ArgoCdBackend {
         _target: &Target,
         _change: &Deploy,
     ) -> Result<Option<RestoreOffer>, BackendError> {
-        Ok(None)
+        // `Cluster` has no values here: there is never a cluster to restore in.
+        match &self.cluster {
+            None => Ok(None),
+            Some(cluster) => match *cluster {},
+        }
     }
 
     pub(super) async fn restore_config(
