@@ -330,11 +330,13 @@ async fn roll_back_and_watch_it_resolve(client: &Client) {
         "the thread's alert post marked resolved",
     )
     .await;
-    // The demo has other incidents (search's canary) that stay open: count in this one.
+    // The demo has other incidents (search's and storefront's canaries) that stay open:
+    // count in checkout's.
     let alarms = script_string(
         client,
         "return String([...document.querySelectorAll('section.thread')] \
-           .filter(thread => thread.textContent.includes('HighErrorRate')) \
+           .filter(thread => thread.textContent.includes('HighErrorRate') \
+             && thread.textContent.includes('checkout')) \
            .reduce((red, thread) => red + thread.querySelectorAll('article.tone-danger').length, 0));",
     )
     .await;
