@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Executor, FromRow, IntoArguments};
 
-use super::sql::{Bind, RowsAffected, Sql, micros};
-use super::{CanaryRollback, StoreResult};
+use super::sql::{Bind, RowsAffected, Sql, micros, opt_time, time};
+use super::{CanaryRollback, StoreError, StoreResult};
 
 #[derive(FromRow)]
 pub(crate) struct CanaryRollbackRow {
@@ -21,18 +21,20 @@ pub(crate) struct CanaryRollbackRow {
     taken_at: Option<i64>,
 }
 
-impl From<CanaryRollbackRow> for CanaryRollback {
-    fn from(row: CanaryRollbackRow) -> Self {
-        let at = |micros: i64| DateTime::from_timestamp_micros(micros).unwrap_or_default();
-        Self {
+impl TryFrom<CanaryRollbackRow> for CanaryRollback {
+    type Error = StoreError;
+
+    /// Times out of range are corrupt data, as for every other row, never a silent 1970.
+    fn try_from(row: CanaryRollbackRow) -> StoreResult<Self> {
+        Ok(Self {
             namespace: row.namespace,
             name: row.name,
             plan_id: row.plan_id,
             requested_by: row.requested_by,
-            armed_at: at(row.armed_at),
-            expires_at: at(row.expires_at),
-            taken_at: row.taken_at.map(at),
-        }
+            armed_at: time(row.armed_at)?,
+            expires_at: time(row.expires_at)?,
+            taken_at: opt_time(row.taken_at)?,
+        })
     }
 }
 
@@ -111,7 +113,7 @@ where
         .bind(micros(now))
         .fetch_optional(conn)
         .await?;
-        Ok(row.map(Into::into))
+        row.map(CanaryRollback::try_from).transpose()
     }
 
     /// The Canary's latest rollback request, armed or taken.
@@ -129,6 +131,6 @@ where
         .bind(name.to_owned())
         .fetch_optional(conn)
         .await?;
-        Ok(row.map(Into::into))
+        row.map(CanaryRollback::try_from).transpose()
     }
 }
